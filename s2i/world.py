@@ -1,0 +1,521 @@
+"""The toy audio-visual world: procedural scenes whose ground truth is known.
+
+Everything here is deterministic from a seed.
+
+* **Objects**: 8 classes, each a distinct look (shape x colour) and a distinct sound.
+* **Backgrounds**: 4 kinds, each with its own ambient sound.
+* **Loudness law** (documented, tested): an object's sound amplitude is proportional to
+  its apparent size. With radius ``r`` pixels, the source's RMS is
+  ``REF_RMS * gain`` where ``gain = r / R_MAX`` (``gain_from_size``), i.e. the level is
+  ``20*log10(r / R_MAX)`` dB relative to the loudest object. Physically: a source at
+  distance ``d`` has amplitude ~ 1/d and apparent radius ~ 1/d, so amplitude ~ radius;
+  louder means bigger, i.e. closer. Radii span ``[R_MIN, R_MAX]`` = [3, 13] px, i.e. 0 to
+  -12.7 dB.
+* **Resolution**: frames are 32x32 RGB. The generator works at that resolution (a pixel
+  diffusion UNet that trains on a 2-core CPU in the budget); at 32x32 the 8 shapes stay
+  distinguishable down to the smallest radius (3 px = 7 px across).
+* **Clips**: ``DURATION`` s at ``FPS`` frames/s with ``SR`` Hz mono audio, written as MP4
+  (H.264 + AAC via PyAV) with a sidecar JSON of the ground truth. Each clip is a sequence
+  of segments: ``match`` (the visible object is the heard one), ``silent`` (an object is
+  visible but silent), ``offscreen`` (the object is heard, nothing is visible) and
+  ``ambient`` (only the background's ambience) -- so naive frame/audio pairing is noisy.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .utils import read_json, write_json
+
+# ----------------------------------------------------------------------------- constants
+IMG = 32  # frame size (pixels, square)
+FPS = 8  # video frame rate
+SR = 16000  # audio sample rate
+DURATION = 4.0  # clip length in seconds
+R_MIN, R_MAX = 3.0, 13.0  # object radius range in pixels
+REF_RMS = 0.1  # RMS of a source at gain 1 (radius R_MAX)
+AMBIENT_RMS = 0.02  # RMS of the ambience (-14 dB below the loudest object)
+
+CLASSES = ["bell", "horn", "engine", "bird", "water", "siren", "drum", "buzzer"]
+SHAPES = ["circle", "square", "triangle", "diamond", "ring", "cross", "bar", "x"]
+COLOURS = [
+    (255, 215, 0),  # bell: yellow circle
+    (220, 30, 30),  # horn: red square
+    (40, 80, 255),  # engine: blue triangle
+    (230, 40, 200),  # bird: magenta diamond
+    (0, 230, 230),  # water: cyan ring
+    (255, 130, 0),  # siren: orange cross
+    (245, 245, 245),  # drum: white bar
+    (20, 255, 90),  # buzzer: green x
+]
+SOUNDS = [
+    "struck bell: inharmonic partials at 1046 Hz, re-struck twice a second",
+    "horn: 196 Hz harmonic tone (sawtooth-like partials 1..10)",
+    "engine: 25 Hz pulse train, band-limited below 1.5 kHz",
+    "bird: 2-4 kHz up-chirps, 5 per second",
+    "water: band-pass noise 1-2.5 kHz",
+    "siren: 800 Hz tone frequency-modulated +-300 Hz at 0.8 Hz",
+    "drum: low noise bursts (<400 Hz), 3 per second",
+    "buzzer: 440 Hz square tone gated at 12 Hz",
+]
+BACKGROUNDS = ["meadow", "night", "beach", "city"]
+AMBIENCES = [
+    "meadow: wind, low-pass noise <800 Hz swelling at 0.3 Hz",
+    "night: mains hum, 60 Hz and harmonics",
+    "beach: waves, broadband noise swelling at 0.15 Hz",
+    "city: traffic rumble, brown noise",
+]
+SEGMENT_TYPES = ["match", "silent", "offscreen", "ambient"]
+
+
+def class_index(c: int | str) -> int:
+    """Class index from an index or a name (``"bell"``)."""
+    if isinstance(c, (int, np.integer)):
+        if not 0 <= int(c) < len(CLASSES):
+            raise ValueError(f"class index {c} out of range 0..{len(CLASSES) - 1}")
+        return int(c)
+    if c not in CLASSES:
+        raise ValueError(f"unknown class {c!r}; classes are {CLASSES}")
+    return CLASSES.index(c)
+
+
+def background_index(b: int | str) -> int:
+    if isinstance(b, (int, np.integer)):
+        if not 0 <= int(b) < len(BACKGROUNDS):
+            raise ValueError(f"background index {b} out of range 0..{len(BACKGROUNDS) - 1}")
+        return int(b)
+    if b not in BACKGROUNDS:
+        raise ValueError(f"unknown background {b!r}; backgrounds are {BACKGROUNDS}")
+    return BACKGROUNDS.index(b)
+
+
+def gain_from_size(r: float | np.ndarray) -> float | np.ndarray:
+    """The loudness law: linear amplitude gain of an object of radius ``r`` px (1 at R_MAX)."""
+    return np.asarray(r, dtype=np.float64) / R_MAX if isinstance(r, np.ndarray) else float(r) / R_MAX
+
+
+def size_from_gain(g: float | np.ndarray) -> float | np.ndarray:
+    """Inverse of :func:`gain_from_size`: the radius (px) an object of gain ``g`` has."""
+    return np.asarray(g, dtype=np.float64) * R_MAX if isinstance(g, np.ndarray) else float(g) * R_MAX
+
+
+# ----------------------------------------------------------------------------- pictures
+_YY, _XX = np.mgrid[0:IMG, 0:IMG].astype(np.float64) + 0.5  # pixel centres
+
+
+def background_image(b: int | str) -> np.ndarray:
+    """The (IMG, IMG, 3) uint8 picture of background ``b``."""
+    b = background_index(b)
+    img = np.zeros((IMG, IMG, 3), np.float64)
+    y = _YY / IMG  # 0 at top, 1 at bottom
+    if b == 0:  # meadow: sky over grass
+        sky, grass = np.array([135, 190, 235]), np.array([70, 130, 60])
+        img[:] = np.where((y < 0.4)[..., None], sky, grass)
+    elif b == 1:  # night: navy gradient
+        img[:] = np.array([15, 20, 50]) + (y[..., None] * np.array([20, 20, 30]))
+    elif b == 2:  # beach: sea over sand
+        sea, sand = np.array([40, 90, 160]), np.array([210, 190, 140])
+        img[:] = np.where((y < 0.45)[..., None], sea, sand)
+    else:  # city: grey with darker building blocks
+        img[:] = np.array([125, 125, 130])
+        blocks = ((_XX // 6) % 2 == 0) & (_YY > 8 + 6 * ((_XX // 6) % 3))
+        img[blocks] = np.array([85, 85, 95])
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def object_mask(c: int | str, r: float, cx: float, cy: float) -> np.ndarray:
+    """Boolean (IMG, IMG) mask of object class ``c`` with radius ``r`` centred at (cx, cy)."""
+    shape = SHAPES[class_index(c)]
+    dx, dy = _XX - cx, _YY - cy
+    d = np.hypot(dx, dy)
+    if shape == "circle":
+        m = d <= r
+    elif shape == "square":
+        m = (np.abs(dx) <= 0.85 * r) & (np.abs(dy) <= 0.85 * r)
+    elif shape == "triangle":  # pointing up, base at the bottom of the r-box
+        m = (dy >= -r) & (dy <= r) & (np.abs(dx) <= (dy + r) / 2.0)
+    elif shape == "diamond":
+        m = np.abs(dx) + np.abs(dy) <= 1.2 * r
+    elif shape == "ring":
+        m = (d <= r) & (d >= 0.55 * r)
+    elif shape == "cross":
+        t = 0.35 * r
+        m = ((np.abs(dx) <= t) & (np.abs(dy) <= r)) | ((np.abs(dy) <= t) & (np.abs(dx) <= r))
+    elif shape == "bar":
+        m = (np.abs(dx) <= r) & (np.abs(dy) <= 0.45 * r)
+    else:  # x
+        t = 0.3 * r
+        box = (np.abs(dx) <= 0.8 * r) & (np.abs(dy) <= 0.8 * r)
+        m = box & ((np.abs(dx - dy) / np.sqrt(2) <= t) | (np.abs(dx + dy) / np.sqrt(2) <= t))
+    return m
+
+
+def mask_box(m: np.ndarray) -> list[int]:
+    """[x0, y0, x1, y1] (inclusive-exclusive) of a mask's pixels, or [0, 0, 0, 0] when empty."""
+    ys, xs = np.nonzero(m)
+    if len(xs) == 0:
+        return [0, 0, 0, 0]
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
+
+# ----------------------------------------------------------------------------- sounds
+def _band(x: np.ndarray, sr: int, lo: float, hi: float) -> np.ndarray:
+    """Brick-wall band-pass by FFT masking (deterministic, exact zero outside the band)."""
+    X = np.fft.rfft(x)
+    f = np.fft.rfftfreq(len(x), 1.0 / sr)
+    X[(f < lo) | (f > hi)] = 0
+    return np.fft.irfft(X, n=len(x))
+
+
+def _unit_rms(x: np.ndarray) -> np.ndarray:
+    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
+
+
+def source_signal(c: int | str, n: int, sr: int = SR, rng: np.random.Generator | None = None,
+                  pitch: float = 1.0, rate: float = 1.0, phase: float | None = None) -> np.ndarray:
+    """Unit-RMS waveform (``n`` samples) of class ``c``'s sound.
+
+    ``pitch`` scales every frequency and ``rate`` every repetition rate (timbre variation:
+    training clips use +-4%); ``rng`` draws the noise and the start phase."""
+    c = class_index(c)
+    rng = np.random.default_rng(0) if rng is None else rng
+    t = np.arange(n) / sr
+    ph = rng.uniform(0, 1) if phase is None else phase
+    if c == 0:  # bell
+        f0 = 1046.0 * pitch
+        tt = ((t * 2.0 * rate) + ph) % 1.0 / (2.0 * rate)
+        env = np.exp(-tt / 0.12)
+        x = env * (np.sin(2 * np.pi * f0 * t) + 0.6 * np.sin(2 * np.pi * 2.76 * f0 * t)
+                   + 0.3 * np.sin(2 * np.pi * 5.40 * f0 * t))
+    elif c == 1:  # horn
+        f0 = 196.0 * pitch
+        x = sum(np.sin(2 * np.pi * k * f0 * t + k * ph) / k for k in range(1, 11))
+    elif c == 2:  # engine
+        f = 25.0 * rate * pitch
+        pulses = ((t * f + ph) % 1.0) < 0.08
+        x = _band(pulses.astype(np.float64) - pulses.mean(), sr, 20, 1500)
+    elif c == 3:  # bird
+        period = 0.2 / rate
+        tt = (t + ph * period) % period
+        dur = 0.08
+        f_inst = (2000 + 2000 * np.clip(tt / dur, 0, 1)) * pitch
+        phase_acc = 2 * np.pi * np.cumsum(f_inst) / sr
+        x = np.sin(phase_acc) * (tt < dur) * np.sin(np.pi * np.clip(tt / dur, 0, 1))
+    elif c == 4:  # water
+        x = _band(rng.standard_normal(n), sr, 1000 * pitch, 2500 * pitch)
+    elif c == 5:  # siren
+        f_inst = (800 + 300 * np.sin(2 * np.pi * 0.8 * rate * t + 2 * np.pi * ph)) * pitch
+        x = np.sin(2 * np.pi * np.cumsum(f_inst) / sr)
+    elif c == 6:  # drum
+        period = 1 / (3.0 * rate)
+        tt = (t + ph * period) % period
+        x = _band(rng.standard_normal(n), sr, 30, 400 * pitch) * np.exp(-tt / 0.06)
+    else:  # buzzer
+        f0 = 440.0 * pitch
+        sq = np.sign(np.sin(2 * np.pi * f0 * t)) * 0.5 + 0.5 * np.sin(2 * np.pi * 3 * f0 * t) / 3
+        gate = (((t * 12.0 * rate) + ph) % 1.0) < 0.5
+        x = _band(sq * gate, sr, 100, 4000)
+    return _unit_rms(np.asarray(x, np.float64))
+
+
+def ambient_signal(b: int | str, n: int, sr: int = SR, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Unit-RMS ambience of background ``b``."""
+    b = background_index(b)
+    rng = np.random.default_rng(0) if rng is None else rng
+    t = np.arange(n) / sr
+    ph = rng.uniform(0, 2 * np.pi)
+    if b == 0:  # meadow wind
+        x = _band(rng.standard_normal(n), sr, 20, 800) * (1.0 + 0.5 * np.sin(2 * np.pi * 0.3 * t + ph))
+    elif b == 1:  # night hum
+        x = sum(np.sin(2 * np.pi * 60 * k * t + k * ph) / k for k in range(1, 5))
+    elif b == 2:  # beach waves
+        x = _band(rng.standard_normal(n), sr, 20, 7000) * (1.0 + 0.8 * np.sin(2 * np.pi * 0.15 * t + ph))
+    else:  # city rumble: brown noise
+        x = _band(np.cumsum(rng.standard_normal(n)), sr, 20, 300)
+    return _unit_rms(np.asarray(x, np.float64))
+
+
+def envelope_to_samples(env: np.ndarray, n: int, fps: float = FPS, sr: int = SR,
+                        ramp_s: float = 0.02) -> np.ndarray:
+    """Per-frame gains -> per-sample gains: held over each frame's interval, with ``ramp_s``
+    smoothing at the changes (no clicks)."""
+    idx = np.minimum((np.arange(n) / sr * fps).astype(int), len(env) - 1)
+    g = np.asarray(env, np.float64)[idx]
+    k = max(1, int(ramp_s * sr))
+    if k > 1:
+        pad = np.concatenate([np.full(k // 2, g[0]), g, np.full(k - 1 - k // 2, g[-1])])
+        g = np.convolve(pad, np.ones(k) / k, mode="valid")
+    return g
+
+
+# ----------------------------------------------------------------------------- scenes (still + sound API)
+@dataclass
+class SceneObject:
+    """One object of a scene. Give ``size`` (radius px) or ``gain`` (linear); the other
+    follows the loudness law unless both are given. ``visible`` / ``audible`` switch the
+    picture and the sound of the object separately."""
+
+    cls: int | str
+    size: float | None = None
+    gain: float | None = None
+    x: float = IMG / 2
+    y: float = IMG / 2
+    visible: bool = True
+    audible: bool = True
+
+    def radius(self) -> float:
+        if self.size is not None:
+            return float(self.size)
+        if self.gain is not None:
+            return float(size_from_gain(self.gain))
+        raise ValueError("SceneObject needs a size or a gain")
+
+    def amp(self) -> float:
+        return float(self.gain) if self.gain is not None else float(gain_from_size(self.radius()))
+
+
+@dataclass
+class Scene:
+    """A scene description: a background and objects (rendered in order, later on top)."""
+
+    background: int | str = 0
+    objects: list[SceneObject] = field(default_factory=list)
+    ambient_gain: float = 1.0
+
+
+def render_still(scene: Scene) -> np.ndarray:
+    """The (IMG, IMG, 3) uint8 picture of a scene (visible objects only)."""
+    img = background_image(scene.background).copy()
+    for o in scene.objects:
+        if o.visible:
+            img[object_mask(o.cls, o.radius(), o.x, o.y)] = COLOURS[class_index(o.cls)]
+    return img
+
+
+def render_sound(scene: Scene, duration: float = 1.0, sr: int = SR, seed: int = 0,
+                 pitch: float | Sequence[float] = 1.0, rate: float | Sequence[float] = 1.0,
+                 ambience: bool = True) -> np.ndarray:
+    """The mono float32 sound of a scene: each audible object's sound at ``REF_RMS * gain``
+    plus the background's ambience at ``AMBIENT_RMS * ambient_gain``. ``pitch`` / ``rate``
+    (one value or one per object) vary the timbre; ``seed`` fixes noise and phases."""
+    n = int(round(duration * sr))
+    rng = np.random.default_rng(seed)
+    x = np.zeros(n)
+    for i, o in enumerate(scene.objects):
+        p = pitch[i] if isinstance(pitch, (list, tuple, np.ndarray)) else pitch
+        r = rate[i] if isinstance(rate, (list, tuple, np.ndarray)) else rate
+        sig = source_signal(o.cls, n, sr, rng, pitch=p, rate=r)
+        if o.audible:
+            x += REF_RMS * o.amp() * sig
+    amb = ambient_signal(scene.background, n, sr, rng)
+    if ambience:
+        x += AMBIENT_RMS * scene.ambient_gain * amb
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- clips
+@dataclass
+class ClipSpec:
+    """Everything needed to render a clip; produced by :func:`sample_clip`."""
+
+    clip_id: str
+    seed: int
+    background: int
+    cls: int
+    segments: list[dict]  # {type, start, end, cls, r0, r1, x0, y0, x1, y1}
+    pitch: float
+    rate: float
+    ambient_gain: float
+    n_frames: int = int(DURATION * FPS)
+
+
+def _segment_bounds(rng: np.random.Generator, n_frames: int, n_seg: int, min_len: int) -> list[tuple[int, int]]:
+    spare = n_frames - n_seg * min_len
+    cuts = np.sort(rng.integers(0, spare + 1, size=n_seg - 1))
+    lens = np.diff(np.concatenate([[0], cuts, [spare]])) + min_len
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    return [(int(s), int(s + l)) for s, l in zip(starts, lens)]
+
+
+def sample_clip(clip_id: str, seed: int, p_match: float = 0.55, n_frames: int = int(DURATION * FPS)) -> ClipSpec:
+    """Draw a clip's scenario from ``seed``: a background, the clip's sound class and 3-5
+    segments of the types in ``SEGMENT_TYPES`` (at least one ``match``)."""
+    rng = np.random.default_rng(seed)
+    b = int(rng.integers(len(BACKGROUNDS)))
+    c = int(rng.integers(len(CLASSES)))
+    n_seg = int(rng.integers(3, 6))
+    bounds = _segment_bounds(rng, n_frames, n_seg, min_len=4)
+    p_other = (1 - p_match) / 3
+    types = list(rng.choice(SEGMENT_TYPES, size=n_seg, p=[p_match, p_other, p_other, p_other]))
+    if "match" not in types:
+        types[int(rng.integers(n_seg))] = "match"
+    segs = []
+    for (s, e), ty in zip(bounds, types):
+        r0, r1 = rng.uniform(R_MIN, R_MAX, size=2)
+        m0, m1 = R_MAX + 0.5, IMG - R_MAX - 0.5  # keep objects fully inside at any radius
+        x0, y0, x1, y1 = rng.uniform(m0, m1, size=4)
+        seg_cls = c
+        if ty == "silent" and rng.uniform() < 0.5:  # a silent object of another class
+            seg_cls = int((c + rng.integers(1, len(CLASSES))) % len(CLASSES))
+        segs.append(dict(type=str(ty), start=s, end=e, cls=seg_cls, r0=float(r0), r1=float(r1),
+                         x0=float(x0), y0=float(y0), x1=float(x1), y1=float(y1)))
+    return ClipSpec(clip_id=clip_id, seed=int(seed), background=b, cls=c, segments=segs,
+                    pitch=float(rng.uniform(0.96, 1.04)), rate=float(rng.uniform(0.96, 1.04)),
+                    ambient_gain=float(10 ** (rng.uniform(-2, 2) / 20)), n_frames=n_frames)
+
+
+def render_clip(spec: ClipSpec, fps: int = FPS, sr: int = SR) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Render a clip: frames (T, IMG, IMG, 3) uint8, audio (S,) float32 and its ground truth."""
+    T = spec.n_frames
+    bg = background_image(spec.background)
+    frames = np.repeat(bg[None], T, axis=0)
+    gain_env = np.zeros(T)  # the clip's sound source (class spec.cls)
+    per_frame = []
+    for seg in spec.segments:
+        L = seg["end"] - seg["start"]
+        for k in range(L):
+            f = seg["start"] + k
+            a = k / max(L - 1, 1)
+            r = seg["r0"] + a * (seg["r1"] - seg["r0"])
+            x = seg["x0"] + a * (seg["x1"] - seg["x0"])
+            y = seg["y0"] + a * (seg["y1"] - seg["y0"])
+            visible, sounding = [], []
+            if seg["type"] in ("match", "silent"):
+                m = object_mask(seg["cls"], r, x, y)
+                frames[f][m] = COLOURS[seg["cls"]]
+                visible.append(dict(cls=seg["cls"], name=CLASSES[seg["cls"]], size=r, x=x, y=y,
+                                    area=int(m.sum()), box=mask_box(m)))
+            if seg["type"] in ("match", "offscreen"):
+                gain_env[f] = gain_from_size(r)
+                sounding.append(dict(cls=spec.cls, name=CLASSES[spec.cls], gain=float(gain_env[f])))
+            match = bool(visible) and bool(sounding) and {v["cls"] for v in visible} == {s["cls"] for s in sounding}
+            per_frame.append(dict(t=f / fps, segment=seg["type"], visible=visible, sounding=sounding, match=match))
+    n = int(round(T / fps * sr))
+    rng = np.random.default_rng(spec.seed + 7919)
+    src = source_signal(spec.cls, n, sr, rng, pitch=spec.pitch, rate=spec.rate)
+    amb = ambient_signal(spec.background, n, sr, rng)
+    audio = REF_RMS * envelope_to_samples(gain_env, n, fps, sr) * src + AMBIENT_RMS * spec.ambient_gain * amb
+    truth = dict(
+        clip_id=spec.clip_id, seed=spec.seed, fps=fps, sr=sr, n_frames=T, duration=T / fps,
+        image_size=IMG, background=spec.background, background_name=BACKGROUNDS[spec.background],
+        sound_class=spec.cls, sound_name=CLASSES[spec.cls],
+        classes=sorted({spec.cls} | {s["cls"] for s in spec.segments if s["type"] in ("match", "silent")}),
+        timbre=dict(pitch=spec.pitch, rate=spec.rate), ambient_gain=spec.ambient_gain,
+        segments=spec.segments,
+        sources=[dict(cls=spec.cls, name=CLASSES[spec.cls], gain_envelope=[float(g) for g in gain_env],
+                      rms_at_gain_1=REF_RMS),
+                 dict(cls=None, name=f"ambience:{BACKGROUNDS[spec.background]}",
+                      gain_envelope=[float(spec.ambient_gain)] * T, rms_at_gain_1=AMBIENT_RMS)],
+        frames=per_frame,
+    )
+    return frames, np.clip(audio, -1, 1).astype(np.float32), truth
+
+
+def split_of(clip_index: int, seed: int, fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> str:
+    """Deterministic split (``train``/``val``/``test``) of a clip, by a hash of its index and the seed."""
+    h = int(hashlib.sha256(f"{seed}:{clip_index}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "train" if h < fractions[0] else ("val" if h < fractions[0] + fractions[1] else "test")
+
+
+def clip_seed(world_seed: int, i: int) -> int:
+    """The seed of clip ``i`` in a world made with ``world_seed``."""
+    return int(np.random.SeedSequence([world_seed, i]).generate_state(1)[0])
+
+
+def write_clip(out_dir: str | os.PathLike, spec: ClipSpec, split: str) -> dict:
+    """Render ``spec`` and write ``<clip_id>.mp4`` and ``<clip_id>.json``; return the index row."""
+    from .media import write_video
+
+    out_dir = Path(out_dir)
+    frames, audio, truth = render_clip(spec)
+    truth["split"] = split
+    write_video(out_dir / f"{spec.clip_id}.mp4", frames, FPS, audio, SR)
+    write_json(out_dir / f"{spec.clip_id}.json", truth)
+    return dict(clip_id=spec.clip_id, split=split, video=f"{spec.clip_id}.mp4", truth=f"{spec.clip_id}.json",
+                sound_class=spec.cls, background=spec.background,
+                n_match=sum(f["match"] for f in truth["frames"]), n_frames=spec.n_frames)
+
+
+def generate_world(out_dir: str | os.PathLike, n_clips: int, seed: int, p_match: float = 0.55,
+                   fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True) -> dict:
+    """Generate the toy corpus into ``out_dir``: one MP4 + JSON per clip and ``index.json``.
+
+    Clips already on disk with a matching JSON are kept (the generator is resumable)."""
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in tqdm(range(n_clips), desc="world", disable=not progress):
+        cid = f"clip{i:05d}"
+        s = clip_seed(seed, i)
+        split = split_of(i, seed, fractions)
+        spec = sample_clip(cid, s, p_match=p_match)
+        jp, vp = out_dir / f"{cid}.json", out_dir / f"{cid}.mp4"
+        if jp.exists() and vp.exists():
+            try:
+                t = read_json(jp)
+                if t.get("seed") == s and t.get("split") == split:
+                    rows.append(dict(clip_id=cid, split=split, video=vp.name, truth=jp.name, sound_class=spec.cls,
+                                     background=spec.background, n_match=sum(f["match"] for f in t["frames"]),
+                                     n_frames=t["n_frames"]))
+                    continue
+            except ValueError:
+                pass
+        rows.append(write_clip(out_dir, spec, split))
+    index = dict(seed=seed, n_clips=n_clips, fps=FPS, sr=SR, image_size=IMG, duration=DURATION,
+                 classes=CLASSES, backgrounds=BACKGROUNDS, clips=rows)
+    write_json(out_dir / "index.json", index)
+    return index
+
+
+def load_index(world_dir: str | os.PathLike) -> dict:
+    """The world's ``index.json``."""
+    return read_json(Path(world_dir) / "index.json")
+
+
+def load_truth(world_dir: str | os.PathLike, clip_id: str) -> dict:
+    return read_json(Path(world_dir) / f"{clip_id}.json")
+
+
+def corpus_stats(world_dir: str | os.PathLike) -> dict:
+    """Statistics of a generated corpus: class and background balance, split sizes, the share
+    of frames whose picture and sound disagree (by kind), and size/gain ranges."""
+    world_dir = Path(world_dir)
+    idx = load_index(world_dir)
+    n_frames = 0
+    seg_counts = {t: 0 for t in SEGMENT_TYPES}
+    mismatched = 0
+    sizes = []
+    cls_counts = [0] * len(CLASSES)
+    bg_counts = [0] * len(BACKGROUNDS)
+    splits: dict[str, int] = {}
+    for row in idx["clips"]:
+        t = load_truth(world_dir, row["clip_id"])
+        cls_counts[t["sound_class"]] += 1
+        bg_counts[t["background"]] += 1
+        splits[row["split"]] = splits.get(row["split"], 0) + 1
+        for f in t["frames"]:
+            n_frames += 1
+            seg_counts[f["segment"]] += 1
+            mismatched += not f["match"]
+            sizes += [v["size"] for v in f["visible"]]
+    return dict(
+        n_clips=len(idx["clips"]), n_frames=n_frames, splits=splits,
+        class_counts=dict(zip(CLASSES, cls_counts)), background_counts=dict(zip(BACKGROUNDS, bg_counts)),
+        frame_kind_share={k: v / max(n_frames, 1) for k, v in seg_counts.items()},
+        mismatch_share=mismatched / max(n_frames, 1),
+        size_min=float(np.min(sizes)) if sizes else None, size_max=float(np.max(sizes)) if sizes else None,
+    )
+
+
+def spec_from_truth(truth: dict) -> ClipSpec:
+    """Rebuild a clip's :class:`ClipSpec` from its sidecar JSON (to re-render it)."""
+    return ClipSpec(clip_id=truth["clip_id"], seed=truth["seed"], background=truth["background"],
+                    cls=truth["sound_class"], segments=truth["segments"], pitch=truth["timbre"]["pitch"],
+                    rate=truth["timbre"]["rate"], ambient_gain=truth["ambient_gain"], n_frames=truth["n_frames"])
