@@ -140,7 +140,7 @@ def object_mask(c: int | str, r: float, cx: float, cy: float) -> np.ndarray:
     elif shape == "triangle":  # pointing up, base at the bottom of the r-box
         m = (dy >= -r) & (dy <= r) & (np.abs(dx) <= (dy + r) / 2.0)
     elif shape == "diamond":
-        m = np.abs(dx) + np.abs(dy) <= 1.2 * r
+        m = np.abs(dx) + np.abs(dy) <= 1.03 * r  # half-diagonal <= R_MAX + 0.5: stays inside the frame
     elif shape == "ring":
         m = (d <= r) & (d >= 0.55 * r)
     elif shape == "cross":
@@ -214,7 +214,7 @@ def source_signal(c: int | str, n: int, sr: int = SR, rng: np.random.Generator |
     elif c == 6:  # drum
         period = 1 / (3.0 * rate)
         tt = (t + ph * period) % period
-        x = _band(rng.standard_normal(n), sr, 30, 400 * pitch) * np.exp(-tt / 0.06)
+        x = _band(rng.standard_normal(n), sr, 30, 400 * pitch) * np.exp(-tt / 0.15)  # decay long enough to keep peaks < full scale
     else:  # buzzer
         f0 = 440.0 * pitch
         sq = np.sign(np.sin(2 * np.pi * f0 * t)) * 0.5 + 0.5 * np.sin(2 * np.pi * 3 * f0 * t) / 3

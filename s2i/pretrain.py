@@ -1,0 +1,137 @@
+"""The ``pretrain`` stage: build the toy/smoke backbones from scratch and measure them.
+
+The patent trains only the audio encoder; the image encoder and the generator are
+*pretrained* (OpenCLIP and Stable unCLIP in the ``full`` profile). For the toy world this
+stage plays the part of their pretraining, on its own corpus of random stills rendered by
+:mod:`s2i.world` (passed through the same H.264 codec as the videos), never on the
+alignment clips. Its output folder is shipped in git like a pretrained checkpoint.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import backbones as B
+from . import world
+from .paths import resolve
+from .utils import seed_everything, write_json
+
+
+@dataclass
+class PretrainResult:
+    model_dir: Path
+    metrics: dict
+    timings: dict
+    log: list = field(default_factory=list)
+    heldout: B.StillSet | None = None
+    recon: np.ndarray | None = None
+
+
+def _single(d: B.StillSet) -> np.ndarray:
+    return d.presence.sum(1) == 1
+
+
+def _spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def probe_encoder(train_e: np.ndarray, train: B.StillSet, test_e: np.ndarray, test: B.StillSet, k: int = 5) -> dict:
+    """Probe the embedding on held-out single-object stills: kNN class accuracy (cosine, k
+    neighbours from the training stills) and a ridge linear probe of the object's radius."""
+    from sklearn.linear_model import Ridge
+    from sklearn.neighbors import KNeighborsClassifier
+
+    tr, te = _single(train), _single(test)
+    ytr, yte = train.presence[tr].argmax(1), test.presence[te].argmax(1)
+    knn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_e[tr], ytr)
+    acc = float((knn.predict(test_e[te]) == yte).mean())
+    str_, ste = train.sizes[tr].max(1), test.sizes[te].max(1)
+    probe = Ridge(alpha=1.0).fit(train_e[tr], str_)
+    return dict(encoder_knn_class_acc=acc, encoder_size_spearman=_spearman(probe.predict(test_e[te]), ste))
+
+
+def judge_scores(rep: dict, d: B.StillSet, prefix: str) -> dict:
+    """Judge metrics against ground truth: top-1 class on single-object images, exact set of
+    present classes on all images, Spearman of the judged vs true radius, background accuracy."""
+    s = _single(d)
+    true_cls = d.presence[s].argmax(1)
+    size_pred = rep["size"][s][np.arange(s.sum()), true_cls]
+    return {
+        f"{prefix}_class_acc": float((rep["top_class"][s] == true_cls).mean()),
+        f"{prefix}_exact_set": float((rep["present"] == (d.presence > 0.5)).all(1).mean()),
+        f"{prefix}_size_spearman": _spearman(size_pred, d.sizes[s].max(1)),
+        f"{prefix}_size_mae_px": float(np.abs(size_pred - d.sizes[s].max(1)).mean()),
+        f"{prefix}_bg_acc": float((rep["bg"] == d.bg).mean()),
+    }
+
+
+def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encoder: dict, judge: dict,
+                 generator: dict, n_recon: int, log_every: bool = True) -> PretrainResult:
+    """Train the image encoder (SimCLR), the judge (supervised on ground truth) and the
+    generator (embedding-conditioned diffusion on frozen encoder embeddings); save them in
+    ``model_dir``; measure everything on held-out stills (a different seed)."""
+    seed_everything(seed)
+    model_dir = resolve(model_dir)
+    logs: list[dict] = []
+    timings: dict[str, float] = {}
+
+    def log(row):
+        row = dict(row, time=round(time.time() - t_start, 2))
+        logs.append(row)
+        if log_every and row["step"] % 200 == 0:
+            print(row, flush=True)
+
+    t_start = time.time()
+    t = time.time()
+    train = B.make_stills(n_stills, seed)
+    held = B.make_stills(n_heldout, seed + 1_000_003)
+    timings["data_s"] = time.time() - t
+
+    t = time.time()
+    enc = B.train_encoder(train, B.EncoderCfg(**encoder), seed, log)
+    timings["encoder_s"] = time.time() - t
+    enc.save(model_dir / "image_encoder")
+    enc = B.ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
+
+    t = time.time()
+    jd = B.train_judge(train, B.JudgeCfg(**judge), seed, log)
+    timings["judge_s"] = time.time() - t
+    jd.save(model_dir / "judge")
+
+    t = time.time()
+    e_train, e_held = B.embed(enc, train.images), B.embed(enc, held.images)
+    timings["embed_s"] = time.time() - t
+
+    gcfg = B.GeneratorCfg(**{**generator, "block_out_channels": tuple(generator["block_out_channels"])})
+    t = time.time()
+    gen = B.train_generator(e_train, train.images, gcfg, seed, log,
+                            ckpt_path=model_dir.parent / f".{model_dir.name}_generator_ckpt.pt")
+    timings["generator_s"] = time.time() - t
+    timings["generator_s_per_step"] = timings["generator_s"] / max(gcfg.steps, 1)
+    gen.save(model_dir / "generator")
+    ck = model_dir.parent / f".{model_dir.name}_generator_ckpt.pt"
+    if ck.exists():
+        ck.unlink()
+
+    # measure, on held-out stills, with the models as saved
+    bb = B.ToyBackbones.load(model_dir)
+    metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
+    metrics.update(judge_scores(bb.judge.report(held.images), held, "judge"))
+    sub = B.StillSet(held.images[:n_recon], held.presence[:n_recon], held.sizes[:n_recon], held.bg[:n_recon])
+    t = time.time()
+    recon = bb.generate(e_held[:n_recon], seed=seed)
+    timings["generate_s"] = time.time() - t
+    timings["images_per_s"] = n_recon / timings["generate_s"]
+    metrics.update(judge_scores(bb.judge.report(recon), sub, "recon"))
+    metrics.update(n_stills=n_stills, n_heldout=n_heldout, n_recon=n_recon, embed_dim=bb.embed_dim)
+    timings["total_s"] = time.time() - t_start
+    write_json(model_dir / "manifest.json", dict(
+        seed=seed, n_stills=n_stills, encoder=encoder, judge=judge, generator=generator,
+        metrics=metrics, timings=timings, torch=torch.__version__))
+    return PretrainResult(model_dir, metrics, timings, logs, sub, recon)
