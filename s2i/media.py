@@ -508,10 +508,10 @@ def probe(path: str | os.PathLike) -> dict:
     Returns ``{"path", "format", "duration" (s or None), "bit_rate", "streams": [...],
     "video": first video stream (not a cover picture) or None, "audio": first audio stream or
     None}`` where each stream is a dict with keys ``index, type, codec, duration, start_time,
-    frames, bit_rate, cover, fps, width, height, pix_fmt, sample_rate, channels, layout,
-    sample_fmt, fps_fraction`` fps_fraction`` (``None`` where not applicable; ``fps_fraction`` is the exact
-    rate as text, e.g. ``"30000/1001"``). A stream's ``duration`` falls back to the container's when the
-    file states none per stream (Matroska/WebM).
+    frames, bit_rate, cover, fps, fps_fraction, width, height, pix_fmt, sample_rate, channels,
+    layout, sample_fmt`` (``None`` where not applicable; ``fps_fraction`` is the exact rate as
+    text, e.g. ``"30000/1001"``). A stream's ``duration`` falls back to the container's when
+    the file states none per stream (Matroska/WebM).
     Raises :class:`MediaError` for a missing or unreadable file."""
     path = Path(path)
     c = _open(path, check_riff=False)

@@ -10,7 +10,8 @@ Everything here is deterministic from a seed.
   ``20*log10(r / R_MAX)`` dB relative to the loudest object. Physically: a source at
   distance ``d`` has amplitude ~ 1/d and apparent radius ~ 1/d, so amplitude ~ radius;
   louder means bigger, i.e. closer. Radii span ``[R_MIN, R_MAX]`` = [3, 13] px, i.e. 0 to
-  -12.7 dB.
+  -12.7 dB. The ambience level varies by +-6 dB from clip to clip (``AMBIENT_DB_RANGE``), so
+  it carries no information about the object's size.
 * **Resolution**: frames are 32x32 RGB. The generator works at that resolution (a pixel
   diffusion UNet that trains on a 2-core CPU in the budget); at 32x32 the 8 shapes stay
   distinguishable down to the smallest radius (3 px = 7 px across).
@@ -39,7 +40,10 @@ SR = 16000  # audio sample rate
 DURATION = 4.0  # clip length in seconds
 R_MIN, R_MAX = 3.0, 13.0  # object radius range in pixels
 REF_RMS = 0.1  # RMS of a source at gain 1 (radius R_MAX)
-AMBIENT_RMS = 0.02  # RMS of the ambience (-14 dB below the loudest object)
+AMBIENT_RMS = 0.02  # RMS of the ambience (-14 dB below the loudest object) ...
+AMBIENT_DB_RANGE = 6.0  # ... varied per clip by +-6 dB: places differ in how loud they are, so the
+# only cue to an object's size is its *own* level, and a whole recording made louder (object
+# and ambience together) reads as a closer, bigger object (claim 8)
 
 CLASSES = ["bell", "horn", "engine", "bird", "water", "siren", "drum", "buzzer"]
 SHAPES = ["circle", "square", "triangle", "diamond", "ring", "cross", "bar", "x"]
@@ -366,7 +370,7 @@ def sample_clip(clip_id: str, seed: int, p_match: float = 0.55, n_frames: int = 
                          x0=float(x0), y0=float(y0), x1=float(x1), y1=float(y1)))
     return ClipSpec(clip_id=clip_id, seed=int(seed), background=b, cls=c, segments=segs,
                     pitch=float(rng.uniform(0.96, 1.04)), rate=float(rng.uniform(0.96, 1.04)),
-                    ambient_gain=float(10 ** (rng.uniform(-2, 2) / 20)), n_frames=n_frames)
+                    ambient_gain=float(10 ** (rng.uniform(-AMBIENT_DB_RANGE, AMBIENT_DB_RANGE) / 20)), n_frames=n_frames)
 
 
 def render_clip(spec: ClipSpec, fps: int = FPS, sr: int = SR) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -438,6 +438,15 @@ def test_windows_of_a_video_track(tmp_path):
     check_tones(w[1], 2, lossless=False)
 
 
+def test_window_arguments():
+    np.testing.assert_array_equal(audio_window_starts(40000, SR, 1.0, overlap_s=0.75),
+                                  audio_window_starts(40000, SR, 1.0, 0.25))
+    with pytest.raises(ValueError):
+        audio_window_starts(100, SR, 1.0, 0.5, overlap_s=0.5)
+    with pytest.raises(ValueError):
+        audio_window_starts(100, SR, 1.0, overlap_s=1.0)  # hop 0
+
+
 def test_windows_memory_does_not_grow_with_length(tmp_path):
     path = tmp_path / "long.wav"
     _noise_wav(path, 120.0)  # 7.7 MB of float32 at 16 kHz
@@ -572,6 +581,45 @@ def test_read_videos_skipping(tmp_path):
     assert all(set(s) == {"path", "reason"} and s["reason"] for s in skipped)
     videos, skipped = read_videos_skipping([a, silent], need_audio=False)
     assert len(videos) == 2 and not skipped and videos[1].audio is None
+
+
+# --------------------------------------------------------------------------------------------
+# internals: audio format changes mid-stream, frame collection
+# --------------------------------------------------------------------------------------------
+
+def test_mono_audio_survives_format_changes_mid_stream():
+    from s2i.media import _MonoAudio
+
+    conv, out = _MonoAudio(SR), []
+    for sr_in, layout, n_ch in ((8000, "mono", 1), (44100, "stereo", 2), (22050, "mono", 1)):
+        data = tones(sr_in, sr_in // 2, [440.0, 440.0][:n_ch], [0.5, 0.5][:n_ch])
+        for s in range(0, data.shape[1], 700):
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s:s + 700]), format="fltp",
+                                            layout=layout)
+            fr.sample_rate = sr_in
+            out += conv.push(fr)
+    out += conv.flush()
+    x = np.concatenate(out)
+    assert abs(len(x) - 1.5 * SR) <= 8  # three half seconds, each resampled to SR
+    assert abs(peak_hz(x, SR) - 440.0) <= 2.0
+    assert tone_amp(x[SR // 2 + 100: SR - 100], SR, 440.0) == pytest.approx(0.5, rel=0.02)
+
+
+def test_frame_collector():
+    from s2i.media import _Frames
+
+    imgs = [np.full((4, 6, 3), i, np.uint8) for i in range(5)]
+    for expected in (0, 3, 5, 9, 10**15):  # unknown, too few, exact, too many, absurd
+        fc = _Frames(expected)
+        for im in imgs:
+            fc.append(im)
+        arr = fc.array()
+        assert arr.shape == (5, 4, 6, 3) and [int(a[0, 0, 0]) for a in arr] == list(range(5))
+    fc = _Frames(4)  # resolution change mid-stream: later frames are resized to the first's
+    fc.append(imgs[0])
+    fc.append(np.full((8, 12, 3), 7, np.uint8))
+    arr = fc.array()
+    assert arr.shape == (2, 4, 6, 3) and arr[1].min() == 7
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,42 @@
+# s2i -- run `make help` for the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= toy
+
+.DEFAULT_GOAL := help
+.PHONY: help env repro test test-unit test-notebooks profile lab clean-smoke
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
+
+env: $(VENV)/.installed ## create .venv and install every pinned dependency (requirements.txt) and s2i
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+repro: env ## set up, then run the whole pipeline (dvc repro) on params.yaml's profile (toy by default)
+	$(BIN)/dvc repro
+
+test: env ## run the whole test suite: unit tests + nbval over every notebook at smoke size
+	$(BIN)/python -m pytest tests -q
+	$(BIN)/python scripts/nbval_prepare.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
+
+test-unit: env ## unit tests only
+	$(BIN)/python -m pytest tests -q
+
+profile: ## switch the active profile: make profile PROFILE=smoke (copies profiles/$(PROFILE).yaml to params.yaml)
+	cp profiles/$(PROFILE).yaml params.yaml
+	@echo "params.yaml is now the $(PROFILE) profile; run: make repro"
+
+lab: env ## open JupyterLab on the notebooks (127.0.0.1 only)
+	$(BIN)/jupyter lab --ip 127.0.0.1 notebooks/
+
+clean-smoke: ## remove the nbval/smoke scratch outputs (build/)
+	rm -rf build

@@ -1,0 +1,100 @@
+"""Audio -> image (claims 6, 7, 17): the trained audio encoder puts a sound in the image
+embedding space and the pretrained generator draws it.
+
+    s2i = Sound2Image.from_run("results", profile="toy", model_dir="models/toy")
+    images = s2i.generate("dog.wav", n=4, seed=0)          # uint8 (4, 32, 32, 3)
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .audio import AudioEncoder, encode_mels, log_mel
+from .backbones import load_backbones
+from .paths import resolve
+
+SR = 16000
+
+
+def to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
+    """Mono float32 at 16 kHz from an array (S,) or (C, S) / (S, C) at ``sr``."""
+    a = np.asarray(audio, np.float32)
+    if a.ndim == 2:
+        a = a.mean(axis=0 if a.shape[0] <= 8 else 1)
+    if sr != SR:
+        import torchaudio.functional as AF
+
+        a = AF.resample(torch.from_numpy(a), sr, SR).numpy()
+    return a
+
+
+def windows_of(audio: np.ndarray, window_s: float, hop_s: float | None = None) -> np.ndarray:
+    """(N, S) windows of ``window_s`` with hop ``hop_s`` (default half a window); audio
+    shorter than one window is zero-padded on both sides into a single window."""
+    S = int(round(window_s * SR))
+    hop = int(round((hop_s or window_s / 2) * SR))
+    if len(audio) <= S:
+        pad = S - len(audio)
+        return np.pad(audio, (pad // 2, pad - pad // 2))[None]
+    starts = np.arange(0, len(audio) - S + 1, hop)
+    return np.stack([audio[s:s + S] for s in starts])
+
+
+class Sound2Image:
+    """The product's core: audio (file path or array) -> image embedding -> images."""
+
+    def __init__(self, backbones, audio_encoder: AudioEncoder, window_s: float = 0.5):
+        self.backbones = backbones
+        self.audio_encoder = audio_encoder.eval()
+        self.window_s = window_s
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike = "results", profile: str = "toy",
+                 model_dir: str | os.PathLike = "models/toy", window_s: float = 0.5,
+                 full_params: dict | None = None) -> "Sound2Image":
+        """Load the backbones of ``profile`` and the audio encoder trained in ``run_dir``."""
+        enc_dir = resolve(run_dir) / "alignment" / "audio_encoder"
+        if not (enc_dir / "audio_encoder.safetensors").exists():
+            raise FileNotFoundError(f"{enc_dir}: no trained audio encoder; run the pipeline first (dvc repro alignment)")
+        return cls(load_backbones(profile, model_dir, full_params), AudioEncoder.load(enc_dir), window_s)
+
+    def load_audio(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> np.ndarray:
+        """A path (any format PyAV decodes) or an array with its sample rate -> mono 16 kHz."""
+        if isinstance(audio, (str, os.PathLike)):
+            from .media import read_audio
+
+            return read_audio(audio, SR)
+        if sr is None:
+            raise ValueError("an audio array needs its sample rate (sr=...)")
+        return to_mono_16k(audio, sr)
+
+    @torch.no_grad()
+    def embed_windows(self, windows: np.ndarray) -> torch.Tensor:
+        """(N, S) 16 kHz windows -> (N, D) Z^A."""
+        return encode_mels(self.audio_encoder, log_mel(windows))
+
+    def embed_audio(self, audio, sr: int | None = None, hop_s: float | None = None) -> torch.Tensor:
+        """A whole sound -> one (D,) embedding: the mean of its windows' embeddings."""
+        a = self.load_audio(audio, sr)
+        return self.embed_windows(windows_of(a, self.window_s, hop_s)).mean(0)
+
+    def generate(self, audio, sr: int | None = None, n: int = 4, seed: int = 0, guidance: float | None = None,
+                 steps: int | None = None, **kw) -> np.ndarray:
+        """Audio -> ``n`` images (uint8 (n, H, W, 3)); the same seed gives the same images."""
+        z = self.embed_audio(audio, sr)[None]
+        return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
+
+
+def mix_audio(sounds: list[np.ndarray], gains_db: list[float] | None = None) -> np.ndarray:
+    """Sum mono 16 kHz sounds (zero-padded to the longest), each scaled by its gain in dB."""
+    gains_db = gains_db or [0.0] * len(sounds)
+    if len(gains_db) != len(sounds):
+        raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
+    n = max(len(s) for s in sounds)
+    out = np.zeros(n, np.float32)
+    for s, g in zip(sounds, gains_db):
+        out[: len(s)] += s * 10 ** (g / 20)
+    return out
