@@ -1,0 +1,86 @@
+# %% [markdown]
+# # 04 · Audio -> image (claims 6, 7, 17)
+#
+# Held-out sounds rendered by the toy world with seeds never used in training (plus timbres
+# outside the training range) go through the trained audio encoder into the image-embedding
+# space, and the pretrained generator draws them. The judge says what was drawn. Upper bound:
+# the same generator from the paired *image* embeddings of the held-out test clips.
+
+# %% tags=["parameters"]
+seed: int = 0
+run_dir: str = "build/nbval"
+profile: str = "smoke"
+model_dir: str = "build/nbval/models"
+window_s: float = 0.5
+n_per_class: int = 2
+n_images: int = 2
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from s2i import resolve, seed_everything, world, write_json
+from s2i.generate import Sound2Image
+from s2i.method import load_pairs, subset
+from s2i.studies import confusion, eval_generation, sound_bank
+from s2i.viz import grid, save_png
+
+seed_everything(seed)
+out = resolve(run_dir)
+s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
+
+# %%
+res = eval_generation(s2i, sound_bank(n_per_class, seed), n_images, seed)
+res_novel = eval_generation(s2i, sound_bank(n_per_class, seed + 1, novel=True), n_images, seed)
+rows, z, m = load_pairs(out / "pairs")
+te_rows, te_z, _ = subset(rows, z, m, "test", "test_gt")
+img_up = s2i.backbones.generate(te_z, n_per=1, seed=seed)
+rep_up = s2i.backbones.judge.report(img_up)
+te_cls = np.array([r["sound_class"] for r in te_rows])
+metrics = dict(class_acc_audio=res["class_acc"], class_present_audio=res["present_acc"],
+               bg_acc_audio=res["bg_acc"], class_acc_audio_novel_timbre=res_novel["class_acc"],
+               bg_acc_audio_novel_timbre=res_novel["bg_acc"],
+               class_acc_image=float((rep_up["top_class"] == te_cls).mean()),
+               n_sounds=len(res["cls"]) // n_images, n_images_per_sound=n_images, n_image_pairs=len(te_cls))
+write_json(out / "metrics" / "generation.json", metrics)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("sounds", metrics["n_sounds"], "images per sound", metrics["n_images_per_sound"])
+
+# %%
+display(pd.Series(metrics).to_frame("value").round(3))
+
+# %% [markdown]
+# ## Confusion: heard class (rows) vs the judge's top class in the generated image (columns)
+
+# %%
+cm = confusion(res["cls"], res["report"]["top_class"])
+fig, ax = plt.subplots(figsize=(5, 4))
+ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
+ax.set_xticks(range(8), world.CLASSES, rotation=60, fontsize=7); ax.set_yticks(range(8), world.CLASSES, fontsize=7)
+for i in range(8):
+    for j in range(8):
+        if cm[i, j] > 0:
+            ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6)
+ax.set_xlabel("judged"); ax.set_ylabel("heard")
+fig.tight_layout()
+(out / "figures").mkdir(parents=True, exist_ok=True)
+fig.savefig(out / "figures" / "generation_confusion.png", dpi=100)
+
+# %% [markdown]
+# ## Sound -> images: one row per class (the rendered still of the heard scene, then generated images)
+
+# %%
+bank = sound_bank(n_per_class, seed)
+rows_img = []
+for c in range(8):
+    i = [k for k, s in enumerate(bank) if s.cls == c][0]
+    s = bank[i]
+    ref = world.render_still(world.Scene(s.bg, [world.SceneObject(s.cls, gain=s.gain)]))
+    rows_img += [ref] + list(res["images"][i * n_images:(i + 1) * n_images])
+img = grid(np.stack(rows_img), 1 + n_images, scale=4)
+save_png(out / "figures" / "generation_grid.png", img)
+plt.figure(figsize=(3, 8)); plt.imshow(img); plt.axis("off");

@@ -1,0 +1,86 @@
+"""The notebooks are thin, committed without outputs, in sync with their text sources, and
+their parameter defaults are the smoke profile (the values dvc injects for that profile)."""
+import ast
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+
+def _params_cell(nb: dict) -> dict:
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, "exactly one parameters-tagged cell"
+    tree = ast.parse("".join(cells[0]["source"]))
+    out = {}
+    for node in tree.body:
+        assert isinstance(node, ast.AnnAssign), "the parameters cell holds typed constants only"
+        out[node.target.id] = ast.literal_eval(node.value)
+    return out
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 6
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    for c in nb["cells"]:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None, f"{path.name} carries outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_in_sync_with_text_source(path):
+    from py2nb import convert
+
+    src = ROOT / "notebooks" / "src" / (path.stem + ".py")
+    assert src.exists(), f"{src} missing"
+    built = convert(src.read_text())
+    nb = json.loads(path.read_text())
+    assert [c.source for c in built.cells] == ["".join(c["source"]) for c in nb["cells"]], \
+        f"{path.name} differs from {src.name}: rebuild with scripts/py2nb.py"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_has_a_checked_summary_cell(path):
+    nb = json.loads(path.read_text())
+    assert any("".join(c["source"]).lstrip().startswith("# NBVAL_CHECK_OUTPUT") for c in nb["cells"])
+
+
+def test_parameter_defaults_are_the_smoke_profile():
+    """Every ``-p name ${key}`` of dvc.yaml: the notebook's default equals the smoke profile's
+    value (paths excepted: notebooks opened directly write into build/nbval)."""
+    smoke = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    checked = 0
+    for name, stage in dvc["stages"].items():
+        m = re.search(r"papermill (\S+\.ipynb)", stage["cmd"])
+        nbp = _params_cell(json.loads((ROOT / m.group(1)).read_text()))
+        for pname, key in re.findall(r"-p (\w+) \$\{([\w.]+)\}", stage["cmd"]):
+            assert pname in nbp, f"stage {name}: -p {pname} is not a parameter of {m.group(1)}"
+            if pname in ("run_dir", "model_dir"):
+                continue
+            v = smoke
+            for k in key.split("."):
+                v = v[k]
+            assert nbp[pname] == v, f"{m.group(1)}: default {pname}={nbp[pname]!r} but smoke {key}={v!r}"
+            checked += 1
+    assert checked > 30
+
+
+def test_profiles_share_their_keys():
+    def keys(d, p=""):
+        return {p + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, p + k + ".")}
+
+    toy, smoke = (yaml.safe_load((ROOT / "profiles" / f"{n}.yaml").read_text()) for n in ("toy", "smoke"))
+    full = yaml.safe_load((ROOT / "profiles" / "full.yaml").read_text())
+    assert keys(toy) == keys(smoke)
+    assert keys(toy) <= keys(full)
