@@ -237,9 +237,20 @@ def train_alignment(mels: torch.Tensor, z_img: torch.Tensor, enc_cfg: AudioEncod
     history: list[dict] = []
     best, best_state, start = float("inf"), None, 0
     ck = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
+    # what a checkpoint must match to be resumed (everything but the number of epochs)
+    fingerprint = dict(enc=asdict(enc_cfg), cfg={k: v for k, v in asdict(cfg).items() if k != "epochs"}, seed=seed,
+                       n=len(mels), shape=list(mels.shape[1:]), z=float(z_img.float().sum()))
     if ck is not None and ck.exists():
         s = torch.load(ck, weights_only=False)
-        model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"]); sched.load_state_dict(s["sched"])
+        if s.get("fingerprint") != fingerprint:
+            raise ValueError(f"{ck}: checkpoint of a different training run (settings, seed or data differ); "
+                             "delete it to start afresh")
+        model.load_state_dict(s["model"]); opt.load_state_dict(s["opt"])
+        if s["epochs"] == cfg.epochs:
+            sched.load_state_dict(s["sched"])
+        else:  # more (or fewer) epochs than the checkpointed run: a fresh schedule over what is left
+            remaining = max(1, (cfg.epochs - s["epoch"]) * steps_per_epoch)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=remaining, pct_start=0.1)
         g.set_state(s["rng"]); torch.set_rng_state(s["torch_rng"])
         history, best, best_state, start = s["history"], s["best"], s["best_state"], s["epoch"]
     z_img = z_img.float()
@@ -257,7 +268,7 @@ def train_alignment(mels: torch.Tensor, z_img: torch.Tensor, enc_cfg: AudioEncod
             loss.backward()
             opt.step()
             sched.step()
-            tot, nb = tot + float(loss), nb + 1
+            tot, nb = tot + loss.item(), nb + 1
         row = dict(epoch=epoch + 1, train_loss=tot / max(nb, 1))
         if val is not None:
             va = encode_mels(model, val[0])
@@ -274,7 +285,8 @@ def train_alignment(mels: torch.Tensor, z_img: torch.Tensor, enc_cfg: AudioEncod
         if ck is not None:
             atomic_torch_save(dict(model=model.state_dict(), opt=opt.state_dict(), sched=sched.state_dict(),
                                    rng=g.get_state(), torch_rng=torch.get_rng_state(), history=history,
-                                   best=best, best_state=best_state, epoch=epoch + 1), ck)
+                                   best=best, best_state=best_state, epoch=epoch + 1, epochs=cfg.epochs,
+                                   fingerprint=fingerprint), ck)
     if best_state is not None:
         model.load_state_dict(best_state)
     return model.eval(), history

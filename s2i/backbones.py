@@ -449,7 +449,7 @@ class ToyGenerator:
         sch = self.scheduler
         sch.set_timesteps(steps)
         timesteps = sch.timesteps
-        if x0_init is not None:  # 1. SDEdit: start part-way, from the noised input image
+        if x0_init is not None and strength < 1.0:  # 1. SDEdit: start part-way, from the noised input image
             k = min(int(round(steps * (1 - strength))), steps - 1)
             timesteps = timesteps[k:]
             x = sch.add_noise(x0_init, x, timesteps[:1].repeat(x.shape[0]))

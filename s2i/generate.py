@@ -140,7 +140,7 @@ def compose_generate(backbones, conds: list[torch.Tensor], weights: list[float],
         K = cs.shape[0]
         sch.set_timesteps(steps)
         timesteps = sch.timesteps
-        if x0_init is not None:  # 1. SDEdit: start part-way from the noised input image
+        if x0_init is not None and strength < 1.0:  # 1. SDEdit: start part-way from the noised input image
             k = min(int(round(steps * (1 - strength))), steps - 1)
             timesteps = timesteps[k:]
             x = sch.add_noise(x0_init[s:s + batch], x, timesteps[:1].repeat(B))

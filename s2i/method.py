@@ -49,12 +49,16 @@ def world_clips(world_dir: str | os.PathLike) -> list[ClipRef]:
 def folder_clips(folder: str | os.PathLike, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[ClipRef]:
     """Real videos in a folder (recursively), split by a hash of the relative path."""
     folder = Path(folder)
-    out = []
+    out, seen = [], set()
     for p in sorted(q for q in folder.rglob("*") if q.suffix.lower() in VIDEO_EXTS):
         rel = str(p.relative_to(folder))
         h = int(hashlib.sha256(f"{seed}:{rel}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
         split = "train" if h < fractions[0] else ("val" if h < fractions[0] + fractions[1] else "test")
-        out.append(ClipRef(rel.rsplit(".", 1)[0].replace("/", "__"), p, split))
+        cid = rel.rsplit(".", 1)[0].replace("/", "__")
+        if cid in seen:  # x.mp4 / x.mov, a/b.mp4 / a__b.mp4: keep ids unique
+            cid = f"{cid}-{hashlib.sha256(rel.encode()).hexdigest()[:8]}"
+        seen.add(cid)
+        out.append(ClipRef(cid, p, split))
     return out
 
 
@@ -62,11 +66,14 @@ def frame_windows(audio: np.ndarray | None, times: np.ndarray, fps: float, sr: i
     """(T, S) audio windows of ``window_s`` seconds centred on each frame's interval
     ``[t, t + 1/fps)``, zero-padded at the clip's ends."""
     S = int(round(window_s * sr))
-    a = np.zeros(0, np.float32) if audio is None else audio
-    pad = np.concatenate([np.zeros(S, np.float32), a, np.zeros(S, np.float32)])
-    centres = np.asarray(times) + 0.5 / fps
-    starts = np.round(centres * sr).astype(int) - S // 2 + S
-    return np.stack([pad[s:s + S] for s in starts]) if len(starts) else np.zeros((0, S), np.float32)
+    a = np.zeros(0, np.float32) if audio is None else np.asarray(audio, np.float32)
+    starts = np.round((np.asarray(times) + 0.5 / fps) * sr).astype(int) - S // 2
+    out = np.zeros((len(starts), S), np.float32)
+    for i, s in enumerate(starts):  # copy the part of each window that overlaps the audio
+        lo, hi = max(s, 0), min(s + S, len(a))
+        if hi > lo:
+            out[i, lo - s:hi - s] = a[lo:hi]
+    return out
 
 
 @dataclass

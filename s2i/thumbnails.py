@@ -17,11 +17,20 @@ The method, step by step (patent fig. 15):
    encoder window hop (a ``T`` shorter than the encoder's window is zero-padded on both sides).
 3. **Clustering** (S900). k-means (scikit-learn, ``random_state=seed``, ``n_init`` restarts) in
    the raw Z^A space with the Euclidean metric, the metric the alignment was trained with
-   (``infonce_l2``). ``k`` is given, or chosen by the mean silhouette over ``k = 2..k_max``; when
-   the best silhouette is below ``min_silhouette`` (default 0.25, Kaufman & Rousseeuw's "no
-   substantial structure" level), or there are fewer than three windows / two distinct
-   embeddings, the sound is one cluster. Silhouettes of long files are computed on a fixed
-   random sample of ``silhouette_sample`` windows (bounded time and memory).
+   (``infonce_l2``). ``k`` is given, or chosen by the mean silhouette over ``k = 2..k_max``.
+   The silhouette is scale-free: it finds "clusters" even in the tiny jitter of one steady sound
+   (measured: a 60 s horn over wind gives 0.58 at k = 2 while its windows spread by 0.4 % of
+   the embedding norm). So the sound is **one cluster** when (a) the windows' relative spread
+   (RMS distance to their mean / RMS norm, :func:`relative_spread`) is below ``min_spread``
+   (default 0.05; smoke encoder: one class 0.004-0.011, a programme of 2-4 classes 0.27-0.35),
+   or (b) the best silhouette is below ``min_silhouette`` (default 0.25, Kaufman & Rousseeuw's
+   "no substantial structure"), or (c) there are fewer than three windows or two distinct
+   embeddings. Windows that straddle a change of sound are mixtures of two sounds and can form
+   a tight little cluster of their own (a "transition" thumbnail): with automatic k, a cluster
+   that never lasts ``min_run`` consecutive windows (default ``max(2, ceil(T / hop))``, longer
+   than the windows straddling one change) is merged into the nearest lasting cluster before the
+   candidate is scored. Silhouettes of long files use a fixed random sample of
+   ``silhouette_sample`` windows (bounded time and memory).
 4. **Representative** (S1000). Default ``"nearest"``: the member window whose embedding is
    nearest its cluster's centroid. The centroid itself (``"centroid"``) is an average of many
    embeddings: it is shorter than its members whenever they spread, and it falls *between*
@@ -162,7 +171,11 @@ def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None
             last = w[-1].copy()
             bar.update(len(s))
     if not zs:
-        raise ValueError(f"{source or 'audio'}: no audio to cut into windows (empty audio stream)")
+        if source is not None:
+            from .media import MediaError
+
+            raise MediaError(f"{source}: no decodable audio (empty or corrupt audio stream)")
+        raise ValueError("no audio to cut into windows (empty array)")
     z, starts = np.concatenate(zs), np.concatenate(ss)
     # The last window may run past the end of the audio, zero-padded: embed only its real part
     # (trailing exact zeros), as embed_audio would embed that shorter clip. Silence padding
@@ -205,12 +218,55 @@ def _by_first_appearance(labels: np.ndarray) -> np.ndarray:
     return remap[labels]
 
 
+def longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of consecutive True values."""
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return 0
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    edges = np.concatenate([[-1], breaks, [len(idx) - 1]])
+    return int(np.diff(edges).max())
+
+
+def merge_transient(z: np.ndarray, labels: np.ndarray, min_run: int) -> tuple[np.ndarray, int]:
+    """Windows of *transient* clusters -- clusters that never last ``min_run`` consecutive
+    windows, e.g. the windows straddling a change of sound, which are mixtures of two sounds and
+    can form a tight cluster of their own -- are given to the nearest lasting cluster
+    (centroid distance). Returns the labels and the number of clusters merged away (0 when
+    every cluster lasts, or none does)."""
+    labels = np.asarray(labels).copy()
+    if min_run <= 1:
+        return labels, 0
+    ks = np.unique(labels)
+    bad = [c for c in ks if longest_run(labels == c) < min_run]
+    good = [c for c in ks if c not in bad]
+    if not bad or not good:
+        return labels, 0
+    cent = np.stack([z[labels == c].mean(0) for c in good])  # (G, D)
+    move = np.isin(labels, bad)
+    d = ((z[move][:, None] - cent[None]) ** 2).sum(-1)  # (M, G)
+    labels[move] = np.asarray(good)[d.argmin(1)]
+    return labels, len(bad)
+
+
+def relative_spread(z: np.ndarray) -> float:
+    """RMS distance of the embeddings to their mean over their RMS norm (0: all identical)."""
+    z = np.asarray(z, np.float64)
+    den = np.sqrt((z ** 2).sum(1).mean())
+    return float(np.sqrt(((z - z.mean(0)) ** 2).sum(1).mean()) / den) if den > 0 else 0.0
+
+
 def cluster_embeddings(z: np.ndarray, k: int | None = None, k_max: int = 8, seed: int = 0, n_init: int = 4,
-                       min_silhouette: float = 0.25, silhouette_sample: int = 2000) -> Clustering:
+                       min_silhouette: float = 0.25, min_spread: float = 0.05, min_run: int = 1,
+                       silhouette_sample: int = 2000) -> Clustering:
     """k-means of the window embeddings ``z`` (N, D), in time order. See the module docs.
 
-    ``k``: the number of clusters (clamped to the number of distinct embeddings), or None to
-    choose it by silhouette over ``2..k_max``."""
+    ``k``: the number of clusters (clamped to the number of distinct embeddings; used as
+    given), or None to choose it: one cluster when the :func:`relative_spread` of the windows
+    is below ``min_spread``; else, for each k of ``2..k_max``, k-means, then transient clusters
+    (no run of ``min_run`` consecutive windows, :func:`merge_transient`) merged into lasting
+    ones, scored by the mean silhouette; the best wins unless it is below ``min_silhouette``
+    (then one cluster). The resulting ``k`` is the number of clusters left."""
     from sklearn.metrics import silhouette_score
 
     z = np.asarray(z, np.float64)
@@ -219,6 +275,7 @@ def cluster_embeddings(z: np.ndarray, k: int | None = None, k_max: int = 8, seed
         raise ValueError("no windows to cluster")
     n_distinct = len(np.unique(z.round(6), axis=0))
     sil: dict[int, float] = {}
+    reason = ""
 
     def single(reason: str) -> Clustering:
         return Clustering(np.zeros(n, np.int64), z.mean(0, keepdims=True).astype(np.float32), 1, "single", sil, reason)
@@ -236,10 +293,14 @@ def cluster_embeddings(z: np.ndarray, k: int | None = None, k_max: int = 8, seed
         hi = min(k_max, n_distinct, n - 1)
         if hi < 2:
             return single(f"too few windows ({n}) or distinct embeddings ({n_distinct}) to compare clusterings")
+        spread = relative_spread(z)
+        if spread < min_spread:
+            return single(f"relative spread {spread:.4f} < min_spread {min_spread}")
         fits = {}
         sample = silhouette_sample if n > silhouette_sample else None
+        merged = {}
         for kk in range(2, hi + 1):
-            lab = _kmeans(z, kk, seed, n_init)
+            lab, merged[kk] = merge_transient(z, _kmeans(z, kk, seed, n_init), min_run)
             if len(np.unique(lab)) < 2:
                 continue
             fits[kk] = lab
@@ -250,10 +311,12 @@ def cluster_embeddings(z: np.ndarray, k: int | None = None, k_max: int = 8, seed
         if sil[best] < min_silhouette:
             return single(f"best silhouette {sil[best]:.3f} (k={best}) < min_silhouette {min_silhouette}")
         labels, method = fits[best], "silhouette"
+        if merged[best]:
+            reason = f"k-means k={best}, {merged[best]} transient cluster(s) merged"
     labels = _by_first_appearance(np.asarray(labels))
     k = int(labels.max()) + 1
     cent = np.stack([z[labels == c].mean(0) for c in range(k)]).astype(np.float32)
-    return Clustering(labels, cent, k, method, sil)
+    return Clustering(labels, cent, k, method, sil, reason)
 
 
 # ============================================================================= 4. representatives, ranges
@@ -445,7 +508,8 @@ def contact_sheet(images: np.ndarray, captions: Sequence[str] | None = None, sca
 # ============================================================================= the whole method
 def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None = None, window_s: float = 2.0,
                     overlap_s: float = 1.0, k: int | None = None, k_max: int = 8, seed: int = 0, batch: int = 32,
-                    representative: str = "nearest", min_silhouette: float = 0.25, n_init: int = 4,
+                    representative: str = "nearest", min_silhouette: float = 0.25, min_spread: float = 0.05,
+                    min_run: int | None = None, n_init: int = 4,
                     guidance: float | None = None, steps: int | None = None, min_fill: float = 0.5,
                     out_dir: str | os.PathLike | None = None, progress: bool = False,
                     windows: WindowEmbeddings | None = None) -> ThumbnailResult:
@@ -460,14 +524,20 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
         seed: k-means ``random_state``, silhouette sample and the generator's noise.
         batch: windows embedded per encoder call (memory: ``batch`` windows).
         representative: ``"nearest"`` (member nearest the centroid) or ``"centroid"``.
-        min_silhouette: below it the sound is one cluster (see the module docs).
+        min_silhouette, min_spread: below either the sound is one cluster (see the module docs).
+        min_run: a cluster must last this many consecutive windows, else it is merged into the
+            nearest lasting one (automatic k only); default ``max(2, ceil(T / hop))``: longer
+            than the windows that straddle one change of sound.
         guidance, steps: passed to the generator (defaults: the generator's config).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
         windows: precomputed :func:`window_embeddings` (then ``audio`` is not read).
     """
     w = windows if windows is not None else window_embeddings(
         s2i, audio, sr=sr, window_s=window_s, overlap_s=overlap_s, batch=batch, min_fill=min_fill, progress=progress)
-    cl = cluster_embeddings(w.z, k=k, k_max=k_max, seed=seed, n_init=n_init, min_silhouette=min_silhouette)
+    if min_run is None:
+        min_run = max(2, math.ceil(w.window_s / (w.window_s - w.overlap_s) - 1e-9))
+    cl = cluster_embeddings(w.z, k=k, k_max=k_max, seed=seed, n_init=n_init, min_silhouette=min_silhouette,
+                            min_spread=min_spread, min_run=min_run)
     reps, rep_idx = choose_representatives(w.z, cl.labels, cl.centroids, representative)
     import torch
 
@@ -579,7 +649,7 @@ class Programme:
                                seed=segment_seed(self.seed, i), pitch=s.pitch, rate=s.rate)[:n]
         f = min(int(self.fade_s * self.sr), n // 2)
         if f > 1:
-            ramp = (0.5 - 0.5 * np.cos(np.linspace(0, np.pi, f))).astype(np.float32)
+            ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(f) + 0.5) / f)).astype(np.float32)  # never exactly 0
             x[:f] *= ramp
             x[-f:] *= ramp[::-1]
         return x

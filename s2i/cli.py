@@ -1,0 +1,361 @@
+"""The ``s2i`` console script (also ``python -m s2i``): sound -> images from the command line.
+
+    s2i generate dog.wav --n 4 --out out/           # audio -> 4 images + a grid
+    s2i mix dog.wav water.flac --gain 0 --gain -6   # several sounds (dB gains) -> one image
+    s2i edit beach.png tractor.wav --out out/       # image + audio -> edited image
+    s2i video clip.mp4 tractor.wav --out edited.mp4 # video + audio -> video
+    s2i thumbnails podcast.mp3 --out out/           # long audio -> thumbnails (claims 18-21)
+
+Every subcommand takes ``--profile`` (toy/smoke/full), ``--model-dir`` and ``--run-dir``,
+defaulting to the current pipeline's trained models (``params.yaml``: ``base.profile``,
+``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``), ``--seed`` and ``--out``.
+Inputs are checked before the models load: a missing, corrupt or unsupported file ends the
+command with exit status 1 and one line on stderr naming the file and the reason.
+Relative paths given on the command line are taken from the working directory; the defaults
+from ``params.yaml`` from the repository root.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+SR = 16000
+_FALLBACK = dict(profile="toy", run_dir="results", model_dir="models/toy", window_s=0.5, params={})
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line, exit status 1."""
+
+
+# ----------------------------------------------------------------------------- defaults and models
+def pipeline_defaults() -> dict:
+    """The current pipeline's profile, run_dir, model_dir and encoder window from params.yaml
+    (paths resolved against the repository root); built-in toy defaults if there is none."""
+    try:
+        from .paths import load_params, resolve
+
+        p = load_params()
+        return dict(profile=str(p["base"]["profile"]), run_dir=str(resolve(p["base"]["run_dir"])),
+                    model_dir=str(resolve(p["pretrain"]["model_dir"])), window_s=float(p["audio"]["window_s"]),
+                    params=p)
+    except Exception:  # no repository / params.yaml outside a checkout: the toy layout
+        return dict(_FALLBACK)
+
+
+def _user_path(p: str | None) -> str | None:
+    """A path given on the command line: relative to the working directory."""
+    return None if p is None else str(Path(p).expanduser().resolve())
+
+
+def load_model(args):
+    """The Sound2Image of the chosen profile (the slow part: after the inputs are checked)."""
+    from .generate import Sound2Image
+
+    try:  # diffusers' advice to install accelerate is noise on a command line
+        from diffusers.utils import logging as dlog
+
+        dlog.set_verbosity_error()
+    except ImportError:
+        pass
+    d = args.defaults
+    run_dir = _user_path(args.run_dir) or d["run_dir"]
+    model_dir = _user_path(args.model_dir) or d["model_dir"]
+    window_s = args.encoder_window or d["window_s"]
+    full = d.get("params", {}).get("full") if args.profile == "full" else None
+    return Sound2Image.from_run(run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s,
+                                full_params=full)
+
+
+# ----------------------------------------------------------------------------- checking inputs
+def check_audio(path: str) -> Path:
+    """Fail fast (before loading models) on a missing file or one without an audio stream."""
+    from .media import MediaError, probe
+
+    p = Path(path)
+    info = probe(p)  # MediaError: missing, empty, not a media file
+    if info["audio"] is None:
+        raise MediaError(f"{p}: no audio stream")
+    return p
+
+
+def check_video(path: str) -> Path:
+    from .media import MediaError, probe
+
+    p = Path(path)
+    info = probe(p)
+    if info["video"] is None:
+        raise MediaError(f"{p}: no video stream")
+    return p
+
+
+def read_image(path: str):
+    """An image file -> uint8 (H, W, 3) RGB; ValueError naming the file if it is not one."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: file not found")
+    if not p.is_file():
+        raise ValueError(f"{p}: not a regular file")
+    try:
+        with Image.open(p) as im:
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{p}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def _need_module(name: str, what: str) -> None:
+    if importlib.util.find_spec(name) is None:
+        raise CLIError(f"{what} is not available in this version of s2i (no module {name})")
+
+
+def _prefixes(paths: list[Path]) -> list[str]:
+    """Output name prefixes: the file stems, or the full names where stems collide."""
+    stems = [p.stem for p in paths]
+    return [p.stem if stems.count(p.stem) == 1 else p.name.replace(".", "_") for p in paths]
+
+
+def _scale(args, h: int) -> int:
+    return args.scale or max(1, math.ceil(128 / max(h, 1)))
+
+
+def _write_images(images, out: Path, prefix: str, scale: int) -> list[Path]:
+    """Each image as ``<prefix>_NN.png`` and all of them as ``<prefix>_grid.png`` (nearest
+    upscaling by ``scale``)."""
+    from .viz import grid, save_png
+
+    paths = []
+    for i, im in enumerate(images):
+        p = out / f"{prefix}_{i:02d}.png"
+        save_png(p, im.repeat(scale, 0).repeat(scale, 1))
+        paths.append(p)
+    g = out / f"{prefix}_grid.png"
+    save_png(g, grid(images, ncol=min(len(images), 8), pad=1, scale=scale))
+    return paths + [g]
+
+
+def _supported(fn, **kw) -> dict:
+    """The keyword arguments ``fn`` accepts, among ``kw`` (None values left out)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in kw.items() if v is not None and k in params}
+
+
+def _as_batch(images):
+    import numpy as np
+
+    a = np.asarray(images)
+    return a[None] if a.ndim == 3 else a
+
+
+# ----------------------------------------------------------------------------- subcommands
+def cmd_generate(args) -> int:
+    paths = [check_audio(p) for p in args.audio]
+    s2i = load_model(args)
+    out = Path(args.out)
+    from tqdm.auto import tqdm
+
+    for p, prefix in tqdm(list(zip(paths, _prefixes(paths))), desc="files", disable=args.quiet or len(paths) < 2):
+        audio = s2i.load_audio(p)
+        images = s2i.generate(audio, sr=SR, n=args.n, seed=args.seed, guidance=args.guidance, steps=args.steps,
+                              progress=not args.quiet)
+        written = _write_images(images, out, prefix, _scale(args, images.shape[1]))
+        print(f"{p}: {len(images)} images -> {written[0].parent}/{prefix}_*.png")
+    return 0
+
+
+def cmd_mix(args) -> int:
+    paths = [check_audio(p) for p in args.audio]
+    gains = args.gain or [0.0] * len(paths)
+    if len(gains) != len(paths):
+        raise CLIError(f"{len(paths)} audio files but {len(gains)} --gain values (give one per file, or none)")
+    s2i = load_model(args)
+    sounds = [s2i.load_audio(p) for p in paths]
+    if hasattr(s2i, "generate_mix"):
+        images = s2i.generate_mix(sounds, gains, n=args.n, seed=args.seed)
+    else:
+        from .generate import mix_audio
+
+        images = s2i.generate(mix_audio(sounds, gains), sr=SR, n=args.n, seed=args.seed, guidance=args.guidance,
+                              steps=args.steps, progress=not args.quiet)
+    images = _as_batch(images)
+    out = Path(args.out)
+    _write_images(images, out, "mix", _scale(args, images.shape[1]))
+    desc = ", ".join(f"{p.name} {g:+g} dB" for p, g in zip(paths, gains))
+    print(f"mix of {desc}: {len(images)} images -> {out}/mix_*.png")
+    return 0
+
+
+def cmd_edit(args) -> int:
+    _need_module("s2i.edit", "s2i edit (image + audio -> edited image)")
+    image = read_image(args.image)
+    ap = check_audio(args.audio)
+    s2i = load_model(args)
+    from .edit import edit_image
+
+    audio = s2i.load_audio(ap)
+    kw = _supported(edit_image, steps=args.steps)
+    images = _as_batch(edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n, **kw))
+    out = Path(args.out)
+    prefix = f"{Path(args.image).stem}_edited"
+    _write_images(images, out, prefix, _scale(args, images.shape[1]))
+    print(f"{args.image} + {ap}: {len(images)} edited images -> {out}/{prefix}_*.png")
+    return 0
+
+
+def cmd_video(args) -> int:
+    _need_module("s2i.edit", "s2i video (video + audio -> video)")
+    vp = check_video(args.video)
+    ap = check_audio(args.audio)
+    out = Path(args.out or f"{vp.stem}_s2i.mp4")
+    if out.suffix.lower() != ".mp4":
+        raise CLIError(f"{out}: the output video must be an .mp4 file")
+    s2i = load_model(args)
+    from .edit import edit_video
+
+    edit_video(s2i, str(vp), str(ap), str(out), seed=args.seed)
+    print(f"{vp} + {ap} -> {out}")
+    return 0
+
+
+def cmd_thumbnails(args) -> int:
+    from .thumbnails import _check_window, make_thumbnails
+
+    _check_window(args.window, args.overlap)  # ValueError before the models load
+    paths = [check_audio(p) for p in args.audio]
+    s2i = load_model(args)
+    for p, prefix in zip(paths, _prefixes(paths)):
+        out = Path(args.out) / prefix
+        res = make_thumbnails(s2i, p, window_s=args.window, overlap_s=args.overlap, k=args.k, k_max=args.k_max,
+                              seed=args.seed, batch=args.batch, representative=args.representative,
+                              min_silhouette=args.min_silhouette, min_spread=args.min_spread,
+                              guidance=args.guidance, steps=args.steps, progress=not args.quiet)
+        res.save(out, scale=args.scale)
+        how = res.clustering.method + (f": {res.clustering.reason}" if res.clustering.reason else "")
+        print(f"{p}: {len(res.starts)} windows, {res.k} clusters ({how}); final = cluster {res.final} "
+              f"-> {out}/final.png, contact_sheet.png, slideshow.gif, thumbnails.json")
+    return 0
+
+
+# ----------------------------------------------------------------------------- the parser
+def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
+    d = defaults or pipeline_defaults()
+    common = argparse.ArgumentParser(add_help=False)
+    g = common.add_argument_group("models and output")
+    g.add_argument("--profile", choices=["toy", "smoke", "full"], default=d["profile"],
+                   help="model size (default: params.yaml's base.profile, %(default)s)")
+    g.add_argument("--model-dir", default=None,
+                   help=f"pretrained backbones folder (default: params.yaml's pretrain.model_dir, {d['model_dir']})")
+    g.add_argument("--run-dir", default=None,
+                   help=f"pipeline run folder holding alignment/audio_encoder (default: base.run_dir, {d['run_dir']})")
+    g.add_argument("--encoder-window", type=float, default=None, metavar="S",
+                   help=f"the audio encoder's window in seconds (default: audio.window_s, {d['window_s']})")
+    g.add_argument("--seed", type=int, default=0, help="seed of the generator's noise (default %(default)s)")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the generator's)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
+    g.add_argument("--scale", type=int, default=None,
+                   help="upscale written images by this factor, nearest neighbour (default: to >= 128 px)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ap = argparse.ArgumentParser(prog="s2i", description="Sound to image by audio-to-visual latent alignment.",
+                                 epilog="Run 's2i COMMAND --help' for a command's options.")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = sub.add_parser("generate", parents=[common], formatter_class=fmt, help="audio -> images",
+                       description="Generate images of what is heard in each audio file (claims 6, 7, 17): "
+                                   "<out>/<name>_NN.png and <out>/<name>_grid.png.")
+    p.add_argument("audio", nargs="+", help="audio files (any format FFmpeg reads: wav, flac, mp3, ogg, opus, "
+                                            "m4a, or a video's audio track)")
+    p.add_argument("--n", type=int, default=4, help="images per file")
+    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("mix", parents=[common], formatter_class=fmt, help="several sounds -> one image",
+                       description="Mix several sounds, each at its gain in dB, and generate images of the mix "
+                                   "(claims 13-14): <out>/mix_NN.png and <out>/mix_grid.png.")
+    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--gain", type=float, action="append", metavar="DB",
+                   help="gain in dB of each file, in order (repeat once per file; default 0 dB each)")
+    p.add_argument("--n", type=int, default=1, help="images")
+    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.set_defaults(func=cmd_mix)
+
+    p = sub.add_parser("edit", parents=[common], formatter_class=fmt, help="image + audio -> edited image",
+                       description="Put what is heard into an image (claims 9-12): "
+                                   "<out>/<image>_edited_NN.png.")
+    p.add_argument("image", help="image file (png, jpg, ...)")
+    p.add_argument("audio", help="audio file")
+    p.add_argument("--gain-db", type=float, default=0.0, help="gain of the sound in dB (louder: bigger)")
+    p.add_argument("--n", type=int, default=1, help="images")
+    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.set_defaults(func=cmd_edit)
+
+    p = sub.add_parser("video", parents=[common], formatter_class=fmt, help="video + audio -> video",
+                       description="Put what is heard into every frame of a video (claims 15-16).")
+    p.add_argument("video", help="video file")
+    p.add_argument("audio", help="audio file")
+    p.add_argument("--out", default=None, help="output .mp4 (default: <video>_s2i.mp4)")
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("thumbnails", parents=[common], formatter_class=fmt, help="long audio -> thumbnails",
+                       description="Thumbnails of a long sound (claims 18-21): windows of T s overlapping by N s "
+                                   "are embedded and clustered (k-means); one thumbnail per cluster, in order of "
+                                   "first appearance; the final one is the largest cluster's. Writes "
+                                   "<out>/<name>/: contact_sheet.png, slideshow.gif, final.png, thumb_NN.png, "
+                                   "thumbnails.json (clusters, sizes, time ranges). Files are streamed: memory "
+                                   "does not grow with their length.")
+    p.add_argument("audio", nargs="+", help="audio files")
+    p.add_argument("--window", type=float, default=2.0, metavar="T", help="window length in seconds")
+    p.add_argument("--overlap", type=float, default=1.0, metavar="N", help="overlap of windows in seconds")
+    p.add_argument("--k", type=int, default=None, help="number of clusters (default: chosen by silhouette)")
+    p.add_argument("--k-max", type=int, default=8, help="largest k tried when choosing")
+    p.add_argument("--representative", choices=["nearest", "centroid"], default="nearest",
+                   help="a cluster's embedding: its member nearest the centroid, or the centroid")
+    p.add_argument("--min-silhouette", type=float, default=0.25, help="below it: one cluster")
+    p.add_argument("--min-spread", type=float, default=0.05,
+                   help="relative spread of the windows below which the sound is one cluster")
+    p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
+    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.set_defaults(func=cmd_thumbnails)
+    return ap
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        msg = f"{e.filename}: {e.strerror}"
+    else:
+        msg = str(e) or type(e).__name__
+    return re.sub(r"\s*\n\s*", " ", msg).strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``s2i`` console script; returns the exit status."""
+    defaults = pipeline_defaults()
+    args = build_parser(defaults).parse_args(argv)
+    args.defaults = defaults
+    from .media import MediaError
+
+    try:
+        for name in ("n", "k", "k_max", "batch", "steps", "scale"):
+            v = getattr(args, name, None)
+            if v is not None and v < 1:
+                raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"s2i {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, MediaError, FileNotFoundError, ValueError, OSError, NotImplementedError) as e:
+        print(f"s2i {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Tests of ``s2i.generate``: cutting a sound into windows, mono 16 kHz conversion, mixing
+with gains in dB, and -- when the nbval smoke run's models exist -- audio -> images end to end
+through ``Sound2Image``. CPU only."""
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+import pytest
+import torch
+
+from s2i.generate import SR, Sound2Image, mix_audio, to_mono_16k, windows_of
+from s2i.paths import repo_root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tone(freq, dur, sr, amp=0.5, phase=0.0):
+    t = np.arange(int(round(dur * sr))) / sr
+    return (amp * np.sin(2 * np.pi * freq * t + phase)).astype(np.float32)
+
+
+def _peak_hz(x, sr):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[spec.argmax()])
+
+
+# --------------------------------------------------------------------------------------------
+# windows_of
+# --------------------------------------------------------------------------------------------
+def test_windows_of_counts_and_contents():
+    a = np.arange(SR, dtype=np.float32)  # 1 s ramp
+    w = windows_of(a, 0.5)  # 8000 samples, hop 4000 by default
+    assert w.shape == (3, 8000)
+    for i, s in enumerate([0, 4000, 8000]):
+        np.testing.assert_array_equal(w[i], a[s:s + 8000])
+    w = windows_of(a, 0.5, hop_s=0.25)
+    assert w.shape == (3, 8000)
+    w = windows_of(a, 0.25, hop_s=0.25)  # no overlap: 4 windows tile the sound
+    assert w.shape == (4, 4000)
+    np.testing.assert_array_equal(w.reshape(-1), a)
+    assert windows_of(np.zeros(2 * SR, np.float32), 0.5, hop_s=0.1).shape == (1 + (32000 - 8000) // 1600, 8000)
+
+
+def test_windows_of_short_audio_is_centred_in_one_window():
+    a = np.arange(1, 3001, dtype=np.float32)
+    w = windows_of(a, 0.5)
+    assert w.shape == (1, 8000)
+    np.testing.assert_array_equal(w[0, :2500], 0)
+    np.testing.assert_array_equal(w[0, 2500:5500], a)
+    np.testing.assert_array_equal(w[0, 5500:], 0)
+    odd = windows_of(np.ones(7999, np.float32), 0.5)  # odd padding: the extra zero goes to the end
+    assert odd.shape == (1, 8000) and odd[0, 0] == 1 and odd[0, -1] == 0
+    exact = windows_of(np.arange(8000, dtype=np.float32), 0.5)
+    np.testing.assert_array_equal(exact, np.arange(8000, dtype=np.float32)[None])  # exactly one window: no pad
+    assert windows_of(np.zeros(0, np.float32), 0.5).shape == (1, 8000)
+
+
+# --------------------------------------------------------------------------------------------
+# to_mono_16k
+# --------------------------------------------------------------------------------------------
+def test_to_mono_16k_downmixes_channels_first_and_last():
+    left, right = _tone(440, 0.5, SR, 0.4), _tone(1000, 0.5, SR, 0.2)
+    cs = np.stack([left, right])  # (C, S)
+    np.testing.assert_allclose(to_mono_16k(cs, SR), (left + right) / 2, atol=1e-7)
+    np.testing.assert_allclose(to_mono_16k(cs.T, SR), (left + right) / 2, atol=1e-7)  # (S, C)
+    mono = to_mono_16k(left.astype(np.float64), SR)
+    assert mono.dtype == np.float32 and np.array_equal(mono, left)
+    # opposite-phase channels cancel (a plain average, no per-channel normalisation)
+    assert np.abs(to_mono_16k(np.stack([left, -left]), SR)).max() == 0
+
+
+@pytest.mark.parametrize("sr", [44100, 48000, 8000, 22050])
+def test_to_mono_16k_resampling_keeps_the_frequency(sr):
+    x = _tone(1000.0, 1.0, sr, 0.5)
+    y = to_mono_16k(np.stack([x, x]), sr)
+    assert abs(len(y) - SR) <= 2  # 1 s at 16 kHz
+    assert _peak_hz(y, SR) == pytest.approx(1000.0, abs=2.0)
+    mid = y[2000:-2000]
+    assert np.sqrt(np.mean(mid ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)  # level kept
+
+
+# --------------------------------------------------------------------------------------------
+# mix_audio
+# --------------------------------------------------------------------------------------------
+def test_mix_audio_gains_in_db_and_lengths():
+    a, b = np.ones(100, np.float32), np.ones(60, np.float32)
+    m = mix_audio([a, b])
+    assert m.shape == (100,) and m.dtype == np.float32
+    np.testing.assert_allclose(m[:60], 2.0)
+    np.testing.assert_allclose(m[60:], 1.0)  # the shorter sound is zero-padded
+    m = mix_audio([a, b], [-20.0, 20 * np.log10(0.5)])
+    np.testing.assert_allclose(m[:60], 0.1 + 0.5, rtol=1e-6)
+    np.testing.assert_allclose(m[60:], 0.1, rtol=1e-6)
+    m = mix_audio([_tone(300, 0.1, SR)], [6.0])
+    np.testing.assert_allclose(m, _tone(300, 0.1, SR) * 10 ** (6 / 20), rtol=1e-6, atol=1e-7)
+    # a +6 dB source is twice as loud (in amplitude) as a 0 dB one
+    one = mix_audio([a], [6.0206])
+    np.testing.assert_allclose(one, 2.0, rtol=1e-4)
+
+
+def test_mix_audio_rejects_mismatched_gains():
+    with pytest.raises(ValueError, match="2 sounds but 3 gains"):
+        mix_audio([np.ones(3), np.ones(3)], [0.0, 0.0, 0.0])
+
+
+# --------------------------------------------------------------------------------------------
+# end to end on the nbval smoke run (if it has been made)
+# --------------------------------------------------------------------------------------------
+RUN = repo_root() / "build" / "nbval"
+MAKE_RUN = ("python scripts/nbval_prepare.py && python -m pytest -q -p no:cacheprovider --nbval-lax "
+            "--nbval-current-env --sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks  "
+            "(part of `make test`: executes notebooks 00_world, 00_pretrain, 01-03 into build/nbval)")
+
+
+@pytest.fixture(scope="module")
+def s2i_smoke():
+    if not ((RUN / "models" / "manifest.json").exists()
+            and (RUN / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()):
+        pytest.skip(f"no build/nbval/models + build/nbval/alignment/audio_encoder; create them with: {MAKE_RUN}")
+    return Sound2Image.from_run("build/nbval", profile="smoke", model_dir="build/nbval/models")
+
+
+def _write_wav(path, pcm16: np.ndarray, sr: int):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(pcm16.astype("<i2").tobytes())
+
+
+def test_sound2image_end_to_end(s2i_smoke, tmp_path):
+    pcm = (_tone(660, 0.8, SR, 0.3) * 32767).astype(np.int16)
+    wav = tmp_path / "tone.wav"
+    _write_wav(wav, pcm, SR)
+    imgs = s2i_smoke.generate(wav, n=2, seed=0)
+    assert imgs.shape == (2, 32, 32, 3) and imgs.dtype == np.uint8
+    assert np.array_equal(s2i_smoke.generate(wav, n=2, seed=0), imgs)  # same seed, same images
+    assert not np.array_equal(s2i_smoke.generate(wav, n=2, seed=1), imgs)
+    # a path and the same samples as an array give the same images
+    arr = pcm.astype(np.float32) / 32768
+    assert np.array_equal(s2i_smoke.generate(arr, sr=SR, n=2, seed=0), imgs)
+    z = s2i_smoke.embed_audio(arr, sr=SR)
+    assert z.shape == (s2i_smoke.backbones.embed_dim,)
+    with pytest.raises(ValueError, match="sample rate"):
+        s2i_smoke.embed_audio(arr)
+
+
+def test_sound2image_embedding_is_the_mean_over_windows(s2i_smoke):
+    a = _tone(500, 1.2, SR, 0.3)
+    w = windows_of(a, s2i_smoke.window_s)
+    assert len(w) > 1
+    np.testing.assert_allclose(s2i_smoke.embed_audio(a, sr=SR).numpy(), s2i_smoke.embed_windows(w).mean(0).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    # a 48 kHz stereo version of the same sound lands (nearly) on the same embedding
+    a48 = _tone(500, 1.2, 48000, 0.3)
+    z48 = s2i_smoke.embed_audio(np.stack([a48, a48]), sr=48000)
+    z16 = s2i_smoke.embed_audio(a, sr=SR)
+    assert float(torch.nn.functional.cosine_similarity(z48, z16, dim=0)) > 0.99
+
+
+def test_from_run_without_an_encoder_names_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="audio_encoder"):
+        Sound2Image.from_run(tmp_path, profile="smoke", model_dir=tmp_path)

@@ -1,0 +1,160 @@
+"""Tests of ``s2i.paths`` (repository root, path resolution, profiles) and of the atomic JSON
+writer in ``s2i.utils``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from s2i import utils
+from s2i.paths import load_params, load_profile, repo_root, resolve
+from s2i.utils import read_json, write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _no_env_root(monkeypatch):
+    monkeypatch.delenv("S2I_ROOT", raising=False)
+
+
+# --------------------------------------------------------------------------------------------
+# repo_root / resolve
+# --------------------------------------------------------------------------------------------
+def test_repo_root_from_the_root_and_from_notebooks(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert repo_root() == ROOT
+    monkeypatch.chdir(ROOT / "notebooks")  # where JupyterLab / nbval run the kernels
+    assert repo_root() == ROOT
+    assert resolve("params.yaml") == ROOT / "params.yaml"
+    assert resolve("build/x") == ROOT / "build" / "x"
+
+
+def test_repo_root_outside_the_repo_falls_back_to_the_package(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert repo_root() == ROOT  # s2i is installed editable from this checkout
+
+
+def test_repo_root_prefers_the_nearest_marked_folder(monkeypatch, tmp_path):
+    other = tmp_path / "other_repo"
+    (other / "deep" / "er").mkdir(parents=True)
+    (other / "dvc.yaml").write_text("stages: {}\n")
+    monkeypatch.chdir(other / "deep" / "er")
+    assert repo_root() == ROOT  # one marker is not enough
+    (other / "pyproject.toml").write_text("")
+    assert repo_root() == other.resolve()
+
+
+def test_s2i_root_override(monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT / "notebooks")
+    monkeypatch.setenv("S2I_ROOT", str(tmp_path))
+    assert repo_root() == tmp_path.resolve()
+    assert resolve("a/b.json") == tmp_path.resolve() / "a" / "b.json"
+    monkeypatch.setenv("S2I_ROOT", "..")  # relative: taken from the working directory
+    assert repo_root() == ROOT
+
+
+def test_resolve_relative_and_absolute(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    assert resolve("x/y") == ROOT / "x" / "y"  # not the working directory
+    assert resolve(tmp_path / "z") == tmp_path / "z"  # absolute: kept as is
+    assert resolve(str(tmp_path)) == tmp_path
+    assert resolve("~/q") == Path.home() / "q"
+
+
+# --------------------------------------------------------------------------------------------
+# profiles
+# --------------------------------------------------------------------------------------------
+def test_load_profile_unknown_names_the_file_and_the_choices(monkeypatch):
+    monkeypatch.chdir(ROOT / "notebooks")
+    with pytest.raises(FileNotFoundError) as e:
+        load_profile("nope")
+    msg = str(e.value)
+    assert "'nope'" in msg and str(ROOT / "profiles" / "nope.yaml") in msg
+    for name in ("toy", "smoke"):
+        assert f"'{name}'" in msg
+
+
+def _key_tree(d):
+    return {k: _key_tree(v) if isinstance(v, dict) else None for k, v in d.items()}
+
+
+@pytest.mark.parametrize("name", ["toy", "smoke", "full"])
+def test_profiles_share_the_same_keys(name):
+    if not (ROOT / "profiles" / f"{name}.yaml").exists():
+        pytest.skip(f"profiles/{name}.yaml does not exist yet")
+    p = load_profile(name)
+    assert p["base"]["profile"] == name
+    tree, toy = _key_tree(p), _key_tree(load_profile("toy"))
+    if name == "full":  # the full profile may add its own section for the pretrained loaders (s2i.full)
+        assert set(tree) - set(toy) <= {"full"}, set(tree) - set(toy)
+        tree = {k: v for k, v in tree.items() if k != "full"}
+    assert tree == toy
+
+
+def test_profiles_differ_in_size_not_in_shape():
+    toy, smoke = load_profile("toy"), load_profile("smoke")
+    assert smoke["world"]["n_clips"] < toy["world"]["n_clips"]
+    assert load_params(ROOT / "profiles" / "smoke.yaml") == smoke  # absolute path works too
+    for section in toy:  # same types key by key (a number stays a number ...)
+        for k, v in toy[section].items():
+            assert type(smoke[section][k]) is type(v) or {type(v), type(smoke[section][k])} <= {int, float}, (section, k)
+
+
+def test_params_yaml_is_one_of_the_profiles():
+    params = load_params()
+    name = params["base"]["profile"]
+    assert _key_tree(params) == _key_tree(load_profile(name))
+
+
+# --------------------------------------------------------------------------------------------
+# write_json is atomic
+# --------------------------------------------------------------------------------------------
+def test_write_json_roundtrip_with_numpy(tmp_path):
+    p = tmp_path / "sub" / "a.json"
+    write_json(p, dict(x=np.float32(1.5), n=np.int64(3), arr=np.arange(3), path=Path("a/b"), s="é"))
+    assert read_json(p) == dict(x=1.5, n=3, arr=[0, 1, 2], path="a/b", s="é")
+    assert [q.name for q in p.parent.iterdir()] == ["a.json"]  # no temp file left
+
+
+def test_write_json_failure_leaves_the_old_file_intact(tmp_path):
+    p = tmp_path / "a.json"
+    write_json(p, {"v": 1})
+    before = p.read_bytes()
+    with pytest.raises(TypeError):
+        write_json(p, {"v": 2, "bad": {1, 2}})  # a set is not serialisable
+    with pytest.raises(TypeError):
+        write_json(p, {"v": 3, "deep": [1, 2, {"x": object()}]})  # fails half-way through the object
+    assert p.read_bytes() == before
+    assert [q.name for q in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_write_fails_during_the_write_leave_no_temp_file(tmp_path, monkeypatch):
+    p = tmp_path / "a.json"
+    write_json(p, {"v": 1})
+    before = p.read_bytes()
+
+    def broken_replace(src, dst):
+        assert Path(src).parent == tmp_path and Path(src).exists()  # the temp file is complete ...
+        assert json.loads(Path(src).read_text()) == {"v": 2}
+        raise OSError("disk full")  # ... but the rename fails
+
+    monkeypatch.setattr(utils.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_json(p, {"v": 2})
+    monkeypatch.undo()
+    assert p.read_bytes() == before
+    assert [q.name for q in tmp_path.iterdir()] == ["a.json"]
+    write_json(p, {"v": 3})
+    assert read_json(p) == {"v": 3}
+
+
+def test_read_json_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json"):
+        read_json(tmp_path / "broken.json")

@@ -1,0 +1,390 @@
+"""Thumbnails (claims 18-21): windows, clustering, representatives, ordering, report, files,
+streaming, toy programmes and their metrics.
+
+The mechanics are tested with a transparent stand-in for the trained models (band-energy
+"embeddings", a generator that paints the class colour, a judge that reads it back), so the
+assertions do not depend on model quality; one test runs the real smoke models."""
+from __future__ import annotations
+
+import json
+import tracemalloc
+import wave
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from s2i import world
+from s2i.generate import SR, Sound2Image, windows_of
+from s2i.media import MediaError, audio_window_starts, read_audio
+from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, choose_representatives,
+                            cluster_embeddings, longest_run, merge_transient, evaluate_thumbnails, make_programme, make_thumbnails,
+                            relative_spread, segment_seed, time_ranges, window_embeddings, window_truth,
+                            write_programme)
+
+ROOT = Path(__file__).resolve().parents[1]
+NBVAL = ROOT / "build" / "nbval"
+BUILD_NBVAL = ("mkdir -p build/nbval/notebooks; for n in 00_world 00_pretrain 01_frame_selection 02_extraction "
+               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; done")
+
+
+# ----------------------------------------------------------------------------- a transparent stand-in
+def band_features(w: np.ndarray, n_bands: int = 16) -> np.ndarray:
+    """(N, S) -> (N, n_bands): share of the energy in log-spaced bands (50 Hz - 8 kHz)."""
+    spec = np.abs(np.fft.rfft(w, axis=1)) ** 2
+    f = np.fft.rfftfreq(w.shape[1], 1 / SR)
+    edges = np.geomspace(50, SR / 2, n_bands + 1)
+    e = np.stack([spec[:, (f >= a) & (f < b)].sum(1) for a, b in zip(edges[:-1], edges[1:])], 1)
+    return (e / (e.sum(1, keepdims=True) + 1e-12)).astype(np.float32)
+
+
+PROTOS = np.stack([band_features(world.render_sound(world.Scene(0, [world.SceneObject(c, gain=1.0)]), 2.0,
+                                                    seed=c, ambience=False)[None]).mean(0)
+                   for c in range(len(world.CLASSES))])  # (8, 16) one "embedding" per class
+
+
+class FakeJudge:
+    def report(self, images):
+        cols = np.asarray(world.COLOURS, np.float64)
+        mean = np.asarray(images, np.float64).reshape(len(images), -1, 3).mean(1)
+        top = np.argmin(((mean[:, None] - cols[None]) ** 2).sum(-1), 1)
+        return dict(top_class=top)
+
+
+class FakeBackbones:
+    judge = FakeJudge()
+
+    def generate(self, z, n_per=1, guidance=None, steps=None, seed=0, **kw):
+        z = np.asarray(z)
+        cls = np.argmin(((z[:, None] - PROTOS[None]) ** 2).sum(-1), 1)  # nearest class prototype
+        img = np.zeros((len(z) * n_per, world.IMG, world.IMG, 3), np.uint8)
+        for i, c in enumerate(np.repeat(cls, n_per)):
+            img[i] = world.COLOURS[c]
+        return img
+
+
+class FakeS2I(Sound2Image):
+    """Sound2Image with band energies as the 'audio encoder' and a colour-painting generator."""
+
+    def __init__(self, window_s: float = 0.5):
+        self.backbones = FakeBackbones()
+        self.window_s = window_s
+        self.calls = []
+
+    def embed_windows(self, windows):
+        self.calls.append(len(windows))
+        return torch.from_numpy(band_features(np.asarray(windows)))
+
+
+def two_class_programme(seed=0):
+    return make_programme(seed, segments=[("horn", "meadow", 10.0), ("bird", "meadow", 6.0),
+                                          ("horn", "meadow", 8.0)])
+
+
+# ----------------------------------------------------------------------------- windows and ranges
+def test_sub_windows_follow_windows_of():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2 * SR)).astype(np.float32)
+    sub = _sub_windows(x, 0.5)
+    assert sub.shape == (3, 7, SR // 2)  # 2 s at a 0.25 s hop: starts 0, 0.25, ..., 1.5
+    for i in range(3):
+        np.testing.assert_array_equal(sub[i], windows_of(x[i], 0.5))
+    short = _sub_windows(x[:, :3000], 0.5)  # shorter than the encoder window: centred, zero-padded
+    assert short.shape == (3, 1, 8000)
+    np.testing.assert_array_equal(short[:, 0], np.stack([windows_of(a, 0.5)[0] for a in x[:, :3000]]))
+
+
+@pytest.mark.parametrize("seconds,window_s,overlap_s", [(10.0, 2.0, 1.0), (10.0, 2.0, 0.0), (9.3, 2.0, 0.5),
+                                                        (1.2, 2.0, 1.0), (7.0, 1.0, 0.75)])
+def test_window_count_and_starts(seconds, window_s, overlap_s):
+    s2i = FakeS2I()
+    x = np.random.default_rng(1).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
+    w = window_embeddings(s2i, x, sr=SR, window_s=window_s, overlap_s=overlap_s, batch=4)
+    hop = window_s - overlap_s
+    n_full = int(np.floor((seconds - window_s) / hop + 1e-9)) + 1 if seconds >= window_s else 0
+    tail = seconds - n_full * hop  # audio from the next start to the end
+    expected = n_full + (1 if (n_full == 0 or tail >= 0.5 * window_s) and tail > 1e-9 else 0)
+    assert len(w.starts) == expected == len(w.z)
+    np.testing.assert_allclose(w.starts, np.arange(expected) * hop, atol=1e-9)
+    assert w.duration == pytest.approx(seconds, abs=1 / SR)
+    assert w.z.shape[1] == 16
+
+
+def test_window_embedding_is_embed_audio_of_the_window():
+    s2i = FakeS2I()
+    prog = two_class_programme()
+    a = prog.audio()
+    w = window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5)
+    for i in (0, 7, len(w.starts) - 2):
+        s = int(round(w.starts[i] * SR))
+        np.testing.assert_allclose(w.z[i], s2i.embed_audio(a[s:s + 2 * SR], SR).numpy(), atol=1e-6)
+    # the last window runs past the end: embedded from its real part only (no silence padding)
+    s = int(round(w.starts[-1] * SR))
+    assert s + 2 * SR > len(a)
+    np.testing.assert_allclose(w.z[-1], s2i.embed_audio(a[s:], SR).numpy(), atol=1e-6)
+
+
+def test_array_needs_sr_and_windows_must_be_valid():
+    s2i = FakeS2I()
+    with pytest.raises(ValueError, match="sample rate"):
+        window_embeddings(s2i, np.zeros(SR, np.float32))
+    for T, N in [(0.0, 0.0), (2.0, 2.0), (2.0, -1.0)]:
+        with pytest.raises(ValueError):
+            window_embeddings(s2i, np.zeros(SR, np.float32), sr=SR, window_s=T, overlap_s=N)
+
+
+def test_time_ranges_merge_consecutive_windows():
+    starts = np.arange(8) * 1.0  # hop 1 s, windows of 2 s
+    labels = np.array([0, 0, 1, 1, 0, 0, 0, 2])
+    assert time_ranges(starts, labels, 0, 2.0, 8.5) == [[0.0, 3.0], [4.0, 8.0]]
+    assert time_ranges(starts, labels, 1, 2.0, 8.5) == [[2.0, 5.0]]
+    assert time_ranges(starts, labels, 2, 2.0, 8.5) == [[7.0, 8.5]]  # clipped to the duration
+    assert time_ranges(starts, labels, 3, 2.0, 8.5) == []
+
+
+# ----------------------------------------------------------------------------- clustering
+def blobs(sequence, n_per=20, D=8, spread=0.05, seed=0):
+    """Embeddings in time order: runs of ``n_per`` windows around one centre per label."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(sequence) + 1, D)) * 2 + 5
+    z = np.concatenate([centres[c] + spread * rng.standard_normal((n_per, D)) for c in sequence])
+    return z.astype(np.float32), np.repeat(sequence, n_per)
+
+
+def test_clustering_recovers_a_two_class_programme_in_order_of_appearance():
+    z, truth = blobs([1, 0, 1, 0])  # class 1 is heard first
+    cl = cluster_embeddings(z, k_max=6, seed=0)
+    assert cl.method == "silhouette" and cl.k == 2
+    assert cl.labels[0] == 0  # cluster 0 = the first heard
+    np.testing.assert_array_equal(cl.labels, (truth == 0).astype(int))
+    assert set(cl.silhouettes) == set(range(2, 7)) and max(cl.silhouettes, key=cl.silhouettes.get) == 2
+
+
+def test_clustering_finds_k_and_honours_a_given_k():
+    z, truth = blobs([2, 0, 3, 1, 2], n_per=15)
+    cl = cluster_embeddings(z, k_max=8, seed=0)
+    assert cl.k == 4
+    first = [int(cl.labels[truth == c][0]) for c in (2, 0, 3, 1)]
+    assert first == [0, 1, 2, 3]
+    cl2 = cluster_embeddings(z, k=2, seed=0)
+    assert cl2.method == "given" and cl2.k == 2 and cl2.labels[0] == 0
+    assert cluster_embeddings(z, k=1).k == 1
+
+
+def test_transition_windows_do_not_make_a_cluster():
+    """Windows straddling a change are mixtures of the two sounds: a tight cluster of isolated
+    windows, which must not become a thumbnail of its own."""
+    rng = np.random.default_rng(0)
+    A, B = np.zeros(8), np.full(8, 4.0)
+    run = lambda c, n: c + 0.02 * rng.standard_normal((n, 8))  # noqa: E731
+    z = np.concatenate([run(A, 10), run((A + B) / 2, 1), run(B, 10), run((A + B) / 2, 1), run(A, 10)])
+    assert longest_run(np.array([1, 1, 0, 1, 1, 1, 0], bool)) == 3 and longest_run(np.zeros(3, bool)) == 0
+    assert cluster_embeddings(z, min_run=1).k == 3  # the mixtures on their own
+    cl = cluster_embeddings(z, min_run=2)
+    assert cl.k == 2
+    assert (cl.labels[:10] == 0).all() and (cl.labels[11:21] == 1).all() and (cl.labels[22:] == 0).all()
+    labels, n = merge_transient(z, np.array([0] * 10 + [2] + [1] * 10 + [2] + [0] * 10), 2)
+    assert n == 1 and set(labels.tolist()) == {0, 1}
+
+
+def test_one_cluster_cases():
+    z, _ = blobs([0], n_per=40, spread=0.001)  # one steady sound: tiny spread
+    assert relative_spread(z) < 0.01
+    cl = cluster_embeddings(z)
+    assert cl.k == 1 and cl.method == "single" and "spread" in cl.reason
+    assert (cl.labels == 0).all()
+    rng = np.random.default_rng(0)
+    cl = cluster_embeddings(rng.standard_normal((200, 64)), min_spread=0.0)  # no structure at all
+    assert cl.k == 1 and "silhouette" in cl.reason
+    assert cluster_embeddings(np.ones((5, 4))).k == 1  # identical embeddings
+    assert cluster_embeddings(np.ones((5, 4)), k=3).k == 1
+    assert cluster_embeddings(np.eye(2)).k == 1  # two windows: nothing to compare
+    z3 = np.repeat(np.eye(3) * 10, 2, axis=0)
+    assert cluster_embeddings(z3, k=5).k == 3  # k clamped to the distinct embeddings
+    with pytest.raises(ValueError):
+        cluster_embeddings(np.zeros((0, 4)))
+    with pytest.raises(ValueError):
+        cluster_embeddings(z, k_max=1)
+
+
+def test_representatives():
+    z = np.array([[0, 0], [1, 0], [3, 0], [10, 10], [11, 11]], np.float32)
+    labels = np.array([0, 0, 0, 1, 1])
+    cent = np.array([[4 / 3, 0], [10.5, 10.5]], np.float32)
+    reps, idx = choose_representatives(z, labels, cent, "nearest")
+    assert idx.tolist() == [1, 3]  # nearest member; the tie in cluster 1 goes to the earlier window
+    np.testing.assert_array_equal(reps, z[[1, 3]])
+    reps, idx = choose_representatives(z, labels, cent, "centroid")
+    assert idx is None
+    np.testing.assert_array_equal(reps, cent)
+    with pytest.raises(ValueError):
+        choose_representatives(z, labels, cent, "medoid")
+
+
+# ----------------------------------------------------------------------------- the whole method, files
+def test_make_thumbnails_report_and_files(tmp_path):
+    s2i = FakeS2I()
+    prog = two_class_programme()
+    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, out_dir=tmp_path / "t")
+    assert res.k == 2 and res.images.shape == (2, 32, 32, 3)
+    assert res.final == 0  # horn: 18 s of 24
+    rep = json.loads((tmp_path / "t" / "thumbnails.json").read_text())
+    for key in ("duration_s", "window_s", "overlap_s", "n_windows", "k", "k_method", "silhouettes",
+                "representative", "final_cluster", "final_thumbnail", "contact_sheet", "slideshow", "clusters"):
+        assert key in rep
+    assert rep["n_windows"] == len(res.starts) and rep["k"] == 2 and rep["final_cluster"] == 0
+    c0, c1 = rep["clusters"]
+    assert c0["size"] + c1["size"] == rep["n_windows"] and c0["size"] > c1["size"]
+    # horn 0-10 s and 16-24 s, bird 10-16 s (windows of 2 s straddling a change go either way)
+    assert len(c0["ranges"]) == 2 and len(c1["ranges"]) == 1
+    assert c0["ranges"][0][0] == 0.0 and c0["ranges"][-1][1] == pytest.approx(24.0)
+    assert 8.0 <= c1["ranges"][0][0] <= 10.0 and 16.0 <= c1["ranges"][0][1] <= 18.0
+    assert c0["first_start"] < c1["first_start"]
+    for c in rep["clusters"]:
+        assert (tmp_path / "t" / c["thumbnail"]).exists()
+        assert rep["clusters"][c["id"]]["representative_time"] == res.starts[c["representative_window"]]
+    sheet = Image.open(tmp_path / "t" / rep["contact_sheet"])
+    assert sheet.width >= 2 * 128 and sheet.height >= 128  # upscaled to be viewable
+    gif = Image.open(tmp_path / "t" / rep["slideshow"])
+    assert gif.n_frames == 2
+    gif.seek(0)
+    first = np.asarray(gif.convert("RGB"))
+    assert tuple(first[64, 64]) == world.COLOURS[world.class_index("horn")]  # the first heard comes first
+    final = np.asarray(Image.open(tmp_path / "t" / rep["final_thumbnail"]))
+    assert final.shape == (128, 128, 3) and tuple(final[0, 0]) == world.COLOURS[1]
+    m = evaluate_thumbnails(res, prog, s2i.backbones.judge)
+    assert m["cluster_purity"] >= 0.9 and m["class_coverage"] == 1.0 and m["final_pick_correct"]
+    assert m["cluster_coverage"] == 1.0 and m["final_cluster_correct"] and m["n_classes"] == 2
+
+
+def test_one_cluster_slideshow_has_one_frame(tmp_path):
+    s2i = FakeS2I()
+    prog = make_programme(0, segments=[("horn", "night", 8.0)])
+    res = make_thumbnails(s2i, prog.audio(), sr=SR, out_dir=tmp_path)
+    assert res.k == 1 and res.final == 0
+    assert Image.open(tmp_path / "slideshow.gif").n_frames == 1
+    assert json.loads((tmp_path / "thumbnails.json").read_text())["clusters"][0]["ranges"] == [[0.0, 8.0]]
+
+
+def _has(codec):
+    try:
+        av.codec.Codec(codec, "w")
+        return True
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("suffix,codec", [(".wav", "pcm_s16le"), (".flac", "flac"), (".opus", "libopus"),
+                                          (".mp3", "libmp3lame"), (".m4a", "aac")])
+def test_streaming_files_of_several_formats(tmp_path, suffix, codec):
+    if not _has(codec):
+        pytest.skip(f"PyAV has no {codec} encoder")
+    s2i = FakeS2I()
+    prog = two_class_programme()
+    path = write_programme(prog, tmp_path / f"prog{suffix}")
+    res = make_thumbnails(s2i, path, window_s=2.0, overlap_s=1.0, batch=3)
+    ref = make_thumbnails(FakeS2I(), prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)
+    assert abs(len(res.starts) - len(ref.starts)) <= 1  # lossy codecs pad a frame
+    assert res.windows.source == str(path)
+    assert res.k == 2
+    n = min(len(res.labels), len(ref.labels))
+    assert (res.labels[:n] == ref.labels[:n]).mean() >= 0.9
+    assert max(s2i.calls) <= 3 * 7  # batches of 3 windows of 7 encoder windows each
+
+
+def test_streaming_memory_does_not_grow_with_length(tmp_path):
+    """Peak Python-heap memory of embedding a 20 s and a 200 s WAV (16-bit, written with the
+    ``wave`` module) differ by far less than the 200 s signal (6.4 MB as float32)."""
+    s2i = FakeS2I()
+    rng = np.random.default_rng(0)
+
+    def wav(path, seconds):
+        with wave.open(str(path), "wb") as f:
+            f.setnchannels(1), f.setsampwidth(2), f.setframerate(SR)
+            for _ in range(int(seconds)):
+                f.writeframes((rng.standard_normal(SR) * 3000).astype("<i2").tobytes())
+        return path
+
+    peaks = []
+    for seconds in (20, 200):
+        p = wav(tmp_path / f"n{seconds}.wav", seconds)
+        tracemalloc.start()
+        w = window_embeddings(s2i, p, window_s=2.0, overlap_s=1.0, batch=8)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert len(w.starts) == len(audio_window_starts(seconds * SR, SR, 2.0, overlap_s=1.0))
+    assert peaks[1] - peaks[0] < 1.5e6, peaks
+
+
+def test_unreadable_files_raise_media_error(tmp_path):
+    s2i = FakeS2I()
+    with pytest.raises(MediaError, match="missing.wav"):
+        make_thumbnails(s2i, tmp_path / "missing.wav")
+    bad = tmp_path / "bad.flac"
+    bad.write_bytes(b"\x00garbage" * 200)
+    with pytest.raises(MediaError, match="bad.flac"):
+        make_thumbnails(s2i, bad)
+
+
+# ----------------------------------------------------------------------------- programmes
+def test_programme_plan_is_deterministic_and_measurable():
+    p, q = make_programme(3, 180.0), make_programme(3, 180.0)
+    assert p.segments == q.segments and make_programme(4, 180.0).segments != p.segments
+    tl = p.timeline
+    assert tl[0]["start"] == 0 and all(a["end"] == b["start"] for a, b in zip(tl, tl[1:]))
+    assert p.duration == pytest.approx(180.0, abs=0.1)
+    assert all(5.0 - 0.01 <= s.duration <= 60.0 for s in p.segments)
+    secs = p.class_seconds()
+    assert 2 <= len(secs) <= 4 and min(secs.values()) >= 0.12 * 180 - 0.1
+    top, second = sorted(secs.values())[::-1][:2]
+    assert top >= 1.2 * second - 0.1 and p.longest_class() == max(secs, key=secs.get)
+    assert p.present_classes() == sorted(secs)
+
+
+def test_programme_audio_and_seeds():
+    p = make_programme(7, segments=[Segment("bell", "beach", 1.5, gain=1.0), ("drum", 2, 1.0), (None, "city", 0.5)])
+    a = p.audio()
+    assert a.dtype == np.float32 and len(a) == p.total_samples == 3 * SR
+    np.testing.assert_array_equal(a, p.audio())  # deterministic
+    np.testing.assert_array_equal(np.concatenate(list(p.iter_audio())), a)
+    assert [r["name"] for r in p.timeline] == ["bell", "drum", None]
+    seeds = [segment_seed(7, i) for i in range(3)]
+    assert len(set(seeds)) == 3 and min(seeds) >= PROGRAMME_SEED_BASE > 2 ** 33
+    # a training clip's seed (uint32) can never be a programme seed
+    assert world.clip_seed(0, 0) < 2 ** 32 < PROGRAMME_SEED_BASE
+    with pytest.raises(ValueError):
+        make_programme(0, segments=[("bell", 0, 0.0)])
+
+
+def test_window_truth():
+    p = make_programme(0, segments=[("horn", 0, 3.0), ("bird", 0, 1.0), (None, 0, 2.0)])
+    truth = window_truth(p, np.array([0.0, 1.0, 2.5, 3.5, 4.0, 5.0]), 2.0)
+    h, b = world.class_index("horn"), world.class_index("bird")
+    assert truth.tolist() == [h, h, b, b, -1, -1]  # [2.5, 4.5]: 0.5 s horn, 1 s bird
+
+
+# ----------------------------------------------------------------------------- the real (smoke) models
+@pytest.fixture(scope="module")
+def smoke_s2i():
+    if not (NBVAL / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists() or \
+            not (NBVAL / "models" / "manifest.json").exists():
+        pytest.skip(f"no smoke models in {NBVAL}; create them with: {BUILD_NBVAL}")
+    return Sound2Image.from_run(NBVAL, profile="smoke", model_dir=NBVAL / "models")
+
+
+def test_with_the_smoke_models(smoke_s2i, tmp_path):
+    prog = two_class_programme()
+    path = write_programme(prog, tmp_path / "prog.flac")
+    res = make_thumbnails(smoke_s2i, path, window_s=2.0, overlap_s=1.0, k=2, steps=1, out_dir=tmp_path / "out")
+    assert res.images.shape == (2, 32, 32, 3) and res.images.dtype == np.uint8
+    assert res.windows.z.shape == (len(res.starts), smoke_s2i.audio_encoder.cfg.embed_dim)
+    a = read_audio(path, SR)
+    s = int(round(res.starts[3] * SR))  # a window's embedding is embed_audio of that window
+    np.testing.assert_allclose(res.windows.z[3], smoke_s2i.embed_audio(a[s:s + 2 * SR], SR).numpy(),
+                               rtol=1e-3, atol=1e-4)
+    m = evaluate_thumbnails(res, prog, smoke_s2i.backbones.judge)
+    assert 0.5 <= m["cluster_purity"] <= 1.0 and len(m["thumbnail_classes"]) == 2
+    assert Image.open(tmp_path / "out" / "slideshow.gif").n_frames == 2
