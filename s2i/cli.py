@@ -8,7 +8,8 @@
 
 Every subcommand takes ``--profile`` (toy/smoke/full), ``--model-dir`` and ``--run-dir``,
 defaulting to the current pipeline's trained models (``params.yaml``: ``base.profile``,
-``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``), ``--seed`` and ``--out``.
+``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``; with a ``--profile`` other than
+params.yaml's, those of ``profiles/<profile>.yaml``), ``--seed`` and ``--out``.
 Inputs are checked before the models load: a missing, corrupt or unsupported file ends the
 command with exit status 1 and one line on stderr naming the file and the reason.
 Relative paths given on the command line are taken from the working directory; the defaults
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
-import os
 import re
 import sys
 from pathlib import Path
@@ -33,16 +33,25 @@ class CLIError(Exception):
 
 
 # ----------------------------------------------------------------------------- defaults and models
-def pipeline_defaults() -> dict:
+def _from_params(p: dict) -> dict:
+    from .paths import resolve
+
+    return dict(profile=str(p["base"]["profile"]), run_dir=str(resolve(p["base"]["run_dir"])),
+                model_dir=str(resolve(p["pretrain"]["model_dir"])), window_s=float(p["audio"]["window_s"]),
+                params=p)
+
+
+def pipeline_defaults(profile: str | None = None) -> dict:
     """The current pipeline's profile, run_dir, model_dir and encoder window from params.yaml
-    (paths resolved against the repository root); built-in toy defaults if there is none."""
+    (paths resolved against the repository root) -- or, for a ``profile`` other than
+    params.yaml's, from ``profiles/<profile>.yaml``; built-in toy defaults if there is none."""
     try:
-        from .paths import load_params, resolve
+        from .paths import load_params, load_profile
 
         p = load_params()
-        return dict(profile=str(p["base"]["profile"]), run_dir=str(resolve(p["base"]["run_dir"])),
-                    model_dir=str(resolve(p["pretrain"]["model_dir"])), window_s=float(p["audio"]["window_s"]),
-                    params=p)
+        if profile is not None and profile != p["base"]["profile"]:
+            p = load_profile(profile)
+        return _from_params(p)
     except Exception:  # no repository / params.yaml outside a checkout: the toy layout
         return dict(_FALLBACK)
 
@@ -62,7 +71,7 @@ def load_model(args):
         dlog.set_verbosity_error()
     except ImportError:
         pass
-    d = args.defaults
+    d = args.defaults if args.profile == args.defaults["profile"] else pipeline_defaults(args.profile)
     run_dir = _user_path(args.run_dir) or d["run_dir"]
     model_dir = _user_path(args.model_dir) or d["model_dir"]
     window_s = args.encoder_window or d["window_s"]

@@ -66,9 +66,9 @@ SR = 16000  # the audio encoder's sample rate (s2i.generate.SR)
 
 __all__ = [
     "WindowEmbeddings", "Clustering", "ThumbnailResult", "embed_long_windows", "window_embeddings",
-    "cluster_embeddings", "choose_representatives", "time_ranges", "make_thumbnails", "contact_sheet",
-    "Segment", "Programme", "make_programme", "segment_seed", "write_programme", "window_truth",
-    "evaluate_thumbnails", "evaluate_programmes", "PROGRAMME_SEED_BASE",
+    "cluster_embeddings", "relative_spread", "merge_transient", "longest_run", "choose_representatives",
+    "time_ranges", "make_thumbnails", "contact_sheet", "Segment", "Programme", "make_programme", "segment_seed",
+    "write_programme", "window_truth", "evaluate_thumbnails", "evaluate_programmes", "PROGRAMME_SEED_BASE",
 ]
 
 
@@ -158,10 +158,12 @@ def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None
     else:
         if sr is None:
             raise ValueError("an audio array needs its sample rate (sr=...)")
+        from .media import audio_window_starts
+
         a = s2i.load_audio(np.asarray(audio), sr)
         stated = len(a) / SR
         it = _array_batches(a, window_s, overlap_s, batch, min_fill)
-        total = None
+        total = len(audio_window_starts(len(a), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
     zs, ss = [], []
     last = None
     with tqdm(total=total, desc="embed windows", unit="win", disable=not progress) as bar:
@@ -181,9 +183,13 @@ def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None
     # (trailing exact zeros), as embed_audio would embed that shorter clip. Silence padding
     # would otherwise pull its embedding away from its neighbours (an outlier "cluster").
     nz = np.flatnonzero(last)
+    end = float(starts[-1] + window_s)  # the audio reaches at least this far...
     if len(nz) and nz[-1] + 1 < len(last):
         z[-1] = embed_long_windows(s2i, last[None, :nz[-1] + 1])[0]
-    duration = float(stated) if stated else float(starts[-1] + window_s)
+        end = float(starts[-1] + (nz[-1] + 1) / SR)  # ...or exactly this far
+        duration = end
+    else:  # a tail shorter than min_fill of a window may have been dropped: trust the stated length
+        duration = max(end, float(stated or 0.0))
     return WindowEmbeddings(z=z, starts=starts, window_s=float(window_s), overlap_s=float(overlap_s),
                             duration=duration, source=source)
 
@@ -353,6 +359,16 @@ def time_ranges(starts: np.ndarray, labels: np.ndarray, cluster: int, window_s: 
     lasts = np.concatenate([idx[breaks], [idx[-1]]])
     return [[round(float(starts[a]), 3), round(float(min(starts[b] + window_s, duration)), 3)]
             for a, b in zip(firsts, lasts)]
+
+
+def _union_length(ranges: list[list[float]]) -> float:
+    """Seconds covered by time-ordered ranges that may overlap (runs one window apart overlap
+    when the windows overlap by more than half)."""
+    total, end = 0.0, -math.inf
+    for a, b in ranges:
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
 
 
 def _fmt_t(t: float) -> str:
@@ -549,7 +565,7 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
         ranges = time_ranges(w.starts, cl.labels, c, w.window_s, w.duration)
         clusters.append(dict(
             id=c, size=int(sizes[c]), share=round(float(sizes[c] / len(cl.labels)), 4),
-            seconds=round(float(sum(b - a for a, b in ranges)), 3), first_start=ranges[0][0], ranges=ranges,
+            seconds=round(_union_length(ranges), 3), first_start=ranges[0][0], ranges=ranges,
             representative_window=None if rep_idx is None else int(rep_idx[c]),
             representative_time=None if rep_idx is None else round(float(w.starts[rep_idx[c]]), 3)))
     res = ThumbnailResult(images=images, clusters=clusters, final=int(np.argmax(sizes)), windows=w, clustering=cl,
@@ -740,12 +756,11 @@ def write_programme(programme: Programme, path: str | os.PathLike) -> Path:
     from fractions import Fraction
 
     path = Path(path)
-    kinds = {".flac": ("flac", "flac", "s16"), ".wav": ("wav", "pcm_s16le", "s16"),
-             ".ogg": ("ogg", "libopus", None), ".opus": ("ogg", "libopus", None), ".mp3": ("mp3", "libmp3lame", None),
-             ".m4a": ("ipod", "aac", None)}
+    kinds = {".flac": ("flac", "flac"), ".wav": ("wav", "pcm_s16le"), ".ogg": ("ogg", "libopus"),
+             ".opus": ("ogg", "libopus"), ".mp3": ("mp3", "libmp3lame"), ".m4a": ("ipod", "aac")}
     if path.suffix.lower() not in kinds:
         raise ValueError(f"{path}: unsupported suffix {path.suffix!r} (use one of {sorted(kinds)})")
-    fmt, codec, _ = kinds[path.suffix.lower()]
+    fmt, codec = kinds[path.suffix.lower()]
     sr = programme.sr
     if codec == "libopus" and sr not in (8000, 12000, 16000, 24000, 48000):
         raise ValueError(f"{path}: Opus needs 8/12/16/24/48 kHz, programme is {sr} Hz")

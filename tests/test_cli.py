@@ -19,7 +19,8 @@ from s2i import world
 ROOT = Path(__file__).resolve().parents[1]
 NBVAL = ROOT / "build" / "nbval"
 BUILD_NBVAL = ("mkdir -p build/nbval/notebooks; for n in 00_world 00_pretrain 01_frame_selection 02_extraction "
-               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; done")
+               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; "
+               "done")
 SUBCOMMANDS = ["generate", "mix", "edit", "video", "thumbnails"]
 
 

@@ -20,15 +20,16 @@ from PIL import Image
 from s2i import world
 from s2i.generate import SR, Sound2Image, windows_of
 from s2i.media import MediaError, audio_window_starts, read_audio
-from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, choose_representatives,
-                            cluster_embeddings, longest_run, merge_transient, evaluate_thumbnails, make_programme, make_thumbnails,
-                            relative_spread, segment_seed, time_ranges, window_embeddings, window_truth,
-                            write_programme)
+from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, _union_length, choose_representatives,
+                            cluster_embeddings, evaluate_thumbnails, longest_run, make_programme, make_thumbnails,
+                            merge_transient, relative_spread, segment_seed, time_ranges, window_embeddings,
+                            window_truth, write_programme)
 
 ROOT = Path(__file__).resolve().parents[1]
 NBVAL = ROOT / "build" / "nbval"
 BUILD_NBVAL = ("mkdir -p build/nbval/notebooks; for n in 00_world 00_pretrain 01_frame_selection 02_extraction "
-               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; done")
+               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; "
+               "done")
 
 
 # ----------------------------------------------------------------------------- a transparent stand-in
@@ -143,6 +144,9 @@ def test_time_ranges_merge_consecutive_windows():
     assert time_ranges(starts, labels, 1, 2.0, 8.5) == [[2.0, 5.0]]
     assert time_ranges(starts, labels, 2, 2.0, 8.5) == [[7.0, 8.5]]  # clipped to the duration
     assert time_ranges(starts, labels, 3, 2.0, 8.5) == []
+    # windows overlapping by more than half: runs one window apart overlap; seconds count once
+    r = time_ranges(np.arange(5) * 0.5, np.array([0, 0, 1, 0, 0]), 0, 2.0, 4.0)
+    assert r == [[0.0, 2.5], [1.5, 4.0]] and _union_length(r) == 4.0
 
 
 # ----------------------------------------------------------------------------- clustering
