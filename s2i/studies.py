@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import world
-from .generate import Sound2Image, compose_generate, mix_audio
+from .generate import Sound2Image, mix_audio
 
 TEST_SEED_OFFSET = 1_000_000_007  # far above any clip seed index used for training worlds
 
@@ -129,12 +129,11 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
     if method == "waveform":
         z = s2i.embed_audio(mix_audio(sounds, gains_db), world.SR)[None]
         return s2i.backbones.generate(z, n_per=n, seed=seed)
-    zs = [s2i.embed_audio(s * 10 ** (g / 20), world.SR)[None] for s, g in zip(sounds, gains_db)]
     if method == "mean":
+        zs = [s2i.embed_audio(s * 10 ** (g / 20), world.SR)[None] for s, g in zip(sounds, gains_db)]
         return s2i.backbones.generate(torch.cat(zs).mean(0, keepdim=True), n_per=n, seed=seed)
     if method == "compose":
-        w = weight if weight is not None else s2i.backbones.generator.cfg.guidance / len(zs) * 1.5
-        return compose_generate(s2i.backbones, [z.repeat(n, 1) for z in zs], [w] * len(zs), seed=seed)
+        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight)
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
 
 
