@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= toy
 
 .DEFAULT_GOAL := help
-.PHONY: help env repro test test-unit test-notebooks profile lab clean-smoke
+.PHONY: help env repro test test-unit profile lab clean-smoke browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: env ## run the whole test suite: unit tests + nbval over every notebook at
 	$(BIN)/python scripts/nbval_prepare.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
+
+browser-deps: env ## headless Chromium (Debian apt, needs root) + playwright for tests/test_browser.py (idempotent)
+	PYTHON=$(BIN)/python scripts/install_browser.sh
 
 test-unit: env ## unit tests only
 	$(BIN)/python -m pytest tests -q

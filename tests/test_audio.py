@@ -18,13 +18,6 @@ from s2i.audio import (AlignCfg, AudioEncoder, AudioEncoderCfg, LogMel, alignmen
 SR = 16000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny models run faster so, and far faster on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,13 +24,6 @@ GEN_CFG = GeneratorCfg(block_out_channels=(16, 32, 32), steps=2, batch=8, sample
 JUDGE_CFG = JudgeCfg(steps=2, width=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: these tiny models run faster so, and far faster on a busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

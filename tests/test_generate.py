@@ -13,12 +13,6 @@ from s2i.generate import SR, Sound2Image, mix_audio, to_mono_16k, windows_of
 from s2i.paths import repo_root
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _tone(freq, dur, sr, amp=0.5, phase=0.0):
