@@ -76,7 +76,9 @@ write_json(out / "metrics" / "extraction.json", metrics)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("pairs", metrics["n_pairs"], "skipped", metrics["n_skipped"], "embed_dim", metrics["embed_dim"], "mel", metrics["mel_shape"])
+src = metrics["pairs_by_source"]  # how many frames selection kept depends on the models: not compared
+print("random", src.get("random"), "test_gt", src.get("test_gt"), "selected > 0", src.get("selected", 0) > 0)
+print("skipped", metrics["n_skipped"], "embed_dim", metrics["embed_dim"], "mel", metrics["mel_shape"])
 
 # %%
 display(df.groupby(["split", "source"]).agg(pairs=("clip_id", "size"), match_share=("match", "mean")).round(3))
