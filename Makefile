@@ -2,6 +2,8 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
+# stage commands (papermill, the python3 kernel) come from the venv
+export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= toy
 
 .DEFAULT_GOAL := help
