@@ -223,7 +223,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
     from pathlib import Path
 
     from .edit import edit_video
-    from .media import probe, read_video, write_video
+    from .media import probe, read_video, square_resize, write_video
 
     work_dir = Path(work_dir)
     rng = np.random.default_rng(TEST_SEED_OFFSET + 13 + seed)
@@ -241,7 +241,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         audio = (world.REF_RMS * world.envelope_to_samples(env, n) * src + world.AMBIENT_RMS * amb).astype(np.float32)
         vout = edit_video(s2i, vin, audio, work_dir / f"edited_{i}.mp4", sr=world.SR, seed=seed, **edit_kw)
         v = read_video(vout)
-        rep = s2i.backbones.judge.report(np.stack([square_small(f) for f in v.frames]))
+        rep = s2i.backbones.judge.report(np.stack([square_resize(f, world.IMG) for f in v.frames]))
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         corrs.append(0.0 if np.ptp(sz) == 0 else float(np.corrcoef(sz, env[: len(sz)])[0, 1]))
         present.append(float(rep["present"][:, c].mean()))
@@ -253,9 +253,3 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         outs.append(v.frames)
     return dict(video_size_envelope_corr=float(np.mean(corrs)), video_object_present=float(np.mean(present)),
                 video_bg_kept=float(np.mean(kept)), probes=probes, frames=outs)
-
-
-def square_small(f: np.ndarray) -> np.ndarray:
-    from .media import square_resize
-
-    return square_resize(f, world.IMG)
