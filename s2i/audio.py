@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .utils import atomic_torch_save, read_json, write_json
+from .utils import as_bool, atomic_torch_save, read_json, write_json
 
 SR = 16000
 
@@ -203,6 +203,9 @@ class AlignCfg:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     spec_mask: int = 4  # SpecAugment-style frequency/time mask width (0 = off)
+
+    def __post_init__(self):
+        self.normalize = as_bool(self.normalize)  # "false" from a command line must not be truthy
 
 
 def _augment_mel(m: torch.Tensor, g: torch.Generator, width: int) -> torch.Tensor:

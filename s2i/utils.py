@@ -11,6 +11,26 @@ from typing import Any
 import numpy as np
 
 
+def as_bool(value: Any) -> bool:
+    """A boolean from a bool or its usual spellings.
+
+    Pipeline parameters arrive as text when DVC interpolates them into a papermill command line
+    (``-p normalize false``): papermill only converts ``True``/``False``, so a bare ``"false"``
+    would otherwise be a truthy string. Anything that is not clearly a boolean is an error.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("true", "yes", "on", "1"):
+            return True
+        if v in ("false", "no", "off", "0"):
+            return False
+    raise ValueError(f"not a boolean: {value!r} (use true or false)")
+
+
 def seed_everything(seed: int) -> None:
     """Seed ``random``, numpy and torch (CPU and CUDA) and ask torch for deterministic kernels."""
     random.seed(seed)

@@ -439,3 +439,16 @@ def test_audio_encoder_save_load_roundtrip(tmp_path):
     assert torch.equal(encode_mels(enc, x), encode_mels(back, x))
     fresh = AudioEncoder(AudioEncoderCfg(embed_dim=12, width=4, depth=2)).eval()
     assert not torch.allclose(encode_mels(fresh, x), encode_mels(back, x))
+
+
+def test_align_cfg_parses_command_line_booleans():
+    """DVC writes booleans as `false` into the papermill command line; papermill keeps them as text."""
+    from s2i.audio import AlignCfg
+    from s2i.utils import as_bool
+
+    assert AlignCfg(normalize="false").normalize is False
+    assert AlignCfg(normalize="true").normalize is True
+    assert AlignCfg(normalize=False).normalize is False
+    assert as_bool("False") is False and as_bool("on") is True and as_bool(1) is True
+    with pytest.raises(ValueError, match="not a boolean"):
+        AlignCfg(normalize="maybe")
