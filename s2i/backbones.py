@@ -49,6 +49,15 @@ def register_model_configs() -> None:
         _registered = True
 
 
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The device to train or sample on: ``device`` if given, else ``$S2I_DEVICE``, else CUDA when
+    a GPU is present, else the CPU. Random draws always come from CPU generators and are moved to
+    the device, so a CPU run is bit-identical whatever machine it runs on."""
+    if device is None:
+        device = os.environ.get("S2I_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
     if isinstance(images, torch.Tensor) and images.dtype != torch.uint8:
@@ -204,12 +213,16 @@ class EncoderCfg:
     bf16: bool = True
 
 
-def train_encoder(data: StillSet, cfg: EncoderCfg, seed: int, log: Callable[[dict], None] | None = None) -> ImageEncoder:
-    """SimCLR pretraining of the open_clip vision tower on stills (no labels, no text)."""
+def train_encoder(data: StillSet, cfg: EncoderCfg, seed: int, log: Callable[[dict], None] | None = None,
+                  device: str | torch.device | None = None) -> ImageEncoder:
+    """SimCLR pretraining of the open_clip vision tower on stills (no labels, no text).
+    Trains on ``resolve_device(device)``; returns the encoder on the CPU."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
+    dev = resolve_device(device)
     enc = ImageEncoder(cfg.model)
     head = nn.Sequential(nn.Linear(enc.embed_dim, 256), nn.ReLU(), nn.Linear(256, 128))
+    enc.to(dev), head.to(dev)
     params = list(enc.clip.visual.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.05)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
@@ -218,8 +231,8 @@ def train_encoder(data: StillSet, cfg: EncoderCfg, seed: int, log: Callable[[dic
     for step in range(cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
         x = x_all[idx]
-        v = torch.cat([augment(x, g, cfg.max_shift), augment(x, g, cfg.max_shift)])  # (2B, 3, H, W)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        v = torch.cat([augment(x, g, cfg.max_shift), augment(x, g, cfg.max_shift)]).to(dev)  # (2B, 3, H, W)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             z = head(enc(v)).float()
         loss = nt_xent(*z.chunk(2), cfg.temperature)
         opt.zero_grad(set_to_none=True)
@@ -228,7 +241,7 @@ def train_encoder(data: StillSet, cfg: EncoderCfg, seed: int, log: Callable[[dic
         sched.step()
         if log and (step % 20 == 0 or step == cfg.steps - 1):
             log(dict(part="encoder", step=step, loss=float(loss)))
-    return enc.eval()
+    return enc.cpu().eval()
 
 
 @torch.no_grad()
@@ -306,12 +319,14 @@ class JudgeCfg:
     width: int = 32
 
 
-def train_judge(data: StillSet, cfg: JudgeCfg, seed: int, log: Callable[[dict], None] | None = None) -> Judge:
+def train_judge(data: StillSet, cfg: JudgeCfg, seed: int, log: Callable[[dict], None] | None = None,
+                device: str | torch.device | None = None) -> Judge:
     """Supervised training of the judge on real toy stills and their ground truth, with
-    translation/flip augmentation (no colour changes)."""
+    translation/flip augmentation (no colour changes). Returns the judge on the CPU."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1)
-    judge = Judge(width=cfg.width)
+    dev = resolve_device(device)
+    judge = Judge(width=cfg.width).to(dev)
     opt = torch.optim.AdamW(judge.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     x_all = to_tensor(data.images)
@@ -319,12 +334,12 @@ def train_judge(data: StillSet, cfg: JudgeCfg, seed: int, log: Callable[[dict], 
     judge.train()
     for step in range(cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
-        x = augment(x_all[idx], g, max_shift=1, noise=0.02)
+        x = augment(x_all[idx], g, max_shift=1, noise=0.02).to(dev)
         o = judge(x)
-        l_p = F.binary_cross_entropy_with_logits(o["presence"], pres[idx])
-        m = pres[idx]
-        l_s = ((o["size"] - sizes[idx]) ** 2 * m).sum() / m.sum().clamp(min=1) / world.R_MAX
-        l_b = F.cross_entropy(o["bg"], bg[idx])
+        m, s_true, b_true = pres[idx].to(dev), sizes[idx].to(dev), bg[idx].to(dev)
+        l_p = F.binary_cross_entropy_with_logits(o["presence"], m)
+        l_s = ((o["size"] - s_true) ** 2 * m).sum() / m.sum().clamp(min=1) / world.R_MAX
+        l_b = F.cross_entropy(o["bg"], b_true)
         loss = l_p + l_s + l_b
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -332,7 +347,7 @@ def train_judge(data: StillSet, cfg: JudgeCfg, seed: int, log: Callable[[dict], 
         sched.step()
         if log and (step % 50 == 0 or step == cfg.steps - 1):
             log(dict(part="judge", step=step, loss=float(loss), presence=float(l_p), size=float(l_s), bg=float(l_b)))
-    return judge.eval()
+    return judge.cpu().eval()
 
 
 # ----------------------------------------------------------------------------- generator (miniature unCLIP decoder)
@@ -438,12 +453,24 @@ class ToyGenerator:
             if x0_init.shape[0] != e.shape[0]:
                 raise ValueError(f"init_images: {x0_init.shape[0] // n_per} images for {e.shape[0] // n_per} embeddings")
         noise = torch.randn((e.shape[0], 3, world.IMG, world.IMG), generator=g)
+        dev = self.device
         out = []
         it = range(0, e.shape[0], batch)
         for s in tqdm(it, desc="generate", disable=not progress):
-            out.append(self._sample(e[s:s + batch], noise[s:s + batch], guidance, steps,
-                                    None if x0_init is None else x0_init[s:s + batch], strength))
+            x0 = None if x0_init is None else x0_init[s:s + batch].to(dev)
+            out.append(self._sample(e[s:s + batch].to(dev), noise[s:s + batch].to(dev), guidance, steps,
+                                    x0, strength).cpu())
         return to_uint8(torch.cat(out))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the decoder's weights are (sampling runs there; noise is drawn on the CPU)."""
+        p = next(self.decoder.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
+
+    def to(self, device: str | torch.device) -> "ToyGenerator":
+        self.decoder.to(resolve_device(device))
+        return self
 
     def _sample(self, e, x, guidance, steps, x0_init, strength):
         sch = self.scheduler
@@ -457,7 +484,7 @@ class ToyGenerator:
         for t in timesteps:
             # 2. predict x0 with and without the embedding (classifier-free guidance)
             tt = t.repeat(x.shape[0])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cfg.bf16 and x.device.type == "cpu"):
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
                 if guidance == 1.0:
                     pred = self.decoder(x, tt, e).float()
                 else:
@@ -501,18 +528,20 @@ class ToyGenerator:
 
 def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, seed: int,
                     log: Callable[[dict], None] | None = None, ckpt_path: str | os.PathLike | None = None,
-                    ckpt_every: int = 500) -> ToyGenerator:
+                    ckpt_every: int = 500, device: str | torch.device | None = None) -> ToyGenerator:
     """DDPM training of the embedding-conditioned decoder on (image embedding, image) pairs.
 
     x0 ("sample") prediction with min-SNR-gamma loss weights, classifier-free dropout of the
     embedding, Gaussian noise augmentation of the embedding, bf16 autocast on CPU, an EMA of
-    the weights (the EMA is what is saved). Resumes from ``ckpt_path`` when it exists."""
+    the weights (the EMA is what is saved). Resumes from ``ckpt_path`` when it exists.
+    Trains on ``resolve_device(device)`` (noise drawn on the CPU); returns the generator on the CPU."""
     from diffusers import DDPMScheduler
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 2)
     D = emb.shape[1]
-    dec = EmbeddingDecoder(D, cfg)
+    dev = resolve_device(device)
+    dec = EmbeddingDecoder(D, cfg).to(dev)
     ema = copy.deepcopy(dec).eval().requires_grad_(False)
     opt = torch.optim.AdamW(dec.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -527,7 +556,7 @@ def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, se
     emb_rms = float(e_all.pow(2).mean().sqrt())
     start = 0
     if ckpt_path is not None and Path(ckpt_path).exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+        ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
         dec.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"]); g.set_state(ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
@@ -546,11 +575,12 @@ def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, se
         t = torch.randint(0, cfg.train_timesteps, (B,), generator=g)
         noise = torch.randn(x0.shape, generator=g)
         xt = ddpm.add_noise(x0, noise, t)
+        x0, xt, e, wt, t = x0.to(dev), xt.to(dev), e.to(dev), w_t[t].to(dev), t.to(dev)
         # 3. predict x0, min-SNR weighted MSE
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             pred = dec(xt, t, e)
         loss = ((pred.float() - x0) ** 2).mean(dim=(1, 2, 3))
-        loss = (loss * w_t[t]).mean()
+        loss = (loss * wt).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
@@ -568,7 +598,7 @@ def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, se
             atomic_torch_save(dict(model=dec.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
                                    sched=sched.state_dict(), rng=g.get_state(), torch_rng=torch.get_rng_state(),
                                    step=step + 1), ckpt_path)
-    return ToyGenerator(ema, cfg, emb_rms)
+    return ToyGenerator(ema.cpu(), cfg, emb_rms)
 
 
 # ----------------------------------------------------------------------------- the interface
@@ -584,6 +614,12 @@ class ToyBackbones:
         self.judge = judge
         self.image_size = world.IMG
         self.embed_dim = encoder.embed_dim
+
+    def to(self, device: str | torch.device | None = None) -> "ToyBackbones":
+        """Move the generator (the costly part) to ``resolve_device(device)``; the encoder and the
+        judge are small and stay on the CPU. Sampling numerics differ slightly between devices."""
+        self.generator.to(resolve_device(device))
+        return self
 
     def encode_images(self, images: np.ndarray | Sequence) -> torch.Tensor:
         """uint8 (N, H, W, 3) images (any square size: resized to 32) -> (N, D) embeddings Z^V."""

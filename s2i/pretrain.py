@@ -72,14 +72,20 @@ def judge_scores(rep: dict, d: B.StillSet, prefix: str) -> dict:
 
 
 def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encoder: dict, judge: dict,
-                 generator: dict, n_recon: int, log_every: bool = True) -> PretrainResult:
+                 generator: dict, n_recon: int, log_every: bool = True,
+                 device: str | None = None) -> PretrainResult:
     """Train the image encoder (SimCLR), the judge (supervised on ground truth) and the
     generator (embedding-conditioned diffusion on frozen encoder embeddings); save them in
-    ``model_dir``; measure everything on held-out stills (a different seed)."""
+    ``model_dir``; measure everything on held-out stills (a different seed).
+
+    Training runs on a GPU automatically when one is present (``device`` or ``$S2I_DEVICE``
+    override it: see :func:`s2i.backbones.resolve_device`); the models are saved from the CPU."""
     seed_everything(seed)
     model_dir = resolve(model_dir)
     logs: list[dict] = []
     timings: dict[str, float] = {}
+    dev = B.resolve_device(device)
+    print(f"pretraining on {dev}", flush=True)
 
     def log(row):
         row = dict(row, time=round(time.time() - t_start, 2))
@@ -94,13 +100,13 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
     timings["data_s"] = time.time() - t
 
     t = time.time()
-    enc = B.train_encoder(train, B.EncoderCfg(**encoder), seed, log)
+    enc = B.train_encoder(train, B.EncoderCfg(**encoder), seed, log, device=dev)
     timings["encoder_s"] = time.time() - t
     enc.save(model_dir / "image_encoder")
     enc = B.ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
 
     t = time.time()
-    jd = B.train_judge(train, B.JudgeCfg(**judge), seed, log)
+    jd = B.train_judge(train, B.JudgeCfg(**judge), seed, log, device=dev)
     timings["judge_s"] = time.time() - t
     jd.save(model_dir / "judge")
 
@@ -111,7 +117,7 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
     gcfg = B.GeneratorCfg(**{**generator, "block_out_channels": tuple(generator["block_out_channels"])})
     t = time.time()
     gen = B.train_generator(e_train, train.images, gcfg, seed, log,
-                            ckpt_path=model_dir.parent / f".{model_dir.name}_generator_ckpt.pt")
+                            ckpt_path=model_dir.parent / f".{model_dir.name}_generator_ckpt.pt", device=dev)
     timings["generator_s"] = time.time() - t
     timings["generator_s_per_step"] = timings["generator_s"] / max(gcfg.steps, 1)
     gen.save(model_dir / "generator")
@@ -120,7 +126,7 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
         ck.unlink()
 
     # measure, on held-out stills, with the models as saved
-    bb = B.ToyBackbones.load(model_dir)
+    bb = B.ToyBackbones.load(model_dir).to(dev)
     metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
     metrics.update(judge_scores(bb.judge.report(held.images), held, "judge"))
     sub = B.StillSet(held.images[:n_recon], held.presence[:n_recon], held.sizes[:n_recon], held.bg[:n_recon])
@@ -133,5 +139,5 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
     timings["total_s"] = time.time() - t_start
     write_json(model_dir / "manifest.json", dict(
         seed=seed, n_stills=n_stills, encoder=encoder, judge=judge, generator=generator,
-        metrics=metrics, timings=timings, torch=torch.__version__))
+        metrics=metrics, timings=timings, device=str(dev), torch=torch.__version__))
     return PretrainResult(model_dir, metrics, timings, logs, sub, recon)

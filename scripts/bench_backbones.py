@@ -17,11 +17,18 @@ from s2i import backbones as B
 from s2i import load_profile
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, n):
     fn()  # warm-up
+    sync()
     t = time.perf_counter()
     for _ in range(n):
         fn()
+    sync()
     return (time.perf_counter() - t) / n
 
 
@@ -30,22 +37,25 @@ def main():
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--n-images", type=int, default=64)
+    ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: a GPU when present, else the CPU)")
     a = ap.parse_args()
+    dev = B.resolve_device(a.device)
     p = load_profile(a.profile)["pretrain"]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, device {dev}")
     data = B.make_stills(512, 0)
     enc = B.EncoderCfg(model=p["enc_model"], steps=1, batch=p["enc_batch"])
-    print(f"encoder  s/step (batch {enc.batch}x2 views): {timed(lambda: B.train_encoder(data, enc, 0), a.steps):.3f}")
+    print(f"encoder  s/step (batch {enc.batch}x2 views): {timed(lambda: B.train_encoder(data, enc, 0, device=dev), a.steps):.3f}")
     jc = B.JudgeCfg(steps=1, batch=p["judge_batch"], width=p["judge_width"])
-    print(f"judge    s/step (batch {jc.batch}): {timed(lambda: B.train_judge(data, jc, 0), a.steps):.3f}")
+    print(f"judge    s/step (batch {jc.batch}): {timed(lambda: B.train_judge(data, jc, 0, device=dev), a.steps):.3f}")
     gc = B.GeneratorCfg(block_out_channels=tuple(int(c) for c in p["gen_channels"].split(",")),
                         attn_levels=p["gen_attn_levels"], n_tokens=p["gen_tokens"], steps=1, batch=p["gen_batch"])
     e = torch.randn(len(data.images), 256 if a.profile != "smoke" else 128)
-    print(f"generator s/step (batch {gc.batch}): {timed(lambda: B.train_generator(e, data.images, gc, 0), a.steps):.3f}")
-    bb = B.ToyBackbones.load(p["model_dir"])
+    print(f"generator s/step (batch {gc.batch}): {timed(lambda: B.train_generator(e, data.images, gc, 0, device=dev), a.steps):.3f}")
+    bb = B.ToyBackbones.load(p["model_dir"]).to(dev)
     z = bb.encode_images(data.images[: a.n_images])
     t = time.perf_counter()
     bb.generate(z, seed=0)
+    sync()
     dt = time.perf_counter() - t
     print(f"generator sampling: {a.n_images / dt:.1f} images/s "
           f"({bb.generator.cfg.sample_steps} DDIM steps, guidance {bb.generator.cfg.guidance}, batch {a.n_images})")

@@ -377,3 +377,13 @@ def test_train_generator_checkpoint_cadence(tmp_path, emb, stills, monkeypatch):
     train_generator(emb[:16], stills.images[:16], replace(GEN_CFG, steps=5), seed=0, ckpt_path=tmp_path / "g.pt",
                     ckpt_every=2)
     assert saved == [2, 4]  # every ckpt_every steps, never after the last step
+
+
+def test_resolve_device_explicit_env_and_default(monkeypatch):
+    from s2i.backbones import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setenv("S2I_DEVICE", "cpu")
+    assert resolve_device() == torch.device("cpu")
+    monkeypatch.delenv("S2I_DEVICE")
+    assert resolve_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
