@@ -38,7 +38,7 @@ def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) 
 
 
 def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: float = 0.0, seed: int = 0,
-               n: int = 1, strength: float = 0.7, w_image: float = 1.0, w_sound: float = 2.0,
+               n: int = 1, strength: float = 0.5, w_image: float = 1.0, w_sound: float = 1.5,
                steps: int | None = None) -> np.ndarray:
     """Image + sound -> ``n`` edited images (uint8 (n, 32, 32, 3)).
 
@@ -73,7 +73,7 @@ def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarra
 
 
 def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: np.ndarray, fps: float,
-                seed: int = 0, strength: float = 0.7, w_image: float = 1.0, w_sound: float = 2.0,
+                seed: int = 0, strength: float = 0.5, w_image: float = 1.0, w_sound: float = 1.5,
                 smooth: int = 3) -> np.ndarray:
     """Edit each frame (uint8 (T, H, W, 3) at the generator's size) with the sound around its time."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
@@ -83,8 +83,8 @@ def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: 
 
 
 def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path: str | os.PathLike,
-               sr: int | None = None, seed: int = 0, strength: float = 0.7, w_image: float = 1.0,
-               w_sound: float = 2.0, smooth: int = 3) -> Path:
+               sr: int | None = None, seed: int = 0, strength: float = 0.5, w_image: float = 1.0,
+               w_sound: float = 1.5, smooth: int = 3) -> Path:
     """Video + sound -> an MP4 (H.264 + AAC) with the same fps and duration whose frames are the
     input frames with the sound's object added, following the sound's volume over time; the
     sound is muxed in as the audio track (trimmed or zero-padded to the video's duration).

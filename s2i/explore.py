@@ -49,7 +49,7 @@ from .studies import TEST_SEED_OFFSET, TestSound
 
 CATALOGUE_GAIN = 0.5  # the catalogue object's linear gain at 0 dB (radius R_MAX / 2 by the loudness law)
 CATALOGUE_SEED = TEST_SEED_OFFSET + 800_000  # held-out seeds: never a training clip
-MIX_WEIGHT = 1.5  # per-source guidance = guidance * MIX_WEIGHT / n_sources (mix_generate's default)
+MIX_WEIGHT = 1.0  # per-source guidance = guidance * MIX_WEIGHT / K, as in Sound2Image.generate_mix
 STAGES = ("sound", "embedding", "generating", "judging")
 VOLUME_RANGE_DB = (-24, 12)
 MIX_RANGE_DB = (-18, 18)
@@ -118,7 +118,7 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
                  volume_db: float = 0.0, second_class: int | str | None = None, mix_db: float = 0.0,
                  image: np.ndarray | int | str | None = None, seed: int = 0, guidance: float = 2.0, n: int = 2,
                  *, sound: np.ndarray | None = None, sound_name: str = "upload", image_name: str = "image",
-                 strength: float = 0.7, w_image: float = 1.0, steps: int | None = None,
+                 strength: float = 0.5, w_image: float = 1.0, steps: int | None = None,
                  cache: EmbeddingCache | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict:
     """One exploration step: a sound (and options) -> ``n`` images, judged.

@@ -15,9 +15,9 @@ window_s: float = 0.5
 n_edits: int = 4
 edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
-strength: float = 0.7
+strength: float = 0.5
 w_image: float = 1.0
-w_sound: float = 2.0
+w_sound: float = 1.5
 
 # %%
 import matplotlib.pyplot as plt
