@@ -1,10 +1,21 @@
 """Editing an image or a video with a sound (claims 9-12, 15-16).
 
 Mechanism: SDEdit under composed guidance. The input image is noised part-way (``strength``)
-and denoised under two guidance terms at once -- the input image's own embedding (keeps the
+and denoised under guidance terms applied at once -- the input image's own embedding (keeps the
 scene: background, existing objects) and the sound's embedding (adds the heard object, at the
 size its loudness implies). Interpolating the two embeddings into one instead blends them into
 a single scene whose background drifts toward the sound's ambience; composing them keeps both.
+
+A recording also carries the ambience of the place it was made, which the audio encoder turns
+into a background: guided by the sound alone, the edit repaints the input's background as the
+sound's. So the sound's term is a *difference*: ``w_sound * (x0(z_sound) - x0(z_quiet))``,
+where ``z_quiet`` embeds the same recording turned down by ``ambience_db`` (default -20 dB). At
+that level the object is no longer drawn (the volume study: judged size 0 below about -18 dB)
+while the ambience still says where the recording was made, so the difference keeps what is
+*loud* in the sound -- the object, at its size -- and cancels its background. Measured on a
+tuning draw of held-out edits (seed 1, not the reported one): object added 1.00 -> 0.94,
+background kept 0.56 -> 0.94, volume Spearman 0.97 -> 0.91 (-30 dB: 0.81 kept; -12 dB: the
+object vanishes, 0.56 added).
 For a video, every frame is edited with the audio window around its time, with the same noise
 for every frame (shared seed) and the sound embedding smoothed over neighbouring frames, so the
 object is stable and its size follows the sound's volume envelope.
@@ -37,9 +48,21 @@ def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) 
     return square_resize(img[..., :3].astype(np.uint8), size)
 
 
+AMBIENCE_DB = -20.0
+
+
+def sound_terms(z_sound: torch.Tensor, z_quiet: torch.Tensor | None, w_sound: float
+                ) -> tuple[list[torch.Tensor], list[float]]:
+    """The sound's guidance terms of an edit: ``+w_sound`` on the sound, ``-w_sound`` on its
+    turned-down copy (when given): the object without the recording's ambience."""
+    if z_quiet is None:
+        return [z_sound], [w_sound]
+    return [z_sound, z_quiet], [w_sound, -w_sound]
+
+
 def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: float = 0.0, seed: int = 0,
                n: int = 1, strength: float = 0.5, w_image: float = 1.0, w_sound: float = 1.5,
-               steps: int | None = None) -> np.ndarray:
+               ambience_db: float | None = AMBIENCE_DB, steps: int | None = None) -> np.ndarray:
     """Image + sound -> ``n`` edited images (uint8 (n, 32, 32, 3)).
 
     Args:
@@ -48,13 +71,18 @@ def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: f
         gain_db: volume change of the sound (louder -> bigger object).
         strength: how far the input is noised (0 keeps it, 1 ignores it).
         w_image, w_sound: guidance weights of the image's and the sound's embeddings.
+        ambience_db: the sound turned down by this much is its negative term (cancels the
+            recording's background; see the module docs); None: no cancellation.
     """
     img = prepare_image(image)
     a = s2i.load_audio(audio, sr) * 10 ** (gain_db / 20)
     z_img = s2i.backbones.encode_images(img[None])
     z_snd = s2i.embed_audio(a, SR)[None]
-    return compose_generate(s2i.backbones, [z_img.repeat(n, 1), z_snd.repeat(n, 1)], [w_image, w_sound],
-                            seed=seed, steps=steps, init_images=np.repeat(img[None], n, 0), strength=strength)
+    z_q = None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None]
+    conds, weights = sound_terms(z_snd, z_q, w_sound)
+    return compose_generate(s2i.backbones, [z_img.repeat(n, 1)] + [z.repeat(n, 1) for z in conds],
+                            [w_image] + weights, seed=seed, steps=steps, init_images=np.repeat(img[None], n, 0),
+                            strength=strength)
 
 
 def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarray, fps: float,
@@ -74,17 +102,20 @@ def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarra
 
 def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: np.ndarray, fps: float,
                 seed: int = 0, strength: float = 0.5, w_image: float = 1.0, w_sound: float = 1.5,
-                smooth: int = 3) -> np.ndarray:
+                smooth: int = 3, ambience_db: float | None = AMBIENCE_DB) -> np.ndarray:
     """Edit each frame (uint8 (T, H, W, 3) at the generator's size) with the sound around its time."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
+    z_q = None if ambience_db is None else frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times,
+                                                                  fps, smooth)
     z_img = s2i.backbones.encode_images(frames)
-    return compose_generate(s2i.backbones, [z_img, z_snd], [w_image, w_sound], seed=seed,
+    conds, weights = sound_terms(z_snd, z_q, w_sound)
+    return compose_generate(s2i.backbones, [z_img] + conds, [w_image] + weights, seed=seed,
                             init_images=frames, strength=strength, shared_noise=True)
 
 
 def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path: str | os.PathLike,
                sr: int | None = None, seed: int = 0, strength: float = 0.5, w_image: float = 1.0,
-               w_sound: float = 1.5, smooth: int = 3) -> Path:
+               w_sound: float = 1.5, smooth: int = 3, ambience_db: float | None = AMBIENCE_DB) -> Path:
     """Video + sound -> an MP4 (H.264 + AAC) with the same fps and duration whose frames are the
     input frames with the sound's object added, following the sound's volume over time; the
     sound is muxed in as the audio track (trimmed or zero-padded to the video's duration).
@@ -94,7 +125,7 @@ def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path:
     n = int(round(v.duration * SR))
     a = np.pad(a, (0, max(0, n - len(a))))[:n]
     small = np.stack([square_resize(f, world.IMG) for f in v.frames])
-    out = edit_frames(s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth)
+    out = edit_frames(s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db)
     H, W = v.frames.shape[1:3]
     if (H, W) != (world.IMG, world.IMG):
         from PIL import Image

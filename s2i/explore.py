@@ -45,6 +45,7 @@ import torch
 
 from . import world
 from .generate import SR, Sound2Image, compose_generate, mix_audio
+from .edit import AMBIENCE_DB
 from .studies import TEST_SEED_OFFSET, TestSound
 
 CATALOGUE_GAIN = 0.5  # the catalogue object's linear gain at 0 dB (radius R_MAX / 2 by the loudness law)
@@ -118,7 +119,8 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
                  volume_db: float = 0.0, second_class: int | str | None = None, mix_db: float = 0.0,
                  image: np.ndarray | int | str | None = None, seed: int = 0, guidance: float = 2.0, n: int = 2,
                  *, sound: np.ndarray | None = None, sound_name: str = "upload", image_name: str = "image",
-                 strength: float = 0.5, w_image: float = 1.0, steps: int | None = None,
+                 strength: float = 0.5, w_image: float = 1.0, ambience_db: float | None = AMBIENCE_DB,
+                 steps: int | None = None,
                  cache: EmbeddingCache | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict:
     """One exploration step: a sound (and options) -> ``n`` images, judged.
@@ -139,7 +141,7 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
         sound: a mono 16 kHz float array (e.g. an uploaded file) used instead of the catalogue
             sound; ``sound_name`` labels it in the settings.
         image_name: label of an array ``image`` in the settings.
-        strength, w_image: editing only (see :func:`s2i.edit.edit_image`).
+        strength, w_image, ambience_db: editing only (see :func:`s2i.edit.edit_image`).
         steps: sampling steps (default: the generator's).
         cache: an :class:`EmbeddingCache` shared between calls (sound and image embeddings).
         progress: called as ``progress(stage, i, len(STAGES))`` before each stage.
@@ -193,9 +195,17 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     K = len(zs)
     w_snd = guidance if K == 1 else guidance * MIX_WEIGHT / K
     if img is not None:
+        from .edit import sound_terms
+
         method = "edit"
-        images = compose_generate(s2i.backbones, [z_img.repeat(n, 1)] + [z.repeat(n, 1) for z in zs],
-                                  [w_image] + [w_snd] * K, seed=seed, steps=steps,
+        conds, weights = [z_img], [w_image]
+        for (key, a, g), z in zip(srcs, zs):  # each sound with its ambience cancelled (s2i.edit)
+            q = g + ambience_db if ambience_db is not None else None
+            zq = None if q is None else cache.get(
+                (key, round(q, 4)), lambda a=a, q=q: s2i.embed_audio(a * 10 ** (q / 20), SR))[None]
+            c, w = sound_terms(z, zq, w_snd)
+            conds, weights = conds + c, weights + w
+        images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps,
                                   init_images=np.repeat(img[None], n, 0), strength=strength)
     elif K == 1:
         method = "generate"

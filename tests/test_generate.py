@@ -162,3 +162,30 @@ def test_sound2image_embedding_is_the_mean_over_windows(s2i_smoke):
 def test_from_run_without_an_encoder_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="audio_encoder"):
         Sound2Image.from_run(tmp_path, profile="smoke", model_dir=tmp_path)
+
+
+def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
+    """The edit's sound enters as +w on the sound and -w on the same sound turned down by
+    ambience_db; with ambience_db=None it is the plain two-term composition."""
+    from s2i import world
+    from s2i.edit import edit_image, sound_terms
+    from s2i.generate import compose_generate
+
+    z, zq = torch.ones(1, 4), torch.zeros(1, 4)
+    conds, w = sound_terms(z, zq, 1.5)
+    assert w == [1.5, -1.5] and conds[1] is zq
+    assert sound_terms(z, None, 2.0) == ([z], [2.0])
+
+    img = world.render_still(world.Scene(0, []))
+    snd = world.render_sound(world.Scene(2, [world.SceneObject(1, gain=0.6)]), 1.0, seed=5)
+    plain = edit_image(s2i_smoke, img, snd, world.SR, seed=1, ambience_db=None)
+    z_img = s2i_smoke.backbones.encode_images(img[None])
+    z_snd = s2i_smoke.embed_audio(snd, world.SR)[None]
+    ref = compose_generate(s2i_smoke.backbones, [z_img, z_snd], [1.0, 1.5], seed=1, init_images=img[None],
+                           strength=0.5)
+    np.testing.assert_array_equal(plain, ref)
+    z_q = s2i_smoke.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
+    ref_q = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, 1.5, -1.5], seed=1,
+                             init_images=img[None], strength=0.5)
+    np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1), ref_q)
+    assert not np.array_equal(plain, ref_q)
