@@ -119,7 +119,7 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
                  volume_db: float = 0.0, second_class: int | str | None = None, mix_db: float = 0.0,
                  image: np.ndarray | int | str | None = None, seed: int = 0, guidance: float = 2.0, n: int = 2,
                  *, sound: np.ndarray | None = None, sound_name: str = "upload", image_name: str = "image",
-                 strength: float = 0.5, w_image: float = 1.0, ambience_db: float | None = AMBIENCE_DB,
+                 strength: float = 0.6, w_image: float = 1.0, ambience_db: float | None = AMBIENCE_DB,
                  steps: int | None = None,
                  cache: EmbeddingCache | None = None,
                  progress: Callable[[str, int, int], None] | None = None) -> dict:

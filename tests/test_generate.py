@@ -181,11 +181,11 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
     plain = edit_image(s2i_smoke, img, snd, world.SR, seed=1, ambience_db=None)
     z_img = s2i_smoke.backbones.encode_images(img[None])
     z_snd = s2i_smoke.embed_audio(snd, world.SR)[None]
-    ref = compose_generate(s2i_smoke.backbones, [z_img, z_snd], [1.0, 1.5], seed=1, init_images=img[None],
-                           strength=0.5)
+    ref = compose_generate(s2i_smoke.backbones, [z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
+                           strength=0.6)
     np.testing.assert_array_equal(plain, ref)
     z_q = s2i_smoke.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
-    ref_q = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, 1.5, -1.5], seed=1,
-                             init_images=img[None], strength=0.5)
+    ref_q = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, 2.0, -2.0], seed=1,
+                             init_images=img[None], strength=0.6)
     np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1), ref_q)
     assert not np.array_equal(plain, ref_q)
