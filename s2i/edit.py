@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import world
-from .generate import SR, Sound2Image, compose_generate, windows_of
+from .generate import AMBIENCE_DB, SR, Sound2Image, compose_generate, windows_of
 from .media import read_video, square_resize, write_video
 
 
@@ -47,9 +47,6 @@ def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) 
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
     return square_resize(img[..., :3].astype(np.uint8), size)
-
-
-AMBIENCE_DB = -20.0
 
 
 def sound_terms(z_sound: torch.Tensor, z_quiet: torch.Tensor | None, w_sound: float

@@ -21,9 +21,10 @@ Two layers (the pattern of ipywidgets' *Lorenz* example and fastai's ``ImageClas
 Which generation path runs (``result["method"]``):
 
 * one sound, no image -> ``generate``: the audio embedding through the generator (claims 6-8);
-* two sounds -> ``compose``: one guidance term per source (composable guidance, as
-  :func:`s2i.studies.mix_generate` with ``method="compose"``), so each source's object is
-  drawn distinctly at the size its own level implies (claims 13-14);
+* two sounds -> ``compose``: guidance terms per source (composable guidance, as
+  :meth:`s2i.generate.Sound2Image.generate_mix`: the place once, each source's object without
+  its ambience), so each source's object is drawn distinctly at the size its own level
+  implies (claims 13-14);
 * an image -> ``edit``: SDEdit under the image's and the sound(s)' embeddings, as
   :func:`s2i.edit.edit_image` (claims 9-12).
 """
@@ -44,13 +45,12 @@ import numpy as np
 import torch
 
 from . import world
-from .generate import SR, Sound2Image, compose_generate, mix_audio
-from .edit import AMBIENCE_DB
+from .generate import AMBIENCE_DB, SR, Sound2Image, compose_generate, mix_audio, mix_conditions
 from .studies import TEST_SEED_OFFSET, TestSound
 
 CATALOGUE_GAIN = 0.5  # the catalogue object's linear gain at 0 dB (radius R_MAX / 2 by the loudness law)
 CATALOGUE_SEED = TEST_SEED_OFFSET + 800_000  # held-out seeds: never a training clip
-MIX_WEIGHT = 1.0  # per-source guidance = guidance * MIX_WEIGHT / K, as in Sound2Image.generate_mix
+MIX_WEIGHT = 1.0  # editing with two sounds: each sound's guidance = guidance * MIX_WEIGHT / K
 STAGES = ("sound", "embedding", "generating", "judging")
 VOLUME_RANGE_DB = (-24, 12)
 MIX_RANGE_DB = (-18, 18)
@@ -193,7 +193,7 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     # 3. generate
     say(STAGES[2], 2, len(STAGES))
     K = len(zs)
-    w_snd = guidance if K == 1 else guidance * MIX_WEIGHT / K
+    w_snd = guidance if K == 1 else guidance * MIX_WEIGHT / K  # edit: per sound
     if img is not None:
         from .edit import sound_terms
 
@@ -210,9 +210,15 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     elif K == 1:
         method = "generate"
         images = s2i.backbones.generate(zs[0], n_per=n, guidance=guidance, steps=steps, seed=seed)
-    else:
+    else:  # as Sound2Image.generate_mix: the place once, each source's object without its ambience
         method = "compose"
-        images = compose_generate(s2i.backbones, [z.repeat(n, 1) for z in zs], [w_snd] * K, seed=seed, steps=steps)
+        audio = [a * 10 ** (g / 20) for _, a, g in srcs]
+
+        def embed(x):
+            return cache.get(("array", _digest(x)), lambda: s2i.embed_audio(x, SR))[None]
+
+        conds, weights = mix_conditions(embed, audio, guidance, ambience_db=ambience_db)
+        images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps)
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
     judge = getattr(s2i.backbones, "judge", None)

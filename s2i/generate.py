@@ -19,6 +19,9 @@ from .paths import resolve
 SR = 16000
 
 
+AMBIENCE_DB = -20.0  # a recording turned down this much: the object is gone, its place's ambience is not
+
+
 def to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
     """Mono float32 at 16 kHz from an array (S,) or (C, S) / (S, C) at ``sr``."""
     a = np.asarray(audio, np.float32)
@@ -88,21 +91,51 @@ class Sound2Image:
         return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
 
     def generate_mix(self, sounds: list, gains_db: list[float] | None = None, n: int = 1, seed: int = 0,
-                     sr: int | None = None, weight: float | None = None) -> np.ndarray:
+                     sr: int | None = None, weight: float | None = None,
+                     ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
         Each source (a path, or an array with ``sr``), scaled by its gain in dB, is embedded on its
-        own and is one term of composed guidance (:func:`compose_generate`), so the objects stay
-        distinct and each is drawn at the size its own level implies. ``weight``: the guidance
-        weight of each source (default: the generator's guidance / number of sources, so the
-        total guidance is that of one sound; measured best on a tuning draw of held-out pairs:
-        both objects drawn 0.36 at 1.0 per source vs 0.23 at 1.5 and 0.19 at 2.0)."""
+        own and gives its own terms of composed guidance (:func:`compose_generate`), so the
+        objects stay distinct and each is drawn at the size its own level implies. See
+        :func:`mix_conditions` for the terms and weights (``weight``, ``ambience_db``,
+        ``ambience_weight``)."""
         gains_db = gains_db or [0.0] * len(sounds)
         if len(gains_db) != len(sounds):
             raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
-        zs = [self.embed_audio(self.load_audio(s, sr) * 10 ** (g / 20), SR)[None] for s, g in zip(sounds, gains_db)]
-        w = weight if weight is not None else self.backbones.generator.cfg.guidance / len(zs)
-        return compose_generate(self.backbones, [z.repeat(n, 1) for z in zs], [w] * len(zs), seed=seed)
+        audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains_db)]
+        conds, weights = mix_conditions(lambda a: self.embed_audio(a, SR)[None], audio,
+                                        self.backbones.generator.cfg.guidance, weight, ambience_db, ambience_weight)
+        return compose_generate(self.backbones, [z.repeat(n, 1) for z in conds], weights, seed=seed)
+
+
+def mix_conditions(embed, audio: list[np.ndarray], guidance: float, weight: float | None = None,
+                   ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None
+                   ) -> tuple[list[torch.Tensor], list[float]]:
+    """Composed-guidance terms that put several sources (16 kHz mono arrays, already at their
+    gains) into one picture; ``embed``: array -> (1, D) embedding.
+
+    With ``ambience_db`` (default): one term for the place -- the mixture turned down by
+    ``ambience_db`` (no object drawn at that level, the ambience still heard), weight
+    ``ambience_weight`` (default guidance / 2) -- and, per source, its embedding (+``weight``,
+    default ``guidance``) minus the same source turned down (-``weight``): the source's object
+    without its ambience. Summing plain per-source terms instead counts the shared ambience
+    once per source (the background is over-guided and the objects crowd out: the judge saw
+    both objects 0.36 of the time on a tuning draw of held-out pairs, against 0.58 with this).
+    With ``ambience_db=None``: one plain term per source at ``weight`` (default guidance / K),
+    the ``compose_plain`` method of the mixing study."""
+    K = len(audio)
+    if ambience_db is None:
+        w = weight if weight is not None else guidance / K
+        return [embed(a) for a in audio], [w] * K
+    q = 10 ** (ambience_db / 20)
+    w = weight if weight is not None else guidance
+    conds = [embed(mix_audio(audio) * q)]
+    weights = [ambience_weight if ambience_weight is not None else guidance / 2]
+    for a in audio:
+        conds += [embed(a), embed(a * q)]
+        weights += [w, -w]
+    return conds, weights
 
 
 def mix_audio(sounds: list[np.ndarray], gains_db: list[float] | None = None) -> np.ndarray:
