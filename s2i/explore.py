@@ -156,28 +156,32 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     cache = cache if cache is not None else EmbeddingCache()
     say = progress or (lambda *a: None)
     bg = world.background_index(background)
-    # 1. the sound(s): (cache key, mono 16 kHz array, gain dB)
+    # 1. the sound(s): (mono 16 kHz array, gain dB)
     say(STAGES[0], 0, len(STAGES))
     if sound is not None:
         a1 = np.asarray(sound, np.float32)
         if a1.ndim != 1 or len(a1) == 0:
             raise ValueError(f"sound must be a non-empty mono array, got shape {a1.shape}")
-        srcs = [(("array", _digest(a1)), a1, float(volume_db))]
+        srcs = [(a1, float(volume_db))]
         sound_label = f"upload:{sound_name}"
     else:
         c1 = world.class_index(sound_class)
-        srcs = [(("catalogue", c1, bg, 0), catalogue_sound(c1, bg, 0), float(volume_db))]
+        srcs = [(catalogue_sound(c1, bg, 0), float(volume_db))]
         sound_label = world.CLASSES[c1]
     second_label = None
     if second_class is not None:
         c2 = world.class_index(second_class)
-        srcs.append((("catalogue", c2, bg, 1), catalogue_sound(c2, bg, 1), float(volume_db) + float(mix_db)))
+        srcs.append((catalogue_sound(c2, bg, 1), float(volume_db) + float(mix_db)))
         second_label = world.CLASSES[c2]
-    heard = mix_audio([a for _, a, _ in srcs], [g for _, _, g in srcs])
-    # 2. embeddings, cached by (sound, gain)
+    heard = mix_audio([a for a, _ in srcs], [g for _, g in srcs])
+    # 2. embeddings, cached by the exact samples embedded
     say(STAGES[1], 1, len(STAGES))
-    zs = [cache.get((key, round(g, 4)), lambda a=a, g=g: s2i.embed_audio(a * 10 ** (g / 20), SR))[None]
-          for key, a, g in srcs]  # K x (1, D)
+
+    def embed(x: np.ndarray) -> torch.Tensor:  # (1, D)
+        return cache.get(("audio", _digest(x)), lambda: s2i.embed_audio(x, SR))[None]
+
+    gained = [a * 10 ** (g / 20) for a, g in srcs]
+    zs = [embed(x) for x in gained]  # K x (1, D)
     img, image_label = None, None
     if image is not None:
         if isinstance(image, (str, int, np.integer)):
@@ -199,10 +203,8 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
 
         method = "edit"
         conds, weights = [z_img], [w_image]
-        for (key, a, g), z in zip(srcs, zs):  # each sound with its ambience cancelled (s2i.edit)
-            q = g + ambience_db if ambience_db is not None else None
-            zq = None if q is None else cache.get(
-                (key, round(q, 4)), lambda a=a, q=q: s2i.embed_audio(a * 10 ** (q / 20), SR))[None]
+        for x, z in zip(gained, zs):  # each sound with its ambience cancelled (s2i.edit)
+            zq = None if ambience_db is None else embed(x * 10 ** (ambience_db / 20))
             c, w = sound_terms(z, zq, w_snd)
             conds, weights = conds + c, weights + w
         images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps,
@@ -212,12 +214,7 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
         images = s2i.backbones.generate(zs[0], n_per=n, guidance=guidance, steps=steps, seed=seed)
     else:  # as Sound2Image.generate_mix: the place once, each source's object without its ambience
         method = "compose"
-        audio = [a * 10 ** (g / 20) for _, a, g in srcs]
-
-        def embed(x):
-            return cache.get(("array", _digest(x)), lambda: s2i.embed_audio(x, SR))[None]
-
-        conds, weights = mix_conditions(embed, audio, guidance, ambience_db=ambience_db)
+        conds, weights = mix_conditions(embed, gained, guidance, ambience_db=ambience_db)
         images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps)
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
@@ -448,26 +445,22 @@ class Explorer:
             self.update()
 
     def _sound_uploaded(self, change):
-        files = upload_files(change["new"])
-        if not files:
-            return
-        name, data = files[-1]
-        try:
-            self._uploaded_sound = (name, decode_sound(name, data))
-        except ValueError as e:
-            return self._fail(str(e))
-        self._switch(self.sound_source, "upload")
+        self._uploaded(change, decode_sound, "_uploaded_sound", self.sound_source)
 
     def _image_uploaded(self, change):
+        self._uploaded(change, decode_image, "_uploaded_image", self.image_choice)
+
+    def _uploaded(self, change, decode, attr: str, widget):
+        """Decode the newest uploaded file into ``attr`` = (name, value), then select "upload"."""
         files = upload_files(change["new"])
         if not files:
             return
         name, data = files[-1]
         try:
-            self._uploaded_image = (name, decode_image(name, data))
+            setattr(self, attr, (name, decode(name, data)))
         except ValueError as e:
             return self._fail(str(e))
-        self._switch(self.image_choice, "upload")
+        self._switch(widget, "upload")
 
     def _switch(self, widget, value):
         """Set ``widget`` to ``value`` and regenerate once (even if it already had that value)."""
