@@ -45,12 +45,13 @@ import numpy as np
 import torch
 
 from . import world
-from .generate import AMBIENCE_DB, SR, Sound2Image, compose_generate, mix_audio, mix_conditions
+from .generate import AMBIENCE_DB, SR, Sound2Image, compose_generate, generator_size, mix_audio, mix_conditions, mix_term_masks
 from .studies import TEST_SEED_OFFSET, TestSound
 
 CATALOGUE_GAIN = 0.5  # the catalogue object's linear gain at 0 dB (radius R_MAX / 2 by the loudness law)
 CATALOGUE_SEED = TEST_SEED_OFFSET + 800_000  # held-out seeds: never a training clip
-MIX_WEIGHT = 1.0  # editing with two sounds: each sound's guidance = guidance * MIX_WEIGHT / K
+MIX_WEIGHT = 1.0  # editing with two sounds: each sound's guidance = the one-sound weight * MIX_WEIGHT / K
+GUIDANCE = 2.0  # the guidance slider's default; an edit's sound weight is s2i.edit's scaled by guidance / GUIDANCE
 STAGES = ("sound", "embedding", "generating", "judging")
 VOLUME_RANGE_DB = (-24, 12)
 MIX_RANGE_DB = (-18, 18)
@@ -197,9 +198,10 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     # 3. generate
     say(STAGES[2], 2, len(STAGES))
     K = len(zs)
-    w_snd = guidance if K == 1 else guidance * MIX_WEIGHT / K  # edit: per sound
     if img is not None:
-        from .edit import sound_terms
+        from .edit import EDIT_W_SOUND, _edit_masks, edit_region, sound_terms
+
+        w_snd = EDIT_W_SOUND * guidance / GUIDANCE * (1.0 if K == 1 else MIX_WEIGHT / K)  # per sound
 
         method = "edit"
         conds, weights = [z_img], [w_image]
@@ -207,15 +209,19 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
             zq = None if ambience_db is None else embed(x * 10 ** (ambience_db / 20))
             c, w = sound_terms(z, zq, w_snd)
             conds, weights = conds + c, weights + w
+        rg = edit_region("half", generator_size(s2i.backbones), seed)  # as edit_image
         images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps,
-                                  init_images=np.repeat(img[None], n, 0), strength=strength)
+                                  init_images=np.repeat(img[None], n, 0), strength=strength,
+                                  masks=_edit_masks(rg, len(conds) - 1), region=rg)
     elif K == 1:
         method = "generate"
         images = s2i.backbones.generate(zs[0], n_per=n, guidance=guidance, steps=steps, seed=seed)
     else:  # as Sound2Image.generate_mix: the place once, each source's object without its ambience
         method = "compose"
         conds, weights = mix_conditions(embed, gained, guidance, ambience_db=ambience_db)
-        images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps)
+        masks = mix_term_masks(K, ambience_db, generator_size(s2i.backbones), seed)  # each source in its band
+        images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps,
+                                  masks=masks)
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
     judge = getattr(s2i.backbones, "judge", None)

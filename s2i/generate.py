@@ -20,6 +20,38 @@ SR = 16000
 
 
 AMBIENCE_DB = -20.0  # a recording turned down this much: the object is gone, its place's ambience is not
+REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of composed guidance terms
+
+
+def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS) -> torch.Tensor:
+    """``n`` soft regions that tile a ``size`` x ``size`` image: equal bands across a
+    horizontal or vertical axis, in an order, both drawn from ``seed``; sigmoid edges
+    ``softness`` px wide; they sum to 1 at every pixel. (n, size, size) float32; ``n == 1``:
+    the whole image."""
+    if n < 1:
+        raise ValueError(f"need at least one region, got {n}")
+    if n == 1:
+        return torch.ones(1, size, size)
+    rng = np.random.default_rng([0x5E61, int(seed)])
+    vertical = bool(rng.integers(2))
+    order = rng.permutation(n)
+    x = torch.arange(size, dtype=torch.float32) + 0.5
+    edges = [size * j / n for j in range(1, n)]
+    # cumulative sigmoids: s_j(x) = P(x is past edge j); band j = s_{j-1} - s_j
+    s = [torch.ones(size)] + [torch.sigmoid((x - e) / softness) for e in edges] + [torch.zeros(size)]
+    bands = torch.stack([s[j] - s[j + 1] for j in range(n)])[order]  # (n, size)
+    return (bands[:, :, None].expand(n, size, size) if vertical else bands[:, None, :].expand(n, size, size)).contiguous()
+
+
+def mix_term_masks(n_sources: int, ambience_db: float | None, size: int, seed: int = 0,
+                   softness: float = REGION_SOFTNESS) -> torch.Tensor:
+    """Spatial masks (K, size, size) for the terms of :func:`mix_conditions` (same order):
+    the place term everywhere, each source's terms in its own band (:func:`band_regions`)."""
+    bands = band_regions(n_sources, size, seed, softness)
+    masks = [] if ambience_db is None else [torch.ones(size, size)]
+    for b in bands:
+        masks += [b] if ambience_db is None else [b, b]
+    return torch.stack(masks)
 
 
 def to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
@@ -92,21 +124,26 @@ class Sound2Image:
 
     def generate_mix(self, sounds: list, gains_db: list[float] | None = None, n: int = 1, seed: int = 0,
                      sr: int | None = None, weight: float | None = None,
-                     ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None) -> np.ndarray:
+                     ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None,
+                     regions: bool = True) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
         Each source (a path, or an array with ``sr``), scaled by its gain in dB, is embedded on its
         own and gives its own terms of composed guidance (:func:`compose_generate`), so the
         objects stay distinct and each is drawn at the size its own level implies. See
         :func:`mix_conditions` for the terms and weights (``weight``, ``ambience_db``,
-        ``ambience_weight``)."""
+        ``ambience_weight``). With ``regions`` (default) each source's terms act in its own band
+        of the picture (:func:`band_regions`, drawn from ``seed``): every term sees the same
+        noisy image, so unconstrained terms tend to draw their objects at the same spot, one on
+        top of the other (:func:`mix_term_masks`)."""
         gains_db = gains_db or [0.0] * len(sounds)
         if len(gains_db) != len(sounds):
             raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
         audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains_db)]
         conds, weights = mix_conditions(lambda a: self.embed_audio(a, SR)[None], audio,
                                         self.backbones.generator.cfg.guidance, weight, ambience_db, ambience_weight)
-        return compose_generate(self.backbones, [z.repeat(n, 1) for z in conds], weights, seed=seed)
+        masks = mix_term_masks(len(audio), ambience_db, generator_size(self.backbones), seed) if regions else None
+        return compose_generate(self.backbones, [z.repeat(n, 1) for z in conds], weights, seed=seed, masks=masks)
 
 
 def mix_conditions(embed, audio: list[np.ndarray], guidance: float, weight: float | None = None,
@@ -150,12 +187,29 @@ def mix_audio(sounds: list[np.ndarray], gains_db: list[float] | None = None) -> 
     return out
 
 
+def generator_size(backbones) -> int:
+    """Side of the square images the toy/smoke generator draws."""
+    return int(backbones.generator.decoder.unet.config.sample_size)
+
+
+def _spatial(m, K: int | None, size: int, what: str) -> torch.Tensor:
+    """A mask as a float tensor broadcastable to (K?, N, 1, size, size)."""
+    m = torch.as_tensor(np.asarray(m, np.float32) if not torch.is_tensor(m) else m).float()
+    if m.shape[-2:] != (size, size):
+        raise ValueError(f"{what} must be {size}x{size} (the generator's size), got {tuple(m.shape)}")
+    if K is None:  # region: (H, W) or (N, H, W)
+        return m.reshape(1, 1, size, size) if m.ndim == 2 else m.reshape(-1, 1, size, size)
+    if m.shape[0] != K:
+        raise ValueError(f"{what}: {m.shape[0]} masks for {K} conditions")
+    return m.reshape(K, 1, 1, size, size) if m.ndim == 3 else m.reshape(K, -1, 1, size, size)
+
+
 @torch.no_grad()
 def compose_generate(backbones, conds: list[torch.Tensor], weights: list[float], seed: int = 0,
                      steps: int | None = None, init_images: np.ndarray | None = None, strength: float = 1.0,
-                     batch: int = 64, shared_noise: bool = False) -> np.ndarray:
+                     batch: int = 64, shared_noise: bool = False, masks=None, region=None) -> np.ndarray:
     """Draw images guided by several embeddings at once (composable classifier-free guidance,
-    Liu et al. 2022): ``x0 = x0_uncond + sum_k w_k (x0(z_k) - x0_uncond)``.
+    Liu et al. 2022): ``x0 = x0_uncond + sum_k w_k m_k (x0(z_k) - x0_uncond)``.
 
     Used to put several sound sources in one picture (each source's embedding is one concept,
     so the objects stay distinct) and to edit an image (the image's own embedding and the
@@ -163,6 +217,13 @@ def compose_generate(backbones, conds: list[torch.Tensor], weights: list[float],
     ``weights``: K guidance weights; ``init_images``: optional uint8 (N, H, W, 3) with
     ``strength`` in (0, 1] (1 = start from pure noise); ``shared_noise``: the same starting
     noise for every item (video frames stay consistent). Toy/smoke backbones only.
+
+    ``masks``: optional spatial weights of the terms, (K, H, W) or (K, N, H, W) in [0, 1]
+    (``m_k``; default 1 everywhere): a term only guides where its mask is on, as in
+    region-based composition (MultiDiffusion, Bar-Tal et al. 2023). ``region``: optional
+    (H, W) or (N, H, W) in [0, 1], with ``init_images``: the generator only draws inside it;
+    outside, every step's ``x0`` is the input image's (blended diffusion, Avrahami et al.
+    2022), so what lies outside the region is kept exactly and the inside is drawn to fit it.
     """
     from .backbones import to_tensor, to_uint8
 
@@ -182,6 +243,13 @@ def compose_generate(backbones, conds: list[torch.Tensor], weights: list[float],
     shape = (1 if shared_noise else N, 3, dec.unet.config.sample_size, dec.unet.config.sample_size)
     noise = torch.randn(shape, generator=g).expand(N, -1, -1, -1)
     x0_init = None if init_images is None else to_tensor(init_images).to(dev)
+    size = dec.unet.config.sample_size
+    mk = None if masks is None else _spatial(masks, len(conds), size, "masks").to(dev)
+    rg = None
+    if region is not None:
+        if x0_init is None:
+            raise ValueError("region needs init_images (what to keep outside it)")
+        rg = _spatial(region, None, size, "region").to(dev)
     w = torch.tensor(weights, dtype=torch.float32, device=dev)
     out = []
     for s in range(0, N, batch):
@@ -203,7 +271,13 @@ def compose_generate(backbones, conds: list[torch.Tensor], weights: list[float],
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=gen.cfg.bf16):
                 pred = dec(xx, tt, e_all).float()
             pu, pc = pred[:B], pred[B:].view(K, B, *pred.shape[1:])
-            x0 = pu + (w.view(K, 1, 1, 1, 1) * (pc - pu)).sum(0)
+            terms = w.view(K, 1, 1, 1, 1) * (pc - pu)
+            if mk is not None:
+                terms = terms * (mk if mk.shape[1] == 1 else mk[:, s:s + batch])
+            x0 = pu + terms.sum(0)
+            if rg is not None:  # blended diffusion: outside the region, the input
+                r = rg if rg.shape[0] == 1 else rg[s:s + batch]
+                x0 = r * x0 + (1 - r) * x0_init[s:s + batch]
             # 3. DDIM step
             x = sch.step(x0, t, x).prev_sample
         out.append(x.cpu())

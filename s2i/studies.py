@@ -114,7 +114,7 @@ def volume_sweep(s2i: Sound2Image, bank: list[TestSound], gains_db: list[float],
     return dict(sizes=sizes, present=present, images=imgs, rho=np.array(rhos), spearman=float(np.mean(rhos)))
 
 
-MIX_METHODS = ("waveform", "mean", "compose_plain", "compose")
+MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_whole", "compose")
 
 
 def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[float], method: str, n: int = 1,
@@ -123,10 +123,13 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
 
     * ``waveform``: the audio encoder on the mixed waveform;
     * ``mean``: the mean of the per-source embeddings, one guided sample;
-    * ``compose_plain``: each source's embedding is its own guidance term (composable
-      guidance), so each source's object is drawn distinctly at the size its own level implies;
-    * ``compose`` (the product's): as ``compose_plain`` but each source's ambience is cancelled
-      and the place is one term of its own (:func:`s2i.generate.mix_conditions`).
+    * ``compose_plain``: each source's embedding is its own guidance term over the whole
+      picture (composable guidance), so each source's object is drawn distinctly at the size
+      its own level implies;
+    * ``compose_whole``: as ``compose_plain`` but each source's ambience is cancelled and the
+      place is one term of its own (:func:`s2i.generate.mix_conditions`);
+    * ``compose`` (the product's): as ``compose_whole`` with each source's terms in its own
+      band of the picture (:func:`s2i.generate.mix_term_masks`).
     Gains (dB) scale each source's recording before encoding/mixing."""
     if method == "waveform":
         z = s2i.embed_audio(mix_audio(sounds, gains_db), world.SR)[None]
@@ -136,8 +139,11 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
         return s2i.backbones.generate(torch.cat(zs).mean(0, keepdim=True), n_per=n, seed=seed)
     if method == "compose":
         return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight)
+    if method == "compose_whole":
+        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, regions=False)
     if method == "compose_plain":
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, ambience_db=None)
+        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, ambience_db=None,
+                                regions=False)
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
 
 

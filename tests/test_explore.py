@@ -188,7 +188,7 @@ def test_explore_once_edit_path_is_edit_image(smoke):
     assert r["method"] == "edit" and r["settings"]["image"] == "still:beach" and r["settings"]["strength"] == 0.6
     np.testing.assert_array_equal(r["input_image"], still_image("beach"))
     ref = edit_image(smoke, still_image("beach"), catalogue_sound("drum", "city"), SR, gain_db=0, seed=3, n=2,
-                     strength=0.6, w_image=1.0, w_sound=2.0)
+                     strength=0.6, w_image=1.0)  # the explorer's default guidance: edit_image's weights
     np.testing.assert_array_equal(r["images"], ref)
     arr = explore_once(smoke, "drum", "city", 0, image=still_image("beach"), image_name="mine", seed=3, n=2)
     assert arr["settings"]["image"] == "mine"

@@ -166,10 +166,11 @@ def test_from_run_without_an_encoder_names_the_folder(tmp_path):
 
 def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
     """The edit's sound enters as +w on the sound and -w on the same sound turned down by
-    ambience_db; with ambience_db=None it is the plain two-term composition."""
+    ambience_db; with ambience_db=None it is the plain two-term composition; by default the
+    sound's terms act in the seed's half of the picture and the rest is the input's."""
     from s2i import world
-    from s2i.edit import edit_image, sound_terms
-    from s2i.generate import compose_generate
+    from s2i.edit import EDIT_W_SOUND, edit_image, edit_region, sound_terms
+    from s2i.generate import band_regions, compose_generate
 
     z, zq = torch.ones(1, 4), torch.zeros(1, 4)
     conds, w = sound_terms(z, zq, 1.5)
@@ -178,14 +179,132 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
 
     img = world.render_still(world.Scene(0, []))
     snd = world.render_sound(world.Scene(2, [world.SceneObject(1, gain=0.6)]), 1.0, seed=5)
-    plain = edit_image(s2i_smoke, img, snd, world.SR, seed=1, ambience_db=None)
+    plain = edit_image(s2i_smoke, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
     z_img = s2i_smoke.backbones.encode_images(img[None])
     z_snd = s2i_smoke.embed_audio(snd, world.SR)[None]
     ref = compose_generate(s2i_smoke.backbones, [z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
                            strength=0.6)
     np.testing.assert_array_equal(plain, ref)
     z_q = s2i_smoke.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
-    ref_q = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, 2.0, -2.0], seed=1,
+    w = EDIT_W_SOUND
+    ref_q = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
                              init_images=img[None], strength=0.6)
-    np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1), ref_q)
+    np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
+    # default region: the seed's half (band_regions), the image's term everywhere
+    r = band_regions(2, 32, 1)[0]
+    assert torch.equal(edit_region("half", 32, 1), r)
+    ref_r = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
+                             init_images=img[None], strength=0.6, masks=torch.stack([torch.ones(32, 32), r, r]),
+                             region=r)
+    np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1), ref_r)
+    assert not np.array_equal(ref_r, ref_q)
+
+
+# --------------------------------------------------------------------------------------------
+# regions of composed guidance (mixing, editing)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_band_regions_tile_the_picture(n):
+    from s2i.generate import band_regions
+
+    b = band_regions(n, 32, seed=3)
+    assert b.shape == (n, 32, 32) and b.dtype == torch.float32
+    torch.testing.assert_close(b.sum(0), torch.ones(32, 32))  # a partition of unity
+    assert float(b.min()) >= 0
+    # each band holds about 1/n of the picture and is a band: constant along one axis
+    torch.testing.assert_close(b.mean(dim=(1, 2)), torch.full((n,), 1 / n), atol=0.01, rtol=0)
+    assert all(torch.equal(m, m[:1].expand(32, 32)) or torch.equal(m, m[:, :1].expand(32, 32)) for m in b)
+    if n > 1:  # each band dominates where it is the largest
+        assert all(float(m[m == b.max(0).values].mean()) > 0.6 for m in b)
+    assert torch.equal(band_regions(n, 32, seed=3), b)  # seeded
+
+
+def test_band_regions_vary_with_the_seed_and_reject_zero():
+    from s2i.generate import band_regions
+
+    halves = {tuple(band_regions(2, 32, seed=s)[0].flatten().round(decimals=3).tolist()) for s in range(40)}
+    assert len(halves) == 4  # left, right, top, bottom
+    with pytest.raises(ValueError, match="at least one region"):
+        band_regions(0, 32)
+
+
+def test_mix_term_masks_follow_mix_conditions_order():
+    from s2i.generate import band_regions, mix_conditions, mix_term_masks
+
+    audio = [np.ones(10, np.float32), 2 * np.ones(10, np.float32)]
+    conds, _ = mix_conditions(lambda a: torch.full((1, 2), float(a.mean())), audio, guidance=2.0)
+    m = mix_term_masks(2, -20.0, 32, seed=5)
+    b = band_regions(2, 32, seed=5)
+    assert m.shape == (len(conds), 32, 32)
+    assert torch.equal(m[0], torch.ones(32, 32))  # the place: everywhere
+    assert torch.equal(m[1], b[0]) and torch.equal(m[2], b[0]) and torch.equal(m[3], b[1]) and torch.equal(m[4], b[1])
+    plain = mix_term_masks(2, None, 32, seed=5)
+    assert len(plain) == len(mix_conditions(lambda a: torch.zeros(1, 2), audio, 2.0, ambience_db=None)[0]) == 2
+    assert torch.equal(plain, b)
+
+
+def test_compose_generate_masks_and_region(s2i_smoke):
+    """A term's mask of ones changes nothing, of zeros drops the term; outside a region the
+    output is the input image."""
+    from s2i import world
+    from s2i.generate import compose_generate
+
+    bb = s2i_smoke.backbones
+    g = torch.Generator().manual_seed(0)
+    za, zb = torch.randn(2, 1, bb.embed_dim, generator=g)
+    ones, zeros = torch.ones(32, 32), torch.zeros(32, 32)
+    base = compose_generate(bb, [za, zb], [2.0, 1.5], seed=4, steps=6)
+    np.testing.assert_array_equal(compose_generate(bb, [za, zb], [2.0, 1.5], seed=4, steps=6,
+                                                   masks=torch.stack([ones, ones])), base)
+    np.testing.assert_array_equal(compose_generate(bb, [za, zb], [2.0, 1.5], seed=4, steps=6,
+                                                   masks=torch.stack([ones, zeros])),
+                                  compose_generate(bb, [za], [2.0], seed=4, steps=6))
+    img = world.render_still(world.Scene(2, [world.SceneObject(3, size=5.0, x=8.0, y=8.0)]))
+    region = torch.zeros(32, 32)
+    region[:, 16:] = 1  # the right half may change
+    out = compose_generate(bb, [za], [3.0], seed=4, steps=6, init_images=img[None], strength=0.9, region=region)[0]
+    free = compose_generate(bb, [za], [3.0], seed=4, steps=6, init_images=img[None], strength=0.9)[0]
+    left = np.abs(out[:, :16].astype(int) - img[:, :16].astype(int))
+    assert left.max() <= 3, left.max()  # kept (up to the last DDIM step's rounding)
+    assert np.abs(free[:, :16].astype(int) - img[:, :16].astype(int)).max() > 20  # without the region it is not
+    assert np.abs(out[:, 16:].astype(int) - img[:, 16:].astype(int)).max() > 20  # inside, the generator draws
+    with pytest.raises(ValueError, match="region needs init_images"):
+        compose_generate(bb, [za], [1.0], region=region)
+    with pytest.raises(ValueError, match="2 masks for 1 conditions"):
+        compose_generate(bb, [za], [1.0], masks=torch.stack([ones, ones]))
+    with pytest.raises(ValueError, match="32x32"):
+        compose_generate(bb, [za], [1.0], masks=torch.ones(1, 8, 8))
+
+
+def test_edit_region_choices():
+    from s2i.edit import edit_region
+    from s2i.generate import band_regions
+
+    assert edit_region("all", 32) is None and edit_region(None, 32) is None
+    assert torch.equal(edit_region("half", 32, seed=7), band_regions(2, 32, 7)[0])
+    m = np.zeros((32, 32), np.float32)
+    m[4:12, 4:12] = 1
+    assert torch.equal(edit_region(m, 32), torch.from_numpy(m))
+    with pytest.raises(ValueError, match="unknown edit region 'left'"):
+        edit_region("left", 32)
+    with pytest.raises(ValueError, match=r"\(32, 32\) with values in \[0, 1\]"):
+        edit_region(np.ones((16, 16)), 32)
+    with pytest.raises(ValueError, match="values in"):
+        edit_region(2 * np.ones((32, 32)), 32)
+
+
+def test_generate_mix_regions(s2i_smoke):
+    from s2i import world
+    from s2i.generate import compose_generate, mix_conditions, mix_term_masks
+
+    a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
+    b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
+    banded = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR)
+    whole = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False)
+    assert not np.array_equal(banded, whole)
+    conds, weights = mix_conditions(lambda x: s2i_smoke.embed_audio(x, SR)[None], [a, b],
+                                    s2i_smoke.backbones.generator.cfg.guidance)
+    ref = compose_generate(s2i_smoke.backbones, [c.repeat(2, 1) for c in conds], weights, seed=3,
+                           masks=mix_term_masks(2, -20.0, 32, 3))
+    np.testing.assert_array_equal(banded, ref)

@@ -7,9 +7,13 @@
 # +6 dB (whole recording), the judge measures the drawn object's radius (0 when absent).
 # Scaling only the object's sound is shown beside it.
 #
-# **Several sources.** Two sounds of different classes -> one image, three ways to condition:
-# the encoder on the mixed waveform, the mean of the per-source embeddings, and composed
-# guidance with one term per source.
+# **Several sources.** Two sounds of different classes -> one image, five ways to condition:
+# the encoder on the mixed waveform (`waveform`), the mean of the per-source embeddings
+# (`mean`), and composed guidance with one term per source: plain (`compose_plain`), with each
+# source's ambience cancelled and the place as one term of its own (`compose_whole`), and the
+# same with each source's terms in its own band of the picture (`compose`, the product's:
+# every term sees the same noisy image, so without bands the objects tend to be drawn at the
+# same spot, one on top of the other).
 
 # %% tags=["parameters"]
 seed: int = 0

@@ -5,7 +5,10 @@
 # guidance terms applied at once: the input image's embedding (keeps the scene) and the sound's
 # (adds the heard object at the size its loudness implies), minus the same sound turned down by
 # `ambience_db` (the object is gone at that level but the recording's ambience is not, so the
-# difference adds the object without repainting the background as the sound's place). Test
+# difference adds the object without repainting the background as the sound's place). The
+# sound's terms act only inside a `region` (default: one half of the picture, drawn from the
+# seed), and outside it every step's prediction is the input itself, so the rest of the scene
+# is kept exactly (blended diffusion). Test
 # sounds are held out and recorded at a *different* background than the input image, so
 # keeping the background is a real test.
 
@@ -20,8 +23,9 @@ edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
 strength: float = 0.6
 w_image: float = 1.0
-w_sound: float = 2.0
+w_sound: float = 5.0
 ambience_db: float = -20.0
+region: str = "half"
 
 # %%
 import matplotlib.pyplot as plt
@@ -39,7 +43,7 @@ edir = out / "editing"
 edir.mkdir(parents=True, exist_ok=True)
 s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
 G = [float(g) for g in edit_gains_db.split(",")]
-kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambience_db)
+kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambience_db, region=region)
 
 # %%
 ed = edit_study(s2i, n_edits, seed, G, **kw)
