@@ -23,17 +23,22 @@ AMBIENCE_DB = -20.0  # a recording turned down this much: the object is gone, it
 REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of composed guidance terms
 
 
-def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS) -> torch.Tensor:
-    """``n`` soft regions that tile a ``size`` x ``size`` image: equal bands across a
-    horizontal or vertical axis, in an order, both drawn from ``seed``; sigmoid edges
-    ``softness`` px wide; they sum to 1 at every pixel. (n, size, size) float32; ``n == 1``:
-    the whole image."""
+def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS,
+                 split: str = "any") -> torch.Tensor:
+    """``n`` soft regions that tile a ``size`` x ``size`` image: equal bands, side by side
+    (``split="columns"``), stacked (``"rows"``) or either (``"any"``, drawn from ``seed``), in
+    an order drawn from ``seed``; sigmoid edges ``softness`` px wide; they sum to 1 at every
+    pixel. (n, size, size) float32; ``n == 1``: the whole image."""
     if n < 1:
         raise ValueError(f"need at least one region, got {n}")
+    if split not in ("any", "columns", "rows"):
+        raise ValueError(f"unknown split {split!r} (any, columns, rows)")
     if n == 1:
         return torch.ones(1, size, size)
     rng = np.random.default_rng([0x5E61, int(seed)])
-    vertical = bool(rng.integers(2))
+    vertical = bool(rng.integers(2))  # True: stacked bands (the band index varies down the rows)
+    if split != "any":
+        vertical = split == "rows"
     order = rng.permutation(n)
     x = torch.arange(size, dtype=torch.float32) + 0.5
     edges = [size * j / n for j in range(1, n)]

@@ -147,10 +147,12 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
 
 
-def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[float], methods=MIX_METHODS) -> dict:
+def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[float], methods=MIX_METHODS,
+                 n_images: int = 4) -> dict:
     """Two held-out sounds of different classes (same background) -> one image, per method:
-    both present (the judge sees both classes), and over a relative-volume sweep the
-    Spearman between the relative gain and the log ratio of the two judged sizes."""
+    both present (the judge sees both classes; ``n_images`` images per pair at equal levels),
+    and over a relative-volume sweep (the first image) the Spearman between the relative gain
+    and the log ratio of the two judged sizes."""
     from scipy.stats import spearmanr
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 7 + seed)
@@ -167,12 +169,12 @@ def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[floa
             A, Bs = sa.render(), sb.render()
             ys = []
             for r in ratios_db:
-                img = mix_generate(s2i, [A, Bs], [r / 2, -r / 2], m, n=1, seed=seed + i)
+                img = mix_generate(s2i, [A, Bs], [r / 2, -r / 2], m, n=n_images if r == 0 else 1, seed=seed + i)
                 rep = s2i.backbones.judge.report(img)
-                pa, pb = rep["present"][0, sa.cls], rep["present"][0, sb.cls]
                 if r == 0:
-                    both.append(bool(pa and pb))
-                    ex = img if ex is None else np.concatenate([ex, img])
+                    both += [bool(x) for x in rep["present"][:, sa.cls] & rep["present"][:, sb.cls]]
+                    ex = img[:1] if ex is None else np.concatenate([ex, img[:1]])
+                pa, pb = rep["present"][0, sa.cls], rep["present"][0, sb.cls]
                 sa_, sb_ = rep["size"][0, sa.cls] if pa else 0.5, rep["size"][0, sb.cls] if pb else 0.5
                 ys.append(np.log(max(sa_, 0.5) / max(sb_, 0.5)))
             rhos.append(0.0 if np.ptp(ys) == 0 else float(spearmanr(ratios_db, ys).statistic))

@@ -192,7 +192,7 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
     np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
     # default region: the seed's half (band_regions), the image's term everywhere
-    r = band_regions(2, 32, 1)[0]
+    r = band_regions(2, 32, 1, split="columns")[0]
     assert torch.equal(edit_region("half", 32, 1), r)
     ref_r = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
                              init_images=img[None], strength=0.6, masks=torch.stack([torch.ones(32, 32), r, r]),
@@ -225,8 +225,13 @@ def test_band_regions_vary_with_the_seed_and_reject_zero():
 
     halves = {tuple(band_regions(2, 32, seed=s)[0].flatten().round(decimals=3).tolist()) for s in range(40)}
     assert len(halves) == 4  # left, right, top, bottom
+    cols = {tuple(band_regions(2, 32, seed=s, split="columns")[0, 0].round(decimals=3).tolist()) for s in range(40)}
+    assert len(cols) == 2 and all(torch.equal(band_regions(3, 32, s, split="rows")[0][:, :1].expand(32, 32),
+                                              band_regions(3, 32, s, split="rows")[0]) for s in range(5))
     with pytest.raises(ValueError, match="at least one region"):
         band_regions(0, 32)
+    with pytest.raises(ValueError, match="unknown split"):
+        band_regions(2, 32, split="diagonal")
 
 
 def test_mix_term_masks_follow_mix_conditions_order():
@@ -282,7 +287,9 @@ def test_edit_region_choices():
     from s2i.generate import band_regions
 
     assert edit_region("all", 32) is None and edit_region(None, 32) is None
-    assert torch.equal(edit_region("half", 32, seed=7), band_regions(2, 32, 7)[0])
+    for seed in range(6):  # the left or the right half
+        h = edit_region("half", 32, seed=seed)
+        assert torch.equal(h, band_regions(2, 32, seed, split="columns")[0]) and torch.equal(h, h[:1].expand(32, 32))
     m = np.zeros((32, 32), np.float32)
     m[4:12, 4:12] = 1
     assert torch.equal(edit_region(m, 32), torch.from_numpy(m))

@@ -24,6 +24,7 @@ window_s: float = 0.5
 n_volume_per_class: int = 1
 gains_db: str = "-24,-18,-12,-6,-3,0,3,6"
 n_mix_pairs: int = 3
+n_mix_images: int = 2
 ratios_db: str = "-12,-6,0,6,12"
 mix_method: str = "compose"
 
@@ -47,14 +48,14 @@ R = [float(r) for r in ratios_db.split(",")]
 bank = sound_bank(n_volume_per_class, seed + 2, gain=0.5)
 vol = volume_sweep(s2i, bank, G, seed, mode="whole")
 vol_obj = volume_sweep(s2i, bank, G, seed, mode="object")
-mix = mixing_study(s2i, n_mix_pairs, seed, R)
+mix = mixing_study(s2i, n_mix_pairs, seed, R, n_images=n_mix_images)
 table = pd.DataFrame([dict(method=m, both_present=mix[m]["both_present"], ratio_spearman=mix[m]["ratio_spearman"])
                       for m in MIX_METHODS])
 metrics = dict(volume_size_spearman=vol["spearman"], volume_size_spearman_object_only=vol_obj["spearman"],
                volume_present_at_0db=float(vol["present"][:, G.index(0.0)].mean()) if 0.0 in G else None,
                mix_method=mix_method, mix_both_present=mix[mix_method]["both_present"],
                mix_ratio_spearman=mix[mix_method]["ratio_spearman"], mix_table=table.to_dict("records"),
-               n_volume_sounds=len(bank), n_mix_pairs=n_mix_pairs, gains_db=G, ratios_db=R)
+               n_volume_sounds=len(bank), n_mix_pairs=n_mix_pairs, n_mix_images=n_mix_images, gains_db=G, ratios_db=R)
 write_json(out / "metrics" / "studies.json", metrics)
 (out / "plots").mkdir(parents=True, exist_ok=True)
 pd.DataFrame(dict(gain_db=G, median_radius=np.median(vol["sizes"].mean(2), 0),
