@@ -44,6 +44,7 @@ import torch
 
 from . import world
 from .generate import AMBIENCE_DB, SR, Sound2Image, band_regions, compose_generate, generator_size, windows_of
+from .media import read_video, square_resize, write_video
 
 EDIT_STRENGTH = 0.6  # how far the input is noised
 EDIT_W_SOUND = 5.0  # guidance weight of the sound's terms (inside the region)
@@ -66,12 +67,17 @@ def edit_region(region, size: int, seed: int = 0) -> torch.Tensor | None:
     return m
 
 
-def _edit_masks(region: torch.Tensor | None, n_terms: int):
-    """Term masks of an edit: the image's term everywhere, the sound's terms in the region."""
-    if region is None:
-        return None
-    return torch.stack([torch.ones_like(region)] + [region] * n_terms)
-from .media import read_video, square_resize, write_video
+def compose_edit(backbones, z_image: torch.Tensor, conds: list[torch.Tensor], weights: list[float],
+                 init_images: np.ndarray, w_image: float, seed: int = 0, strength: float = EDIT_STRENGTH,
+                 region="half", steps: int | None = None, shared_noise: bool = False) -> np.ndarray:
+    """The edit's composed guidance: the image's term (``z_image``, ``w_image``) everywhere, the
+    sound's terms (``conds``, ``weights``, e.g. from :func:`sound_terms`) inside ``region``
+    (:func:`edit_region`), outside which the input is kept; SDEdit from ``init_images``."""
+    rg = edit_region(region, generator_size(backbones), seed)
+    masks = None if rg is None else torch.stack([torch.ones_like(rg)] + [rg] * len(conds))
+    return compose_generate(backbones, [z_image] + conds, [w_image] + weights, seed=seed, steps=steps,
+                            init_images=init_images, strength=strength, shared_noise=shared_noise,
+                            masks=masks, region=rg)
 
 
 def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) -> np.ndarray:
@@ -115,15 +121,14 @@ def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: f
             (default, which half from ``seed``), ``"all"``, or a (32, 32) mask in [0, 1].
     """
     img = prepare_image(image)
-    rg = edit_region(region, generator_size(s2i.backbones), seed)
+    edit_region(region, generator_size(s2i.backbones), seed)  # a bad region fails before any work
     a = s2i.load_audio(audio, sr) * 10 ** (gain_db / 20)
     z_img = s2i.backbones.encode_images(img[None])
     z_snd = s2i.embed_audio(a, SR)[None]
     z_q = None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None]
     conds, weights = sound_terms(z_snd, z_q, w_sound)
-    return compose_generate(s2i.backbones, [z_img.repeat(n, 1)] + [z.repeat(n, 1) for z in conds],
-                            [w_image] + weights, seed=seed, steps=steps, init_images=np.repeat(img[None], n, 0),
-                            strength=strength, masks=_edit_masks(rg, len(conds)), region=rg)
+    return compose_edit(s2i.backbones, z_img.repeat(n, 1), [z.repeat(n, 1) for z in conds], weights,
+                        np.repeat(img[None], n, 0), w_image, seed, strength, region, steps)
 
 
 def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarray, fps: float,
@@ -151,10 +156,8 @@ def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: 
                                                                   fps, smooth)
     z_img = s2i.backbones.encode_images(frames)
     conds, weights = sound_terms(z_snd, z_q, w_sound)
-    rg = edit_region(region, generator_size(s2i.backbones), seed)
-    return compose_generate(s2i.backbones, [z_img] + conds, [w_image] + weights, seed=seed,
-                            init_images=frames, strength=strength, shared_noise=True,
-                            masks=_edit_masks(rg, len(conds)), region=rg)
+    return compose_edit(s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region,
+                        shared_noise=True)
 
 
 def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path: str | os.PathLike,

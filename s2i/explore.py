@@ -199,20 +199,18 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     say(STAGES[2], 2, len(STAGES))
     K = len(zs)
     if img is not None:
-        from .edit import EDIT_W_SOUND, _edit_masks, edit_region, sound_terms
+        from .edit import EDIT_W_SOUND, compose_edit, sound_terms
 
         w_snd = EDIT_W_SOUND * guidance / GUIDANCE * (1.0 if K == 1 else MIX_WEIGHT / K)  # per sound
 
         method = "edit"
-        conds, weights = [z_img], [w_image]
+        conds, weights = [], []
         for x, z in zip(gained, zs):  # each sound with its ambience cancelled (s2i.edit)
             zq = None if ambience_db is None else embed(x * 10 ** (ambience_db / 20))
             c, w = sound_terms(z, zq, w_snd)
             conds, weights = conds + c, weights + w
-        rg = edit_region("half", generator_size(s2i.backbones), seed)  # as edit_image
-        images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps,
-                                  init_images=np.repeat(img[None], n, 0), strength=strength,
-                                  masks=_edit_masks(rg, len(conds) - 1), region=rg)
+        images = compose_edit(s2i.backbones, z_img.repeat(n, 1), [c.repeat(n, 1) for c in conds], weights,
+                              np.repeat(img[None], n, 0), w_image, seed, strength, "half", steps)  # as edit_image
     elif K == 1:
         method = "generate"
         images = s2i.backbones.generate(zs[0], n_per=n, guidance=guidance, steps=steps, seed=seed)
