@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from . import world
-from .generate import AMBIENCE_DB, SR, Sound2Image, compose_generate, generator_size, mix_audio, mix_conditions, mix_term_masks
+from .generate import AMBIENCE_DB, SR, Sound2Image, compose_mix, mix_audio, mix_conditions
 from .studies import TEST_SEED_OFFSET, TestSound
 
 CATALOGUE_GAIN = 0.5  # the catalogue object's linear gain at 0 dB (radius R_MAX / 2 by the loudness law)
@@ -217,9 +217,7 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     else:  # as Sound2Image.generate_mix: the place once, each source's object without its ambience
         method = "compose"
         conds, weights = mix_conditions(embed, gained, guidance, ambience_db=ambience_db)
-        masks = mix_term_masks(K, ambience_db, generator_size(s2i.backbones), seed)  # each source in its band
-        images = compose_generate(s2i.backbones, [c.repeat(n, 1) for c in conds], weights, seed=seed, steps=steps,
-                                  masks=masks)
+        images = compose_mix(s2i.backbones, conds, weights, n, seed, ambience_db is not None, steps=steps)
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
     judge = getattr(s2i.backbones, "judge", None)

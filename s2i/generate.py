@@ -21,6 +21,7 @@ SR = 16000
 
 AMBIENCE_DB = -20.0  # a recording turned down this much: the object is gone, its place's ambience is not
 REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of composed guidance terms
+MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
 
 
 def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS,
@@ -130,7 +131,7 @@ class Sound2Image:
     def generate_mix(self, sounds: list, gains_db: list[float] | None = None, n: int = 1, seed: int = 0,
                      sr: int | None = None, weight: float | None = None,
                      ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None,
-                     regions: bool = True) -> np.ndarray:
+                     regions: bool = True, candidates: int = MIX_CANDIDATES) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
         Each source (a path, or an array with ``sr``), scaled by its gain in dB, is embedded on its
@@ -140,15 +141,54 @@ class Sound2Image:
         ``ambience_weight``). With ``regions`` (default) each source's terms act in its own band
         of the picture (:func:`band_regions`, drawn from ``seed``): every term sees the same
         noisy image, so unconstrained terms tend to draw their objects at the same spot, one on
-        top of the other (:func:`mix_term_masks`)."""
+        top of the other (:func:`mix_term_masks`). Each image is the best of ``candidates``
+        drawn ones, by :func:`pick_nearest_sources` (1: no choice)."""
         gains_db = gains_db or [0.0] * len(sounds)
         if len(gains_db) != len(sounds):
             raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
         audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains_db)]
         conds, weights = mix_conditions(lambda a: self.embed_audio(a, SR)[None], audio,
                                         self.backbones.generator.cfg.guidance, weight, ambience_db, ambience_weight)
-        masks = mix_term_masks(len(audio), ambience_db, generator_size(self.backbones), seed) if regions else None
-        return compose_generate(self.backbones, [z.repeat(n, 1) for z in conds], weights, seed=seed, masks=masks)
+        return compose_mix(self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates)
+
+
+def compose_mix(backbones, conds: list[torch.Tensor], weights: list[float], n: int = 1, seed: int = 0,
+                place_term: bool = True, regions: bool = True, candidates: int = MIX_CANDIDATES,
+                steps: int | None = None) -> np.ndarray:
+    """Draw ``n`` images of a mix from the terms of :func:`mix_conditions` (``conds`` (1, D)
+    each; ``place_term``: they start with the place's term, as with ``ambience_db``): each
+    source's terms in its own band (``regions``, :func:`mix_term_masks`), each image the best of
+    ``candidates`` (:func:`pick_nearest_sources`)."""
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
+    sources = conds[1::2] if place_term else conds  # each source's own embedding, at its gain
+    masks = None
+    if regions:
+        masks = mix_term_masks(len(sources), AMBIENCE_DB if place_term else None, generator_size(backbones), seed)
+    images = compose_generate(backbones, [z.repeat(n * candidates, 1) for z in conds], weights, seed=seed,
+                              steps=steps, masks=masks)
+    if candidates == 1:
+        return images
+    return pick_nearest_sources(backbones, images, torch.cat(sources), candidates)
+
+
+def pick_nearest_sources(backbones, images: np.ndarray, sources: torch.Tensor, candidates: int) -> np.ndarray:
+    """Rerank candidates (as DALL-E 2 reranks its samples with CLIP): ``images`` (N * candidates,
+    H, W, 3), in groups of ``candidates`` consecutive images, -> the N images each nearest all of
+    ``sources`` (K, D): the one whose image-encoder embedding has the highest *smallest* cosine
+    similarity to the K sources' embeddings, so a picture that shows only some of the sources
+    loses to one that shows them all. Uses the frozen image encoder only (never the judge).
+    Measured on three tuning draws of 16 held-out pairs (seeds 1-3, not the reported 0), both
+    objects drawn, 4 images per pair, each from 4 candidates: any one candidate 0.67 / 0.70 /
+    0.66, the reranked pick 0.81 / 0.81 / 0.80 (a pick that always had both when any candidate
+    did: 0.86 / 0.91 / 0.88)."""
+    if len(images) % candidates:
+        raise ValueError(f"{len(images)} images are not groups of {candidates} candidates")
+    e = torch.nn.functional.normalize(backbones.encode_images(images).float(), dim=-1)
+    z = torch.nn.functional.normalize(torch.as_tensor(sources).float(), dim=-1)
+    score = (e @ z.T).min(dim=1).values.view(-1, candidates)  # (N, candidates)
+    best = score.argmax(dim=1) + torch.arange(score.shape[0]) * candidates
+    return images[best.numpy()]
 
 
 def mix_conditions(embed, audio: list[np.ndarray], guidance: float, weight: float | None = None,

@@ -114,7 +114,7 @@ def volume_sweep(s2i: Sound2Image, bank: list[TestSound], gains_db: list[float],
     return dict(sizes=sizes, present=present, images=imgs, rho=np.array(rhos), spearman=float(np.mean(rhos)))
 
 
-MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_whole", "compose")
+MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_whole", "compose_bands", "compose")
 
 
 def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[float], method: str, n: int = 1,
@@ -128,8 +128,11 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
       its own level implies;
     * ``compose_whole``: as ``compose_plain`` but each source's ambience is cancelled and the
       place is one term of its own (:func:`s2i.generate.mix_conditions`);
-    * ``compose`` (the product's): as ``compose_whole`` with each source's terms in its own
-      band of the picture (:func:`s2i.generate.mix_term_masks`).
+    * ``compose_bands``: as ``compose_whole`` with each source's terms in its own band of the
+      picture (:func:`s2i.generate.mix_term_masks`);
+    * ``compose`` (the product's): as ``compose_bands``, each image the best of
+      :data:`s2i.generate.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
+      every source (:func:`s2i.generate.pick_nearest_sources`).
     Gains (dB) scale each source's recording before encoding/mixing."""
     if method == "waveform":
         z = s2i.embed_audio(mix_audio(sounds, gains_db), world.SR)[None]
@@ -139,11 +142,14 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
         return s2i.backbones.generate(torch.cat(zs).mean(0, keepdim=True), n_per=n, seed=seed)
     if method == "compose":
         return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight)
+    if method == "compose_bands":
+        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, candidates=1)
     if method == "compose_whole":
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, regions=False)
+        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, regions=False,
+                                candidates=1)
     if method == "compose_plain":
         return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, ambience_db=None,
-                                regions=False)
+                                regions=False, candidates=1)
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
 
 

@@ -307,11 +307,56 @@ def test_generate_mix_regions(s2i_smoke):
 
     a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
     b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
-    banded = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR)
-    whole = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False)
+    banded = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR, candidates=1)
+    whole = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
     assert not np.array_equal(banded, whole)
     conds, weights = mix_conditions(lambda x: s2i_smoke.embed_audio(x, SR)[None], [a, b],
                                     s2i_smoke.backbones.generator.cfg.guidance)
     ref = compose_generate(s2i_smoke.backbones, [c.repeat(2, 1) for c in conds], weights, seed=3,
                            masks=mix_term_masks(2, -20.0, 32, 3))
     np.testing.assert_array_equal(banded, ref)
+
+
+class _MeanColour:
+    """A stand-in image encoder for the reranking rule: an image's embedding is its mean colour."""
+
+    def encode_images(self, images):
+        return torch.as_tensor(np.asarray(images, np.float32).mean(axis=(1, 2)))
+
+
+def _flat(rgb):
+    return np.broadcast_to(np.array(rgb, np.uint8), (4, 4, 3))
+
+
+def test_pick_nearest_sources_prefers_the_picture_with_every_source():
+    from s2i.generate import pick_nearest_sources
+
+    red, green, yellow, blue = _flat((255, 0, 0)), _flat((0, 255, 0)), _flat((255, 255, 0)), _flat((0, 0, 255))
+    sources = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])  # "red" and "green" heard
+    # two groups of three candidates: the one showing both (yellow) wins wherever it is
+    images = np.stack([red, yellow, green, blue, green, yellow])
+    picked = pick_nearest_sources(_MeanColour(), images, sources, 3)
+    assert picked.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(picked, np.stack([yellow, yellow]))
+    # one source: the candidate nearest it
+    np.testing.assert_array_equal(pick_nearest_sources(_MeanColour(), images[:3], sources[1:], 3), green[None])
+    with pytest.raises(ValueError, match="groups of 4"):
+        pick_nearest_sources(_MeanColour(), images, sources, 4)
+
+
+def test_generate_mix_keeps_the_best_of_its_candidates(s2i_smoke):
+    from s2i import world
+    from s2i.generate import compose_generate, mix_conditions, mix_term_masks, pick_nearest_sources
+
+    a = world.render_sound(world.Scene(1, [world.SceneObject(2, gain=0.7)]), 1.0, seed=4)
+    b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
+    got = s2i_smoke.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
+    assert got.shape == (2, 32, 32, 3)
+    conds, weights = mix_conditions(lambda x: s2i_smoke.embed_audio(x, SR)[None], [a, b],
+                                    s2i_smoke.backbones.generator.cfg.guidance)
+    drawn = compose_generate(s2i_smoke.backbones, [c.repeat(6, 1) for c in conds], weights, seed=7,
+                             masks=mix_term_masks(2, -20.0, 32, 7))
+    np.testing.assert_array_equal(got, pick_nearest_sources(s2i_smoke.backbones, drawn,
+                                                            torch.cat([conds[1], conds[3]]), 3))
+    with pytest.raises(ValueError, match="at least 1"):
+        s2i_smoke.generate_mix([a, b], n=1, sr=world.SR, candidates=0)

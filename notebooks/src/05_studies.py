@@ -7,13 +7,15 @@
 # +6 dB (whole recording), the judge measures the drawn object's radius (0 when absent).
 # Scaling only the object's sound is shown beside it.
 #
-# **Several sources.** Two sounds of different classes -> one image, five ways to condition:
+# **Several sources.** Two sounds of different classes -> one image, six ways to condition:
 # the encoder on the mixed waveform (`waveform`), the mean of the per-source embeddings
 # (`mean`), and composed guidance with one term per source: plain (`compose_plain`), with each
-# source's ambience cancelled and the place as one term of its own (`compose_whole`), and the
-# same with each source's terms in its own band of the picture (`compose`, the product's:
-# every term sees the same noisy image, so without bands the objects tend to be drawn at the
-# same spot, one on top of the other).
+# source's ambience cancelled and the place as one term of its own (`compose_whole`), the
+# same with each source's terms in its own band of the picture (`compose_bands`: every term
+# sees the same noisy image, so without bands the objects tend to be drawn at the same spot,
+# one on top of the other), and the product's `compose`: `compose_bands`, each image the best of
+# 4 drawn candidates, the one whose image embedding (the frozen image encoder, not the judge)
+# is nearest every source's sound embedding (reranking, as DALL-E 2 reranks with CLIP).
 
 # %% tags=["parameters"]
 seed: int = 0
