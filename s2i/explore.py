@@ -23,8 +23,8 @@ Which generation path runs (``result["method"]``):
 * one sound, no image -> ``generate``: the audio embedding through the generator (claims 6-8);
 * two sounds -> ``compose``: guidance terms per source (composable guidance, as
   :meth:`s2i.generate.Sound2Image.generate_mix`: the place once, each source's object without
-  its ambience), so each source's object is drawn distinctly at the size its own level
-  implies (claims 13-14);
+  its ambience, each source in its own band, each image the best of 4 candidates), so each
+  source's object is drawn distinctly at the size its own level implies (claims 13-14);
 * an image -> ``edit``: SDEdit under the image's and the sound(s)' embeddings, as
   :func:`s2i.edit.edit_image` (claims 9-12).
 """

@@ -12,7 +12,7 @@ mixing study's draw either), each pair -> ``--images`` images by
 per seed: how often each source's object is drawn (first, second) and both together, and how
 often the background is the pair's. The mixing study (stage ``studies``) reports seed 0 with
 the settings in ``s2i.generate``; tune here, never on that draw.
-One seed (16 pairs x 4 images) takes about 40 s on 2 CPU cores; the spread between draws is
+One seed (16 pairs x 4 images) takes about 30 s per candidate on 2 CPU cores (4: 2 min); the spread between draws is
 about +-0.07 on both-drawn, so compare variants over several seeds.
 """
 from __future__ import annotations
@@ -36,19 +36,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ambience-weight", type=float, default=None, help="the place term's weight (default: guidance / 2)")
     ap.add_argument("--ambience-db", type=float, default=None, help="level of the turned-down copies (default: AMBIENCE_DB)")
     ap.add_argument("--no-regions", action="store_true", help="every term over the whole picture")
+    ap.add_argument("--candidates", type=int, default=None, help="candidates per image (default: MIX_CANDIDATES)")
     a = ap.parse_args(argv)
 
     import torch
 
     from s2i import world
-    from s2i.generate import AMBIENCE_DB, SR, Sound2Image
+    from s2i.generate import AMBIENCE_DB, MIX_CANDIDATES, SR, Sound2Image
     from s2i.studies import TEST_SEED_OFFSET, TestSound
 
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
     judge = s2i.backbones.judge
     kw = dict(weight=a.weight, ambience_weight=a.ambience_weight, regions=not a.no_regions,
-              ambience_db=AMBIENCE_DB if a.ambience_db is None else a.ambience_db)
+              ambience_db=AMBIENCE_DB if a.ambience_db is None else a.ambience_db,
+              candidates=MIX_CANDIDATES if a.candidates is None else a.candidates)
     report = dict(settings=kw, seeds={})
     for seed in a.seeds:
         t0 = time.time()
