@@ -12,8 +12,8 @@ mixing study's draw either), each pair -> ``--images`` images by
 per seed: how often each source's object is drawn (first, second) and both together, and how
 often the background is the pair's. The mixing study (stage ``studies``) reports seed 0 with
 the settings in ``s2i.generate``; tune here, never on that draw.
-One seed (16 pairs x 4 images) takes about 30 s per candidate on 2 CPU cores (4: 2 min); the spread between draws is
-about +-0.07 on both-drawn, so compare variants over several seeds.
+One seed (16 pairs x 4 images) takes about 30 s per candidate on 2 CPU cores (4: 2 min); the
+spread between draws is about +-0.07 on both-drawn, so compare variants over several seeds.
 """
 from __future__ import annotations
 
