@@ -115,6 +115,12 @@ def volume_sweep(s2i: Sound2Image, bank: list[TestSound], gains_db: list[float],
 
 
 MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_whole", "compose_bands", "compose")
+_COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_generate)
+    "compose_plain": dict(ambience_db=None, regions=False, candidates=1),
+    "compose_whole": dict(regions=False, candidates=1),
+    "compose_bands": dict(candidates=1),
+    "compose": {},
+}
 
 
 def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[float], method: str, n: int = 1,
@@ -140,17 +146,24 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
     if method == "mean":
         zs = [s2i.embed_audio(s * 10 ** (g / 20), world.SR)[None] for s, g in zip(sounds, gains_db)]
         return s2i.backbones.generate(torch.cat(zs).mean(0, keepdim=True), n_per=n, seed=seed)
-    if method == "compose":
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight)
-    if method == "compose_bands":
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, candidates=1)
-    if method == "compose_whole":
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, regions=False,
-                                candidates=1)
-    if method == "compose_plain":
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, ambience_db=None,
-                                regions=False, candidates=1)
+    if method in _COMPOSE_VARIANTS:
+        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight,
+                                **_COMPOSE_VARIANTS[method])
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
+
+
+def mix_pairs(n_pairs: int, seed: int, sound_seed: int = 0) -> list[tuple[TestSound, TestSound]]:
+    """Pairs of held-out sounds of two different classes over one background (gain 0.5 each),
+    classes and background drawn from ``seed``; the sounds' seeds start at
+    ``TEST_SEED_OFFSET + 500_000 + sound_seed`` (the mixing study: 0)."""
+    rng = np.random.default_rng(TEST_SEED_OFFSET + 7 + seed)
+    pairs = []
+    for i in range(n_pairs):
+        a, b = rng.choice(len(world.CLASSES), size=2, replace=False)
+        bg = int(rng.integers(len(world.BACKGROUNDS)))
+        base = TEST_SEED_OFFSET + 500_000 + sound_seed + 2 * i
+        pairs.append((TestSound(int(a), bg, 0.5, base), TestSound(int(b), bg, 0.5, base + 1)))
+    return pairs
 
 
 def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[float], methods=MIX_METHODS,
@@ -161,13 +174,7 @@ def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[floa
     and the log ratio of the two judged sizes."""
     from scipy.stats import spearmanr
 
-    rng = np.random.default_rng(TEST_SEED_OFFSET + 7 + seed)
-    pairs = []
-    for i in range(n_pairs):
-        a, b = rng.choice(len(world.CLASSES), size=2, replace=False)
-        bg = int(rng.integers(len(world.BACKGROUNDS)))
-        pairs.append((TestSound(int(a), bg, 0.5, TEST_SEED_OFFSET + 500_000 + 2 * i),
-                      TestSound(int(b), bg, 0.5, TEST_SEED_OFFSET + 500_001 + 2 * i)))
+    pairs = mix_pairs(n_pairs, seed)
     out = {}
     for m in methods:
         both, rhos, ex = [], [], None

@@ -6,8 +6,8 @@
     python scripts/tune_mixing.py --seeds 1 2 --no-regions --ambience-db -26
 
 Pairs of held-out sounds of two different classes over one background are drawn from each
-seed (sound seeds ``TEST_SEED_OFFSET + 500_000 + 100 * seed + ...``, so seed 0 is not the
-mixing study's draw either), each pair -> ``--images`` images by
+seed (:func:`s2i.studies.mix_pairs` with sound seeds offset by ``100 * seed``, so seed 0 is not
+the mixing study's draw either), each pair -> ``--images`` images by
 :meth:`s2i.generate.Sound2Image.generate_mix` with the given settings, and the judge reports,
 per seed: how often each source's object is drawn (first, second) and both together, and how
 often the background is the pair's. The mixing study (stage ``studies``) reports seed 0 with
@@ -41,9 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from s2i import world
     from s2i.generate import AMBIENCE_DB, MIX_CANDIDATES, SR, Sound2Image
-    from s2i.studies import TEST_SEED_OFFSET, TestSound
+    from s2i.studies import mix_pairs
 
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
@@ -54,17 +53,12 @@ def main(argv: list[str] | None = None) -> dict:
     report = dict(settings=kw, seeds={})
     for seed in a.seeds:
         t0 = time.time()
-        rng = np.random.default_rng(TEST_SEED_OFFSET + 7 + seed)
         first, second, both, bg = [], [], [], []
-        for i in range(a.pairs):
-            ca, cb = rng.choice(len(world.CLASSES), size=2, replace=False)
-            b = int(rng.integers(len(world.BACKGROUNDS)))
-            base = TEST_SEED_OFFSET + 500_000 + 100 * seed + 2 * i
-            sa, sb = TestSound(int(ca), b, 0.5, base), TestSound(int(cb), b, 0.5, base + 1)
+        for i, (sa, sb) in enumerate(mix_pairs(a.pairs, seed, sound_seed=100 * seed)):
             imgs = s2i.generate_mix([sa.render(), sb.render()], n=a.images, seed=seed + i, sr=SR, **kw)
             rep = judge.report(imgs)
             pa, pb = rep["present"][:, sa.cls].astype(bool), rep["present"][:, sb.cls].astype(bool)
-            first += list(pa); second += list(pb); both += list(pa & pb); bg += list(rep["bg"] == b)
+            first += list(pa); second += list(pb); both += list(pa & pb); bg += list(rep["bg"] == sa.bg)
         row = dict(first=float(np.mean(first)), second=float(np.mean(second)), both=float(np.mean(both)),
                    bg=float(np.mean(bg)), seconds=round(time.time() - t0, 1))
         report["seeds"][seed] = row
