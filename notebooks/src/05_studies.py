@@ -16,6 +16,8 @@
 # one on top of the other), and the product's `compose`: `compose_bands`, each image the best of
 # 4 drawn candidates, the one whose image embedding (the frozen image encoder, not the judge)
 # is nearest every source's sound embedding (reranking, as DALL-E 2 reranks with CLIP).
+# Both-present is measured on `n_mix_pairs` pairs (4 images each) and given with a 95 %
+# bootstrap interval over pairs; the relative-volume sweep runs on the first `n_mix_ratio_pairs`.
 
 # %% tags=["parameters"]
 seed: int = 0
@@ -27,6 +29,7 @@ n_volume_per_class: int = 1
 gains_db: str = "-24,-18,-12,-6,-3,0,3,6"
 n_mix_pairs: int = 3
 n_mix_images: int = 2
+n_mix_ratio_pairs: int = 3
 ratios_db: str = "-12,-6,0,6,12"
 mix_method: str = "compose"
 
@@ -37,7 +40,7 @@ import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
 from s2i.generate import Sound2Image
-from s2i.studies import MIX_METHODS, mixing_study, sound_bank, volume_sweep
+from s2i.studies import MIX_METHODS, bootstrap_ci, mixing_study, sound_bank, volume_sweep
 from s2i.viz import grid, save_png
 
 seed_everything(seed)
@@ -50,14 +53,16 @@ R = [float(r) for r in ratios_db.split(",")]
 bank = sound_bank(n_volume_per_class, seed + 2, gain=0.5)
 vol = volume_sweep(s2i, bank, G, seed, mode="whole")
 vol_obj = volume_sweep(s2i, bank, G, seed, mode="object")
-mix = mixing_study(s2i, n_mix_pairs, seed, R, n_images=n_mix_images)
+mix = mixing_study(s2i, n_mix_pairs, seed, R, n_images=n_mix_images, n_ratio_pairs=n_mix_ratio_pairs)
 table = pd.DataFrame([dict(method=m, both_present=mix[m]["both_present"], ratio_spearman=mix[m]["ratio_spearman"])
                       for m in MIX_METHODS])
 metrics = dict(volume_size_spearman=vol["spearman"], volume_size_spearman_object_only=vol_obj["spearman"],
                volume_present_at_0db=float(vol["present"][:, G.index(0.0)].mean()) if 0.0 in G else None,
                mix_method=mix_method, mix_both_present=mix[mix_method]["both_present"],
+               mix_both_present_ci95=bootstrap_ci(mix[mix_method]["both_per_pair"], seed=seed),
                mix_ratio_spearman=mix[mix_method]["ratio_spearman"], mix_table=table.to_dict("records"),
-               n_volume_sounds=len(bank), n_mix_pairs=n_mix_pairs, n_mix_images=n_mix_images, gains_db=G, ratios_db=R)
+               n_volume_sounds=len(bank), n_mix_pairs=n_mix_pairs, n_mix_ratio_pairs=min(n_mix_ratio_pairs, n_mix_pairs),
+               n_mix_images=n_mix_images, gains_db=G, ratios_db=R)
 write_json(out / "metrics" / "studies.json", metrics)
 (out / "plots").mkdir(parents=True, exist_ok=True)
 pd.DataFrame(dict(gain_db=G, median_radius=np.median(vol["sizes"].mean(2), 0),
@@ -66,7 +71,7 @@ pd.DataFrame(dict(gain_db=G, median_radius=np.median(vol["sizes"].mean(2), 0),
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("volume sounds", metrics["n_volume_sounds"], "gains", len(G), "mix pairs", n_mix_pairs, "methods", list(MIX_METHODS))
+print("volume sounds", metrics["n_volume_sounds"], "gains", len(G), "mix pairs", n_mix_pairs, "ratio pairs", metrics["n_mix_ratio_pairs"], "methods", list(MIX_METHODS))
 
 # %%
 display(pd.Series({k: v for k, v in metrics.items() if not isinstance(v, list)}).to_frame("value"))
@@ -92,7 +97,8 @@ img = grid(vol["images"][: n * len(G)], len(G), scale=4)
 save_png(out / "figures" / "volume_grid.png", img)
 plt.figure(figsize=(6, 6)); plt.imshow(img); plt.axis("off")
 ex = mix[mix_method]["examples"]
-if ex is not None:
+if ex is not None:  # the first 16 pairs' first images
+    ex = ex[:16]
     save_png(out / "figures" / "mix_examples.png", grid(ex, len(ex), scale=4))
     plt.figure(figsize=(8, 2)); plt.imshow(grid(ex, len(ex), scale=4)); plt.axis("off")
-    plt.title(" | ".join(f"{a}+{b}" for a, b in mix["pairs"]), fontsize=7);
+    plt.title(" | ".join(f"{a}+{b}" for a, b in mix["pairs"][:16]), fontsize=7);

@@ -1,0 +1,61 @@
+"""Tests of ``s2i.studies`` helpers: the bootstrap interval, and -- when the nbval smoke run's
+models exist -- the mixing study's split between both-present pairs and relative-volume pairs.
+CPU only."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from s2i.generate import Sound2Image
+from s2i.paths import repo_root
+from s2i.studies import bootstrap_ci, mix_pairs, mixing_study
+
+RUN = repo_root() / "build" / "nbval"
+
+
+def test_bootstrap_ci_of_a_constant_is_that_constant():
+    assert bootstrap_ci([0.75] * 10) == [0.75, 0.75]
+
+
+def test_bootstrap_ci_brackets_the_mean_and_narrows_with_more_units():
+    few = [1.0, 0.0, 1.0, 1.0]  # mean 0.75
+    many = few * 16
+    lo, hi = bootstrap_ci(few, seed=3)
+    lo2, hi2 = bootstrap_ci(many, seed=3)
+    assert 0.0 <= lo < 0.75 < hi <= 1.0
+    assert lo < lo2 < 0.75 < hi2 <= hi
+    # sd of the mean of 64 Bernoulli(0.75) units: 0.054 -> a 95 % interval about +-0.11
+    assert 0.08 < 0.75 - lo2 < 0.14 and 0.08 < hi2 - 0.75 < 0.14
+    assert bootstrap_ci(many, seed=3) == [lo2, hi2]  # seeded
+
+
+def test_bootstrap_ci_rejects_no_values():
+    with pytest.raises(ValueError, match="no values"):
+        bootstrap_ci([])
+
+
+def test_mix_pairs_of_a_larger_study_start_with_the_smaller_one():
+    small, large = mix_pairs(4, seed=0), mix_pairs(12, seed=0)
+    assert [(a.cls, a.bg, a.seed, b.cls, b.seed) for a, b in small] == \
+        [(a.cls, a.bg, a.seed, b.cls, b.seed) for a, b in large[:4]]
+    assert all(a.cls != b.cls and a.bg == b.bg for a, b in large)
+
+
+@pytest.fixture(scope="module")
+def s2i_smoke():
+    if not ((RUN / "models" / "manifest.json").exists()
+            and (RUN / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()):
+        pytest.skip("no build/nbval smoke run (made by `make test`'s nbval step)")
+    return Sound2Image.from_run(RUN, profile="smoke", model_dir=RUN / "models")
+
+
+def test_mixing_study_sweeps_volume_on_the_first_pairs_only(s2i_smoke):
+    R = [-6.0, 0.0, 6.0]
+    one = mixing_study(s2i_smoke, 1, seed=0, ratios_db=R, methods=("mean",), n_images=2)["mean"]
+    three = mixing_study(s2i_smoke, 3, seed=0, ratios_db=R, methods=("mean",), n_images=2, n_ratio_pairs=1)["mean"]
+    assert len(three["both_per_pair"]) == 3 and len(three["examples"]) == 3
+    assert three["both_per_pair"][0] == one["both_per_pair"][0]  # the same first pair, the same images
+    assert three["ratio_spearman"] == one["ratio_spearman"]  # the sweep ran on that pair alone
+    assert three["both_present"] == pytest.approx(np.mean(three["both_per_pair"]))
+    with pytest.raises(ValueError, match="n_ratio_pairs"):
+        mixing_study(s2i_smoke, 2, seed=0, ratios_db=R, methods=("mean",), n_ratio_pairs=0)
