@@ -245,10 +245,11 @@ def cmd_thumbnails(args) -> int:
         res = make_thumbnails(s2i, p, window_s=args.window, overlap_s=args.overlap, k=args.k, k_max=args.k_max,
                               seed=args.seed, batch=args.batch, representative=args.representative,
                               min_silhouette=args.min_silhouette, min_spread=args.min_spread,
-                              guidance=args.guidance, steps=args.steps, progress=not args.quiet)
+                              guidance=args.guidance, steps=args.steps, progress=not args.quiet, final=args.final)
         res.save(out, scale=args.scale)
         how = res.clustering.method + (f": {res.clustering.reason}" if res.clustering.reason else "")
         print(f"{p}: {len(res.starts)} windows, {res.k} clusters ({how}); final = cluster {res.final} "
+              f"({res.final_rule.split(':')[0]}) "
               f"-> {out}/final.png, contact_sheet.png, slideshow.gif, thumbnails.json")
     return 0
 
@@ -317,7 +318,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("thumbnails", parents=[common], formatter_class=fmt, help="long audio -> thumbnails",
                        description="Thumbnails of a long sound (claims 18-21): windows of T s overlapping by N s "
                                    "are embedded and clustered (k-means); one thumbnail per cluster, in order of "
-                                   "first appearance; the final one is the largest cluster's. Writes "
+                                   "first appearance; the final one is the largest cluster's, clusters that show the same object "
+                                   "counted together (--final). Writes "
                                    "<out>/<name>/: contact_sheet.png, slideshow.gif, final.png, thumb_NN.png, "
                                    "thumbnails.json (clusters, sizes, time ranges). Files are streamed: memory "
                                    "does not grow with their length.")
@@ -331,6 +333,9 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--min-silhouette", type=float, default=0.25, help="below it: one cluster")
     p.add_argument("--min-spread", type=float, default=0.05,
                    help="relative spread of the windows below which the sound is one cluster")
+    p.add_argument("--final", choices=["object", "largest"], default="object",
+                   help="the final thumbnail: the largest cluster of the object heard longest (clusters "
+                        "grouped by the object they show), or simply the largest cluster")
     p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
     p.add_argument("--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_thumbnails)

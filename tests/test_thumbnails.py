@@ -21,6 +21,7 @@ from s2i import world
 from s2i.generate import SR, Sound2Image, windows_of
 from s2i.media import MediaError, audio_window_starts, read_audio
 from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, _union_length, choose_representatives,
+                            final_cluster, object_groups,
                             cluster_embeddings, evaluate_thumbnails, longest_run, make_programme, make_thumbnails,
                             merge_transient, relative_spread, segment_seed, time_ranges, window_embeddings,
                             window_truth, write_programme)
@@ -392,3 +393,74 @@ def test_with_the_smoke_models(smoke_s2i, tmp_path):
     m = evaluate_thumbnails(res, prog, smoke_s2i.backbones.judge)
     assert 0.5 <= m["cluster_purity"] <= 1.0 and len(m["thumbnail_classes"]) == 2
     assert Image.open(tmp_path / "out" / "slideshow.gif").n_frames == 2
+
+
+# ----------------------------------------------------------------------------- the final pick
+def test_final_cluster_counts_the_clusters_of_one_object_together():
+    sizes = np.array([30, 25, 40, 5])
+    assert final_cluster(sizes) == 2  # plain: the largest cluster
+    assert final_cluster(sizes, np.array([0, 0, 1, 2])) == 0  # object 0 heard 55 windows: its largest cluster
+    assert final_cluster(sizes, np.array([0, 1, 2, 3])) == 2  # every cluster its own object: the plain rule
+    assert final_cluster(np.array([10, 20, 20]), np.array([0, 1, 1])) == 1  # ties: the earliest
+
+
+def test_final_rule_falls_back_without_composed_guidance():
+    s2i = FakeS2I()  # a generator without composed guidance (like the full profile's unCLIP)
+    prog = two_class_programme()
+    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)
+    assert res.final == res.largest == 0 and res.final_rule.startswith("largest") and "composed" in res.final_rule
+    assert res.windows.zq is None and s2i.calls  # nothing embedded twice
+    assert all(c["object_group"] is None for c in res.clusters)
+    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="largest")
+    assert res.final_rule == "largest: the largest cluster" and res.report()["final_rule"] == res.final_rule
+    with pytest.raises(ValueError, match="final"):
+        make_thumbnails(s2i, prog.audio(), sr=SR, final="longest")
+
+
+def test_object_groups_needs_the_turned_down_windows():
+    z = np.zeros((4, 3), np.float32)
+    assert object_groups(None, z, None, np.zeros(4, int), 1).tolist() == [0]  # one cluster: nothing to draw
+    with pytest.raises(ValueError, match="quiet_db"):
+        object_groups(None, z, None, np.array([0, 0, 1, 1]), 2)
+
+
+def test_object_grouping_with_the_smoke_models(smoke_s2i, tmp_path):
+    prog = make_programme(0, segments=[("horn", "meadow", 6.0), ("bird", "night", 5.0), ("horn", "city", 6.0)])
+    a = prog.audio()
+    w = window_embeddings(smoke_s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, quiet_db=-20.0)
+    assert w.zq.shape == w.z.shape and w.quiet_db == -20.0
+    s = int(round(w.starts[3] * SR))  # zq: the window turned down 20 dB, embedded the same way
+    np.testing.assert_allclose(w.zq[3], smoke_s2i.embed_audio(a[s:s + 2 * SR] * 0.1, SR).numpy(), rtol=1e-3, atol=1e-4)
+    res = make_thumbnails(smoke_s2i, None, windows=w, k=3, steps=2, out_dir=tmp_path / "t")
+    groups = [c["object_group"] for c in res.clusters]
+    assert groups[0] == 0 and sorted(set(groups)) == list(range(max(groups) + 1))  # numbered by first appearance
+    sizes = np.array([c["size"] for c in res.clusters])
+    assert res.final == final_cluster(sizes, np.array(groups)) and res.final_rule.startswith("object")
+    rep = json.loads((tmp_path / "t" / "thumbnails.json").read_text())
+    assert rep["final_cluster"] == res.final and rep["largest_cluster"] == int(np.argmax(sizes))
+    assert object_groups(smoke_s2i.backbones, w.z, w.zq, res.labels, 3).tolist() == groups  # deterministic
+    no_zq = window_embeddings(smoke_s2i, a, sr=SR, window_s=2.0, overlap_s=1.0)
+    with pytest.raises(ValueError, match="quiet_db"):
+        make_thumbnails(smoke_s2i, None, windows=no_zq, k=3, steps=2)
+
+
+@pytest.fixture(scope="module")
+def toy_s2i():
+    if not (ROOT / "models" / "toy" / "generator").exists() or \
+            not (ROOT / "results" / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists():
+        pytest.skip("the trained toy run is missing: run `dvc repro` (profile toy) first")
+    return Sound2Image.from_run(ROOT / "results", profile="toy", model_dir=ROOT / "models" / "toy")
+
+
+def test_toy_final_thumbnail_is_the_object_heard_longest(toy_s2i):
+    """A horn heard 50 s in two places against a bird heard 35 s in one: the largest cluster is
+    the bird's, the final thumbnail (object rule) the horn's. (One case, not a metric: with
+    the second horn in the city instead of on the beach, the grouping puts all three clusters
+    in one group and the final stays the bird's -- the kind of error behind the 1-2 misses in
+    24 tuning programmes.)"""
+    prog = make_programme(0, segments=[("horn", "meadow", 25.0), ("bird", "night", 35.0), ("horn", "beach", 25.0)])
+    res = make_thumbnails(toy_s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)
+    m = evaluate_thumbnails(res, prog, toy_s2i.backbones.judge)
+    horn, bird = world.class_index("horn"), world.class_index("bird")
+    assert m["cluster_majority"][res.largest] == bird and m["largest_pick_correct"] is False
+    assert m["cluster_majority"][res.final] == horn and m["final_pick_correct"] is True
