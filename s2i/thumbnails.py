@@ -97,6 +97,9 @@ class WindowEmbeddings:
     source: str | None = None
     zq: np.ndarray | None = None  # (N, D): the same windows turned down by ``quiet_db`` (object grouping)
     quiet_db: float | None = None
+    # object_groups of a clustering of these windows, kept so that thumbnails made again from the
+    # same windows (another representative) do not draw the object pictures again
+    _groups: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _check_window(window_s: float, overlap_s: float) -> None:
@@ -665,8 +668,13 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
     images = s2i.backbones.generate(torch.from_numpy(reps), n_per=1, guidance=guidance, steps=steps, seed=seed)
     images = np.asarray(images, np.uint8)
     sizes = np.bincount(cl.labels, minlength=cl.k)
-    groups = (object_groups(s2i.backbones, w.z, w.zq, cl.labels, cl.k, seed=seed, weight=object_weight,
-                            max_dist=object_max_dist) if grouping else None)
+    groups = None
+    if grouping:  # depends on the windows and the clustering only, not on the representative
+        key = (cl.labels.tobytes(), cl.k, seed, object_weight, object_max_dist)
+        if key not in w._groups:
+            w._groups[key] = object_groups(s2i.backbones, w.z, w.zq, cl.labels, cl.k, seed=seed,
+                                           weight=object_weight, max_dist=object_max_dist)
+        groups = w._groups[key]
     if grouping:
         rule = f"object: the largest cluster of the object group with the most windows (cut {object_max_dist})"
     elif final == "object":
@@ -968,16 +976,17 @@ def evaluate_thumbnails(result: ThumbnailResult, programme: Programme, judge=Non
 
 def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float = 120.0, representatives=("nearest",),
                         progress: bool = False, **thumb_kw) -> tuple[list[dict], dict]:
-    """Build the programme of each seed, make its thumbnails (the windows are embedded once
-    and reused for every ``representatives`` choice) and score them with the judge.
+    """Build the programme of each seed, make its thumbnails (the windows are embedded, and
+    the object pictures drawn, once and reused for every ``representatives`` choice) and score
+    them with the judge.
 
     Returns ``(rows, summary)``: one row per (programme, representative) and, per
     representative, the means of the metrics over programmes."""
     from tqdm.auto import tqdm
 
-    judge = getattr(s2i.backbones, "judge", None)
     from .generate import AMBIENCE_DB
 
+    judge = getattr(s2i.backbones, "judge", None)
     keys = ("cluster_purity", "class_coverage", "final_pick_correct", "cluster_coverage", "final_cluster_correct",
             "largest_pick_correct", "largest_cluster_correct")
     wkw = {k: thumb_kw.pop(k) for k in ("window_s", "overlap_s", "batch", "min_fill") if k in thumb_kw}
