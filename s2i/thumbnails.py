@@ -80,7 +80,8 @@ __all__ = [
     "WindowEmbeddings", "Clustering", "ThumbnailResult", "embed_long_windows", "window_embeddings",
     "cluster_embeddings", "relative_spread", "merge_transient", "longest_run", "choose_representatives",
     "time_ranges", "make_thumbnails", "contact_sheet", "Segment", "Programme", "make_programme", "segment_seed",
-    "write_programme", "window_truth", "evaluate_thumbnails", "evaluate_programmes", "PROGRAMME_SEED_BASE",
+    "write_programme", "window_truth", "evaluate_thumbnails", "evaluate_programmes", "programme_durations",
+    "PROGRAMME_SEED_BASE",
 ]
 
 
@@ -974,11 +975,22 @@ def evaluate_thumbnails(result: ThumbnailResult, programme: Programme, judge=Non
     return out
 
 
-def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float = 120.0, representatives=("nearest",),
-                        progress: bool = False, **thumb_kw) -> tuple[list[dict], dict]:
-    """Build the programme of each seed, make its thumbnails (the windows are embedded, and
+def programme_durations(n: int, min_minutes: float, max_minutes: float) -> np.ndarray:
+    """(n,) durations in seconds, evenly spaced from ``min_minutes`` to ``max_minutes``
+    (a programme set that spans the lengths thumbnails are meant for, e.g. 1-10 minutes)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0 < min_minutes <= max_minutes:
+        raise ValueError(f"need 0 < min_minutes <= max_minutes, got {min_minutes}, {max_minutes}")
+    return np.linspace(min_minutes, max_minutes, n) * 60.0
+
+
+def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[float] = 120.0,
+                        representatives=("nearest",), progress: bool = False, **thumb_kw) -> tuple[list[dict], dict]:
+    """Build the programme of each seed (``duration_s``: one length for all, or one per seed,
+    e.g. :func:`programme_durations`), make its thumbnails (the windows are embedded, and
     the object pictures drawn, once and reused for every ``representatives`` choice) and score
-    them with the judge.
+    them with the judge. Every programme counts the same in the means, whatever its length.
 
     Returns ``(rows, summary)``: one row per (programme, representative) and, per
     representative, the means of the metrics over programmes."""
@@ -992,9 +1004,14 @@ def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float = 120.0, re
     wkw = {k: thumb_kw.pop(k) for k in ("window_s", "overlap_s", "batch", "min_fill") if k in thumb_kw}
     if thumb_kw.get("final", "object") == "object":
         wkw["quiet_db"] = AMBIENCE_DB
+    seeds = list(seeds)
+    durations = np.broadcast_to(np.asarray(duration_s, np.float64), (len(seeds),)) \
+        if np.ndim(duration_s) == 0 else np.asarray(duration_s, np.float64)
+    if len(durations) != len(seeds):
+        raise ValueError(f"{len(durations)} durations for {len(seeds)} programmes")
     rows = []
-    for seed in tqdm(list(seeds), desc="programmes", disable=not progress):
-        prog = make_programme(seed, duration_s)
+    for seed, dur in tqdm(list(zip(seeds, durations)), desc="programmes", disable=not progress):
+        prog = make_programme(seed, float(dur))
         win = window_embeddings(s2i, prog.audio(), sr=prog.sr, **wkw)
         for rep in representatives:
             res = make_thumbnails(s2i, None, windows=win, representative=rep, **thumb_kw)

@@ -21,9 +21,9 @@ from s2i import world
 from s2i.generate import SR, Sound2Image, windows_of
 from s2i.media import MediaError, audio_window_starts, read_audio
 from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, _union_length, choose_representatives,
-                            final_cluster, object_groups,
-                            cluster_embeddings, evaluate_thumbnails, longest_run, make_programme, make_thumbnails,
-                            merge_transient, relative_spread, segment_seed, time_ranges, window_embeddings,
+                            cluster_embeddings, evaluate_programmes, evaluate_thumbnails, final_cluster,
+                            longest_run, make_programme, make_thumbnails, merge_transient, object_groups,
+                            programme_durations, relative_spread, segment_seed, time_ranges, window_embeddings,
                             window_truth, write_programme)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -335,6 +335,27 @@ def test_unreadable_files_raise_media_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- programmes
+def test_programme_durations_span_the_range():
+    d = programme_durations(4, 1.0, 10.0)
+    assert d.tolist() == pytest.approx([60.0, 240.0, 420.0, 600.0])
+    assert programme_durations(1, 2.0, 2.0).tolist() == [120.0]
+    for bad in [(0, 1.0, 2.0), (3, 0.0, 2.0), (3, 5.0, 2.0)]:
+        with pytest.raises(ValueError):
+            programme_durations(*bad)
+
+
+def test_evaluate_programmes_takes_one_length_per_programme():
+    rows, summary = evaluate_programmes(FakeS2I(), [5, 6], [20.0, 40.0], k_max=4)
+    assert [r["programme"] for r in rows] == [5, 6]
+    assert [r["duration_s"] for r in rows] == pytest.approx([20.0, 40.0], abs=0.05)
+    assert rows[1]["n_windows"] > rows[0]["n_windows"]
+    same, _ = evaluate_programmes(FakeS2I(), [5, 6], 20.0, k_max=4)
+    assert [r["duration_s"] for r in same] == pytest.approx([20.0, 20.0], abs=0.05)
+    assert 0.0 <= summary["nearest"]["final_pick_correct"] <= 1.0
+    with pytest.raises(ValueError, match="3 durations for 2 programmes"):
+        evaluate_programmes(FakeS2I(), [5, 6], [20.0, 30.0, 40.0])
+
+
 def test_programme_plan_is_deterministic_and_measurable():
     p, q = make_programme(3, 180.0), make_programme(3, 180.0)
     assert p.segments == q.segments and make_programme(4, 180.0).segments != p.segments

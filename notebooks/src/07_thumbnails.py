@@ -34,7 +34,8 @@ k_max: int = 8
 min_silhouette: float = 0.25
 min_spread: float = 0.05
 n_programmes: int = 2
-programme_minutes: float = 1.0
+programme_minutes_min: float = 1.0  # programme lengths are evenly spaced from min to max
+programme_minutes_max: float = 1.0
 
 # %%
 import matplotlib.pyplot as plt
@@ -43,7 +44,8 @@ import pandas as pd
 
 from s2i import resolve, seed_everything, world, write_json
 from s2i.generate import Sound2Image
-from s2i.thumbnails import evaluate_programmes, evaluate_thumbnails, make_programme, make_thumbnails, write_programme
+from s2i.thumbnails import (evaluate_programmes, evaluate_thumbnails, make_programme, make_thumbnails,
+                            programme_durations, write_programme)
 from s2i.viz import save_png
 
 seed_everything(seed)
@@ -51,6 +53,7 @@ out = resolve(run_dir)
 tdir = out / "thumbnails"
 s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
 programme_seeds = [1000 * seed + i for i in range(n_programmes)]
+durations = programme_durations(n_programmes, programme_minutes_min, programme_minutes_max)
 thumb_kw = dict(window_s=thumb_window_s, overlap_s=thumb_overlap_s, k_max=k_max, seed=seed,
                 min_silhouette=min_silhouette, min_spread=min_spread)
 
@@ -58,11 +61,13 @@ thumb_kw = dict(window_s=thumb_window_s, overlap_s=thumb_overlap_s, k_max=k_max,
 # ## All programmes: metrics, for both choices of representative
 
 # %%
-rows, summary = evaluate_programmes(s2i, programme_seeds, programme_minutes * 60,
+rows, summary = evaluate_programmes(s2i, programme_seeds, durations,
                                     representatives=("nearest", "centroid"), **thumb_kw)
 targets = dict(cluster_purity=0.9, class_coverage=0.9, final_pick_correct=0.9)
 metrics = dict(**summary["nearest"], centroid=summary["centroid"], targets=targets, n_programmes=n_programmes,
-               programme_minutes=programme_minutes, window_s=thumb_window_s, overlap_s=thumb_overlap_s,
+               n_final_pick_correct=int(sum(r["final_pick_correct"] for r in rows if r["representative"] == "nearest")),
+               programme_minutes=[programme_minutes_min, programme_minutes_max],
+               total_minutes=round(float(durations.sum() / 60), 2), window_s=thumb_window_s, overlap_s=thumb_overlap_s,
                mean_k=float(np.mean([r["k"] for r in rows if r["representative"] == "nearest"])),
                mean_n_classes=float(np.mean([r["n_classes"] for r in rows if r["representative"] == "nearest"])))
 write_json(out / "metrics" / "thumbnails.json", metrics)
@@ -72,7 +77,7 @@ write_json(tdir / "programmes.json", rows);
 # ## One programme end to end through a file (streamed), with its outputs
 
 # %%
-prog = make_programme(programme_seeds[0], programme_minutes * 60)
+prog = make_programme(programme_seeds[0], float(durations[0]))
 path = write_programme(prog, tdir / "programme_0.flac")
 demo = make_thumbnails(s2i, path, out_dir=tdir / "programme_0", **thumb_kw)
 demo_m = evaluate_thumbnails(demo, prog, s2i.backbones.judge)
