@@ -676,7 +676,6 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
             w._groups[key] = object_groups(s2i.backbones, w.z, w.zq, cl.labels, cl.k, seed=seed,
                                            weight=object_weight, max_dist=object_max_dist)
         groups = w._groups[key]
-    if grouping:
         rule = f"object: the largest cluster of the object group with the most windows (cut {object_max_dist})"
     elif final == "object":
         rule = "largest: the largest cluster (object grouping needs a generator with composed guidance)"
@@ -1005,8 +1004,9 @@ def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[
     if thumb_kw.get("final", "object") == "object":
         wkw["quiet_db"] = AMBIENCE_DB
     seeds = list(seeds)
-    durations = np.broadcast_to(np.asarray(duration_s, np.float64), (len(seeds),)) \
-        if np.ndim(duration_s) == 0 else np.asarray(duration_s, np.float64)
+    durations = np.asarray(duration_s, np.float64)
+    if durations.ndim == 0:
+        durations = np.full(len(seeds), float(durations))
     if len(durations) != len(seeds):
         raise ValueError(f"{len(durations)} durations for {len(seeds)} programmes")
     rows = []

@@ -6,33 +6,21 @@
     python scripts/tune_thumbnails.py --first 500 --n 12 --minutes 2 2        # 2-minute programmes
 
 Programmes ``first .. first + n - 1`` (:func:`s2i.thumbnails.make_programme`, lengths evenly
-spaced over ``--minutes``), each embedded once, clustered as the thumbnails stage does
-(``seed`` 0), then the final cluster is chosen three ways and scored by its majority class
-(the class heard in most of its windows; no generated thumbnail, no judge): ``object`` (the
-product's rule, :func:`s2i.thumbnails.object_groups` with ``--weight`` / ``--max-dist``),
-``largest`` (the largest cluster) and ``oracle`` (the clusters grouped by their true majority
+spaced over ``--minutes``), each embedded once and given thumbnails as the thumbnails stage
+does (``seed`` 0); :func:`s2i.thumbnails.evaluate_thumbnails` (without the judge: each
+cluster's majority class, no judged thumbnail) scores the final cluster three ways: ``object``
+(the product's rule, :func:`s2i.thumbnails.object_groups` with ``--weight`` / ``--max-dist``),
+``largest`` (the largest cluster) and ``oracle`` (the clusters grouped by their majority
 class: the best any grouping can do with these clusters). The thumbnails stage reports
 programmes ``1000 * seed ..`` (seed 0: 0-47); tune here, never on those. A programme of 1-10
-minutes takes 4-12 s on 2 CPU cores.
+minutes takes 5-15 s on 2 CPU cores.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import time
-
-import numpy as np
-
-
-def majority(labels: np.ndarray, truth: np.ndarray) -> dict[int, int]:
-    """Cluster -> the class heard in most of its windows (windows without a class ignored)."""
-    out = {}
-    for c in np.unique(labels):
-        t = truth[labels == c]
-        t = t[t >= 0] if (t >= 0).any() else t
-        v, n = np.unique(t, return_counts=True)
-        out[int(c)] = int(v[np.argmax(n)])
-    return out
+from collections import Counter
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,33 +39,28 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.generate import AMBIENCE_DB, Sound2Image
-    from s2i.thumbnails import (OBJECT_MAX_DIST, OBJECT_WEIGHT, cluster_embeddings, final_cluster, make_programme,
-                                object_groups, programme_durations, window_embeddings, window_truth)
+    from s2i.thumbnails import (OBJECT_MAX_DIST, OBJECT_WEIGHT, evaluate_thumbnails, make_programme, make_thumbnails,
+                                programme_durations, window_embeddings)
 
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
     weight = OBJECT_WEIGHT if a.weight is None else a.weight
     max_dist = OBJECT_MAX_DIST if a.max_dist is None else a.max_dist
-    durations = programme_durations(a.n, *a.minutes)
     right = dict(object=0, largest=0, oracle=0)
     rows = []
-    for i, dur in enumerate(durations):
+    for i, dur in enumerate(programme_durations(a.n, *a.minutes)):
         t0 = time.time()
         prog = make_programme(a.first + i, float(dur))
         w = window_embeddings(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0, quiet_db=AMBIENCE_DB)
-        truth, longest = window_truth(prog, w.starts, 2.0), prog.longest_class()
-        cl = cluster_embeddings(w.z, k_max=a.k_max, seed=0, min_run=2)  # as make_thumbnails' defaults
-        sizes = np.bincount(cl.labels, minlength=cl.k)
-        maj = majority(cl.labels, truth)
-        groups = object_groups(s2i.backbones, w.z, w.zq, cl.labels, cl.k, seed=0, weight=weight, max_dist=max_dist)
-        heard: dict[int, int] = {}
-        for c in range(cl.k):
-            heard[maj[c]] = heard.get(maj[c], 0) + int(sizes[c])
-        row = dict(programme=a.first + i, minutes=round(prog.duration / 60, 2), k=cl.k,
-                   n_classes=len(prog.class_seconds()),
-                   object=maj[final_cluster(sizes, groups)] == longest,
-                   largest=maj[final_cluster(sizes)] == longest,
-                   oracle=max(heard, key=heard.get) == longest, seconds=round(time.time() - t0, 1))
+        res = make_thumbnails(s2i, None, windows=w, k_max=a.k_max, seed=0, object_weight=weight,
+                              object_max_dist=max_dist)
+        ev = evaluate_thumbnails(res, prog, judge=None)
+        heard = Counter()  # windows per majority class: the clusters grouped by what they truly hold
+        for c in res.clusters:
+            heard[ev["cluster_majority"][c["id"]]] += c["size"]
+        row = dict(programme=a.first + i, minutes=round(prog.duration / 60, 2), k=res.k, n_classes=ev["n_classes"],
+                   object=ev["final_cluster_correct"], largest=ev["largest_cluster_correct"],
+                   oracle=max(heard, key=heard.get) == ev["longest_class"], seconds=round(time.time() - t0, 1))
         for k in right:
             right[k] += int(row[k])
         rows.append(row)
