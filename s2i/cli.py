@@ -318,8 +318,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("thumbnails", parents=[common], formatter_class=fmt, help="long audio -> thumbnails",
                        description="Thumbnails of a long sound (claims 18-21): windows of T s overlapping by N s "
                                    "are embedded and clustered (k-means); one thumbnail per cluster, in order of "
-                                   "first appearance; the final one is the largest cluster's, clusters that show the same object "
-                                   "counted together (--final). Writes "
+                                   "first appearance; the final one is from the source heard longest, clusters that hold "
+                                   "the same source counted together (--final). Writes "
                                    "<out>/<name>/: contact_sheet.png, slideshow.gif, final.png, thumb_NN.png, "
                                    "thumbnails.json (clusters, sizes, time ranges). Files are streamed: memory "
                                    "does not grow with their length.")
@@ -333,9 +333,10 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--min-silhouette", type=float, default=0.25, help="below it: one cluster")
     p.add_argument("--min-spread", type=float, default=0.05,
                    help="relative spread of the windows below which the sound is one cluster")
-    p.add_argument("--final", choices=["object", "largest"], default="object",
-                   help="the final thumbnail: the largest cluster of the object heard longest (clusters "
-                        "grouped by the object they show), or simply the largest cluster")
+    p.add_argument("--final", choices=["sound", "object", "largest"], default="sound",
+                   help="the final thumbnail: 'sound', the central cluster of the source heard longest "
+                        "(clusters grouped by their mean sounds); 'object', grouped by object-only pictures "
+                        "instead (toy/smoke generator); 'largest', simply the largest cluster")
     p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
     p.add_argument("--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_thumbnails)

@@ -42,19 +42,21 @@ The method, step by step (patent fig. 15):
 5. **Thumbnails** (S1100). One image per cluster from the generator (one call, ``seed``).
    Clusters are numbered in order of their first appearance in time; the thumbnails are output
    in that order (contact sheet and slideshow, S1200 "in sequence"), and the **final
-   thumbnail** is the largest cluster's (ties: the earliest) -- with the clusters that show the
-   same object counted together (``final="object"``, default). The encoder hears the place as
-   well as the object, so one source heard in two places is two clusters, and the largest
-   cluster is then often not the sound heard longest (measured on 24 tuning programmes: the
-   largest cluster's majority class is the class heard longest 18 times). Each cluster gets an
-   object-only picture (:func:`object_groups`: composed guidance from its windows' embedding
-   minus the same windows turned down by ``AMBIENCE_DB``, which cancels the ambience; all
-   clusters from one noise), the frozen image encoder embeds them, and an average-linkage tree
-   cut at cosine distance ``OBJECT_MAX_DIST`` groups the clusters; the final thumbnail is the
-   largest cluster of the group with the most windows: right 22 times of those 24 (cut chosen
-   there), and 23 of 24 on 24 further programmes (700-723) against 20 for the largest cluster.
-   ``final="largest"`` keeps the plain rule; the thumbnails and the clusters are the same
-   either way. This needs the windows embedded twice (at their level and turned down).
+   thumbnail** comes from the source heard longest (``final="sound"``, default). The encoder
+   hears the place as well as the object, so k-means puts one source heard in two places into
+   two clusters, and the largest cluster is then often not the sound heard longest (measured on
+   tuning programmes 3000-3047, 1-10 minutes: the largest cluster's majority class is the
+   class heard longest 33 times of 48). So the clusters are grouped by their mean sounds (:func:`sound_groups`:
+   the mean of each cluster's unit-length window embeddings; an average-linkage tree of their
+   cosine distances cut at ``SOUND_MAX_DIST``): one source's clusters stay closer to each other
+   than to another source's, whatever the place. The group with the most windows wins, and
+   its cluster at the centre (the smallest size-weighted mean distance to the group's
+   members, :func:`final_cluster`) gives the final thumbnail, so that another source's cluster
+   the cut let in is not picked for being large. It needs nothing but the window embeddings,
+   so it works on every profile. ``final="object"`` groups the clusters by object-only
+   pictures instead (:func:`object_groups`, toy/smoke generator only; the default until the
+   sound grouping matched or beat it on fresh programmes), ``final="largest"`` keeps the plain
+   rule; the thumbnails and the clusters are the same either way. Measured figures: README.
 
 Toy *programmes* (:func:`make_programme`) give long sounds with a known timeline, and
 :func:`evaluate_thumbnails` measures cluster purity, class coverage and the final pick with the
@@ -79,7 +81,8 @@ SR = 16000  # the audio encoder's sample rate (s2i.generate.SR)
 __all__ = [
     "WindowEmbeddings", "Clustering", "ThumbnailResult", "embed_long_windows", "window_embeddings",
     "cluster_embeddings", "relative_spread", "merge_transient", "longest_run", "choose_representatives",
-    "time_ranges", "make_thumbnails", "contact_sheet", "Segment", "Programme", "make_programme", "segment_seed",
+    "time_ranges", "make_thumbnails", "sound_groups", "sound_distances", "object_groups", "final_cluster",
+    "cut_tree", "cosine_distances", "contact_sheet", "Segment", "Programme", "make_programme", "segment_seed",
     "write_programme", "window_truth", "evaluate_thumbnails", "evaluate_programmes", "programme_durations",
     "PROGRAMME_SEED_BASE",
 ]
@@ -372,26 +375,74 @@ def choose_representatives(z: np.ndarray, labels: np.ndarray, centroids: np.ndar
     return z[idx], idx
 
 
+SOUND_MAX_DIST = 0.35  # cosine distance at which the average-linkage tree of cluster mean sounds is cut
 OBJECT_WEIGHT = 1.0  # guidance weight of a cluster's object-only picture (object_groups)
 OBJECT_MAX_DIST = 0.15  # cosine distance at which the average-linkage tree of object pictures is cut
 
 
+def cosine_distances(v: np.ndarray) -> np.ndarray:
+    """(k, k) cosine distances between the rows of ``v`` (0 on the diagonal, clipped to [0, 2])."""
+    v = np.asarray(v, np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    d = np.clip(1.0 - v @ v.T, 0.0, 2.0)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def cut_tree(d: np.ndarray, max_dist: float) -> np.ndarray:
+    """Groups of the average-linkage tree of the (k, k) distances ``d`` cut at ``max_dist``:
+    (k,) group ids numbered by first appearance (the group of item 0 is 0)."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    d = np.asarray(d, np.float64)
+    if len(d) < 2:
+        return np.zeros(len(d), np.int64)
+    g = fcluster(linkage(squareform(d, checks=False), "average"), max_dist, "distance")
+    first = {}
+    for gg in g:  # items are in order of first appearance: so are the groups
+        first.setdefault(int(gg), len(first))
+    return np.asarray([first[int(gg)] for gg in g], np.int64)
+
+
+def sound_distances(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) cosine distances between the clusters' mean sounds: the mean of each cluster's
+    window embeddings, each scaled to unit length first (so loud and quiet windows weigh alike)."""
+    z = np.asarray(z, np.float64)
+    labels = np.asarray(labels)
+    zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    return cosine_distances(np.stack([zn[labels == c].mean(0) for c in range(k)]))
+
+
+def sound_groups(z: np.ndarray, labels: np.ndarray, k: int,
+                 max_dist: float = SOUND_MAX_DIST) -> tuple[np.ndarray, np.ndarray]:
+    """Which clusters hold the same source, heard in different places: ``(groups, d)``, the
+    (k,) group ids numbered by first appearance and the (k, k) :func:`sound_distances`.
+
+    The encoder hears a place's ambience as well as the object, so k-means puts one source
+    heard in two places into two clusters; their mean sounds stay closer to each other than to
+    another source's. An average-linkage tree of the clusters' mean sounds (cosine distance) cut
+    at ``max_dist`` gives the groups. Needs only the window embeddings: no generator call,
+    any profile."""
+    if k < 2:
+        return np.zeros(max(k, 1), np.int64), np.zeros((max(k, 1), max(k, 1)))
+    d = sound_distances(z, labels, k)
+    return cut_tree(d, max_dist), d
+
+
 def object_groups(backbones, z: np.ndarray, zq: np.ndarray, labels: np.ndarray, k: int, seed: int = 0,
                   weight: float = OBJECT_WEIGHT, max_dist: float = OBJECT_MAX_DIST) -> np.ndarray:
-    """Which clusters show the same object, heard in different places: (k,) group ids,
-    numbered by first appearance (the group of cluster 0 is 0).
+    """Which clusters show the same object, judged by pictures (``final="object"``; the
+    default :func:`sound_groups` compares sounds instead): (k,) group ids, numbered by first
+    appearance (the group of cluster 0 is 0).
 
-    The encoder hears a place's ambience as well as the object, so one source heard in two
-    places is two clusters. Per cluster, an *object-only picture* is drawn by composed
-    guidance from the mean of its windows' embeddings ``z`` minus the mean of the same windows
-    turned down (``zq``: the object fades first, the ambience stays; the same cancellation as
+    Per cluster, an *object-only picture* is drawn by composed guidance from the mean of its
+    windows' embeddings ``z`` minus the mean of the same windows turned down (``zq``: the
+    object fades first, the ambience stays; the same cancellation as
     :func:`s2i.generate.mix_conditions`), every cluster from the same noise; the frozen image
     encoder embeds it, minus the embedding of the unconditional picture from that noise. An
     average-linkage tree of these vectors (cosine distance) cut at ``max_dist`` gives the
     groups. Toy/smoke generator only (composed guidance)."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
     from .generate import compose_generate
 
     labels = np.asarray(labels)
@@ -405,21 +456,18 @@ def object_groups(backbones, z: np.ndarray, zq: np.ndarray, labels: np.ndarray, 
     qc = torch.from_numpy(np.stack([zq[labels == c].mean(0) for c in range(k)]).astype(np.float32))
     obj = compose_generate(backbones, [zc, qc], [weight, -weight], seed=seed, shared_noise=True)
     base = compose_generate(backbones, [zc[:1]], [0.0], seed=seed, shared_noise=True)
-    e = (backbones.encode_images(obj).float() - backbones.encode_images(base).float()).numpy().astype(np.float64)
-    e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    d = np.clip(1.0 - e @ e.T, 0.0, 2.0)
-    np.fill_diagonal(d, 0.0)
-    g = fcluster(linkage(squareform(d, checks=False), "average"), max_dist, "distance")
-    first = {}
-    for gg in g:  # clusters are in order of first appearance: so are the groups
-        first.setdefault(int(gg), len(first))
-    return np.asarray([first[int(gg)] for gg in g], np.int64)
+    e = (backbones.encode_images(obj).float() - backbones.encode_images(base).float()).numpy()
+    return cut_tree(cosine_distances(e), max_dist)
 
 
-def final_cluster(sizes: np.ndarray, groups: np.ndarray | None = None) -> int:
-    """The final thumbnail's cluster: the largest cluster (ties: the earliest) of the object
-    group with the most windows (``groups``: :func:`object_groups`; None: every cluster is
-    its own group, i.e. simply the largest cluster)."""
+def final_cluster(sizes: np.ndarray, groups: np.ndarray | None = None, dist: np.ndarray | None = None) -> int:
+    """The final thumbnail's cluster, from the group with the most windows (``groups``:
+    :func:`sound_groups` or :func:`object_groups`; None: every cluster is its own group, i.e.
+    simply the largest cluster). Within that group: with ``dist`` (the (k, k) distances the
+    groups were cut from), the cluster at its centre -- the smallest mean distance to the
+    group's members, weighted by their sizes -- so that a cluster of another source that the
+    cut let in (a false merge) is not chosen just because it is the largest; without, the
+    group's largest cluster. Ties: the earliest cluster."""
     sizes = np.asarray(sizes)
     if groups is None:
         return int(np.argmax(sizes))
@@ -427,7 +475,11 @@ def final_cluster(sizes: np.ndarray, groups: np.ndarray | None = None) -> int:
     tot = np.bincount(groups, weights=sizes)
     best = int(np.argmax(tot))
     members = np.flatnonzero(groups == best)
-    return int(members[np.argmax(sizes[members])])
+    if dist is None:
+        return int(members[np.argmax(sizes[members])])
+    w = sizes[members].astype(np.float64)
+    spread = np.asarray(dist, np.float64)[np.ix_(members, members)] @ w / w.sum()
+    return int(members[np.argmin(spread)])
 
 
 def time_ranges(starts: np.ndarray, labels: np.ndarray, cluster: int, window_s: float,
@@ -467,7 +519,7 @@ def _fmt_t(t: float) -> str:
 class ThumbnailResult:
     """Everything :func:`make_thumbnails` found. ``images`` (k, H, W, 3) uint8 in cluster
     order (first appearance); ``clusters``: one dict per cluster (id, size, share, seconds,
-    first_start, ranges, representative_window/time, object_group); ``final``: the final
+    first_start, ranges, representative_window/time, group: see ``final_rule``); ``final``: the final
     thumbnail's cluster (``final_rule``); ``largest``: the largest cluster."""
 
     images: np.ndarray
@@ -617,12 +669,12 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
                     min_run: int | None = None, n_init: int = 4,
                     guidance: float | None = None, steps: int | None = None, min_fill: float = 0.5,
                     out_dir: str | os.PathLike | None = None, progress: bool = False,
-                    windows: WindowEmbeddings | None = None, final: str = "object",
-                    object_weight: float = OBJECT_WEIGHT, object_max_dist: float = OBJECT_MAX_DIST,
-                    ) -> ThumbnailResult:
+                    windows: WindowEmbeddings | None = None, final: str = "sound",
+                    sound_max_dist: float = SOUND_MAX_DIST, object_weight: float = OBJECT_WEIGHT,
+                    object_max_dist: float = OBJECT_MAX_DIST) -> ThumbnailResult:
     """Thumbnails of a sound (claims 18-21): windows -> embeddings -> k-means -> one generated
-    image per cluster, in order of first appearance; the final one is the largest cluster's,
-    the clusters that show the same object counted together (``final``).
+    image per cluster, in order of first appearance; the final one is from the source heard
+    longest, the clusters that hold the same source counted together (``final``).
 
     Args:
         s2i: a :class:`s2i.generate.Sound2Image` (audio encoder + generator).
@@ -640,17 +692,19 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
         windows: precomputed :func:`window_embeddings` (then ``audio`` is not read; with
             ``final="object"`` they need ``zq``: ``quiet_db=AMBIENCE_DB``).
-        final: ``"object"`` (default): the largest cluster of the object heard longest -- the
-            clusters are grouped by the object they show (:func:`object_groups`, parameters
-            ``object_weight``, ``object_max_dist``), the group with the most windows wins, and
-            its largest cluster gives the final thumbnail; falls back to ``"largest"`` (the
-            largest cluster, whatever it shows) with a generator that has no composed guidance
-            (the full profile), as ``final_rule`` then says.
+        final: ``"sound"`` (default): the clusters are grouped by their mean sounds
+            (:func:`sound_groups`, cut at ``sound_max_dist``), the group with the most windows
+            wins, and the cluster at its centre gives the final thumbnail (:func:`final_cluster`);
+            any profile. ``"object"``: grouped by object-only pictures instead
+            (:func:`object_groups`, ``object_weight``, ``object_max_dist``), the group's largest
+            cluster; falls back to ``"largest"`` with a generator that has no composed guidance
+            (the full profile), as ``final_rule`` then says. ``"largest"``: the largest cluster,
+            whatever it shows.
     """
     from .generate import AMBIENCE_DB
 
-    if final not in ("object", "largest"):
-        raise ValueError(f"final must be 'object' or 'largest', got {final!r}")
+    if final not in ("sound", "object", "largest"):
+        raise ValueError(f"final must be 'sound', 'object' or 'largest', got {final!r}")
     gen = getattr(s2i.backbones, "generator", None)
     grouping = final == "object" and getattr(gen, "decoder", None) is not None
     w = windows if windows is not None else window_embeddings(
@@ -669,8 +723,11 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
     images = s2i.backbones.generate(torch.from_numpy(reps), n_per=1, guidance=guidance, steps=steps, seed=seed)
     images = np.asarray(images, np.uint8)
     sizes = np.bincount(cl.labels, minlength=cl.k)
-    groups = None
-    if grouping:  # depends on the windows and the clustering only, not on the representative
+    groups = dist = None
+    if final == "sound":
+        groups, dist = sound_groups(w.z, cl.labels, cl.k, max_dist=sound_max_dist)
+        rule = (f"sound: the central cluster of the sound group with the most windows (cut {sound_max_dist})")
+    elif grouping:  # depends on the windows and the clustering only, not on the representative
         key = (cl.labels.tobytes(), cl.k, seed, object_weight, object_max_dist)
         if key not in w._groups:
             w._groups[key] = object_groups(s2i.backbones, w.z, w.zq, cl.labels, cl.k, seed=seed,
@@ -689,8 +746,8 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
             seconds=round(_union_length(ranges), 3), first_start=ranges[0][0], ranges=ranges,
             representative_window=None if rep_idx is None else int(rep_idx[c]),
             representative_time=None if rep_idx is None else round(float(w.starts[rep_idx[c]]), 3),
-            object_group=None if groups is None else int(groups[c])))
-    res = ThumbnailResult(images=images, clusters=clusters, final=final_cluster(sizes, groups), windows=w,
+            group=None if groups is None else int(groups[c])))
+    res = ThumbnailResult(images=images, clusters=clusters, final=final_cluster(sizes, groups, dist), windows=w,
                           clustering=cl, representatives=reps, representative=representative, seed=seed,
                           final_rule=rule, largest=int(np.argmax(sizes)))
     if out_dir is not None:
@@ -988,7 +1045,7 @@ def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[
                         representatives=("nearest",), progress: bool = False, **thumb_kw) -> tuple[list[dict], dict]:
     """Build the programme of each seed (``duration_s``: one length for all, or one per seed,
     e.g. :func:`programme_durations`), make its thumbnails (the windows are embedded, and
-    the object pictures drawn, once and reused for every ``representatives`` choice) and score
+    any object pictures drawn, once and reused for every ``representatives`` choice) and score
     them with the judge. Every programme counts the same in the means, whatever its length.
 
     Returns ``(rows, summary)``: one row per (programme, representative) and, per
@@ -1001,7 +1058,7 @@ def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[
     keys = ("cluster_purity", "class_coverage", "final_pick_correct", "cluster_coverage", "final_cluster_correct",
             "largest_pick_correct", "largest_cluster_correct")
     wkw = {k: thumb_kw.pop(k) for k in ("window_s", "overlap_s", "batch", "min_fill") if k in thumb_kw}
-    if thumb_kw.get("final", "object") == "object":
+    if thumb_kw.get("final", "sound") == "object":
         wkw["quiet_db"] = AMBIENCE_DB
     seeds = list(seeds)
     durations = np.asarray(duration_s, np.float64)

@@ -22,8 +22,9 @@ from s2i.generate import SR, Sound2Image, windows_of
 from s2i.media import MediaError, audio_window_starts, read_audio
 from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, _union_length, choose_representatives,
                             cluster_embeddings, evaluate_programmes, evaluate_thumbnails, final_cluster,
-                            longest_run, make_programme, make_thumbnails, merge_transient, object_groups,
-                            programme_durations, relative_spread, segment_seed, time_ranges, window_embeddings,
+                            cosine_distances, cut_tree, longest_run, make_programme, make_thumbnails, merge_transient,
+                            object_groups, programme_durations, relative_spread, segment_seed, sound_distances,
+                            sound_groups, time_ranges, window_embeddings,
                             window_truth, write_programme)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,15 +424,69 @@ def test_final_cluster_counts_the_clusters_of_one_object_together():
     assert final_cluster(sizes, np.array([0, 0, 1, 2])) == 0  # object 0 heard 55 windows: its largest cluster
     assert final_cluster(sizes, np.array([0, 1, 2, 3])) == 2  # every cluster its own object: the plain rule
     assert final_cluster(np.array([10, 20, 20]), np.array([0, 1, 1])) == 1  # ties: the earliest
+    assert final_cluster(np.array([30, 10, 20]), np.array([0, 1, 1])) == 0  # groups tie at 30: the earliest group
 
 
-def test_final_rule_falls_back_without_composed_guidance():
+def test_final_cluster_with_distances_takes_the_groups_centre():
+    # cluster 0 (40 windows) was let into the group of clusters 1-3 (30 each) by the cut, but it
+    # is far from them: the group's largest cluster is the intruder, its centre is cluster 2
+    sizes = np.array([40, 30, 30, 30, 50])
+    d = np.array([[0.0, 0.30, 0.32, 0.34, 0.9],
+                  [0.30, 0.0, 0.05, 0.10, 0.9],
+                  [0.32, 0.05, 0.0, 0.05, 0.9],
+                  [0.34, 0.10, 0.05, 0.0, 0.9],
+                  [0.9, 0.9, 0.9, 0.9, 0.0]])
+    groups = np.array([0, 0, 0, 0, 1])
+    assert final_cluster(sizes, groups) == 0 and final_cluster(sizes, groups, d) == 2
+    assert final_cluster(sizes, np.arange(5), d) == 4  # every cluster its own group: the largest
+    assert final_cluster(np.array([10, 10]), np.array([0, 0]), np.array([[0, 0.2], [0.2, 0]])) == 0  # ties
+
+
+def test_cut_tree_and_cosine_distances():
+    v = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0], [0.1, 3.0]])
+    d = cosine_distances(v)
+    assert d.shape == (4, 4) and np.allclose(np.diag(d), 0) and np.allclose(d, d.T) and (d >= 0).all()
+    assert d[0, 1] < 0.01 and abs(d[0, 2] - 1.0) < 1e-9  # scale-free; orthogonal rows: 1
+    assert cut_tree(d, 0.1).tolist() == [0, 0, 1, 1] and cut_tree(d, 1e-4).tolist() == [0, 1, 2, 3]
+    assert cut_tree(d[[2, 0, 1, 3]][:, [2, 0, 1, 3]], 0.1).tolist() == [0, 1, 1, 0]  # numbered by first appearance
+    assert cut_tree(np.zeros((1, 1)), 0.1).tolist() == [0]
+
+
+def test_sound_groups_put_one_source_heard_in_two_places_together():
+    """Windows = source + place (+ noise); k-means-like labels split the sources by place. The
+    clusters of one source group together, whatever the place; the loudness of a window does not
+    weigh (each is scaled to unit length before the means)."""
+    rng = np.random.default_rng(0)
+    src, place = np.eye(8)[:3] * 1.0, np.eye(8)[3:6] * 0.45
+    plan = [(0, 0), (1, 1), (0, 2), (2, 0), (1, 2)]  # (source, place) of clusters 0..4
+    z, labels = [], []
+    for c, (a, b) in enumerate(plan):
+        gain = rng.uniform(0.2, 5.0, size=(20, 1))  # loud and quiet windows
+        z.append(gain * (src[a] + place[b] + 0.03 * rng.standard_normal((20, 8))))
+        labels += [c] * 20
+    z, labels = np.concatenate(z).astype(np.float32), np.asarray(labels)
+    groups, d = sound_groups(z, labels, 5)
+    assert groups.tolist() == [0, 1, 0, 2, 1]
+    np.testing.assert_allclose(d, sound_distances(z, labels, 5))
+    assert d[0, 2] < 0.35 < d[0, 1]
+    assert sound_groups(z, labels, 5, max_dist=0.01)[0].tolist() == [0, 1, 2, 3, 4]
+    one, d1 = sound_groups(z, np.zeros(len(z), int), 1)
+    assert one.tolist() == [0] and d1.shape == (1, 1)
+
+
+def test_final_rules_without_composed_guidance():
     s2i = FakeS2I()  # a generator without composed guidance (like the full profile's unCLIP)
     prog = two_class_programme()
-    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)
+    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # default: sound grouping
+    assert res.final == 0 and res.final_rule.startswith("sound") and res.windows.zq is None
+    groups = [c["group"] for c in res.clusters]
+    g, d = sound_groups(res.windows.z, res.labels, res.k)
+    assert groups == g.tolist() and res.final == final_cluster([c["size"] for c in res.clusters], g, d)
+    assert res.report()["final_rule"] == res.final_rule
+    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="object")
     assert res.final == res.largest == 0 and res.final_rule.startswith("largest") and "composed" in res.final_rule
     assert res.windows.zq is None and s2i.calls  # nothing embedded twice
-    assert all(c["object_group"] is None for c in res.clusters)
+    assert all(c["group"] is None for c in res.clusters)
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="largest")
     assert res.final_rule == "largest: the largest cluster" and res.report()["final_rule"] == res.final_rule
     with pytest.raises(ValueError, match="final"):
@@ -452,8 +507,8 @@ def test_object_grouping_with_the_smoke_models(smoke_s2i, tmp_path):
     assert w.zq.shape == w.z.shape and w.quiet_db == -20.0
     s = int(round(w.starts[3] * SR))  # zq: the window turned down 20 dB, embedded the same way
     np.testing.assert_allclose(w.zq[3], smoke_s2i.embed_audio(a[s:s + 2 * SR] * 0.1, SR).numpy(), rtol=1e-3, atol=1e-4)
-    res = make_thumbnails(smoke_s2i, None, windows=w, k=3, steps=2, out_dir=tmp_path / "t")
-    groups = [c["object_group"] for c in res.clusters]
+    res = make_thumbnails(smoke_s2i, None, windows=w, k=3, steps=2, out_dir=tmp_path / "t", final="object")
+    groups = [c["group"] for c in res.clusters]
     assert groups[0] == 0 and sorted(set(groups)) == list(range(max(groups) + 1))  # numbered by first appearance
     sizes = np.array([c["size"] for c in res.clusters])
     assert res.final == final_cluster(sizes, np.array(groups)) and res.final_rule.startswith("object")
@@ -462,7 +517,7 @@ def test_object_grouping_with_the_smoke_models(smoke_s2i, tmp_path):
     assert object_groups(smoke_s2i.backbones, w.z, w.zq, res.labels, 3).tolist() == groups  # deterministic
     no_zq = window_embeddings(smoke_s2i, a, sr=SR, window_s=2.0, overlap_s=1.0)
     with pytest.raises(ValueError, match="quiet_db"):
-        make_thumbnails(smoke_s2i, None, windows=no_zq, k=3, steps=2)
+        make_thumbnails(smoke_s2i, None, windows=no_zq, k=3, steps=2, final="object")
 
 
 @pytest.fixture(scope="module")
@@ -475,10 +530,8 @@ def toy_s2i():
 
 def test_toy_final_thumbnail_is_the_object_heard_longest(toy_s2i):
     """A horn heard 50 s in two places against a bird heard 35 s in one: the largest cluster is
-    the bird's, the final thumbnail (object rule) the horn's. (One case, not a metric: with
-    the second horn in the city instead of on the beach, the grouping puts all three clusters
-    in one group and the final stays the bird's -- the kind of error behind the 1-2 misses in
-    24 tuning programmes.)"""
+    the bird's, the final thumbnail (sound grouping, the default) the horn's. (One case, not a
+    metric.)"""
     prog = make_programme(0, segments=[("horn", "meadow", 25.0), ("bird", "night", 35.0), ("horn", "beach", 25.0)])
     res = make_thumbnails(toy_s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)
     m = evaluate_thumbnails(res, prog, toy_s2i.backbones.judge)

@@ -5,21 +5,20 @@
 # encoder embeds each window; k-means groups the embeddings (k chosen by silhouette); one
 # representative embedding per cluster goes through the pretrained generator, which draws one
 # thumbnail per cluster. The thumbnails are output in order of first appearance (contact sheet,
-# slideshow), and the final thumbnail is the largest cluster's, with the clusters that show the
-# same object counted together: the encoder hears the place too, so one source heard in two
-# places is two clusters. Each cluster gets an object-only picture (its sound minus the same
-# sound turned down 20 dB, which cancels the ambience), the image encoder embeds them, and an
-# average-linkage tree groups the clusters; the final thumbnail is the largest cluster of the
-# group heard longest (`s2i.thumbnails.object_groups`). `largest_pick_correct` gives the plain
-# rule (the largest cluster, whatever it shows) beside it.
+# slideshow), and the final thumbnail comes from the source heard longest, with the clusters
+# that hold the same source counted together: the encoder hears the place too, so one source
+# heard in two places is two clusters. An average-linkage tree of the clusters' mean sounds
+# (cosine distance) groups them, the group with the most windows wins, and the cluster at its
+# centre gives the final thumbnail (`s2i.thumbnails.sound_groups`, `final_cluster`).
+# `largest_pick_correct` gives the plain rule (the largest cluster, whatever it holds) beside it.
 #
 # Measured on toy *programmes*: minutes of sound assembled from segments of known classes over
 # random backgrounds (sound seeds >= 2**40, never a training seed), so the truth is known:
 # **cluster purity** (each window's true class is its cluster's majority class), **class
 # coverage** (each class heard >= 10 % of the time has a thumbnail the judge says shows it) and
 # **final pick** (the final thumbnail shows the class heard longest). Two diagnostics leave the
-# generator out: each class is the majority of some cluster, and the final (largest) cluster's
-# majority is the longest class. Both choices of representative are compared: the member nearest the
+# generator out: each class is the majority of some cluster, and the final cluster's majority
+# is the longest class. Both choices of representative are compared: the member nearest the
 # centroid (default) and the centroid itself.
 
 # %% tags=["parameters"]
