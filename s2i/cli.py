@@ -318,8 +318,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("thumbnails", parents=[common], formatter_class=fmt, help="long audio -> thumbnails",
                        description="Thumbnails of a long sound (claims 18-21): windows of T s overlapping by N s "
                                    "are embedded and clustered (k-means); one thumbnail per cluster, in order of "
-                                   "first appearance; the final one is from the source heard longest, clusters that hold "
-                                   "the same source counted together (--final). Writes "
+                                   "first appearance; the final one is from the source heard longest, "
+                                   "clusters that hold the same source counted together (--final). Writes "
                                    "<out>/<name>/: contact_sheet.png, slideshow.gif, final.png, thumb_NN.png, "
                                    "thumbnails.json (clusters, sizes, time ranges). Files are streamed: memory "
                                    "does not grow with their length.")

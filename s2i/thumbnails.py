@@ -45,18 +45,19 @@ The method, step by step (patent fig. 15):
    thumbnail** comes from the source heard longest (``final="sound"``, default). The encoder
    hears the place as well as the object, so k-means puts one source heard in two places into
    two clusters, and the largest cluster is then often not the sound heard longest (measured on
-   tuning programmes 3000-3047, 1-10 minutes: the largest cluster's majority class is the
-   class heard longest 33 times of 48). So the clusters are grouped by their mean sounds (:func:`sound_groups`:
-   the mean of each cluster's unit-length window embeddings; an average-linkage tree of their
-   cosine distances cut at ``SOUND_MAX_DIST``): one source's clusters stay closer to each other
-   than to another source's, whatever the place. The group with the most windows wins, and
-   its cluster at the centre (the smallest size-weighted mean distance to the group's
-   members, :func:`final_cluster`) gives the final thumbnail, so that another source's cluster
-   the cut let in is not picked for being large. It needs nothing but the window embeddings,
-   so it works on every profile. ``final="object"`` groups the clusters by object-only
-   pictures instead (:func:`object_groups`, toy/smoke generator only; the default until the
-   sound grouping beat it on fresh programmes, 138 of 144 against 129), ``final="largest"`` keeps the plain
-   rule; the thumbnails and the clusters are the same either way. Measured figures: README.
+   tuning programmes 3000-3047, 1-10 minutes: the largest cluster's majority class is the class
+   heard longest 33 times of 48). So the clusters are grouped by their mean sounds
+   (:func:`sound_groups`: the mean of each cluster's unit-length window embeddings; an
+   average-linkage tree of their cosine distances cut at ``SOUND_MAX_DIST``): one source's
+   clusters stay closer to each other than to another source's, whatever the place. The group
+   with the most windows wins, and its cluster at the centre (the smallest size-weighted mean
+   distance to the group's members, :func:`final_cluster`) gives the final thumbnail, so that
+   another source's cluster the cut let in is not picked for being large. It needs nothing but
+   the window embeddings, so it works on every profile. ``final="object"`` groups the clusters
+   by object-only pictures instead (:func:`object_groups`, toy/smoke generator only; the
+   default until the sound grouping beat it on fresh programmes, 138 of 144 against 129);
+   ``final="largest"`` keeps the plain rule. The thumbnails and the clusters are the same
+   whichever rule picks the final one. Measured figures: README.
 
 Toy *programmes* (:func:`make_programme`) give long sounds with a known timeline, and
 :func:`evaluate_thumbnails` measures cluster purity, class coverage and the final pick with the
@@ -726,7 +727,7 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
     groups = dist = None
     if final == "sound":
         groups, dist = sound_groups(w.z, cl.labels, cl.k, max_dist=sound_max_dist)
-        rule = (f"sound: the central cluster of the sound group with the most windows (cut {sound_max_dist})")
+        rule = f"sound: the central cluster of the sound group with the most windows (cut {sound_max_dist})"
     elif grouping:  # depends on the windows and the clustering only, not on the representative
         key = (cl.labels.tobytes(), cl.k, seed, object_weight, object_max_dist)
         if key not in w._groups:
