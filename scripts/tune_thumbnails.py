@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.generate import AMBIENCE_DB, Sound2Image
-    from s2i.thumbnails import (OBJECT_MAX_DIST, OBJECT_WEIGHT, SOUND_MAX_DIST, evaluate_thumbnails, make_programme,
-                                make_thumbnails, programme_durations, window_embeddings)
+    from s2i.thumbnails import (OBJECT_MAX_DIST, OBJECT_WEIGHT, SOUND_MAX_DIST, evaluate_thumbnails, final_cluster,
+                                make_programme, make_thumbnails, object_groups, programme_durations,
+                                window_embeddings)
 
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
@@ -60,18 +61,17 @@ def main(argv: list[str] | None = None) -> dict:
                               quiet_db=None if a.no_object else AMBIENCE_DB)
         res = make_thumbnails(s2i, None, windows=w, k_max=a.k_max, seed=0, sound_max_dist=sound_max_dist)
         ev = evaluate_thumbnails(res, prog, judge=None)
-        if not a.no_object:  # the same windows and clusters (and thumbnails): only the final pick differs
-            obj = make_thumbnails(s2i, None, windows=w, k_max=a.k_max, seed=0, final="object", object_weight=weight,
-                                  object_max_dist=max_dist)
-            ev_obj = evaluate_thumbnails(obj, prog, judge=None)
         heard = Counter()  # windows per majority class: the clusters grouped by what they truly hold
         for c in res.clusters:
             heard[ev["cluster_majority"][c["id"]]] += c["size"]
         row = dict(programme=a.first + i, minutes=round(prog.duration / 60, 2), k=res.k, n_classes=ev["n_classes"],
                    sound=ev["final_cluster_correct"], largest=ev["largest_cluster_correct"],
                    oracle=max(heard, key=heard.get) == ev["longest_class"], seconds=round(time.time() - t0, 1))
-        if not a.no_object:
-            row["object"] = ev_obj["final_cluster_correct"]
+        if not a.no_object:  # the same clusters, grouped by object pictures (make_thumbnails(final="object"))
+            groups = object_groups(s2i.backbones, w.z, w.zq, res.labels, res.k, seed=0, weight=weight,
+                                   max_dist=max_dist)
+            obj = final_cluster([c["size"] for c in res.clusters], groups)
+            row["object"] = ev["cluster_majority"][obj] == ev["longest_class"]
         for k in right:
             right[k] += int(row[k])
         rows.append(row)
