@@ -1,35 +1,45 @@
 """The ``s2i`` console script (also ``python -m s2i``): sound -> images from the command line.
 
-    s2i generate dog.wav --n 4 --out out/           # audio -> 4 images + a grid
-    s2i mix dog.wav water.flac --gain 0 --gain -6   # several sounds (dB gains) -> one image
-    s2i edit beach.png tractor.wav --out out/       # image + audio -> edited image
-    s2i video clip.mp4 tractor.wav --out edited.mp4 # video + audio -> video
-    s2i thumbnails podcast.mp3 --out out/           # long audio -> thumbnails (claims 18-21)
+    s2i generate dog.wav -n 4 -o out/               # audio -> 4 images + a grid
+    s2i mix dog.wav water.flac --gain 0 -6          # several sounds (dB gains) -> one image
+    s2i edit beach.png tractor.wav -o out/          # image + audio -> edited image
+    s2i video clip.mp4 tractor.wav -o edited.mp4    # video + audio -> video
+    s2i thumbnails podcast.mp3 -o out/              # long audio -> thumbnails (claims 18-21)
 
 Every subcommand takes ``--profile`` (toy/smoke/full), ``--model-dir`` and ``--run-dir``,
 defaulting to the current pipeline's trained models (``params.yaml``: ``base.profile``,
 ``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``; with a ``--profile`` other than
-params.yaml's, those of ``profiles/<profile>.yaml``), ``--seed`` and ``--out``.
-Inputs are checked before the models load: a missing, corrupt or unsupported file ends the
-command with exit status 1 and one line on stderr naming the file and the reason.
-Relative paths given on the command line are taken from the working directory; the defaults
-from ``params.yaml`` from the repository root.
+params.yaml's, those of ``profiles/<profile>.yaml``), ``--seed`` and ``-o/--out``.
+
+Errors: every input is checked before the models load. A file that cannot be used is reported
+on one line of stderr, ``s2i COMMAND: error: FILE: reason``. ``generate`` and ``thumbnails``
+take many files: a bad one is reported and skipped, the others are processed, a summary line
+says how many succeeded and failed, and the exit status is 1 if any failed. Outputs are written
+atomically, so every file written is complete. Relative paths given on the command line are
+taken from the working directory; the defaults from ``params.yaml`` from the repository root.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-SR = 16000
 _FALLBACK = dict(profile="toy", run_dir="results", model_dir="models/toy", window_s=0.5, params={})
 
 
 class CLIError(Exception):
     """A user-facing error: printed as one line, exit status 1."""
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors a bad input or setting raises: reported on one line, never as a traceback.
+    (NotImplementedError: an application the chosen profile's generator does not offer.)"""
+    from .media import MediaError
+
+    return (CLIError, MediaError, ValueError, OSError, NotImplementedError)
 
 
 # ----------------------------------------------------------------------------- defaults and models
@@ -45,15 +55,18 @@ def pipeline_defaults(profile: str | None = None) -> dict:
     """The current pipeline's profile, run_dir, model_dir and encoder window from params.yaml
     (paths resolved against the repository root) -- or, for a ``profile`` other than
     params.yaml's, from ``profiles/<profile>.yaml``; built-in toy defaults if there is none."""
-    try:
-        from .paths import load_params, load_profile
+    from .paths import load_params, load_profile
 
+    try:
         p = load_params()
+    except FileNotFoundError:  # outside a checkout (no repository, no params.yaml): the toy layout
+        return dict(_FALLBACK)
+    try:
         if profile is not None and profile != p["base"]["profile"]:
             p = load_profile(profile)
         return _from_params(p)
-    except Exception:  # no repository / params.yaml outside a checkout: the toy layout
-        return dict(_FALLBACK)
+    except (KeyError, TypeError) as e:
+        raise CLIError(f"params.yaml: missing or malformed setting ({type(e).__name__}: {e})") from None
 
 
 def _user_path(p: str | None) -> str | None:
@@ -63,14 +76,11 @@ def _user_path(p: str | None) -> str | None:
 
 def load_model(args):
     """The Sound2Image of the chosen profile (the slow part: after the inputs are checked)."""
+    from diffusers.utils import logging as dlog
+
     from .generate import Sound2Image
 
-    try:  # diffusers' advice to install accelerate is noise on a command line
-        from diffusers.utils import logging as dlog
-
-        dlog.set_verbosity_error()
-    except ImportError:
-        pass
+    dlog.set_verbosity_error()  # diffusers' advice to install accelerate is noise on a command line
     d = args.defaults if args.profile == args.defaults["profile"] else pipeline_defaults(args.profile)
     run_dir = _user_path(args.run_dir) or d["run_dir"]
     model_dir = _user_path(args.model_dir) or d["model_dir"]
@@ -114,14 +124,10 @@ def read_image(path: str):
         raise ValueError(f"{p}: not a regular file")
     try:
         with Image.open(p) as im:
+            im.load()
             return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{p}: not a readable image ({type(e).__name__}: {e})") from None
-
-
-def _need_module(name: str, what: str) -> None:
-    if importlib.util.find_spec(name) is None:
-        raise CLIError(f"{what} is not available in this version of s2i (no module {name})")
 
 
 def _prefixes(paths: list[Path]) -> list[str]:
@@ -149,14 +155,6 @@ def _write_images(images, out: Path, prefix: str, scale: int) -> list[Path]:
     return paths + [g]
 
 
-def _supported(fn, **kw) -> dict:
-    """The keyword arguments ``fn`` accepts, among ``kw`` (None values left out)."""
-    import inspect
-
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in kw.items() if v is not None and k in params}
-
-
 def _as_batch(images):
     import numpy as np
 
@@ -164,20 +162,74 @@ def _as_batch(images):
     return a[None] if a.ndim == 3 else a
 
 
+# ----------------------------------------------------------------------------- batches
+def _naming(path: Path, e: BaseException) -> str:
+    """One line for a failed file: the error's message, prefixed by the file unless it names it."""
+    msg = _one_line(e)
+    return msg if str(path) in msg or path.name in msg else f"{path}: {msg}"
+
+
+class Batch:
+    """Many input files, each processed or reported: a file that fails is reported on one line
+    (``s2i COMMAND: error: FILE: reason``) and the others go on. :meth:`finish` prints the
+    summary (for more than one file) and returns the exit status: 1 if any file failed."""
+
+    def __init__(self, command: str, paths: list[str]):
+        self.command, self.paths = command, [Path(p) for p in paths]
+        self.done: list[Path] = []
+        self.failed: list[Path] = []
+
+    def report(self, path: Path, e: BaseException) -> None:
+        self.failed.append(path)
+        print(f"s2i {self.command}: error: {_naming(path, e)}", file=sys.stderr, flush=True)
+
+    def check(self, check: Callable[[str], Path]) -> list[Path]:
+        """The files that pass ``check`` (before any model is loaded); the others are reported."""
+        good = []
+        for p in self.paths:
+            try:
+                good.append(check(str(p)))
+            except _expected_errors() as e:
+                self.report(p, e)
+        return good
+
+    def run(self, path: Path, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except _expected_errors() as e:
+            self.report(path, e)
+        else:
+            self.done.append(path)
+
+    def finish(self) -> int:
+        if len(self.paths) > 1:
+            print(f"s2i {self.command}: {len(self.done)} of {len(self.paths)} files done, {len(self.failed)} failed",
+                  file=sys.stderr)
+        return 1 if self.failed else 0
+
+
 # ----------------------------------------------------------------------------- subcommands
 def cmd_generate(args) -> int:
-    paths = [check_audio(p) for p in args.audio]
+    batch = Batch(args.command, args.audio)
+    paths = batch.check(check_audio)
+    if not paths:
+        return batch.finish()
     s2i = load_model(args)
     out = Path(args.out)
     from tqdm.auto import tqdm
 
-    for p, prefix in tqdm(list(zip(paths, _prefixes(paths))), desc="files", disable=args.quiet or len(paths) < 2):
+    from .audio import SR
+
+    def one(p: Path, prefix: str) -> None:
         audio = s2i.load_audio(p)
         images = s2i.generate(audio, sr=SR, n=args.n, seed=args.seed, guidance=args.guidance, steps=args.steps,
                               progress=not args.quiet)
         written = _write_images(images, out, prefix, _scale(args, images.shape[1]))
-        print(f"{p}: {len(images)} images -> {written[0].parent}/{prefix}_*.png")
-    return 0
+        print(f"{p}: {len(images)} images -> {written[0].parent}/{prefix}_*.png", flush=True)
+
+    for p, prefix in tqdm(list(zip(paths, _prefixes(paths))), desc="files", disable=args.quiet or len(paths) < 2):
+        batch.run(p, lambda: one(p, prefix))
+    return batch.finish()
 
 
 def cmd_mix(args) -> int:
@@ -186,15 +238,10 @@ def cmd_mix(args) -> int:
     if len(gains) != len(paths):
         raise CLIError(f"{len(paths)} audio files but {len(gains)} --gain values (give one per file, or none)")
     s2i = load_model(args)
-    sounds = [s2i.load_audio(p) for p in paths]
-    if hasattr(s2i, "generate_mix"):
-        images = s2i.generate_mix(sounds, gains, n=args.n, seed=args.seed)
-    else:
-        from .generate import mix_audio
+    from .audio import SR
 
-        images = s2i.generate(mix_audio(sounds, gains), sr=SR, n=args.n, seed=args.seed, guidance=args.guidance,
-                              steps=args.steps, progress=not args.quiet)
-    images = _as_batch(images)
+    sounds = [s2i.load_audio(p) for p in paths]
+    images = _as_batch(s2i.generate_mix(sounds, gains, n=args.n, seed=args.seed, sr=SR, steps=args.steps))
     out = Path(args.out)
     _write_images(images, out, "mix", _scale(args, images.shape[1]))
     desc = ", ".join(f"{p.name} {g:+g} dB" for p, g in zip(paths, gains))
@@ -203,15 +250,15 @@ def cmd_mix(args) -> int:
 
 
 def cmd_edit(args) -> int:
-    _need_module("s2i.edit", "s2i edit (image + audio -> edited image)")
     image = read_image(args.image)
     ap = check_audio(args.audio)
     s2i = load_model(args)
+    from .audio import SR
     from .edit import edit_image
 
     audio = s2i.load_audio(ap)
-    kw = _supported(edit_image, steps=args.steps)
-    images = _as_batch(edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n, **kw))
+    images = _as_batch(edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n,
+                                  steps=args.steps))
     out = Path(args.out)
     prefix = f"{Path(args.image).stem}_edited"
     _write_images(images, out, prefix, _scale(args, images.shape[1]))
@@ -220,7 +267,6 @@ def cmd_edit(args) -> int:
 
 
 def cmd_video(args) -> int:
-    _need_module("s2i.edit", "s2i video (video + audio -> video)")
     vp = check_video(args.video)
     ap = check_audio(args.audio)
     out = Path(args.out or f"{vp.stem}_s2i.mp4")
@@ -229,7 +275,7 @@ def cmd_video(args) -> int:
     s2i = load_model(args)
     from .edit import edit_video
 
-    edit_video(s2i, str(vp), str(ap), str(out), seed=args.seed)
+    edit_video(s2i, str(vp), str(ap), str(out), seed=args.seed, steps=args.steps)
     print(f"{vp} + {ap} -> {out}")
     return 0
 
@@ -238,9 +284,13 @@ def cmd_thumbnails(args) -> int:
     from .thumbnails import _check_window, make_thumbnails
 
     _check_window(args.window, args.overlap)  # ValueError before the models load
-    paths = [check_audio(p) for p in args.audio]
+    batch = Batch(args.command, args.audio)
+    paths = batch.check(check_audio)
+    if not paths:
+        return batch.finish()
     s2i = load_model(args)
-    for p, prefix in zip(paths, _prefixes(paths)):
+
+    def one(p: Path, prefix: str) -> None:
         out = Path(args.out) / prefix
         res = make_thumbnails(s2i, p, window_s=args.window, overlap_s=args.overlap, k=args.k, k_max=args.k_max,
                               seed=args.seed, batch=args.batch, representative=args.representative,
@@ -250,8 +300,11 @@ def cmd_thumbnails(args) -> int:
         how = res.clustering.method + (f": {res.clustering.reason}" if res.clustering.reason else "")
         print(f"{p}: {len(res.starts)} windows, {res.k} clusters ({how}); final = cluster {res.final} "
               f"({res.final_rule.split(':')[0]}) "
-              f"-> {out}/final.png, contact_sheet.png, slideshow.gif, thumbnails.json")
-    return 0
+              f"-> {out}/final.png, contact_sheet.png, slideshow.gif, thumbnails.json", flush=True)
+
+    for p, prefix in zip(paths, _prefixes(paths)):
+        batch.run(p, lambda: one(p, prefix))
+    return batch.finish()
 
 
 # ----------------------------------------------------------------------------- the parser
@@ -268,7 +321,9 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     g.add_argument("--encoder-window", type=float, default=None, metavar="S",
                    help=f"the audio encoder's window in seconds (default: audio.window_s, {d['window_s']})")
     g.add_argument("--seed", type=int, default=0, help="seed of the generator's noise (default %(default)s)")
-    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the generator's)")
+    g.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance of generate and thumbnails (default: the generator's; mix, "
+                        "edit and video weigh their terms themselves)")
     g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
     g.add_argument("--scale", type=int, default=None,
                    help="upscale written images by this factor, nearest neighbour (default: to >= 128 px)")
@@ -284,18 +339,19 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
                                    "<out>/<name>_NN.png and <out>/<name>_grid.png.")
     p.add_argument("audio", nargs="+", help="audio files (any format FFmpeg reads: wav, flac, mp3, ogg, opus, "
                                             "m4a, or a video's audio track)")
-    p.add_argument("--n", type=int, default=4, help="images per file")
-    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.add_argument("-n", "--n", type=int, default=4, help="images per file")
+    p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("mix", parents=[common], formatter_class=fmt, help="several sounds -> one image",
                        description="Mix several sounds, each at its gain in dB, and generate images of the mix "
                                    "(claims 13-14): <out>/mix_NN.png and <out>/mix_grid.png.")
     p.add_argument("audio", nargs="+", help="audio files")
-    p.add_argument("--gain", type=float, action="append", metavar="DB",
-                   help="gain in dB of each file, in order (repeat once per file; default 0 dB each)")
-    p.add_argument("--n", type=int, default=1, help="images")
-    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.add_argument("--gain", type=float, nargs="+", action="extend", metavar="DB",
+                   help="gain in dB of each file, in order, negative ones included: --gain 0 -6 "
+                        "(or repeated: --gain 0 --gain -6); default 0 dB each")
+    p.add_argument("-n", "--n", type=int, default=1, help="images")
+    p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_mix)
 
     p = sub.add_parser("edit", parents=[common], formatter_class=fmt, help="image + audio -> edited image",
@@ -303,16 +359,16 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
                                    "<out>/<image>_edited_NN.png.")
     p.add_argument("image", help="image file (png, jpg, ...)")
     p.add_argument("audio", help="audio file")
-    p.add_argument("--gain-db", type=float, default=0.0, help="gain of the sound in dB (louder: bigger)")
-    p.add_argument("--n", type=int, default=1, help="images")
-    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.add_argument("--gain-db", type=float, default=0.0, help="gain of the sound in dB (louder: bigger), e.g. -6")
+    p.add_argument("-n", "--n", type=int, default=1, help="images")
+    p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_edit)
 
     p = sub.add_parser("video", parents=[common], formatter_class=fmt, help="video + audio -> video",
                        description="Put what is heard into every frame of a video (claims 15-16).")
     p.add_argument("video", help="video file")
     p.add_argument("audio", help="audio file")
-    p.add_argument("--out", default=None, help="output .mp4 (default: <video>_s2i.mp4)")
+    p.add_argument("-o", "--out", default=None, help="output .mp4 (default: <video>_s2i.mp4)")
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser("thumbnails", parents=[common], formatter_class=fmt, help="long audio -> thumbnails",
@@ -338,7 +394,7 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
                         "(clusters grouped by their mean sounds); 'object', grouped by object-only pictures "
                         "instead (toy/smoke generator); 'largest', simply the largest cluster")
     p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
-    p.add_argument("--out", default="s2i_out", help="output folder")
+    p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_thumbnails)
     return ap
 
@@ -353,21 +409,23 @@ def _one_line(e: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``s2i`` console script; returns the exit status."""
-    defaults = pipeline_defaults()
+    try:
+        defaults = pipeline_defaults()
+    except CLIError as e:
+        print(f"s2i: error: {_one_line(e)}", file=sys.stderr)
+        return 1
     args = build_parser(defaults).parse_args(argv)
     args.defaults = defaults
-    from .media import MediaError
-
     try:
         for name in ("n", "k", "k_max", "batch", "steps", "scale"):
-            v = getattr(args, name, None)
+            v = vars(args).get(name)
             if v is not None and v < 1:
                 raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
-        return int(args.func(args) or 0)
+        return int(args.func(args))
     except KeyboardInterrupt:
         print(f"s2i {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, MediaError, FileNotFoundError, ValueError, OSError, NotImplementedError) as e:
+    except _expected_errors() as e:
         print(f"s2i {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 1
 

@@ -148,7 +148,8 @@ def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarra
 
 def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: np.ndarray, fps: float,
                 seed: int = 0, strength: float = EDIT_STRENGTH, w_image: float = 1.0, w_sound: float = EDIT_W_SOUND,
-                smooth: int = 3, ambience_db: float | None = AMBIENCE_DB, region="half") -> np.ndarray:
+                smooth: int = 3, ambience_db: float | None = AMBIENCE_DB, region="half",
+                steps: int | None = None) -> np.ndarray:
     """Edit each frame (uint8 (T, H, W, 3) at the generator's size) with the sound around its
     time; every frame has the same noise and the same ``region`` (:func:`edit_region`)."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
@@ -156,14 +157,14 @@ def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: 
                                                                   fps, smooth)
     z_img = s2i.backbones.encode_images(frames)
     conds, weights = sound_terms(z_snd, z_q, w_sound)
-    return compose_edit(s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region,
+    return compose_edit(s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps,
                         shared_noise=True)
 
 
 def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path: str | os.PathLike,
                sr: int | None = None, seed: int = 0, strength: float = EDIT_STRENGTH, w_image: float = 1.0,
                w_sound: float = EDIT_W_SOUND, smooth: int = 3, ambience_db: float | None = AMBIENCE_DB,
-               region="half") -> Path:
+               region="half", steps: int | None = None) -> Path:
     """Video + sound -> an MP4 (H.264 + AAC) with the same fps and duration whose frames are the
     input frames with the sound's object added, following the sound's volume over time; the
     sound is muxed in as the audio track (trimmed or zero-padded to the video's duration).
@@ -173,7 +174,8 @@ def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path:
     n = int(round(v.duration * SR))
     a = np.pad(a, (0, max(0, n - len(a))))[:n]
     small = np.stack([square_resize(f, world.IMG) for f in v.frames])
-    out = edit_frames(s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region)
+    out = edit_frames(s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region,
+                      steps)
     H, W = v.frames.shape[1:3]
     if (H, W) != (world.IMG, world.IMG):
         from PIL import Image

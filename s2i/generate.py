@@ -61,8 +61,21 @@ def mix_term_masks(n_sources: int, ambience_db: float | None, size: int, seed: i
 
 
 def to_mono_16k(audio: np.ndarray, sr: int) -> np.ndarray:
-    """Mono float32 at 16 kHz from an array (S,) or (C, S) / (S, C) at ``sr``."""
+    """Mono float32 at 16 kHz from an array (S,) or (C, S) / (S, C) at ``sr``.
+    ValueError for a sample rate that is not a positive whole number, another shape, or
+    samples that are not finite."""
+    try:
+        whole = float(sr) > 0 and float(sr).is_integer()
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ValueError(f"the sample rate must be a positive whole number of Hz, got {sr!r}")
+    sr = int(sr)
     a = np.asarray(audio, np.float32)
+    if a.ndim not in (1, 2):
+        raise ValueError(f"audio must be (samples,) or (channels, samples), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError("audio samples are not finite (NaN or infinite values)")
     if a.ndim == 2:
         a = a.mean(axis=0 if a.shape[0] <= 8 else 1)
     if sr != SR:
@@ -131,7 +144,7 @@ class Sound2Image:
     def generate_mix(self, sounds: list, gains_db: list[float] | None = None, n: int = 1, seed: int = 0,
                      sr: int | None = None, weight: float | None = None,
                      ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None,
-                     regions: bool = True, candidates: int = MIX_CANDIDATES) -> np.ndarray:
+                     regions: bool = True, candidates: int = MIX_CANDIDATES, steps: int | None = None) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
         Each source (a path, or an array with ``sr``), scaled by its gain in dB, is embedded on its
@@ -142,14 +155,16 @@ class Sound2Image:
         of the picture (:func:`band_regions`, drawn from ``seed``): every term sees the same
         noisy image, so unconstrained terms tend to draw their objects at the same spot, one on
         top of the other (:func:`mix_term_masks`). Each image is the best of ``candidates``
-        drawn ones, by :func:`pick_nearest_sources` (1: no choice)."""
+        drawn ones, by :func:`pick_nearest_sources` (1: no choice). ``steps``: sampling steps
+        (default: the generator's)."""
         gains_db = gains_db or [0.0] * len(sounds)
         if len(gains_db) != len(sounds):
             raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
         audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains_db)]
         conds, weights = mix_conditions(lambda a: self.embed_audio(a, SR)[None], audio,
                                         self.backbones.generator.cfg.guidance, weight, ambience_db, ambience_weight)
-        return compose_mix(self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates)
+        return compose_mix(self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates,
+                           steps)
 
 
 def compose_mix(backbones, conds: list[torch.Tensor], weights: list[float], n: int = 1, seed: int = 0,

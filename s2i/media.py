@@ -213,12 +213,20 @@ def _nice_rate(fps) -> Fraction:
 # audio: resample + downmix, robust to mid-stream format changes
 # --------------------------------------------------------------------------------------------
 
+class NonFiniteAudio(ValueError):
+    """Decoded samples that are NaN or infinite (raised without the path; callers add it)."""
+
+
 class _MonoAudio:
     """Turns decoded AudioFrames of any format/layout/rate into mono float32 chunks at ``sr``.
 
-    Each channel is resampled by libswresample (format ``fltp``, layout kept), then the
-    channels are averaged. Timestamps are dropped, so the resampler works on sample counts.
-    A change of format, layout or rate inside the stream flushes and restarts the resampler."""
+    Each channel is resampled by libswresample (layout kept), then the channels are averaged.
+    The resampler's output is *packed* float (``flt``: one plane, channels interleaved), never
+    planar: PyAV reads a planar frame of eight or more channels past its plane pointers
+    (``AVFrame.data`` holds eight; the rest are in ``extended_data``), which crashes the process.
+    Timestamps are dropped, so the resampler works on sample counts. A change of format, layout
+    or rate inside the stream flushes and restarts the resampler. Samples that are not finite
+    raise :class:`NonFiniteAudio`: they would turn every later computation into NaN."""
 
     def __init__(self, sr: int):
         self.sr = int(sr)
@@ -229,13 +237,14 @@ class _MonoAudio:
     def _mono(frames) -> list[np.ndarray]:
         out = []
         for fr in frames:
-            x = fr.to_ndarray()  # fltp: (channels, samples)
-            if x.ndim == 1:
-                x = x[None]
-            if x.shape[-1] == 0:
+            channels = len(fr.layout.channels)
+            x = fr.to_ndarray().reshape(-1, channels)  # flt: (1, samples * channels) -> (samples, channels)
+            if x.shape[0] == 0:
                 continue
-            out.append(x[0].astype(np.float32, copy=True) if x.shape[0] == 1
-                       else x.mean(axis=0, dtype=np.float32))
+            m = x[:, 0].astype(np.float32, copy=True) if channels == 1 else x.mean(axis=1, dtype=np.float32)
+            if not np.isfinite(m).all():
+                raise NonFiniteAudio("audio samples are not finite (NaN or infinite values)")
+            out.append(m)
         return out
 
     def push(self, frame) -> list[np.ndarray]:
@@ -244,7 +253,7 @@ class _MonoAudio:
         if self._res is not None and key != self._key:
             out += self.flush()
         if self._res is None:
-            self._res = av.AudioResampler(format="fltp", rate=self.sr)
+            self._res = av.AudioResampler(format="flt", rate=self.sr)
             self._key = key
         frame.pts = None  # resample on sample counts, not on possibly odd timestamps
         out += self._mono(self._res.resample(frame))
@@ -376,7 +385,8 @@ class _Frames:
 
 
 def square_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop an RGB uint8 image to a square and resize it to ``size`` (area filter)."""
+    """Centre-crop an RGB uint8 image to a square and resize it to ``size`` (area filter).
+    The result is a new, writable array (``torch.as_tensor`` warns about read-only ones)."""
     from PIL import Image
 
     h, w = img.shape[:2]
@@ -384,8 +394,8 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     y0, x0 = (h - s) // 2, (w - s) // 2
     img = img[y0:y0 + s, x0:x0 + s]
     if s == size:
-        return np.ascontiguousarray(img)
-    return np.asarray(Image.fromarray(img).resize((size, size), Image.BOX if s > size else Image.BICUBIC))
+        return np.array(img)
+    return np.array(Image.fromarray(img).resize((size, size), Image.BOX if s > size else Image.BICUBIC))
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,7 +549,8 @@ def read_audio(path: str | os.PathLike, sr: int = 16000) -> np.ndarray:
     """Decode the first audio stream of any file PyAV reads (wav 8/16/24/32-bit and float,
     flac, mp3, ogg/vorbis, opus, m4a/aac, the audio track of a video) to mono float32 at
     ``sr``. Its length is the stream's duration times ``sr`` within one codec frame.
-    Raises :class:`MediaError` (missing, corrupt or truncated file, no audio stream)."""
+    Raises :class:`MediaError` (missing, corrupt or truncated file, no audio stream, no samples,
+    samples that are not finite)."""
     path = Path(path)
     c = _open(path)
     try:
@@ -553,9 +564,13 @@ def read_audio(path: str | os.PathLike, sr: int = 16000) -> np.ndarray:
         chunks += conv.flush()
         audio = _concat(chunks)
         _check_truncated(path, c, {st: len(audio) / sr})
+        if not len(audio):
+            raise MediaError(f"{path}: no audio samples (the audio stream is empty)")
         return _trim_mov_padding(c, st, audio, sr)
     except MediaError:
         raise
+    except NonFiniteAudio as e:
+        raise MediaError(f"{path}: {e}") from None
     except _AV_ERRORS as e:
         raise MediaError(f"{path}: cannot decode audio (corrupt or unsupported data): {_reason(e)}") from None
     finally:
@@ -641,6 +656,8 @@ def read_video(path: str | os.PathLike, sr: int = 16000, size: int | None = None
             raise MediaError(f"{path}: no decodable audio in the audio stream")
     except MediaError:
         raise
+    except NonFiniteAudio as e:
+        raise MediaError(f"{path}: {e}") from None
     except _AV_ERRORS as e:
         raise MediaError(f"{path}: cannot decode (corrupt or unsupported data): {_reason(e)}") from None
     finally:
@@ -798,6 +815,8 @@ def _window_gen(path: Path, c, sr: int, win: int, hop: int, batch: int,
         got, buf, buf_start, next_start = take_full(buf, buf_start, next_start, total)
         yield from emit(got)
         _check_truncated(path, c, {st: total / sr})
+        if total == 0:
+            raise MediaError(f"{path}: no audio samples (the audio stream is empty)")
         if next_start < total:
             fill = total - next_start
             if emitted == 0 or fill >= min_fill * win:
@@ -810,6 +829,8 @@ def _window_gen(path: Path, c, sr: int, win: int, hop: int, batch: int,
             yield out_w[:n_out].copy(), out_s[:n_out].copy()
     except MediaError:
         raise
+    except NonFiniteAudio as e:
+        raise MediaError(f"{path}: {e}") from None
     except _AV_ERRORS as e:
         raise MediaError(f"{path}: cannot decode audio (corrupt or unsupported data): {_reason(e)}") from None
     finally:

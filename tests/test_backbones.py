@@ -97,7 +97,9 @@ def test_image_encoder_save_load(tmp_path, encoder, emb, stills):
     assert torch.equal(embed(back, stills.images), emb)
     # the checkpoint is an ordinary open_clip checkpoint: open_clip's factory loads it directly
     clip = open_clip.create_model("s2i-smoke-vit", pretrained=str(tmp_path / "enc" / "open_clip_model.safetensors"))
-    assert torch.equal(embed(ImageEncoder("s2i-smoke-vit", clip).eval(), stills.images[:4]), emb[:4])
+    # a batch of 4, not of all stills: the same values up to the kernels' summation order
+    torch.testing.assert_close(embed(ImageEncoder("s2i-smoke-vit", clip).eval(), stills.images[:4]), emb[:4],
+                               atol=1e-5, rtol=1e-4)
     # and the weights really were loaded: a fresh model differs
     torch.manual_seed(123)
     assert not torch.allclose(embed(ImageEncoder("s2i-smoke-vit").eval(), stills.images[:4]), emb[:4])
@@ -233,7 +235,8 @@ def test_judge_report_and_save_load(tmp_path, judge, stills):
 def test_toy_backbones_load(models_dir, emb, stills, generator):
     bb = ToyBackbones.load(models_dir)
     assert bb.embed_dim == 128 and bb.image_size == 32
-    assert torch.equal(bb.encode_images(stills.images[:3]), emb[:3])
+    # a batch of 3, not of all stills: equal up to float tolerance (kernels differ by batch size and CPU)
+    torch.testing.assert_close(bb.encode_images(stills.images[:3]), emb[:3], atol=1e-5, rtol=1e-4)
     assert bb.encode_images(stills.images[0]).shape == (1, 128)  # a single image
     big = np.repeat(np.repeat(stills.images[:2], 3, axis=1), 3, axis=2)  # 96x96 -> resized to 32
     assert bb.encode_images(big).shape == (2, 128)

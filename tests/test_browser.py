@@ -11,9 +11,8 @@ installs both (Debian ``chromium``, pinned ``playwright``; it never runs ``playw
 skipped with that hint when either is missing. Slow (a server, a kernel, the models): ``slow``.
 
 The notebook's defaults load the nbval smoke run (``build/nbval``). ``make test`` runs
-``pytest tests`` *before* nbval builds it, so the session fixture ``smoke_run`` builds it
-here when it is missing: papermill over 00_world, 00_pretrain, 01_frame_selection,
-02_extraction and 03_alignment into ``build/nbval/notebooks`` (about 3 minutes on 2 cores).
+``pytest tests`` *before* nbval builds it, so the session fixture ``smoke_run`` (conftest)
+builds it when it is missing.
 
 Nothing in the repository is left changed: JupyterLab's autosave is off (settings in a temp
 dir), the notebook's bytes are checked and restored, and a ``.ipynb_checkpoints`` folder
@@ -49,7 +48,6 @@ DOCS_SHOT = ROOT / "docs" / "explorer.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SMOKE_STAGES = ["00_world", "00_pretrain", "01_frame_selection", "02_extraction", "03_alignment"]
 INSTALL_HINT = "run scripts/install_browser.sh (Debian chromium + the pinned playwright)"
 
 T_SERVER = 120  # s: JupyterLab answering
@@ -67,32 +65,11 @@ def _missing_browser() -> str | None:
     return None
 
 
-def _smoke_ready() -> bool:
-    return all((NBVAL / p).exists() for p in ("alignment/audio_encoder/audio_encoder.safetensors",
-                                              "models/judge/judge.safetensors", "models/generator/unet"))
-
-
 @pytest.fixture(scope="session")
 def browser_deps():
     why = _missing_browser()
     if why:
         pytest.skip(why)
-
-
-@pytest.fixture(scope="session")
-def smoke_run(browser_deps):
-    """The nbval smoke run (models + audio encoder in build/nbval), built with papermill if
-    missing -- the same commands nbval's notebooks run with their default parameters."""
-    if _smoke_ready():
-        return NBVAL
-    (NBVAL / "notebooks").mkdir(parents=True, exist_ok=True)
-    for name in SMOKE_STAGES:
-        cmd = [sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", f"build/nbval/notebooks/{name}.ipynb",
-               "-k", "python3", "--log-level", "WARNING"]
-        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        assert p.returncode == 0, f"building the smoke run failed at {name}:\n{p.stderr[-3000:]}"
-    assert _smoke_ready(), f"papermill ran but {NBVAL} is incomplete"
-    return NBVAL
 
 
 def _free_port() -> int:
@@ -115,7 +92,7 @@ def _write_settings(settings_dir: Path) -> None:
 
 
 @pytest.fixture
-def lab(tmp_path, smoke_run):
+def lab(tmp_path, browser_deps, smoke_run):
     """A JupyterLab server on 127.0.0.1 (loopback only) with a fresh token; shut down cleanly."""
     port, token = _free_port(), secrets.token_hex(24)
     jdir = tmp_path / "jupyter"

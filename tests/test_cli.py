@@ -1,8 +1,12 @@
-"""The ``s2i`` command line, end to end in subprocesses (``python -m s2i``), on audio files the
-tests write themselves in many formats, with the smoke models of ``build/nbval``."""
+"""The ``s2i`` command line, end to end in subprocesses (``python -m s2i``), on audio, image and
+video files the tests write themselves in many formats, with the smoke models of
+``build/nbval`` (the ``smoke_run`` fixture). Every subcommand has a test that succeeds and checks
+what it wrote, beside the tests of its errors; ``test_cli_matrix.py`` runs malformed and unusual
+files through every subcommand."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import wave
@@ -17,24 +21,24 @@ from PIL import Image
 from s2i import world
 
 ROOT = Path(__file__).resolve().parents[1]
-NBVAL = ROOT / "build" / "nbval"
-BUILD_NBVAL = ("mkdir -p build/nbval/notebooks; for n in 00_world 00_pretrain 01_frame_selection 02_extraction "
-               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; "
-               "done")
 SUBCOMMANDS = ["generate", "mix", "edit", "video", "thumbnails"]
 
 
 def s2i(*args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models on a busy CPU: one thread is fastest
     return subprocess.run([sys.executable, "-m", "s2i", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
-def models() -> list[str]:
-    if not (NBVAL / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists() or \
-            not (NBVAL / "models" / "manifest.json").exists():
-        pytest.skip(f"no smoke models in {NBVAL}; create them with: {BUILD_NBVAL}")
-    return ["--profile", "smoke", "--run-dir", str(NBVAL), "--model-dir", str(NBVAL / "models"), "--quiet",
+def smoke_args(run: Path) -> list[str]:
+    """Options that point a command at the smoke run (one sampling step: fast)."""
+    return ["--profile", "smoke", "--run-dir", str(run), "--model-dir", str(run / "models"), "--quiet",
             "--steps", "1"]
+
+
+@pytest.fixture(scope="module")
+def models(smoke_run) -> list[str]:
+    return smoke_args(smoke_run)
 
 
 def assert_clean_error(r: subprocess.CompletedProcess, name: str) -> None:
@@ -141,6 +145,8 @@ def test_corrupt_and_unsupported_files(files, tmp_path):
     assert "no audio stream" in r.stderr
     r = s2i("mix", files["wav16"], files["flac"], "--gain", "0", cwd=tmp_path)
     assert_clean_error(r, "--gain")
+    r = s2i("mix", files["wav16"], files["flac"], "--gain", "0", "-6", "3", cwd=tmp_path)
+    assert_clean_error(r, "--gain")
     r = s2i("edit", files["corrupt"], files["wav16"], cwd=tmp_path)
     assert_clean_error(r, "corrupt.mp3")
     r = s2i("thumbnails", files["wav16"], "--window", "1", "--overlap", "1", cwd=tmp_path)
@@ -148,16 +154,16 @@ def test_corrupt_and_unsupported_files(files, tmp_path):
     assert not (tmp_path / "s2i_out").exists()
 
 
-def test_truncated_file_found_while_decoding(files, tmp_path):
-    r = s2i("generate", files["truncated"], *models(), cwd=tmp_path)
+def test_truncated_file_found_while_decoding(files, models, tmp_path):
+    r = s2i("generate", files["truncated"], *models, cwd=tmp_path)
     assert_clean_error(r, "truncated.wav")
     assert "truncated" in r.stderr.split("truncated.wav", 1)[1]
 
 
 # ----------------------------------------------------------------------------- the real thing
-def test_generate_from_many_formats(files, tmp_path):
+def test_generate_from_many_formats(files, models, tmp_path):
     keys = ["wav16", "wavf32", "mp3", "flac", "ogg", "opus", "m4a", "stereo44k", "wav8k"]
-    r = s2i("generate", *[files[k] for k in keys], "--n", "2", "--out", "out", *models(), cwd=tmp_path)
+    r = s2i("generate", *[files[k] for k in keys], "--n", "2", "--out", "out", *models, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     names = {"wav16": "s16", "wavf32": "f32", "mp3": "a_mp3", "flac": "a_flac", "ogg": "a_ogg", "opus": "a_opus",
@@ -171,9 +177,9 @@ def test_generate_from_many_formats(files, tmp_path):
     assert len(r.stdout.strip().splitlines()) == len(keys)
 
 
-def test_thumbnails_end_to_end(files, tmp_path):
+def test_thumbnails_end_to_end(files, models, tmp_path):
     r = s2i("thumbnails", files["long"], files["mp3"], "--window", "1.0", "--overlap", "0.5", "--out", "th",
-            *models(), cwd=tmp_path)
+            *models, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     for stem, seconds in (("long", 12.0), ("a", 3.0)):
         d = tmp_path / "th" / stem
@@ -187,3 +193,87 @@ def test_thumbnails_end_to_end(files, tmp_path):
         assert Image.open(d / "slideshow.gif").n_frames == rep["k"]
         starts = [c["first_start"] for c in rep["clusters"]]
         assert starts == sorted(starts) and starts[0] == 0.0  # in order of first appearance
+
+
+def test_mix_end_to_end(files, models, tmp_path):
+    """One to three files, gains written as users type them (negative ones included)."""
+    cases = {
+        "one": [files["wav16"]],
+        "two": [files["wav16"], files["flac"], "--gain", "0", "-6"],
+        "equals": [files["mp3"], files["ogg"], "--gain=-3", "--gain=0"],
+        "three": [files["wav16"], files["stereo44k"], files["m4a"], "--gain", "-6", "0", "-12", "-n", "2"],
+    }
+    for name, argv in cases.items():
+        r = s2i("mix", *argv, "-o", name, *models, cwd=tmp_path)
+        assert r.returncode == 0, (name, r.stderr)
+        assert r.stderr == "", r.stderr  # no warnings, no progress bars with --quiet
+        n = 2 if name == "three" else 1
+        written = sorted(q.name for q in (tmp_path / name).iterdir())
+        assert written == [*(f"mix_{i:02d}.png" for i in range(n)), "mix_grid.png"]
+        im = np.asarray(Image.open(tmp_path / name / "mix_00.png"))
+        assert im.shape == (128, 128, 3) and im.std() > 0  # a picture, not a flat field
+    out = s2i("mix", files["wav16"], files["flac"], "--gain", "0", "-6", "-o", "again", *models, cwd=tmp_path)
+    assert out.returncode == 0 and "s16.wav +0 dB, a.flac -6 dB" in out.stdout
+    assert (tmp_path / "again" / "mix_00.png").read_bytes() == (tmp_path / "two" / "mix_00.png").read_bytes()
+
+
+def test_edit_end_to_end(files, models, tmp_path):
+    r = s2i("edit", files["image"], files["wav16"], "-n", "2", "-o", "ed", "--gain-db", "-6", *models, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr  # no warnings
+    written = sorted(q.name for q in (tmp_path / "ed").iterdir())
+    assert written == ["picture_edited_00.png", "picture_edited_01.png", "picture_edited_grid.png"]
+    im = np.asarray(Image.open(tmp_path / "ed" / "picture_edited_00.png"))
+    assert im.shape == (128, 128, 3) and im.dtype == np.uint8
+
+
+def test_video_end_to_end(files, models, tmp_path):
+    from s2i.media import probe, write_video
+
+    frames = np.stack([np.full((48, 64, 3), 40 + 8 * i, np.uint8) for i in range(12)])
+    clip = write_video(tmp_path / "clip.mp4", frames, 6.0, scene_sound(16000, 2.0), 16000)
+    r = s2i("video", clip, files["wav16"], "-o", "edited.mp4", *models, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "", r.stderr
+    info = probe(tmp_path / "edited.mp4")
+    assert info["video"]["frames"] == 12 and info["video"]["fps"] == pytest.approx(6.0)
+    assert info["audio"] is not None and info["audio"]["duration"] == pytest.approx(2.0, abs=0.1)
+    r = s2i("video", clip, files["wav16"], "-o", "edited.avi", *models, cwd=tmp_path)
+    assert_clean_error(r, "edited.avi")
+
+
+def test_a_broken_file_in_a_batch_is_reported_and_the_others_are_written(files, models, tmp_path):
+    """generate and thumbnails: each file is processed or reported on one line; the summary
+    says how many; the exit status is 1 because one failed; the good files' outputs are whole."""
+    batch = [files["wav16"], files["corrupt"], tmp_path / "missing.wav", files["flac"]]
+    r = s2i("generate", *batch, "-n", "1", "-o", "gen", *models, cwd=tmp_path)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 3, r.stderr
+    assert "corrupt.mp3" in lines[0] and "missing.wav" in lines[1] and "not found" in lines[1]
+    assert lines[2] == "s2i generate: 2 of 4 files done, 2 failed"
+    assert sorted(q.name for q in (tmp_path / "gen").iterdir()) == ["a_00.png", "a_grid.png", "s16_00.png",
+                                                                    "s16_grid.png"]
+    for q in (tmp_path / "gen").iterdir():
+        Image.open(q).load()  # complete PNGs
+
+    r = s2i("thumbnails", files["wav16"], files["image"], files["mp3"], "-o", "th", *models, cwd=tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2 and "picture.png" in lines[0] and "no audio stream" in lines[0], r.stderr
+    assert lines[1] == "s2i thumbnails: 2 of 3 files done, 1 failed"
+    assert sorted(q.name for q in (tmp_path / "th").iterdir()) == ["a", "s16"]
+    assert (tmp_path / "th" / "a" / "thumbnails.json").exists()
+
+    r = s2i("generate", files["wav16"], files["flac"], "-o", "ok", *models, cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr.strip() == "s2i generate: 2 of 2 files done, 0 failed"
+
+
+def test_short_options(tmp_path):
+    for cmd in SUBCOMMANDS:
+        r = s2i(cmd, "--help", cwd=tmp_path)
+        assert "-o OUT, --out OUT" in r.stdout, cmd
+        if cmd not in ("video", "thumbnails"):
+            assert "-n N, --n N" in r.stdout, cmd
+    assert "--gain 0 -6" in s2i("mix", "--help", cwd=tmp_path).stdout

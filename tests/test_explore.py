@@ -28,19 +28,14 @@ from s2i.studies import judged_size, mix_generate
 
 ROOT = repo_root()
 NBVAL = ROOT / "build" / "nbval"
-MAKE_SMOKE = ("mkdir -p build/nbval/notebooks; for n in 00_world 00_pretrain 01_frame_selection 02_extraction "
-              "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; done")
 TOY_MODELS, TOY_RUN = ROOT / "models" / "toy", ROOT / "results"
 
 
 
 
 @pytest.fixture(scope="module")
-def smoke():
-    if not (NBVAL / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists() or \
-            not (NBVAL / "models" / "judge" / "judge.safetensors").exists():
-        pytest.skip(f"no smoke models in {NBVAL}; create them with: {MAKE_SMOKE}")
-    return Sound2Image.from_run(NBVAL, profile="smoke", model_dir=NBVAL / "models")
+def smoke(smoke_s2i):
+    return smoke_s2i
 
 
 @pytest.fixture(scope="module")

@@ -107,18 +107,6 @@ def test_mix_audio_rejects_mismatched_gains():
 # --------------------------------------------------------------------------------------------
 # end to end on the nbval smoke run (if it has been made)
 # --------------------------------------------------------------------------------------------
-RUN = repo_root() / "build" / "nbval"
-MAKE_RUN = ("python scripts/nbval_prepare.py && python -m pytest -q -p no:cacheprovider --nbval-lax "
-            "--nbval-current-env --sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks  "
-            "(part of `make test`: executes notebooks 00_world, 00_pretrain, 01-03 into build/nbval)")
-
-
-@pytest.fixture(scope="module")
-def s2i_smoke():
-    if not ((RUN / "models" / "manifest.json").exists()
-            and (RUN / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()):
-        pytest.skip(f"no build/nbval/models + build/nbval/alignment/audio_encoder; create them with: {MAKE_RUN}")
-    return Sound2Image.from_run("build/nbval", profile="smoke", model_dir="build/nbval/models")
 
 
 def _write_wav(path, pcm16: np.ndarray, sr: int):
@@ -129,33 +117,33 @@ def _write_wav(path, pcm16: np.ndarray, sr: int):
         w.writeframes(pcm16.astype("<i2").tobytes())
 
 
-def test_sound2image_end_to_end(s2i_smoke, tmp_path):
+def test_sound2image_end_to_end(smoke_s2i, tmp_path):
     pcm = (_tone(660, 0.8, SR, 0.3) * 32767).astype(np.int16)
     wav = tmp_path / "tone.wav"
     _write_wav(wav, pcm, SR)
-    imgs = s2i_smoke.generate(wav, n=2, seed=0)
+    imgs = smoke_s2i.generate(wav, n=2, seed=0)
     assert imgs.shape == (2, 32, 32, 3) and imgs.dtype == np.uint8
-    assert np.array_equal(s2i_smoke.generate(wav, n=2, seed=0), imgs)  # same seed, same images
-    assert not np.array_equal(s2i_smoke.generate(wav, n=2, seed=1), imgs)
+    assert np.array_equal(smoke_s2i.generate(wav, n=2, seed=0), imgs)  # same seed, same images
+    assert not np.array_equal(smoke_s2i.generate(wav, n=2, seed=1), imgs)
     # a path and the same samples as an array give the same images
     arr = pcm.astype(np.float32) / 32768
-    assert np.array_equal(s2i_smoke.generate(arr, sr=SR, n=2, seed=0), imgs)
-    z = s2i_smoke.embed_audio(arr, sr=SR)
-    assert z.shape == (s2i_smoke.backbones.embed_dim,)
+    assert np.array_equal(smoke_s2i.generate(arr, sr=SR, n=2, seed=0), imgs)
+    z = smoke_s2i.embed_audio(arr, sr=SR)
+    assert z.shape == (smoke_s2i.backbones.embed_dim,)
     with pytest.raises(ValueError, match="sample rate"):
-        s2i_smoke.embed_audio(arr)
+        smoke_s2i.embed_audio(arr)
 
 
-def test_sound2image_embedding_is_the_mean_over_windows(s2i_smoke):
+def test_sound2image_embedding_is_the_mean_over_windows(smoke_s2i):
     a = _tone(500, 1.2, SR, 0.3)
-    w = windows_of(a, s2i_smoke.window_s)
+    w = windows_of(a, smoke_s2i.window_s)
     assert len(w) > 1
-    np.testing.assert_allclose(s2i_smoke.embed_audio(a, sr=SR).numpy(), s2i_smoke.embed_windows(w).mean(0).numpy(),
+    np.testing.assert_allclose(smoke_s2i.embed_audio(a, sr=SR).numpy(), smoke_s2i.embed_windows(w).mean(0).numpy(),
                                rtol=1e-5, atol=1e-5)
     # a 48 kHz stereo version of the same sound lands (nearly) on the same embedding
     a48 = _tone(500, 1.2, 48000, 0.3)
-    z48 = s2i_smoke.embed_audio(np.stack([a48, a48]), sr=48000)
-    z16 = s2i_smoke.embed_audio(a, sr=SR)
+    z48 = smoke_s2i.embed_audio(np.stack([a48, a48]), sr=48000)
+    z16 = smoke_s2i.embed_audio(a, sr=SR)
     assert float(torch.nn.functional.cosine_similarity(z48, z16, dim=0)) > 0.99
 
 
@@ -164,7 +152,7 @@ def test_from_run_without_an_encoder_names_the_folder(tmp_path):
         Sound2Image.from_run(tmp_path, profile="smoke", model_dir=tmp_path)
 
 
-def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
+def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     """The edit's sound enters as +w on the sound and -w on the same sound turned down by
     ambience_db; with ambience_db=None it is the plain two-term composition; by default the
     sound's terms act in the seed's half of the picture and the rest is the input's."""
@@ -179,25 +167,25 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(s2i_smoke):
 
     img = world.render_still(world.Scene(0, []))
     snd = world.render_sound(world.Scene(2, [world.SceneObject(1, gain=0.6)]), 1.0, seed=5)
-    plain = edit_image(s2i_smoke, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
-    z_img = s2i_smoke.backbones.encode_images(img[None])
-    z_snd = s2i_smoke.embed_audio(snd, world.SR)[None]
-    ref = compose_generate(s2i_smoke.backbones, [z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
+    plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
+    z_img = smoke_s2i.backbones.encode_images(img[None])
+    z_snd = smoke_s2i.embed_audio(snd, world.SR)[None]
+    ref = compose_generate(smoke_s2i.backbones, [z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
                            strength=0.6)
     np.testing.assert_array_equal(plain, ref)
-    z_q = s2i_smoke.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
+    z_q = smoke_s2i.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
     w = EDIT_W_SOUND
-    ref_q = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
+    ref_q = compose_generate(smoke_s2i.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
                              init_images=img[None], strength=0.6)
-    np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1, region="all"), ref_q)
+    np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
     # default region: the seed's half (band_regions), the image's term everywhere
     r = band_regions(2, 32, 1, split="columns")[0]
     assert torch.equal(edit_region("half", 32, 1), r)
-    ref_r = compose_generate(s2i_smoke.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
+    ref_r = compose_generate(smoke_s2i.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
                              init_images=img[None], strength=0.6, masks=torch.stack([torch.ones(32, 32), r, r]),
                              region=r)
-    np.testing.assert_array_equal(edit_image(s2i_smoke, img, snd, world.SR, seed=1), ref_r)
+    np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1), ref_r)
     assert not np.array_equal(ref_r, ref_q)
 
 
@@ -249,13 +237,13 @@ def test_mix_term_masks_follow_mix_conditions_order():
     assert torch.equal(plain, b)
 
 
-def test_compose_generate_masks_and_region(s2i_smoke):
+def test_compose_generate_masks_and_region(smoke_s2i):
     """A term's mask of ones changes nothing, of zeros drops the term; outside a region the
     output is the input image."""
     from s2i import world
     from s2i.generate import compose_generate
 
-    bb = s2i_smoke.backbones
+    bb = smoke_s2i.backbones
     g = torch.Generator().manual_seed(0)
     za, zb = torch.randn(2, 1, bb.embed_dim, generator=g)
     ones, zeros = torch.ones(32, 32), torch.zeros(32, 32)
@@ -301,18 +289,18 @@ def test_edit_region_choices():
         edit_region(2 * np.ones((32, 32)), 32)
 
 
-def test_generate_mix_regions(s2i_smoke):
+def test_generate_mix_regions(smoke_s2i):
     from s2i import world
     from s2i.generate import compose_generate, mix_conditions, mix_term_masks
 
     a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
     b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
-    banded = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR, candidates=1)
-    whole = s2i_smoke.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
+    banded = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, candidates=1)
+    whole = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
     assert not np.array_equal(banded, whole)
-    conds, weights = mix_conditions(lambda x: s2i_smoke.embed_audio(x, SR)[None], [a, b],
-                                    s2i_smoke.backbones.generator.cfg.guidance)
-    ref = compose_generate(s2i_smoke.backbones, [c.repeat(2, 1) for c in conds], weights, seed=3,
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b],
+                                    smoke_s2i.backbones.generator.cfg.guidance)
+    ref = compose_generate(smoke_s2i.backbones, [c.repeat(2, 1) for c in conds], weights, seed=3,
                            masks=mix_term_masks(2, -20.0, 32, 3))
     np.testing.assert_array_equal(banded, ref)
 
@@ -344,19 +332,19 @@ def test_pick_nearest_sources_prefers_the_picture_with_every_source():
         pick_nearest_sources(_MeanColour(), images, sources, 4)
 
 
-def test_generate_mix_keeps_the_best_of_its_candidates(s2i_smoke):
+def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     from s2i import world
     from s2i.generate import compose_generate, mix_conditions, mix_term_masks, pick_nearest_sources
 
     a = world.render_sound(world.Scene(1, [world.SceneObject(2, gain=0.7)]), 1.0, seed=4)
     b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
-    got = s2i_smoke.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
+    got = smoke_s2i.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
     assert got.shape == (2, 32, 32, 3)
-    conds, weights = mix_conditions(lambda x: s2i_smoke.embed_audio(x, SR)[None], [a, b],
-                                    s2i_smoke.backbones.generator.cfg.guidance)
-    drawn = compose_generate(s2i_smoke.backbones, [c.repeat(6, 1) for c in conds], weights, seed=7,
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b],
+                                    smoke_s2i.backbones.generator.cfg.guidance)
+    drawn = compose_generate(smoke_s2i.backbones, [c.repeat(6, 1) for c in conds], weights, seed=7,
                              masks=mix_term_masks(2, -20.0, 32, 7))
-    np.testing.assert_array_equal(got, pick_nearest_sources(s2i_smoke.backbones, drawn,
+    np.testing.assert_array_equal(got, pick_nearest_sources(smoke_s2i.backbones, drawn,
                                                             torch.cat([conds[1], conds[3]]), 3))
     with pytest.raises(ValueError, match="at least 1"):
-        s2i_smoke.generate_mix([a, b], n=1, sr=world.SR, candidates=0)
+        smoke_s2i.generate_mix([a, b], n=1, sr=world.SR, candidates=0)

@@ -663,3 +663,95 @@ def test_write_video_rejects_bad_input(tmp_path):
     with pytest.raises(ValueError):
         write_video(tmp_path / "f.mp4", np.zeros((2, 32, 32, 3), np.float32), 25)
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------
+# channel counts, non-finite samples, absurd headers
+# --------------------------------------------------------------------------------------------
+
+def wav_pcm16(path: Path, data: np.ndarray, sr: int) -> Path:
+    """(C, n) float in [-1, 1] -> 16-bit PCM WAV with the standard library's writer."""
+    import wave
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(len(data)), f.setsampwidth(2), f.setframerate(sr)
+        f.writeframes((np.clip(data.T, -1, 1) * 32767).round().astype("<i2").tobytes())
+    return path
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6, 8, 16, 32])
+def test_any_channel_count_is_read_and_averaged(tmp_path, channels):
+    """Eight or more planar channels used to crash the process (PyAV reads past AVFrame.data);
+    the resampler's output is packed, so every count is read, in a subprocess-free test."""
+    rng = np.random.default_rng(channels)
+    data = rng.uniform(-0.5, 0.5, (channels, 3200)).astype(np.float32)
+    path = wav_pcm16(tmp_path / f"c{channels}.wav", data, SR)
+    pcm = np.round(np.clip(data, -1, 1) * 32767) / 32768  # what the file holds, as float
+    expected = pcm.mean(axis=0)
+    got = read_audio(path, SR)
+    assert got.shape == (3200,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    wins = np.concatenate([w for w, _ in iter_audio_windows(path, sr=SR, window_s=0.1, hop_s=0.1)])
+    np.testing.assert_allclose(wins.reshape(-1)[:3200], expected, atol=1e-5)
+    rs = read_audio(path, 8000)  # resampled: every channel through libswresample, then averaged
+    assert rs.shape == (1600,) and np.isfinite(rs).all()
+
+
+def test_many_channels_in_a_planar_codec(tmp_path):
+    """AAC decodes to planar float: a 7.1 AAC file sends eight planar channels into the resampler.
+    (The file is made through a resampler too: PyAV cannot fill an 8-plane frame from NumPy.)"""
+    sr, n = 48000, 9600
+    data = tones(sr, n, [300.0 * (c + 1) for c in range(8)], [0.1] * 8)
+    path = tmp_path / "octo.m4a"
+    with av.open(str(path), "w", format="ipod") as c:
+        st = c.add_stream("aac", rate=sr, layout="7.1")
+        to_planar = av.AudioResampler(format="fltp", layout="7.1", rate=sr)
+        packed = np.ascontiguousarray(data.T.reshape(1, -1))
+        fr = av.AudioFrame.from_ndarray(packed, format="flt", layout="7.1")
+        fr.sample_rate, fr.pts, fr.time_base = sr, 0, Fraction(1, sr)
+        for planar in [*to_planar.resample(fr), *to_planar.resample(None)]:
+            for p in st.encode(planar):
+                c.mux(p)
+        for p in st.encode():
+            c.mux(p)
+    assert probe(path)["audio"]["channels"] == 8
+    got = read_audio(path, SR)
+    assert abs(len(got) - n // 3) <= 1024 and np.isfinite(got).all()
+    assert 0.01 < np.abs(got).max() < 0.5  # the mean of eight 0.1 tones
+
+
+def write_float_wav(path: Path, x: np.ndarray, sr: int = SR) -> Path:
+    with av.open(str(path), "w", format="wav") as c:
+        st = c.add_stream("pcm_f32le", rate=sr, layout="mono")
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[None], np.float32), format="flt", layout="mono")
+        fr.sample_rate, fr.pts, fr.time_base = sr, 0, Fraction(1, sr)
+        for p in [*st.encode(fr), *st.encode()]:
+            c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples_are_refused(tmp_path, bad):
+    x = np.sin(np.arange(8000) / 10).astype(np.float32)
+    x[4321] = bad
+    path = write_float_wav(tmp_path / "bad.wav", x)
+    for read in (lambda: read_audio(path, SR), lambda: list(iter_audio_windows(path, sr=SR, window_s=0.5))):
+        with pytest.raises(MediaError, match=r"bad\.wav: audio samples are not finite"):
+            read()
+
+
+def test_sample_rate_zero_is_refused(tmp_path):
+    path = wav_pcm16(tmp_path / "sr0.wav", np.zeros((1, 1600), np.float32), SR)
+    b = bytearray(path.read_bytes())
+    b[24:32] = bytes(8)  # the fmt chunk's sample rate and byte rate
+    path.write_bytes(bytes(b))
+    for read in (read_audio, probe):
+        with pytest.raises(MediaError, match=r"sr0\.wav: "):
+            read(path)
+
+
+def test_an_empty_audio_stream_is_refused(tmp_path):
+    path = wav_pcm16(tmp_path / "header_only.wav", np.zeros((1, 0), np.float32), SR)
+    for read in (lambda: read_audio(path, SR), lambda: list(iter_audio_windows(path, sr=SR, window_s=0.5))):
+        with pytest.raises(MediaError, match=r"header_only\.wav: no audio samples"):
+            read()

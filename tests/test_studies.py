@@ -10,7 +10,6 @@ from s2i.generate import Sound2Image
 from s2i.paths import repo_root
 from s2i.studies import bootstrap_ci, mix_pairs, mixing_study
 
-RUN = repo_root() / "build" / "nbval"
 
 
 def test_bootstrap_ci_of_a_constant_is_that_constant():
@@ -41,21 +40,13 @@ def test_mix_pairs_of_a_larger_study_start_with_the_smaller_one():
     assert all(a.cls != b.cls and a.bg == b.bg for a, b in large)
 
 
-@pytest.fixture(scope="module")
-def s2i_smoke():
-    if not ((RUN / "models" / "manifest.json").exists()
-            and (RUN / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()):
-        pytest.skip("no build/nbval smoke run (made by `make test`'s nbval step)")
-    return Sound2Image.from_run(RUN, profile="smoke", model_dir=RUN / "models")
-
-
-def test_mixing_study_sweeps_volume_on_the_first_pairs_only(s2i_smoke):
+def test_mixing_study_sweeps_volume_on_the_first_pairs_only(smoke_s2i):
     R = [-6.0, 0.0, 6.0]
-    one = mixing_study(s2i_smoke, 1, seed=0, ratios_db=R, methods=("mean",), n_images=2)["mean"]
-    three = mixing_study(s2i_smoke, 3, seed=0, ratios_db=R, methods=("mean",), n_images=2, n_ratio_pairs=1)["mean"]
+    one = mixing_study(smoke_s2i, 1, seed=0, ratios_db=R, methods=("mean",), n_images=2)["mean"]
+    three = mixing_study(smoke_s2i, 3, seed=0, ratios_db=R, methods=("mean",), n_images=2, n_ratio_pairs=1)["mean"]
     assert len(three["both_per_pair"]) == 3 and len(three["examples"]) == 3
     assert three["both_per_pair"][0] == one["both_per_pair"][0]  # the same first pair, the same images
     assert three["ratio_spearman"] == one["ratio_spearman"]  # the sweep ran on that pair alone
     assert three["both_present"] == pytest.approx(np.mean(three["both_per_pair"]))
     with pytest.raises(ValueError, match="n_ratio_pairs"):
-        mixing_study(s2i_smoke, 2, seed=0, ratios_db=R, methods=("mean",), n_ratio_pairs=0)
+        mixing_study(smoke_s2i, 2, seed=0, ratios_db=R, methods=("mean",), n_ratio_pairs=0)

@@ -28,10 +28,6 @@ from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, _union_l
                             window_truth, write_programme)
 
 ROOT = Path(__file__).resolve().parents[1]
-NBVAL = ROOT / "build" / "nbval"
-BUILD_NBVAL = ("mkdir -p build/nbval/notebooks; for n in 00_world 00_pretrain 01_frame_selection 02_extraction "
-               "03_alignment; do .venv/bin/papermill notebooks/$n.ipynb build/nbval/notebooks/$n.ipynb -k python3; "
-               "done")
 
 
 # ----------------------------------------------------------------------------- a transparent stand-in
@@ -394,14 +390,6 @@ def test_window_truth():
 
 
 # ----------------------------------------------------------------------------- the real (smoke) models
-@pytest.fixture(scope="module")
-def smoke_s2i():
-    if not (NBVAL / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists() or \
-            not (NBVAL / "models" / "manifest.json").exists():
-        pytest.skip(f"no smoke models in {NBVAL}; create them with: {BUILD_NBVAL}")
-    return Sound2Image.from_run(NBVAL, profile="smoke", model_dir=NBVAL / "models")
-
-
 def test_with_the_smoke_models(smoke_s2i, tmp_path):
     prog = two_class_programme()
     path = write_programme(prog, tmp_path / "prog.flac")
