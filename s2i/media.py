@@ -44,6 +44,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from s2i.utils import atomic_path
+
 __all__ = [
     "MediaError", "Video", "write_video", "read_video", "read_audio", "iter_audio_windows",
     "audio_window_starts", "probe", "read_videos_skipping", "square_resize",
@@ -87,7 +89,7 @@ _TRUNCATION_SLACK = (0.9, 0.25)  # decoded < 0.9 * stated - 0.25 s  -> truncated
 def _reason(e: BaseException) -> str:
     """A short reason text for an FFmpeg/PyAV error (without repeating the file name)."""
     if isinstance(e, av.FFmpegError):
-        text = getattr(e, "strerror", None) or str(e)
+        text = e.strerror or str(e)
         return f"{text} ({type(e).__name__})"
     return f"{type(e).__name__}: {e}"
 
@@ -309,7 +311,7 @@ def _frame_rgb(fr, size: int | None) -> np.ndarray:
         rot = 0
     # the frame's own colour range (full-range "JPEG" video exists); its colourspace (BT.601 /
     # BT.709 ...) is PyAV's default already
-    kw = {"src_color_range": fr.color_range} if getattr(fr, "color_range", 0) else {}
+    kw = {"src_color_range": fr.color_range} if fr.color_range else {}
     w, h = fr.width, fr.height
     s = min(w, h)
     if size is None or s == size:
@@ -402,6 +404,23 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
 # writing
 # --------------------------------------------------------------------------------------------
 
+def encode_audio(container, stream, chunks: Iterable[np.ndarray], sr: int, hop: int = 1024) -> None:
+    """Encode float (C, S) chunks (clipped to [-1, 1]) into the audio ``stream`` of an open
+    PyAV output ``container`` in frames of ``hop`` samples, mux them, and flush the encoder."""
+    pts = 0
+    for x in chunks:
+        x = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
+        for s in range(0, x.shape[1], hop):
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, s:s + hop]), format="fltp",
+                                            layout=stream.layout.name)
+            fr.sample_rate, fr.pts, fr.time_base = sr, pts, Fraction(1, sr)
+            pts += fr.samples
+            for pkt in stream.encode(fr):
+                container.mux(pkt)
+    for pkt in stream.encode():
+        container.mux(pkt)
+
+
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
                 audio: np.ndarray | None = None, sr: int = 16000, crf: int = 12,
                 audio_bitrate: int = 64000) -> Path:
@@ -427,50 +446,34 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
             audio = audio[None]
         if audio.ndim != 2 or audio.shape[0] not in (1, 2):
             raise ValueError(f"{path}: audio must be (S,) or (C, S) with C in (1, 2), got {audio.shape}")
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     rate = _nice_rate(fps)
-    try:
-        with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
-            # threads=1 and mbtree=0: x264's macroblock-tree rate control gives run-to-run
-            # different bitstreams for identical input even single-threaded (seen with small
-            # frames); without it the encoder is deterministic
-            vs = c.add_stream("libx264", rate=rate,
-                              options={"crf": str(crf), "threads": "1", "preset": "medium",
-                                       "x264-params": "mbtree=0"})
-            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-            vs.codec_context.time_base = 1 / rate
-            as_ = None
-            if audio is not None:
-                layout = "mono" if audio.shape[0] == 1 else "stereo"
-                as_ = c.add_stream("aac", rate=sr, layout=layout)
-                as_.bit_rate = audio_bitrate
-            for i, img in enumerate(frames):
-                # explicit single-threaded RGB -> yuv420p conversion: the encoder's implicit one
-                # runs swscale with the codec's (auto) thread count, whose slice boundaries make
-                # the output vary between runs and machines
-                fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-                fr = fr.reformat(format="yuv420p", threads=1)
-                fr.pts = i
-                for pkt in vs.encode(fr):
-                    c.mux(pkt)
-            for pkt in vs.encode():
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as c:
+        # threads=1 and mbtree=0: x264's macroblock-tree rate control gives run-to-run
+        # different bitstreams for identical input even single-threaded (seen with small
+        # frames); without it the encoder is deterministic
+        vs = c.add_stream("libx264", rate=rate,
+                          options={"crf": str(crf), "threads": "1", "preset": "medium",
+                                   "x264-params": "mbtree=0"})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.codec_context.time_base = 1 / rate
+        as_ = None
+        if audio is not None:
+            layout = "mono" if audio.shape[0] == 1 else "stereo"
+            as_ = c.add_stream("aac", rate=sr, layout=layout)
+            as_.bit_rate = audio_bitrate
+        for i, img in enumerate(frames):
+            # explicit single-threaded RGB -> yuv420p conversion: the encoder's implicit one
+            # runs swscale with the codec's (auto) thread count, whose slice boundaries make
+            # the output vary between runs and machines
+            fr = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            fr = fr.reformat(format="yuv420p", threads=1)
+            fr.pts = i
+            for pkt in vs.encode(fr):
                 c.mux(pkt)
-            if as_ is not None:
-                hop = 1024
-                clipped = np.clip(audio, -1.0, 1.0)
-                for s in range(0, clipped.shape[1], hop):
-                    fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(clipped[:, s:s + hop]),
-                                                    format="fltp", layout=as_.layout.name)
-                    fr.sample_rate, fr.pts = sr, s
-                    fr.time_base = Fraction(1, sr)
-                    for pkt in as_.encode(fr):
-                        c.mux(pkt)
-                for pkt in as_.encode():
-                    c.mux(pkt)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+        for pkt in vs.encode():
+            c.mux(pkt)
+        if as_ is not None:
+            encode_audio(c, as_, [audio], sr, hop=1024)
     return path
 
 
@@ -482,7 +485,7 @@ def _codec_name(st) -> str | None:
     """The codec's canonical name ("mp3", "h264"), not the decoder's ("mp3float")."""
     try:
         codec = st.codec_context.codec
-        return getattr(codec, "canonical_name", None) or codec.name
+        return codec.canonical_name or codec.name
     except (AttributeError, ValueError, av.FFmpegError):
         return None
 

@@ -34,7 +34,7 @@ def save_png(path, img: np.ndarray) -> None:
 
     from PIL import Image
 
-    from .utils import atomic_write_bytes
+    from s2i.utils import atomic_write_bytes
 
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")

@@ -10,11 +10,16 @@ one warm-up step); sampling uses the shipped models of the profile (``pretrain.m
 import argparse
 import time
 
-import numpy as np
 import torch
 
-from s2i import backbones as B
 from s2i import load_profile
+from s2i.backbones.toy import ToyBackbones
+from s2i.models.common import resolve_device
+from s2i.models.generator import GeneratorCfg
+from s2i.toyworld.stills import make_stills
+from s2i.train.encoder import EncoderCfg, train_encoder
+from s2i.train.generator import train_generator
+from s2i.train.judge import JudgeCfg, train_judge
 
 
 def sync():
@@ -39,19 +44,19 @@ def main():
     ap.add_argument("--n-images", type=int, default=64)
     ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: a GPU when present, else the CPU)")
     a = ap.parse_args()
-    dev = B.resolve_device(a.device)
+    dev = resolve_device(a.device)
     p = load_profile(a.profile)["pretrain"]
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, device {dev}")
-    data = B.make_stills(512, 0)
-    enc = B.EncoderCfg(model=p["enc_model"], steps=1, batch=p["enc_batch"])
-    print(f"encoder  s/step (batch {enc.batch}x2 views): {timed(lambda: B.train_encoder(data, enc, 0, device=dev), a.steps):.3f}")
-    jc = B.JudgeCfg(steps=1, batch=p["judge_batch"], width=p["judge_width"])
-    print(f"judge    s/step (batch {jc.batch}): {timed(lambda: B.train_judge(data, jc, 0, device=dev), a.steps):.3f}")
-    gc = B.GeneratorCfg(block_out_channels=tuple(int(c) for c in p["gen_channels"].split(",")),
+    data = make_stills(512, 0)
+    enc = EncoderCfg(model=p["enc_model"], steps=1, batch=p["enc_batch"])
+    print(f"encoder  s/step (batch {enc.batch}x2 views): {timed(lambda: train_encoder(data, enc, 0, device=dev), a.steps):.3f}")
+    jc = JudgeCfg(steps=1, batch=p["judge_batch"], width=p["judge_width"])
+    print(f"judge    s/step (batch {jc.batch}): {timed(lambda: train_judge(data, jc, 0, device=dev), a.steps):.3f}")
+    gc = GeneratorCfg(block_out_channels=tuple(int(c) for c in p["gen_channels"].split(",")),
                         attn_levels=p["gen_attn_levels"], n_tokens=p["gen_tokens"], steps=1, batch=p["gen_batch"])
     e = torch.randn(len(data.images), 256 if a.profile != "smoke" else 128)
-    print(f"generator s/step (batch {gc.batch}): {timed(lambda: B.train_generator(e, data.images, gc, 0, device=dev), a.steps):.3f}")
-    bb = B.ToyBackbones.load(p["model_dir"]).to(dev)
+    print(f"generator s/step (batch {gc.batch}): {timed(lambda: train_generator(e, data.images, gc, 0, device=dev), a.steps):.3f}")
+    bb = ToyBackbones.load(p["model_dir"]).to(dev)
     z = bb.encode_images(data.images[: a.n_images])
     t = time.perf_counter()
     bb.generate(z, seed=0)

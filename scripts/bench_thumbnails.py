@@ -4,7 +4,7 @@
     python scripts/bench_thumbnails.py --minutes 6 60                  # smoke models of build/nbval
     python scripts/bench_thumbnails.py --minutes 60 --profile toy --run-dir results --model-dir models/toy
 
-For each length a toy programme (s2i.thumbnails.make_programme) is streamed to disk segment by
+For each length a toy programme (s2i.method.thumbnails.make_programme) is streamed to disk segment by
 segment (FLAC by default; the writer runs in its own process so its memory does not count),
 then a fresh process loads the models and runs ``make_thumbnails`` on the file, which streams
 it window batch by window batch. Each run reports the wall time of the thumbnails, the
@@ -41,7 +41,7 @@ def peak_mb() -> float:
 
 
 def write_file(path: Path, minutes: float, seed: int) -> dict:
-    from s2i.thumbnails import make_programme, write_programme
+    from s2i.toyworld.programmes import make_programme, write_programme
 
     t = time.perf_counter()
     prog = make_programme(seed, duration_s=minutes * 60)
@@ -52,8 +52,8 @@ def write_file(path: Path, minutes: float, seed: int) -> dict:
 
 
 def run_one(args, path: Path) -> dict:
-    from s2i.generate import Sound2Image
-    from s2i.thumbnails import make_thumbnails
+    from s2i.method.generate import Sound2Image
+    from s2i.method.thumbnails import make_thumbnails
 
     s2i = Sound2Image.from_run(args.run_dir, profile=args.profile, model_dir=args.model_dir)
     base = rss_mb()

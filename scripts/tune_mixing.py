@@ -6,12 +6,12 @@
     python scripts/tune_mixing.py --seeds 1 2 --no-regions --ambience-db -26
 
 Pairs of held-out sounds of two different classes over one background are drawn from each
-seed (:func:`s2i.studies.mix_pairs` with sound seeds offset by ``100 * seed``, so seed 0 is not
+seed (:func:`s2i.eval.studies.mix_pairs` with sound seeds offset by ``100 * seed``, so seed 0 is not
 the mixing study's draw either), each pair -> ``--images`` images by
-:meth:`s2i.generate.Sound2Image.generate_mix` with the given settings, and the judge reports,
+:meth:`s2i.method.generate.Sound2Image.generate_mix` with the given settings, and the judge reports,
 per seed: how often each source's object is drawn (first, second) and both together, and how
 often the background is the pair's. The mixing study (stage ``studies``) reports seed 0 with
-the settings in ``s2i.generate``; tune here, never on that draw.
+the settings in ``s2i.method.generate`` and ``s2i.method.mix``; tune here, never on that draw.
 One seed (16 pairs x 4 images) takes about 30 s per candidate on 2 CPU cores (4: 2 min); the
 spread between draws is about +-0.07 on both-drawn, so compare variants over several seeds.
 """
@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from s2i.generate import AMBIENCE_DB, MIX_CANDIDATES, SR, Sound2Image
-    from s2i.studies import mix_pairs
+    from s2i.eval.studies import mix_pairs
+    from s2i.method.generate import Sound2Image
+    from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES
+    from s2i.models.audio_encoder import SR
 
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)

@@ -5,14 +5,12 @@
     python scripts/tune_thumbnails.py --first 3000 --n 48 --sound-max-dist 0.3  # a variant
     python scripts/tune_thumbnails.py --first 500 --n 12 --minutes 2 2        # 2-minute programmes
 
-Programmes ``first .. first + n - 1`` (:func:`s2i.thumbnails.make_programme`, lengths evenly
+Programmes ``first .. first + n - 1`` (:func:`s2i.toyworld.programmes.make_programme`, lengths evenly
 spaced over ``--minutes``), each embedded once and given thumbnails as the thumbnails stage
-does (``seed`` 0); :func:`s2i.thumbnails.evaluate_thumbnails` (without the judge: each
-cluster's majority class, no judged thumbnail) scores the final cluster four ways: ``sound``
-(the product's rule, :func:`s2i.thumbnails.sound_groups` cut at ``--sound-max-dist``),
-``object`` (the earlier rule, :func:`s2i.thumbnails.object_groups` with ``--weight`` /
-``--max-dist``; ``--no-object`` skips it and its object pictures), ``largest`` (the largest
-cluster) and ``oracle`` (the clusters grouped by their majority class: the best any grouping
+does (``seed`` 0); :func:`s2i.eval.thumbnails.evaluate_thumbnails` (without the judge: each
+cluster's majority class, no judged thumbnail) scores the final cluster three ways: ``sound``
+(the product's rule, :func:`s2i.method.thumbnails.sound_groups` cut at ``--sound-max-dist``),
+``largest`` (the largest cluster) and ``oracle`` (the clusters grouped by their majority class: the best any grouping
 can do with these clusters). The thumbnails stage reports
 programmes ``1000 * seed ..`` (seed 0: 0-47); tune here, never on those. A programme of 1-10
 minutes takes 5-15 s on 2 CPU cores.
@@ -35,30 +33,25 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model-dir", default="models/toy")
     ap.add_argument("--k-max", type=int, default=8)
     ap.add_argument("--sound-max-dist", type=float, default=None, help="cut of the sound tree (SOUND_MAX_DIST)")
-    ap.add_argument("--weight", type=float, default=None, help="object picture's guidance weight (OBJECT_WEIGHT)")
-    ap.add_argument("--max-dist", type=float, default=None, help="cut of the object tree (OBJECT_MAX_DIST)")
-    ap.add_argument("--no-object", action="store_true", help="skip the object rule (half the encoder work)")
     a = ap.parse_args(argv)
 
     import torch
 
-    from s2i.generate import AMBIENCE_DB, Sound2Image
-    from s2i.thumbnails import (OBJECT_MAX_DIST, OBJECT_WEIGHT, SOUND_MAX_DIST, evaluate_thumbnails, final_cluster,
-                                make_programme, make_thumbnails, object_groups, programme_durations,
-                                window_embeddings)
+    from s2i.eval.thumbnails import evaluate_thumbnails, programme_durations
+    from s2i.method.generate import Sound2Image
+    from s2i.method.long_audio import window_embeddings
+    from s2i.method.thumbnails import SOUND_MAX_DIST, make_thumbnails
+    from s2i.toyworld.programmes import make_programme
 
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
-    weight = OBJECT_WEIGHT if a.weight is None else a.weight
-    max_dist = OBJECT_MAX_DIST if a.max_dist is None else a.max_dist
     sound_max_dist = SOUND_MAX_DIST if a.sound_max_dist is None else a.sound_max_dist
-    right = dict(sound=0, largest=0, oracle=0) if a.no_object else dict(sound=0, object=0, largest=0, oracle=0)
+    right = dict(sound=0, largest=0, oracle=0)
     rows = []
     for i, dur in enumerate(programme_durations(a.n, *a.minutes)):
         t0 = time.time()
         prog = make_programme(a.first + i, float(dur))
-        w = window_embeddings(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0,
-                              quiet_db=None if a.no_object else AMBIENCE_DB)
+        w = window_embeddings(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0)
         res = make_thumbnails(s2i, None, windows=w, k_max=a.k_max, seed=0, sound_max_dist=sound_max_dist)
         ev = evaluate_thumbnails(res, prog, judge=None)
         heard = Counter()  # windows per majority class: the clusters grouped by what they truly hold
@@ -67,17 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
         row = dict(programme=a.first + i, minutes=round(prog.duration / 60, 2), k=res.k, n_classes=ev["n_classes"],
                    sound=ev["final_cluster_correct"], largest=ev["largest_cluster_correct"],
                    oracle=max(heard, key=heard.get) == ev["longest_class"], seconds=round(time.time() - t0, 1))
-        if not a.no_object:  # the same clusters, grouped by object pictures (make_thumbnails(final="object"))
-            groups = object_groups(s2i.backbones, w.z, w.zq, res.labels, res.k, seed=0, weight=weight,
-                                   max_dist=max_dist)
-            obj = final_cluster([c["size"] for c in res.clusters], groups)
-            row["object"] = ev["cluster_majority"][obj] == ev["longest_class"]
         for k in right:
             right[k] += int(row[k])
         rows.append(row)
         print(json.dumps(row), flush=True)
     report = dict(programmes=[a.first, a.first + a.n - 1], minutes=a.minutes, sound_max_dist=sound_max_dist,
-                  weight=None if a.no_object else weight, max_dist=None if a.no_object else max_dist,
                   right=right, n=a.n, rate={k: round(v / a.n, 3) for k, v in right.items()})
     print(json.dumps(report))
     return report

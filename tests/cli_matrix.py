@@ -3,7 +3,7 @@ through every ``s2i`` subcommand in one process.
 
 ``make_matrix(folder)`` writes the files and returns the cases: ``(name, argv, expect)`` where
 ``expect`` is ``"ok"`` (the command must write its outputs) or ``"error"`` (it must refuse the
-file with one line naming it). ``run(cases, model_args, out_root)`` calls ``s2i.cli.main`` for each
+file with one line naming it). ``run(cases, model_args, out_root)`` calls ``s2i.app.cli.main`` for each
 case in this process, capturing what it prints, and returns one record per case. The models are
 loaded once and reused (``load_model`` memoised): the matrix is about the inputs, and loading the
 same models 150 times would only cost time.
@@ -206,7 +206,7 @@ def make_matrix(d: Path) -> list[tuple[str, list[str], str, str]]:
 
 # ----------------------------------------------------------------------------- the runner
 def _memoise_models() -> None:
-    from s2i import cli
+    from s2i.app import cli
 
     loaded: dict = {}
     load = cli.load_model
@@ -221,7 +221,7 @@ def _memoise_models() -> None:
 
 
 def run(cases, model_args: list[str], out_root: Path) -> list[dict]:
-    from s2i import cli
+    from s2i.app import cli
 
     _memoise_models()
     records = []

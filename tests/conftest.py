@@ -4,7 +4,7 @@
 ``build/nbval`` -- the same run nbval's notebooks and the explorer's defaults use. A test that
 needs trained (tiny) models asks for it; it is built with papermill the first time any test
 asks (about 3 minutes on 2 cores) and reused afterwards, so no test depends on another having
-run first. ``smoke_s2i`` is that run loaded as a :class:`~s2i.generate.Sound2Image`.
+run first. ``smoke_s2i`` is that run loaded as a :class:`~s2i.method.generate.Sound2Image`.
 """
 from __future__ import annotations
 
@@ -61,6 +61,6 @@ def smoke_run() -> Path:
 @pytest.fixture(scope="session")
 def smoke_s2i(smoke_run):
     """The smoke run as a Sound2Image (profile ``smoke``)."""
-    from s2i.generate import Sound2Image
+    from s2i.method.generate import Sound2Image
 
     return Sound2Image.from_run(smoke_run, profile="smoke", model_dir=smoke_run / "models")

@@ -1,4 +1,4 @@
-"""Tests of ``s2i.audio``: the alignment losses against the patent's formula written out with
+"""Tests of ``s2i.models.audio_encoder`` and ``s2i.method.alignment``: the alignment losses against the patent's formula written out with
 explicit loops, their properties, loss parsing, retrieval on embeddings whose answers are known
 by construction, the log-mel front end, the training loop (learning, per-epoch checkpoint,
 resume) and the encoder's save/load. CPU only, a few seconds in all."""
@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from s2i import audio as A
-from s2i.audio import (AlignCfg, AudioEncoder, AudioEncoderCfg, LogMel, alignment_loss, encode_mels, infonce_cos,
-                       infonce_l2, l2_loss, log_mel, parse_loss, retrieval, train_alignment)
+from s2i.method import alignment
+from s2i.method.alignment import (
+    AlignCfg,
+    alignment_loss,
+    infonce_cos,
+    infonce_l2,
+    l2_loss,
+    parse_loss,
+    retrieval,
+    train_alignment,
+)
+from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg, LogMel, encode_mels, log_mel
+from s2i.utils import atomic_torch_save, read_json
 
 SR = 16000
 
@@ -333,13 +343,13 @@ def test_train_alignment_learns_the_classes(synthetic, tmp_path):
 def test_train_alignment_writes_a_checkpoint_every_epoch(synthetic, tmp_path, monkeypatch):
     (mels, z, _), _ = synthetic
     saved = []
-    real = A.atomic_torch_save
+    real = atomic_torch_save
 
     def spy(obj, path):
         saved.append((obj["epoch"], len(obj["history"]), str(path)))
         return real(obj, path)
 
-    monkeypatch.setattr(A, "atomic_torch_save", spy)
+    monkeypatch.setattr(alignment, "atomic_torch_save", spy)
     cfg = replace(CFG, epochs=3)
     train_alignment(mels[:24], z[:24], ENC, cfg, seed=0, ckpt_dir=tmp_path)
     assert [s[:2] for s in saved] == [(1, 1), (2, 2), (3, 3)]
@@ -431,7 +441,7 @@ def test_audio_encoder_save_load_roundtrip(tmp_path):
     enc.save(tmp_path / "enc", extra=dict(loss="infonce_l2", note="x"))
     assert (tmp_path / "enc" / "audio_encoder.safetensors").exists()
     assert not list((tmp_path / "enc").glob(".*tmp*"))
-    meta = A.read_json(tmp_path / "enc" / "audio_encoder.json")
+    meta = read_json(tmp_path / "enc" / "audio_encoder.json")
     assert meta["cfg"] == dict(embed_dim=12, width=4, depth=2, n_mels=64) and meta["loss"] == "infonce_l2"
     back = AudioEncoder.load(tmp_path / "enc")
     assert not back.training
@@ -443,7 +453,7 @@ def test_audio_encoder_save_load_roundtrip(tmp_path):
 
 def test_align_cfg_parses_command_line_booleans():
     """DVC writes booleans as `false` into the papermill command line; papermill keeps them as text."""
-    from s2i.audio import AlignCfg
+    from s2i.method.alignment import AlignCfg
     from s2i.utils import as_bool
 
     assert AlignCfg(normalize="false").normalize is False

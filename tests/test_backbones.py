@@ -1,4 +1,4 @@
-"""Tests of ``s2i.backbones`` at SMOKE architecture size with a handful of training steps:
+"""Tests of the toy backbones (``s2i.models``, ``s2i.train``) at SMOKE architecture size with a handful of training steps:
 the open_clip image encoder (created by open_clip's factory from s2i's registered config,
 saved as an open_clip checkpoint), the miniature unCLIP generator (diffusers
 ``save_pretrained``), the judge, the backbones folder, the pretraining data and augmentation,
@@ -13,11 +13,17 @@ import pytest
 import torch
 import torch.nn as nn
 
-from s2i import backbones as B
-from s2i import world
-from s2i.backbones import (EncoderCfg, GeneratorCfg, ImageEncoder, Judge, JudgeCfg, ToyBackbones, ToyGenerator, augment,
-                           embed, load_backbones, make_stills, register_model_configs, sample_scenes, to_tensor,
-                           to_uint8, train_encoder, train_generator, train_judge)
+from s2i.backbones import load_backbones
+from s2i.backbones.toy import ToyBackbones
+from s2i.models.common import to_tensor, to_uint8
+from s2i.models.generator import GeneratorCfg, ToyGenerator
+from s2i.models.image_encoder import CONFIG_DIR, ImageEncoder, embed, register_model_configs
+from s2i.models.judge import Judge
+from s2i.toyworld import world
+from s2i.toyworld.stills import make_stills, sample_scenes
+from s2i.train.encoder import EncoderCfg, augment, train_encoder
+from s2i.train.generator import train_generator
+from s2i.train.judge import JudgeCfg, train_judge
 
 ENC_CFG = EncoderCfg(model="s2i-smoke-vit", steps=2, batch=16)
 GEN_CFG = GeneratorCfg(block_out_channels=(16, 32, 32), steps=2, batch=8, sample_steps=3)
@@ -69,7 +75,7 @@ def test_model_config_is_registered_with_open_clip():
     register_model_configs()
     assert {"s2i-smoke-vit", "s2i-toy-vit"} <= set(open_clip.list_models())
     m = open_clip.create_model("s2i-smoke-vit", pretrained=None)  # open_clip's own factory
-    cfg = json.loads((B.CONFIG_DIR / "s2i-smoke-vit.json").read_text())
+    cfg = json.loads((CONFIG_DIR / "s2i-smoke-vit.json").read_text())
     assert m.visual.output_dim == cfg["embed_dim"]
     assert m.visual.image_size == (cfg["vision_cfg"]["image_size"],) * 2
 
@@ -167,6 +173,7 @@ class _IdentityX0(nn.Module):
     sampler's SDEdit plumbing (where it starts, how much of the input it keeps) is exact."""
 
     embed_dim = 128
+    image_size = 32
 
     def forward(self, x, t, e):
         return x
@@ -383,7 +390,7 @@ def test_train_generator_checkpoint_cadence(tmp_path, emb, stills, monkeypatch):
 
 
 def test_resolve_device_explicit_env_and_default(monkeypatch):
-    from s2i.backbones import resolve_device
+    from s2i.models.common import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     monkeypatch.setenv("S2I_DEVICE", "cpu")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from s2i import world
+from s2i.toyworld import world
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBCOMMANDS = ["generate", "mix", "edit", "video", "thumbnails"]

@@ -1,4 +1,4 @@
-"""Tests of ``s2i.explore``: the pure ``explore_once`` and the ``Explorer`` widget, driven
+"""Tests of ``s2i.app.explore``: the pure ``explore_once`` and the ``Explorer`` widget, driven
 without a browser by setting its controls from code (``ex.volume.value = 6``,
 ``ex.generate_button.click()``) and reading ``ex.result``.
 
@@ -19,12 +19,24 @@ import numpy as np
 import pytest
 import torch
 
-from s2i import world
-from s2i.explore import (STAGES, EmbeddingCache, Explorer, catalogue_sound, decode_image, decode_sound,
-                         explore_once, spectrogram_image, still_image, upload_files, wav_bytes)
-from s2i.generate import SR, Sound2Image
+from s2i.app.explore import (
+    STAGES,
+    EmbeddingCache,
+    catalogue_sound,
+    decode_image,
+    decode_sound,
+    explore_once,
+    spectrogram_image,
+    still_image,
+    upload_files,
+    wav_bytes,
+)
+from s2i.app.widget import Explorer
+from s2i.eval.studies import judged_size
+from s2i.method.generate import Sound2Image
+from s2i.models.audio_encoder import SR
 from s2i.paths import repo_root
-from s2i.studies import judged_size, mix_generate
+from s2i.toyworld import world
 
 ROOT = repo_root()
 NBVAL = ROOT / "build" / "nbval"
@@ -177,7 +189,7 @@ def test_explore_once_mixing_path_is_compose(smoke):
 
 
 def test_explore_once_edit_path_is_edit_image(smoke):
-    from s2i.edit import edit_image
+    from s2i.method.edit import edit_image
 
     r = explore_once(smoke, "drum", "city", 0, image="beach", seed=3, n=2)
     assert r["method"] == "edit" and r["settings"]["image"] == "still:beach" and r["settings"]["strength"] == 0.6

@@ -13,15 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from s2i.full import (
-    FullBackbones,
-    MissingWeightsError,
-    load_openclip_encoder,
-    load_unclip_pipeline,
-    make_tiny_openclip_checkpoint,
-    make_tiny_unclip_pipeline,
-    unclip_embed_dim,
-)
+from s2i.backbones.full import FullBackbones, load_unclip_pipeline, unclip_embed_dim
+from s2i.backbones.openclip import MissingWeightsError, load_openclip_encoder
+from s2i.testing import make_tiny_openclip_checkpoint, make_tiny_unclip_pipeline
 
 EMBED_DIM = 32
 
@@ -223,3 +217,20 @@ def test_from_params_resolves_repo_relative_paths(
     p["generator"]["path"] = "models/full/nothing-here"
     with pytest.raises(MissingWeightsError, match=str(root / "models" / "full" / "nothing-here")):
         FullBackbones.from_params(p, device="cpu")
+
+
+def test_full_backbones_state_their_capabilities(backbones: FullBackbones) -> None:
+    """The interface is explicit: the full profile says it has no composed guidance and no
+    judge, and the methods that need composition refuse with a readable error."""
+    from s2i.backbones.base import Backbones
+    from s2i.method.edit import compose_edit
+    from s2i.method.mix import compose_mix
+
+    assert isinstance(backbones, Backbones)
+    assert backbones.supports_composition is False and backbones.judge is None
+    z = torch.zeros(1, backbones.embed_dim)
+    with pytest.raises(NotImplementedError, match="mixing needs composed guidance.*full profile"):
+        compose_mix(backbones, [z, z], [1.0, 1.0], place_term=False)
+    img = np.zeros((1, backbones.image_size, backbones.image_size, 3), np.uint8)
+    with pytest.raises(NotImplementedError, match="editing needs composed guidance"):
+        compose_edit(backbones, z, [z], [1.0], img, 1.0)

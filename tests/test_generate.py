@@ -1,4 +1,4 @@
-"""Tests of ``s2i.generate``: cutting a sound into windows, mono 16 kHz conversion, mixing
+"""Tests of ``s2i.method.generate`` and ``s2i.method.mix``: cutting a sound into windows, mono 16 kHz conversion, mixing
 with gains in dB, and -- when the nbval smoke run's models exist -- audio -> images end to end
 through ``Sound2Image``. CPU only."""
 from __future__ import annotations
@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from s2i.generate import SR, Sound2Image, mix_audio, to_mono_16k, windows_of
-from s2i.paths import repo_root
-
-
+from s2i.method.generate import Sound2Image, to_mono_16k, windows_of
+from s2i.method.mix import mix_audio
+from s2i.models.audio_encoder import SR
 
 
 def _tone(freq, dur, sr, amp=0.5, phase=0.0):
@@ -156,9 +155,9 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     """The edit's sound enters as +w on the sound and -w on the same sound turned down by
     ambience_db; with ambience_db=None it is the plain two-term composition; by default the
     sound's terms act in the seed's half of the picture and the rest is the input's."""
-    from s2i import world
-    from s2i.edit import EDIT_W_SOUND, edit_image, edit_region, sound_terms
-    from s2i.generate import band_regions, compose_generate
+    from s2i.method.edit import EDIT_W_SOUND, edit_image, edit_region, sound_terms
+    from s2i.method.mix import band_regions
+    from s2i.toyworld import world
 
     z, zq = torch.ones(1, 4), torch.zeros(1, 4)
     conds, w = sound_terms(z, zq, 1.5)
@@ -170,19 +169,19 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
     z_img = smoke_s2i.backbones.encode_images(img[None])
     z_snd = smoke_s2i.embed_audio(snd, world.SR)[None]
-    ref = compose_generate(smoke_s2i.backbones, [z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
+    ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
                            strength=0.6)
     np.testing.assert_array_equal(plain, ref)
     z_q = smoke_s2i.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
     w = EDIT_W_SOUND
-    ref_q = compose_generate(smoke_s2i.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
+    ref_q = smoke_s2i.backbones.compose([z_img, z_snd, z_q], [1.0, w, -w], seed=1,
                              init_images=img[None], strength=0.6)
     np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
     # default region: the seed's half (band_regions), the image's term everywhere
     r = band_regions(2, 32, 1, split="columns")[0]
     assert torch.equal(edit_region("half", 32, 1), r)
-    ref_r = compose_generate(smoke_s2i.backbones, [z_img, z_snd, z_q], [1.0, w, -w], seed=1,
+    ref_r = smoke_s2i.backbones.compose([z_img, z_snd, z_q], [1.0, w, -w], seed=1,
                              init_images=img[None], strength=0.6, masks=torch.stack([torch.ones(32, 32), r, r]),
                              region=r)
     np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1), ref_r)
@@ -194,7 +193,7 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_band_regions_tile_the_picture(n):
-    from s2i.generate import band_regions
+    from s2i.method.mix import band_regions
 
     b = band_regions(n, 32, seed=3)
     assert b.shape == (n, 32, 32) and b.dtype == torch.float32
@@ -209,7 +208,7 @@ def test_band_regions_tile_the_picture(n):
 
 
 def test_band_regions_vary_with_the_seed_and_reject_zero():
-    from s2i.generate import band_regions
+    from s2i.method.mix import band_regions
 
     halves = {tuple(band_regions(2, 32, seed=s)[0].flatten().round(decimals=3).tolist()) for s in range(40)}
     assert len(halves) == 4  # left, right, top, bottom
@@ -223,7 +222,7 @@ def test_band_regions_vary_with_the_seed_and_reject_zero():
 
 
 def test_mix_term_masks_follow_mix_conditions_order():
-    from s2i.generate import band_regions, mix_conditions, mix_term_masks
+    from s2i.method.mix import band_regions, mix_conditions, mix_term_masks
 
     audio = [np.ones(10, np.float32), 2 * np.ones(10, np.float32)]
     conds, _ = mix_conditions(lambda a: torch.full((1, 2), float(a.mean())), audio, guidance=2.0)
@@ -237,42 +236,57 @@ def test_mix_term_masks_follow_mix_conditions_order():
     assert torch.equal(plain, b)
 
 
-def test_compose_generate_masks_and_region(smoke_s2i):
+def test_one_sampler_draws_plain_generation_as_one_composed_term(smoke_s2i):
+    """generate() is compose() with one term whose weight is the guidance scale: the same
+    sampler, the same noise, the same pictures (up to float rounding)."""
+    from s2i.backbones import Backbones
+
+    bb = smoke_s2i.backbones
+    assert isinstance(bb, Backbones) and bb.supports_composition and bb.judge is not None
+    z = torch.randn(3, bb.embed_dim, generator=torch.Generator().manual_seed(1))
+    for guidance in (1.0, 2.5):
+        plain = bb.generate(z, guidance=guidance, steps=5, seed=11)
+        composed = bb.compose([z], [guidance], seed=11, steps=5)
+        assert plain.shape == composed.shape == (3, bb.image_size, bb.image_size, 3)
+        assert np.abs(plain.astype(int) - composed.astype(int)).max() <= 2
+    assert np.abs(bb.generate(z, guidance=2.5, steps=5, seed=12).astype(int) - plain.astype(int)).max() > 20
+
+
+def test_compose_masks_and_region(smoke_s2i):
     """A term's mask of ones changes nothing, of zeros drops the term; outside a region the
     output is the input image."""
-    from s2i import world
-    from s2i.generate import compose_generate
+    from s2i.toyworld import world
 
     bb = smoke_s2i.backbones
     g = torch.Generator().manual_seed(0)
     za, zb = torch.randn(2, 1, bb.embed_dim, generator=g)
     ones, zeros = torch.ones(32, 32), torch.zeros(32, 32)
-    base = compose_generate(bb, [za, zb], [2.0, 1.5], seed=4, steps=6)
-    np.testing.assert_array_equal(compose_generate(bb, [za, zb], [2.0, 1.5], seed=4, steps=6,
+    base = bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6)
+    np.testing.assert_array_equal(bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6,
                                                    masks=torch.stack([ones, ones])), base)
-    np.testing.assert_array_equal(compose_generate(bb, [za, zb], [2.0, 1.5], seed=4, steps=6,
+    np.testing.assert_array_equal(bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6,
                                                    masks=torch.stack([ones, zeros])),
-                                  compose_generate(bb, [za], [2.0], seed=4, steps=6))
+                                  bb.compose([za], [2.0], seed=4, steps=6))
     img = world.render_still(world.Scene(2, [world.SceneObject(3, size=5.0, x=8.0, y=8.0)]))
     region = torch.zeros(32, 32)
     region[:, 16:] = 1  # the right half may change
-    out = compose_generate(bb, [za], [3.0], seed=4, steps=6, init_images=img[None], strength=0.9, region=region)[0]
-    free = compose_generate(bb, [za], [3.0], seed=4, steps=6, init_images=img[None], strength=0.9)[0]
+    out = bb.compose([za], [3.0], seed=4, steps=6, init_images=img[None], strength=0.9, region=region)[0]
+    free = bb.compose([za], [3.0], seed=4, steps=6, init_images=img[None], strength=0.9)[0]
     left = np.abs(out[:, :16].astype(int) - img[:, :16].astype(int))
     assert left.max() <= 3, left.max()  # kept (up to the last DDIM step's rounding)
     assert np.abs(free[:, :16].astype(int) - img[:, :16].astype(int)).max() > 20  # without the region it is not
     assert np.abs(out[:, 16:].astype(int) - img[:, 16:].astype(int)).max() > 20  # inside, the generator draws
     with pytest.raises(ValueError, match="region needs init_images"):
-        compose_generate(bb, [za], [1.0], region=region)
+        bb.compose([za], [1.0], region=region)
     with pytest.raises(ValueError, match="2 masks for 1 conditions"):
-        compose_generate(bb, [za], [1.0], masks=torch.stack([ones, ones]))
+        bb.compose([za], [1.0], masks=torch.stack([ones, ones]))
     with pytest.raises(ValueError, match="32x32"):
-        compose_generate(bb, [za], [1.0], masks=torch.ones(1, 8, 8))
+        bb.compose([za], [1.0], masks=torch.ones(1, 8, 8))
 
 
 def test_edit_region_choices():
-    from s2i.edit import edit_region
-    from s2i.generate import band_regions
+    from s2i.method.edit import edit_region
+    from s2i.method.mix import band_regions
 
     assert edit_region("all", 32) is None and edit_region(None, 32) is None
     for seed in range(6):  # the left or the right half
@@ -290,8 +304,8 @@ def test_edit_region_choices():
 
 
 def test_generate_mix_regions(smoke_s2i):
-    from s2i import world
-    from s2i.generate import compose_generate, mix_conditions, mix_term_masks
+    from s2i.method.mix import mix_conditions, mix_term_masks
+    from s2i.toyworld import world
 
     a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
     b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
@@ -299,8 +313,8 @@ def test_generate_mix_regions(smoke_s2i):
     whole = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
     assert not np.array_equal(banded, whole)
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b],
-                                    smoke_s2i.backbones.generator.cfg.guidance)
-    ref = compose_generate(smoke_s2i.backbones, [c.repeat(2, 1) for c in conds], weights, seed=3,
+                                    smoke_s2i.backbones.guidance)
+    ref = smoke_s2i.backbones.compose([c.repeat(2, 1) for c in conds], weights, seed=3,
                            masks=mix_term_masks(2, -20.0, 32, 3))
     np.testing.assert_array_equal(banded, ref)
 
@@ -317,7 +331,7 @@ def _flat(rgb):
 
 
 def test_pick_nearest_sources_prefers_the_picture_with_every_source():
-    from s2i.generate import pick_nearest_sources
+    from s2i.method.mix import pick_nearest_sources
 
     red, green, yellow, blue = _flat((255, 0, 0)), _flat((0, 255, 0)), _flat((255, 255, 0)), _flat((0, 0, 255))
     sources = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])  # "red" and "green" heard
@@ -333,16 +347,16 @@ def test_pick_nearest_sources_prefers_the_picture_with_every_source():
 
 
 def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
-    from s2i import world
-    from s2i.generate import compose_generate, mix_conditions, mix_term_masks, pick_nearest_sources
+    from s2i.method.mix import mix_conditions, mix_term_masks, pick_nearest_sources
+    from s2i.toyworld import world
 
     a = world.render_sound(world.Scene(1, [world.SceneObject(2, gain=0.7)]), 1.0, seed=4)
     b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
     got = smoke_s2i.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
     assert got.shape == (2, 32, 32, 3)
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b],
-                                    smoke_s2i.backbones.generator.cfg.guidance)
-    drawn = compose_generate(smoke_s2i.backbones, [c.repeat(6, 1) for c in conds], weights, seed=7,
+                                    smoke_s2i.backbones.guidance)
+    drawn = smoke_s2i.backbones.compose([c.repeat(6, 1) for c in conds], weights, seed=7,
                              masks=mix_term_masks(2, -20.0, 32, 7))
     np.testing.assert_array_equal(got, pick_nearest_sources(smoke_s2i.backbones, drawn,
                                                             torch.cat([conds[1], conds[3]]), 3))

@@ -10,8 +10,18 @@ import av
 import numpy as np
 import pytest
 
-from s2i.media import (MediaError, Video, audio_window_starts, iter_audio_windows, probe,
-                       read_audio, read_video, read_videos_skipping, square_resize, write_video)
+from s2i.media import (
+    MediaError,
+    Video,
+    audio_window_starts,
+    iter_audio_windows,
+    probe,
+    read_audio,
+    read_video,
+    read_videos_skipping,
+    square_resize,
+    write_video,
+)
 
 SR = 16000  # target rate of all reads
 

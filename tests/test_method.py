@@ -11,10 +11,21 @@ import numpy as np
 import pytest
 import torch
 
-from s2i import world
 from s2i.media import read_video, write_video
-from s2i.method import (ClipRef, DecodedClip, decode_clips, folder_clips, frame_windows, load_pairs, save_pairs,
-                        select_frames, selection_metrics, subset, world_clips)
+from s2i.method.selection import (
+    ClipRef,
+    DecodedClip,
+    decode_clips,
+    folder_clips,
+    frame_windows,
+    load_pairs,
+    save_pairs,
+    select_frames,
+    selection_metrics,
+    subset,
+    world_clips,
+)
+from s2i.toyworld import world
 
 
 # --------------------------------------------------------------------------------------------

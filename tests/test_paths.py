@@ -3,7 +3,6 @@ writer in ``s2i.utils``."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +88,7 @@ def test_profiles_share_the_same_keys(name):
     p = load_profile(name)
     assert p["base"]["profile"] == name
     tree, toy = _key_tree(p), _key_tree(load_profile("toy"))
-    if name == "full":  # the full profile may add its own section for the pretrained loaders (s2i.full)
+    if name == "full":  # the full profile may add its own section for the pretrained loaders (s2i.backbones.full)
         assert set(tree) - set(toy) <= {"full"}, set(tree) - set(toy)
         tree = {k: v for k, v in tree.items() if k != "full"}
     assert tree == toy

@@ -1,4 +1,4 @@
-"""Tests of ``s2i.studies`` helpers: the bootstrap interval, and -- when the nbval smoke run's
+"""Tests of ``s2i.eval.studies`` helpers: the bootstrap interval, and -- when the nbval smoke run's
 models exist -- the mixing study's split between both-present pairs and relative-volume pairs.
 CPU only."""
 from __future__ import annotations
@@ -6,10 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i.generate import Sound2Image
-from s2i.paths import repo_root
-from s2i.studies import bootstrap_ci, mix_pairs, mixing_study
-
+from s2i.eval.studies import bootstrap_ci, mix_pairs, mixing_study
 
 
 def test_bootstrap_ci_of_a_constant_is_that_constant():

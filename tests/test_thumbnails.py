@@ -17,15 +17,30 @@ import pytest
 import torch
 from PIL import Image
 
-from s2i import world
-from s2i.generate import SR, Sound2Image, windows_of
+from s2i.eval.thumbnails import evaluate_programmes, evaluate_thumbnails, programme_durations, window_truth
 from s2i.media import MediaError, audio_window_starts, read_audio
-from s2i.thumbnails import (PROGRAMME_SEED_BASE, Segment, _sub_windows, _union_length, choose_representatives,
-                            cluster_embeddings, evaluate_programmes, evaluate_thumbnails, final_cluster,
-                            cosine_distances, cut_tree, longest_run, make_programme, make_thumbnails, merge_transient,
-                            object_groups, programme_durations, relative_spread, segment_seed, sound_distances,
-                            sound_groups, time_ranges, window_embeddings,
-                            window_truth, write_programme)
+from s2i.method.clustering import (
+    choose_representatives,
+    cluster_embeddings,
+    cosine_distances,
+    cut_tree,
+    longest_run,
+    merge_transient,
+    relative_spread,
+)
+from s2i.method.generate import Sound2Image, windows_of
+from s2i.method.long_audio import _sub_windows, window_embeddings
+from s2i.method.thumbnails import (
+    _union_length,
+    final_cluster,
+    make_thumbnails,
+    sound_distances,
+    sound_groups,
+    time_ranges,
+)
+from s2i.models.audio_encoder import SR
+from s2i.toyworld import world
+from s2i.toyworld.programmes import PROGRAMME_SEED_BASE, Segment, make_programme, segment_seed, write_programme
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +86,7 @@ class FakeS2I(Sound2Image):
     def __init__(self, window_s: float = 0.5):
         self.backbones = FakeBackbones()
         self.window_s = window_s
+        self.cache = None
         self.calls = []
 
     def embed_windows(self, windows):
@@ -462,50 +478,21 @@ def test_sound_groups_put_one_source_heard_in_two_places_together():
     assert one.tolist() == [0] and d1.shape == (1, 1)
 
 
-def test_final_rules_without_composed_guidance():
-    s2i = FakeS2I()  # a generator without composed guidance (like the full profile's unCLIP)
+def test_final_rules():
+    s2i = FakeS2I()
     prog = two_class_programme()
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # default: sound grouping
-    assert res.final == 0 and res.final_rule.startswith("sound") and res.windows.zq is None
+    assert res.final == 0 and res.final_rule.startswith("sound")
     groups = [c["group"] for c in res.clusters]
     g, d = sound_groups(res.windows.z, res.labels, res.k)
     assert groups == g.tolist() and res.final == final_cluster([c["size"] for c in res.clusters], g, d)
     assert res.report()["final_rule"] == res.final_rule
-    res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="object")
-    assert res.final == res.largest == 0 and res.final_rule.startswith("largest") and "composed" in res.final_rule
-    assert res.windows.zq is None and s2i.calls  # nothing embedded twice
-    assert all(c["group"] is None for c in res.clusters)
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="largest")
     assert res.final_rule == "largest: the largest cluster" and res.report()["final_rule"] == res.final_rule
     with pytest.raises(ValueError, match="final"):
         make_thumbnails(s2i, prog.audio(), sr=SR, final="longest")
-
-
-def test_object_groups_needs_the_turned_down_windows():
-    z = np.zeros((4, 3), np.float32)
-    assert object_groups(None, z, None, np.zeros(4, int), 1).tolist() == [0]  # one cluster: nothing to draw
-    with pytest.raises(ValueError, match="quiet_db"):
-        object_groups(None, z, None, np.array([0, 0, 1, 1]), 2)
-
-
-def test_object_grouping_with_the_smoke_models(smoke_s2i, tmp_path):
-    prog = make_programme(0, segments=[("horn", "meadow", 6.0), ("bird", "night", 5.0), ("horn", "city", 6.0)])
-    a = prog.audio()
-    w = window_embeddings(smoke_s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, quiet_db=-20.0)
-    assert w.zq.shape == w.z.shape and w.quiet_db == -20.0
-    s = int(round(w.starts[3] * SR))  # zq: the window turned down 20 dB, embedded the same way
-    np.testing.assert_allclose(w.zq[3], smoke_s2i.embed_audio(a[s:s + 2 * SR] * 0.1, SR).numpy(), rtol=1e-3, atol=1e-4)
-    res = make_thumbnails(smoke_s2i, None, windows=w, k=3, steps=2, out_dir=tmp_path / "t", final="object")
-    groups = [c["group"] for c in res.clusters]
-    assert groups[0] == 0 and sorted(set(groups)) == list(range(max(groups) + 1))  # numbered by first appearance
-    sizes = np.array([c["size"] for c in res.clusters])
-    assert res.final == final_cluster(sizes, np.array(groups)) and res.final_rule.startswith("object")
-    rep = json.loads((tmp_path / "t" / "thumbnails.json").read_text())
-    assert rep["final_cluster"] == res.final and rep["largest_cluster"] == int(np.argmax(sizes))
-    assert object_groups(smoke_s2i.backbones, w.z, w.zq, res.labels, 3).tolist() == groups  # deterministic
-    no_zq = window_embeddings(smoke_s2i, a, sr=SR, window_s=2.0, overlap_s=1.0)
-    with pytest.raises(ValueError, match="quiet_db"):
-        make_thumbnails(smoke_s2i, None, windows=no_zq, k=3, steps=2, final="object")
+    with pytest.raises(ValueError, match="final"):
+        make_thumbnails(s2i, prog.audio(), sr=SR, final="object")  # the object-picture rule is retired
 
 
 @pytest.fixture(scope="module")

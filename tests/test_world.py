@@ -1,4 +1,4 @@
-"""Tests of the toy audio-visual world (``s2i.world``) and of its MP4s (``s2i.media``).
+"""Tests of the toy audio-visual world (``s2i.toyworld.world``) and of its MP4s (``s2i.media``).
 
 Every test checks observable behaviour against the world's documented contract (the
 loudness law, the drawn area and box of each object, determinism, the MP4 streams, the
@@ -29,10 +29,10 @@ if str(ROOT) not in sys.path:  # the package is used from the checkout, not inst
 
 import av  # noqa: E402
 
-from s2i import world as W  # noqa: E402
-from s2i.media import read_video  # noqa: E402
-from s2i.utils import read_json, write_json  # noqa: E402
-from s2i.world import Scene, SceneObject  # noqa: E402
+from s2i.media import read_video
+from s2i.toyworld import world as W
+from s2i.toyworld.world import Scene, SceneObject
+from s2i.utils import read_json, write_json
 
 FL = W.SR // W.FPS  # audio samples per video frame (2000)
 T = int(W.DURATION * W.FPS)  # frames per clip (32)

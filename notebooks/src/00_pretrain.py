@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, write_json
-from s2i.pretrain import run_pretrain
+from s2i.train.pretrain import run_pretrain
 from s2i.utils import round_floats
 from s2i.viz import grid, save_png
 

@@ -15,8 +15,9 @@ p_match: float = 0.55
 import matplotlib.pyplot as plt
 import numpy as np
 
-from s2i import world, resolve, write_json
+from s2i import resolve, write_json
 from s2i.media import read_video
+from s2i.toyworld import world
 from s2i.viz import plot_clip
 
 world_dir = resolve(run_dir) / "world"
@@ -61,7 +62,7 @@ fig.savefig(resolve(run_dir) / "world" / "samples.png", dpi=80)
 # ## The catalogue: every class (columns) on every background (rows), one size each
 
 # %%
-from s2i.viz import grid  # noqa: E402
+from s2i.viz import grid
 
 stills = [world.render_still(world.Scene(b, [world.SceneObject(c, size=9)]))
           for b in range(len(world.BACKGROUNDS)) for c in range(len(world.CLASSES))]

@@ -26,12 +26,12 @@ temperature: float = 0.1
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
 from s2i import resolve, seed_everything, write_json
-from s2i.audio import AlignCfg, AudioEncoderCfg, encode_mels, log_mel, train_alignment
 from s2i.backbones import load_backbones
-from s2i.method import decode_clips, select_frames, selection_metrics, world_clips
+from s2i.method.alignment import AlignCfg, train_alignment
+from s2i.method.selection import decode_clips, select_frames, selection_metrics, world_clips
+from s2i.models.audio_encoder import AudioEncoderCfg, encode_mels, log_mel
 
 seed_everything(seed)
 out = resolve(run_dir)

@@ -18,12 +18,11 @@ k: int = 4
 # %%
 import numpy as np
 import pandas as pd
-import torch
 
-from s2i import read_json, resolve, seed_everything, world, write_json
-from s2i.audio import log_mel
+from s2i import read_json, resolve, seed_everything, write_json
 from s2i.backbones import load_backbones
-from s2i.method import decode_clips, save_pairs, world_clips
+from s2i.method.selection import decode_clips, save_pairs, world_clips
+from s2i.models.audio_encoder import log_mel
 
 seed_everything(seed)
 out = resolve(run_dir)

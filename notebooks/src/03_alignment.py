@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
-from s2i.audio import AlignCfg, AudioEncoderCfg, encode_mels, retrieval, train_alignment
-from s2i.method import load_pairs, subset
+from s2i.method.alignment import AlignCfg, retrieval, train_alignment
+from s2i.method.selection import load_pairs, subset
+from s2i.models.audio_encoder import AudioEncoderCfg, encode_mels
 
 seed_everything(seed)
 out = resolve(run_dir)

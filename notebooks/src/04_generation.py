@@ -19,12 +19,13 @@ n_images: int = 2
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
-from s2i import resolve, seed_everything, world, write_json
-from s2i.generate import Sound2Image
-from s2i.method import load_pairs, subset
-from s2i.studies import confusion, eval_generation, sound_bank
+from s2i import resolve, seed_everything, write_json
+from s2i.eval.studies import confusion, eval_generation
+from s2i.method.generate import Sound2Image
+from s2i.method.selection import load_pairs, subset
+from s2i.toyworld import world
+from s2i.toyworld.heldout import sound_bank
 from s2i.viz import grid, save_png
 
 seed_everything(seed)

@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
-from s2i.generate import Sound2Image
-from s2i.studies import MIX_METHODS, bootstrap_ci, mixing_study, sound_bank, volume_sweep
+from s2i.eval.studies import MIX_METHODS, bootstrap_ci, mixing_study, volume_sweep
+from s2i.method.generate import Sound2Image
+from s2i.toyworld.heldout import sound_bank
 from s2i.viz import grid, save_png
 
 seed_everything(seed)

@@ -9,7 +9,7 @@
 # that hold the same source counted together: the encoder hears the place too, so one source
 # heard in two places is two clusters. An average-linkage tree of the clusters' mean sounds
 # (cosine distance) groups them, the group with the most windows wins, and the cluster at its
-# centre gives the final thumbnail (`s2i.thumbnails.sound_groups`, `final_cluster`).
+# centre gives the final thumbnail (`s2i.method.thumbnails.sound_groups`, `final_cluster`).
 # `largest_pick_correct` gives the plain rule (the largest cluster, whatever it holds) beside it.
 #
 # Measured on toy *programmes*: minutes of sound assembled from segments of known classes over
@@ -41,10 +41,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from s2i import resolve, seed_everything, world, write_json
-from s2i.generate import Sound2Image
-from s2i.thumbnails import (evaluate_programmes, evaluate_thumbnails, make_programme, make_thumbnails,
-                            programme_durations, write_programme)
+from s2i import resolve, seed_everything, write_json
+from s2i.eval.thumbnails import evaluate_programmes, evaluate_thumbnails, programme_durations
+from s2i.method.generate import Sound2Image
+from s2i.method.thumbnails import make_thumbnails
+from s2i.toyworld import world
+from s2i.toyworld.programmes import make_programme, write_programme
 from s2i.viz import save_png
 
 seed_everything(seed)

@@ -31,8 +31,9 @@ n_images: int = 2
 import numpy as np
 
 from s2i import seed_everything
-from s2i.explore import Explorer, explore_once, plot_result
-from s2i.generate import Sound2Image
+from s2i.app.explore import explore_once
+from s2i.app.widget import Explorer, plot_result
+from s2i.method.generate import Sound2Image
 
 seed_everything(seed)
 s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)

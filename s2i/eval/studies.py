@@ -1,60 +1,20 @@
-"""Generation and studies (claims 6-17), measured by the judge on held-out sounds.
-
-Every test sound is rendered by the toy world with seeds offset by ``TEST_SEED_OFFSET`` --
-never a training clip -- and optionally with timbres outside the training range (training
-clips vary pitch and rate by +-4%; ``novel`` sounds use +-10%).
+"""Generation studies (claims 6-17), measured by the judge on held-out sounds
+(:mod:`s2i.toyworld.heldout`).
 
 What "louder" means (claim 8): the world's loudness law ties an object's size to its *own*
-sound level, and the ambience level varies from place to place (+-6 dB) independently of
-the object. So a whole recording made louder -- object and ambience together -- is a closer
+sound level, and the ambience level varies from place to place (+-6 dB) independently of the
+object. So a whole recording made louder -- object and ambience together -- is a closer
 (bigger) object, and a softer one a farther (smaller) object. The volume study applies the
-gain to the whole recording; scaling only the object's sound is reported beside it.
-"""
+gain to the whole recording; scaling only the object's sound is reported beside it."""
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from . import world
-from .generate import Sound2Image, mix_audio
-
-TEST_SEED_OFFSET = 1_000_000_007  # far above any clip seed index used for training worlds
-
-
-@dataclass
-class TestSound:
-    cls: int
-    bg: int
-    gain: float
-    seed: int
-    pitch: float = 1.0
-    rate: float = 1.0
-    duration: float = 1.0
-
-    def render(self, gain_db: float = 0.0, object_only_db: float = 0.0) -> np.ndarray:
-        """The sound; ``gain_db`` scales the whole recording, ``object_only_db`` only the object."""
-        g = self.gain * 10 ** (object_only_db / 20)
-        a = world.render_sound(world.Scene(self.bg, [world.SceneObject(self.cls, gain=g)]), self.duration,
-                               seed=self.seed, pitch=self.pitch, rate=self.rate)
-        return (a * 10 ** (gain_db / 20)).astype(np.float32)
-
-
-def sound_bank(n_per_class: int, seed: int, novel: bool = False, gain: float | None = None) -> list[TestSound]:
-    """Held-out test sounds: ``n_per_class`` per class, backgrounds cycled, gains uniform in
-    the world's range (or fixed), seeds never used in training; ``novel`` = timbres outside
-    the training range (pitch and rate x0.9 or x1.1)."""
-    rng = np.random.default_rng(TEST_SEED_OFFSET + seed)
-    out = []
-    for c in range(len(world.CLASSES)):
-        for j in range(n_per_class):
-            g = gain if gain is not None else float(rng.uniform(world.gain_from_size(world.R_MIN), 1.0))
-            p = float(rng.choice([0.9, 1.1])) if novel else 1.0
-            r = float(rng.choice([0.9, 1.1])) if novel else 1.0
-            out.append(TestSound(c, (c + j) % len(world.BACKGROUNDS), g, TEST_SEED_OFFSET + seed * 100_000 + c * 1000 + j,
-                                 p, r))
-    return out
+from s2i.method.generate import Sound2Image
+from s2i.method.mix import mix_audio
+from s2i.toyworld import world
+from s2i.toyworld.heldout import TEST_SEED_OFFSET, TestSound
 
 
 def judged_size(rep: dict, cls: np.ndarray) -> np.ndarray:
@@ -115,6 +75,8 @@ def volume_sweep(s2i: Sound2Image, bank: list[TestSound], gains_db: list[float],
 
 
 MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_whole", "compose_bands", "compose")
+
+
 _COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_generate)
     "compose_plain": dict(ambience_db=None, regions=False, candidates=1),
     "compose_whole": dict(regions=False, candidates=1),
@@ -133,12 +95,12 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
       picture (composable guidance), so each source's object is drawn distinctly at the size
       its own level implies;
     * ``compose_whole``: as ``compose_plain`` but each source's ambience is cancelled and the
-      place is one term of its own (:func:`s2i.generate.mix_conditions`);
+      place is one term of its own (:func:`s2i.method.mix.mix_conditions`);
     * ``compose_bands``: as ``compose_whole`` with each source's terms in its own band of the
-      picture (:func:`s2i.generate.mix_term_masks`);
+      picture (:func:`s2i.method.mix.mix_term_masks`);
     * ``compose`` (the product's): as ``compose_bands``, each image the best of
-      :data:`s2i.generate.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
-      every source (:func:`s2i.generate.pick_nearest_sources`).
+      :data:`s2i.method.mix.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
+      every source (:func:`s2i.method.mix.pick_nearest_sources`).
     Gains (dB) scale each source's recording before encoding/mixing."""
     if method == "waveform":
         z = s2i.embed_audio(mix_audio(sounds, gains_db), world.SR)[None]
@@ -184,9 +146,8 @@ def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[floa
     both present (the judge sees both classes; ``n_images`` images per pair at equal levels,
     all ``n_pairs`` pairs), and over a relative-volume sweep (the first image; the first
     ``n_ratio_pairs`` pairs, default all) the Spearman between the relative gain and the log
-    ratio of the two judged sizes. Both-present is a proportion: its standard deviation between
-    draws of 16 pairs is about 0.09 (tuning draws), so it takes more pairs than the per-pair
-    correlation. ``both_per_pair``: each pair's share of images with both objects."""
+    ratio of the two judged sizes. Both-present is a proportion, noisier between draws of pairs
+    than the per-pair correlation, so it is measured on more pairs. ``both_per_pair``: each pair's share of images with both objects."""
     from scipy.stats import spearmanr
 
     pairs = mix_pairs(n_pairs, seed)
@@ -225,7 +186,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     sound's volume sweep gives a monotonic size (mean per-edit Spearman)."""
     from scipy.stats import spearmanr
 
-    from .edit import edit_image
+    from s2i.method.edit import edit_image
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
     added, kept, rhos, examples = [], [], [], []
@@ -268,8 +229,8 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
     (Pearson per video, averaged), the background kept; the container is probed."""
     from pathlib import Path
 
-    from .edit import edit_video
-    from .media import probe, read_video, square_resize, write_video
+    from s2i.media import probe, read_video, square_resize, write_video
+    from s2i.method.edit import edit_video
 
     work_dir = Path(work_dir)
     rng = np.random.default_rng(TEST_SEED_OFFSET + 13 + seed)

@@ -7,29 +7,18 @@ size its loudness implies). Interpolating the two embeddings into one instead bl
 a single scene whose background drifts toward the sound's ambience; composing them keeps both.
 
 A recording also carries the ambience of the place it was made, which the audio encoder turns
-into a background: guided by the sound alone, the edit repaints the input's background as the
-sound's. So the sound's term is a *difference*: ``w_sound * (x0(z_sound) - x0(z_quiet))``,
-where ``z_quiet`` embeds the same recording turned down by ``ambience_db`` (default -20 dB). At
-that level the object is no longer drawn (the volume study: judged size 0 below about -18 dB)
-while the ambience still says where the recording was made, so the difference keeps what is
-*loud* in the sound -- the object, at its size -- and cancels its background. Measured on a
-tuning draw of held-out edits (seed 1, not the reported seed 0; strength 0.5, w_sound 1.5):
-object added 1.00 -> 0.94, background kept 0.56 -> 0.94 (-30 dB: 0.81 kept; -12 dB: the
-object vanishes, 0.56 added).
+into a background. So the sound's term is a *difference*: ``w_sound * (x0(z_sound) -
+x0(z_quiet))``, where ``z_quiet`` embeds the same recording turned down by ``ambience_db``
+(default -20 dB): at that level the object is no longer drawn while the ambience still says
+where the recording was made, so the difference keeps what is *loud* in the sound -- the
+object, at its size -- and cancels its background.
 
-Even so, a sound term strong enough to draw the object now and then repaints the whole scene
-(the background flips to another place; the input's own objects are redrawn). So the edit has a
-**region** (default ``"half"``: the left or right half of the picture, which one drawn from
-``seed``; or any (H, W) mask): the sound's terms guide only inside it, and outside it every denoising step's
-prediction is the input image itself (blended diffusion), so the rest of the scene is kept
-exactly and the inside is drawn to continue it. Measured on two tuning draws of held-out edits
-(seeds 2 and 3, 32 edits each, not the reported seed 0), object added / background kept:
-whole-picture edit (strength 0.6, w_sound 2): 0.81 / 0.91 and 0.72 / 0.84; half-picture region
-(strength 0.6, w_sound 5, which the region needs to draw the object at all: w_sound 2 added
-0.50): 0.78 / 0.94 and 0.81 / 0.97, volume Spearman 0.75 (seed 2), with halves of either
-axis; with left/right halves only: 0.78 / 1.00 and 0.84 / 0.97 -- a top or bottom half can
-hold all of the ground, whose repainting changes the place. ``region="all"`` gives the
-whole-picture edit.
+The edit has a **region** (default ``"half"``: the left or right half of the picture, which one
+drawn from ``seed``; or any (H, W) mask): the sound's terms guide only inside it, and outside it
+every denoising step's prediction is the input image itself (blended diffusion), so the rest of
+the scene is kept exactly and the inside is drawn to continue it. ``region="all"`` gives the
+whole-picture edit. Design and measurements: ``docs/decisions/editing.md``.
+
 For a video, every frame is edited with the audio window around its time, with the same noise
 for every frame (shared seed) and the sound embedding smoothed over neighbouring frames, so the
 object is stable and its size follows the sound's volume envelope.
@@ -42,9 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import world
-from .generate import AMBIENCE_DB, SR, Sound2Image, band_regions, compose_generate, generator_size, windows_of
-from .media import read_video, square_resize, write_video
+from s2i.backbones.base import require_composition
+from s2i.media import read_video, square_resize, write_video
+from s2i.method.generate import Sound2Image
+from s2i.method.mix import AMBIENCE_DB, band_regions
+from s2i.models.audio_encoder import SR
+from s2i.toyworld import world
 
 EDIT_STRENGTH = 0.6  # how far the input is noised
 EDIT_W_SOUND = 5.0  # guidance weight of the sound's terms (inside the region)
@@ -52,7 +44,7 @@ EDIT_W_SOUND = 5.0  # guidance weight of the sound's terms (inside the region)
 
 def edit_region(region, size: int, seed: int = 0) -> torch.Tensor | None:
     """The region an edit may change, (size, size) in [0, 1]: ``"half"`` -- the soft left or
-    right half of the picture, drawn from ``seed`` (:func:`s2i.generate.band_regions`; a side
+    right half of the picture, drawn from ``seed`` (:func:`s2i.method.mix.band_regions`; a side
     by side split keeps a whole cross-section of the scene, sky and ground, as it was); ``"all"`` / None --
     the whole picture (returns None); or an array (size, size) in [0, 1]."""
     if region is None or (isinstance(region, str) and region == "all"):
@@ -73,11 +65,12 @@ def compose_edit(backbones, z_image: torch.Tensor, conds: list[torch.Tensor], we
     """The edit's composed guidance: the image's term (``z_image``, ``w_image``) everywhere, the
     sound's terms (``conds``, ``weights``, e.g. from :func:`sound_terms`) inside ``region``
     (:func:`edit_region`), outside which the input is kept; SDEdit from ``init_images``."""
-    rg = edit_region(region, generator_size(backbones), seed)
+    require_composition(backbones, "editing")
+    rg = edit_region(region, backbones.image_size, seed)
     masks = None if rg is None else torch.stack([torch.ones_like(rg)] + [rg] * len(conds))
-    return compose_generate(backbones, [z_image] + conds, [w_image] + weights, seed=seed, steps=steps,
-                            init_images=init_images, strength=strength, shared_noise=shared_noise,
-                            masks=masks, region=rg)
+    return backbones.compose([z_image] + conds, [w_image] + weights, seed=seed, steps=steps,
+                             init_images=init_images, strength=strength, shared_noise=shared_noise,
+                             masks=masks, region=rg)
 
 
 def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) -> np.ndarray:
@@ -111,8 +104,9 @@ def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: f
 
     Args:
         image: uint8 (H, W, 3) array or an image file; resized to the generator's size.
-        audio: a file path or an array (with ``sr``).
-        gain_db: volume change of the sound (louder -> bigger object).
+        audio: a file path or an array (with ``sr``), or a list of them: several sounds, each
+            with its own terms and ``w_sound`` shared among them.
+        gain_db: volume change of the sound (louder -> bigger object); one per sound, or one for all.
         strength: how far the input is noised (0 keeps it, 1 ignores it).
         w_image, w_sound: guidance weights of the image's and the sound's embeddings.
         ambience_db: the sound turned down by this much is its negative term (cancels the
@@ -120,13 +114,21 @@ def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: f
         region: where the edit may change the picture (:func:`edit_region`): ``"half"``
             (default, which half from ``seed``), ``"all"``, or a (32, 32) mask in [0, 1].
     """
-    img = prepare_image(image)
-    edit_region(region, generator_size(s2i.backbones), seed)  # a bad region fails before any work
-    a = s2i.load_audio(audio, sr) * 10 ** (gain_db / 20)
-    z_img = s2i.backbones.encode_images(img[None])
-    z_snd = s2i.embed_audio(a, SR)[None]
-    z_q = None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None]
-    conds, weights = sound_terms(z_snd, z_q, w_sound)
+    img = prepare_image(image, s2i.backbones.image_size)
+    require_composition(s2i.backbones, "editing")
+    edit_region(region, s2i.backbones.image_size, seed)  # a bad region fails before any work
+    many = isinstance(audio, (list, tuple))
+    audio, gains = (list(audio), gain_db) if many else ([audio], [gain_db])
+    gains = list(gains) if isinstance(gains, (list, tuple)) else [gains] * len(audio)
+    if not audio or len(gains) != len(audio):
+        raise ValueError(f"{len(audio)} sounds but {len(gains)} gains")
+    sounds = [s2i.load_audio(x, sr) * 10 ** (g / 20) for x, g in zip(audio, gains)]
+    z_img = s2i.embed_images(img[None])
+    conds, weights = [], []
+    for a in sounds:  # each sound with its ambience cancelled, its weight shared among the sounds
+        z_q = None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None]
+        c, w = sound_terms(s2i.embed_audio(a, SR)[None], z_q, w_sound / len(sounds))
+        conds, weights = conds + c, weights + w
     return compose_edit(s2i.backbones, z_img.repeat(n, 1), [z.repeat(n, 1) for z in conds], weights,
                         np.repeat(img[None], n, 0), w_image, seed, strength, region, steps)
 
@@ -135,7 +137,7 @@ def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarra
                            smooth: int = 3) -> torch.Tensor:
     """(T, D) sound embeddings, one per frame (the window centred on the frame), smoothed by a
     centred moving average over ``smooth`` frames."""
-    from .method import frame_windows
+    from s2i.method.selection import frame_windows
 
     wins = frame_windows(audio, times, fps, SR, s2i.window_s)
     z = s2i.embed_windows(wins)
@@ -168,16 +170,17 @@ def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path:
     """Video + sound -> an MP4 (H.264 + AAC) with the same fps and duration whose frames are the
     input frames with the sound's object added, following the sound's volume over time; the
     sound is muxed in as the audio track (trimmed or zero-padded to the video's duration).
-    Frames are edited at the generator's resolution (32x32) and scaled back to the input size."""
+    Frames are edited at the generator's resolution (toy: 32x32) and scaled back to the input size."""
     v = read_video(video_path, need_audio=False)
     a = s2i.load_audio(audio, sr)
     n = int(round(v.duration * SR))
     a = np.pad(a, (0, max(0, n - len(a))))[:n]
-    small = np.stack([square_resize(f, world.IMG) for f in v.frames])
+    size = s2i.backbones.image_size
+    small = np.stack([square_resize(f, size) for f in v.frames])
     out = edit_frames(s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region,
                       steps)
     H, W = v.frames.shape[1:3]
-    if (H, W) != (world.IMG, world.IMG):
+    if (H, W) != (size, size):
         from PIL import Image
 
         s = min(H, W)

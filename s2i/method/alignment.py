@@ -1,125 +1,23 @@
-"""The audio encoder and its alignment to the frozen image-embedding space (claims 4-5).
+"""Alignment of the audio encoder to the frozen image-embedding space (claims 4-5).
 
-log-mel (torchaudio) -> ResNet-style CNN -> projection to the image-embedding dimension.
 Losses (``loss`` in params): ``infonce_l2`` (the patent's formula: logits = -||a - b||_2 /
 temperature, symmetric, optional L2 normalisation), ``infonce_cos`` (cosine / temperature),
 ``l2`` (direct regression of Z^A onto Z^V, the patent's second option) and weighted sums
-written ``"infonce_l2+0.5*l2"``.
-"""
+written ``"infonce_l2+0.5*l2"``."""
 from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from .utils import as_bool, atomic_torch_save, read_json, write_json
-
-SR = 16000
-
-
-# ----------------------------------------------------------------------------- features
-class LogMel(nn.Module):
-    """Waveform (B, S) at 16 kHz -> log-mel (B, 1, n_mels, T), average-pooled ``pool`` x in time."""
-
-    def __init__(self, n_mels: int = 64, n_fft: int = 512, hop: int = 160, pool: int = 2, sr: int = SR):
-        super().__init__()
-        import torchaudio
-
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=n_fft, hop_length=hop,
-                                                        n_mels=n_mels, f_min=20, f_max=sr / 2, power=2.0)
-        self.pool = pool
-
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        m = torch.log(self.mel(wav) + 1e-6)[:, None]  # (B, 1, M, T)
-        if self.pool > 1:
-            m = F.avg_pool2d(m, (1, self.pool), ceil_mode=True)
-        return m
-
-
-def log_mel(wavs: np.ndarray | torch.Tensor, pool: int = 2, batch: int = 1024) -> torch.Tensor:
-    """log-mels of a batch of 16 kHz windows (N, S) -> (N, 1, 64, T) float16-safe float32."""
-    lm = LogMel(pool=pool)
-    x = torch.as_tensor(np.asarray(wavs, np.float32))
-    with torch.no_grad():
-        return torch.cat([lm(x[i:i + batch]) for i in range(0, len(x), batch)])
-
-
-# ----------------------------------------------------------------------------- encoder
-class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.b1 = nn.BatchNorm2d(cout)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.b2 = nn.BatchNorm2d(cout)
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
-
-    def forward(self, x):
-        return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))) + self.skip(x))
-
-
-@dataclass
-class AudioEncoderCfg:
-    embed_dim: int = 256
-    width: int = 32  # channels of the first stage; doubled at each later stage
-    depth: int = 3  # number of stages (each: one stride-2 ResBlock)
-    n_mels: int = 64
-
-
-class AudioEncoder(nn.Module):
-    """log-mel (B, 1, M, T) -> ResNet stages -> global average pool -> MLP -> (B, D) = Z^A."""
-
-    def __init__(self, cfg: AudioEncoderCfg):
-        super().__init__()
-        self.cfg = cfg
-        chans = [cfg.width * 2 ** i for i in range(cfg.depth)]
-        self.stem = nn.Sequential(nn.Conv2d(1, chans[0], 3, 1, 1, bias=False), nn.BatchNorm2d(chans[0]), nn.ReLU())
-        self.norm = nn.BatchNorm2d(1)  # learnable input normalisation of the log-mel
-        layers, cin = [], chans[0]
-        for c in chans:
-            layers.append(ResBlock(cin, c, 2))
-            cin = c
-        self.stages = nn.Sequential(*layers)
-        self.proj = nn.Sequential(nn.Linear(cin, 2 * cin), nn.ReLU(), nn.Linear(2 * cin, cfg.embed_dim))
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        h = self.stages(self.stem(self.norm(mel)))  # (B, C, M', T')
-        return self.proj(h.mean(dim=(2, 3)))  # (B, D)
-
-    def save(self, out_dir: str | os.PathLike, extra: dict | None = None) -> None:
-        from safetensors.torch import save_file
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_json(out_dir / "audio_encoder.json", dict(cfg=asdict(self.cfg), **(extra or {})))
-        tmp = out_dir / ".audio_encoder.safetensors.tmp"
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        os.replace(tmp, out_dir / "audio_encoder.safetensors")
-
-    @classmethod
-    def load(cls, out_dir: str | os.PathLike) -> "AudioEncoder":
-        from safetensors.torch import load_file
-
-        out_dir = Path(out_dir)
-        meta = read_json(out_dir / "audio_encoder.json")
-        m = cls(AudioEncoderCfg(**meta["cfg"]))
-        m.load_state_dict(load_file(str(out_dir / "audio_encoder.safetensors")))
-        return m.eval()
-
-
-@torch.no_grad()
-def encode_mels(model: AudioEncoder, mels: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(mels[i:i + batch]) for i in range(0, len(mels), batch)])
+from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg, encode_mels
+from s2i.utils import as_bool, atomic_torch_save
 
 
 # ----------------------------------------------------------------------------- losses

@@ -13,7 +13,7 @@ Everything here is deterministic from a seed.
   -12.7 dB. The ambience level varies by +-6 dB from clip to clip (``AMBIENT_DB_RANGE``), so
   it carries no information about the object's size.
 * **Resolution**: frames are 32x32 RGB. The generator works at that resolution (a pixel
-  diffusion UNet that trains on a 2-core CPU in the budget); at 32x32 the 8 shapes stay
+  diffusion UNet small enough to train on a 2-core CPU); at 32x32 the 8 shapes stay
   distinguishable down to the smallest radius (3 px = 7 px across).
 * **Clips**: ``DURATION`` s at ``FPS`` frames/s with ``SR`` Hz mono audio, written as MP4
   (H.264 + AAC via PyAV) with a sidecar JSON of the ground truth. Each clip is a sequence
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .utils import read_json, write_json
+from s2i.utils import read_json, write_json
 
 # ----------------------------------------------------------------------------- constants
 IMG = 32  # frame size (pixels, square)
@@ -433,7 +433,7 @@ def clip_seed(world_seed: int, i: int) -> int:
 
 def write_clip(out_dir: str | os.PathLike, spec: ClipSpec, split: str) -> dict:
     """Render ``spec`` and write ``<clip_id>.mp4`` and ``<clip_id>.json``; return the index row."""
-    from .media import write_video
+    from s2i.media import write_video
 
     out_dir = Path(out_dir)
     frames, audio, truth = render_clip(spec)

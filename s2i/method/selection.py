@@ -22,9 +22,9 @@ from typing import Iterable, Sequence
 import numpy as np
 import torch
 
-from . import world
-from .media import MediaError, read_video
-from .utils import read_json, write_json
+from s2i.media import MediaError, read_video
+from s2i.toyworld import world
+from s2i.utils import atomic_path, read_json, write_json
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 
@@ -150,9 +150,8 @@ def save_pairs(out_dir: str | os.PathLike, rows: list[dict], z_img: torch.Tensor
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, arr in (("z_img.npy", z_img.numpy().astype(np.float32)), ("mel.npy", mels.numpy().astype(np.float16))):
-        tmp = out_dir / f".{name}.tmp.npy"
-        np.save(tmp, arr)
-        os.replace(tmp, out_dir / name)
+        with atomic_path(out_dir / name) as tmp:
+            np.save(tmp, arr)
     write_json(out_dir / "index.json", dict(n=len(rows), rows=rows))
 
 

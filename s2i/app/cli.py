@@ -37,14 +37,14 @@ class CLIError(Exception):
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """The errors a bad input or setting raises: reported on one line, never as a traceback.
     (NotImplementedError: an application the chosen profile's generator does not offer.)"""
-    from .media import MediaError
+    from s2i.media import MediaError
 
     return (CLIError, MediaError, ValueError, OSError, NotImplementedError)
 
 
 # ----------------------------------------------------------------------------- defaults and models
 def _from_params(p: dict) -> dict:
-    from .paths import resolve
+    from s2i.paths import resolve
 
     return dict(profile=str(p["base"]["profile"]), run_dir=str(resolve(p["base"]["run_dir"])),
                 model_dir=str(resolve(p["pretrain"]["model_dir"])), window_s=float(p["audio"]["window_s"]),
@@ -55,7 +55,7 @@ def pipeline_defaults(profile: str | None = None) -> dict:
     """The current pipeline's profile, run_dir, model_dir and encoder window from params.yaml
     (paths resolved against the repository root) -- or, for a ``profile`` other than
     params.yaml's, from ``profiles/<profile>.yaml``; built-in toy defaults if there is none."""
-    from .paths import load_params, load_profile
+    from s2i.paths import load_params, load_profile
 
     try:
         p = load_params()
@@ -78,7 +78,7 @@ def load_model(args):
     """The Sound2Image of the chosen profile (the slow part: after the inputs are checked)."""
     from diffusers.utils import logging as dlog
 
-    from .generate import Sound2Image
+    from s2i.method.generate import Sound2Image
 
     dlog.set_verbosity_error()  # diffusers' advice to install accelerate is noise on a command line
     d = args.defaults if args.profile == args.defaults["profile"] else pipeline_defaults(args.profile)
@@ -93,7 +93,7 @@ def load_model(args):
 # ----------------------------------------------------------------------------- checking inputs
 def check_audio(path: str) -> Path:
     """Fail fast (before loading models) on a missing file or one without an audio stream."""
-    from .media import MediaError, probe
+    from s2i.media import MediaError, probe
 
     p = Path(path)
     info = probe(p)  # MediaError: missing, empty, not a media file
@@ -103,7 +103,7 @@ def check_audio(path: str) -> Path:
 
 
 def check_video(path: str) -> Path:
-    from .media import MediaError, probe
+    from s2i.media import MediaError, probe
 
     p = Path(path)
     info = probe(p)
@@ -143,7 +143,7 @@ def _scale(args, h: int) -> int:
 def _write_images(images, out: Path, prefix: str, scale: int) -> list[Path]:
     """Each image as ``<prefix>_NN.png`` and all of them as ``<prefix>_grid.png`` (nearest
     upscaling by ``scale``)."""
-    from .viz import grid, save_png
+    from s2i.viz import grid, save_png
 
     paths = []
     for i, im in enumerate(images):
@@ -218,7 +218,7 @@ def cmd_generate(args) -> int:
     out = Path(args.out)
     from tqdm.auto import tqdm
 
-    from .audio import SR
+    from s2i.models.audio_encoder import SR
 
     def one(p: Path, prefix: str) -> None:
         audio = s2i.load_audio(p)
@@ -238,7 +238,7 @@ def cmd_mix(args) -> int:
     if len(gains) != len(paths):
         raise CLIError(f"{len(paths)} audio files but {len(gains)} --gain values (give one per file, or none)")
     s2i = load_model(args)
-    from .audio import SR
+    from s2i.models.audio_encoder import SR
 
     sounds = [s2i.load_audio(p) for p in paths]
     images = _as_batch(s2i.generate_mix(sounds, gains, n=args.n, seed=args.seed, sr=SR, steps=args.steps))
@@ -253,8 +253,8 @@ def cmd_edit(args) -> int:
     image = read_image(args.image)
     ap = check_audio(args.audio)
     s2i = load_model(args)
-    from .audio import SR
-    from .edit import edit_image
+    from s2i.method.edit import edit_image
+    from s2i.models.audio_encoder import SR
 
     audio = s2i.load_audio(ap)
     images = _as_batch(edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n,
@@ -273,7 +273,7 @@ def cmd_video(args) -> int:
     if out.suffix.lower() != ".mp4":
         raise CLIError(f"{out}: the output video must be an .mp4 file")
     s2i = load_model(args)
-    from .edit import edit_video
+    from s2i.method.edit import edit_video
 
     edit_video(s2i, str(vp), str(ap), str(out), seed=args.seed, steps=args.steps)
     print(f"{vp} + {ap} -> {out}")
@@ -281,7 +281,8 @@ def cmd_video(args) -> int:
 
 
 def cmd_thumbnails(args) -> int:
-    from .thumbnails import _check_window, make_thumbnails
+    from s2i.method.long_audio import _check_window
+    from s2i.method.thumbnails import make_thumbnails
 
     _check_window(args.window, args.overlap)  # ValueError before the models load
     batch = Batch(args.command, args.audio)
@@ -389,10 +390,9 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("--min-silhouette", type=float, default=0.25, help="below it: one cluster")
     p.add_argument("--min-spread", type=float, default=0.05,
                    help="relative spread of the windows below which the sound is one cluster")
-    p.add_argument("--final", choices=["sound", "object", "largest"], default="sound",
+    p.add_argument("--final", choices=["sound", "largest"], default="sound",
                    help="the final thumbnail: 'sound', the central cluster of the source heard longest "
-                        "(clusters grouped by their mean sounds); 'object', grouped by object-only pictures "
-                        "instead (toy/smoke generator); 'largest', simply the largest cluster")
+                        "(clusters grouped by their mean sounds); 'largest', simply the largest cluster")
     p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_thumbnails)

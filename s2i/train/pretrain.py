@@ -3,7 +3,7 @@
 The patent trains only the audio encoder; the image encoder and the generator are
 *pretrained* (OpenCLIP and Stable unCLIP in the ``full`` profile). For the toy world this
 stage plays the part of their pretraining, on its own corpus of random stills rendered by
-:mod:`s2i.world` (passed through the same H.264 codec as the videos), never on the
+:mod:`s2i.toyworld.world` (passed through the same H.264 codec as the videos), never on the
 alignment clips. Its output folder is shipped in git like a pretrained checkpoint.
 """
 from __future__ import annotations
@@ -15,10 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import backbones as B
-from . import world
-from .paths import resolve
-from .utils import seed_everything, write_json
+from s2i.backbones.toy import ToyBackbones
+from s2i.models.common import resolve_device
+from s2i.models.generator import GeneratorCfg
+from s2i.models.image_encoder import ImageEncoder, embed
+from s2i.paths import resolve
+from s2i.toyworld.stills import StillSet, make_stills
+from s2i.train.encoder import EncoderCfg, train_encoder
+from s2i.train.generator import train_generator
+from s2i.train.judge import JudgeCfg, train_judge
+from s2i.utils import seed_everything, write_json
 
 
 @dataclass
@@ -27,11 +33,11 @@ class PretrainResult:
     metrics: dict
     timings: dict
     log: list = field(default_factory=list)
-    heldout: B.StillSet | None = None
+    heldout: StillSet | None = None
     recon: np.ndarray | None = None
 
 
-def _single(d: B.StillSet) -> np.ndarray:
+def _single(d: StillSet) -> np.ndarray:
     return d.presence.sum(1) == 1
 
 
@@ -41,7 +47,7 @@ def _spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def probe_encoder(train_e: np.ndarray, train: B.StillSet, test_e: np.ndarray, test: B.StillSet, k: int = 5) -> dict:
+def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test: StillSet, k: int = 5) -> dict:
     """Probe the embedding on held-out single-object stills: kNN class accuracy (cosine, k
     neighbours from the training stills) and a ridge linear probe of the object's radius."""
     from sklearn.linear_model import Ridge
@@ -56,7 +62,7 @@ def probe_encoder(train_e: np.ndarray, train: B.StillSet, test_e: np.ndarray, te
     return dict(encoder_knn_class_acc=acc, encoder_size_spearman=_spearman(probe.predict(test_e[te]), ste))
 
 
-def judge_scores(rep: dict, d: B.StillSet, prefix: str) -> dict:
+def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
     """Judge metrics against ground truth: top-1 class on single-object images, exact set of
     present classes on all images, Spearman of the judged vs true radius, background accuracy."""
     s = _single(d)
@@ -84,7 +90,7 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
     model_dir = resolve(model_dir)
     logs: list[dict] = []
     timings: dict[str, float] = {}
-    dev = B.resolve_device(device)
+    dev = resolve_device(device)
     print(f"pretraining on {dev}", flush=True)
 
     def log(row):
@@ -95,28 +101,28 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
 
     t_start = time.time()
     t = time.time()
-    train = B.make_stills(n_stills, seed)
-    held = B.make_stills(n_heldout, seed + 1_000_003)
+    train = make_stills(n_stills, seed)
+    held = make_stills(n_heldout, seed + 1_000_003)
     timings["data_s"] = time.time() - t
 
     t = time.time()
-    enc = B.train_encoder(train, B.EncoderCfg(**encoder), seed, log, device=dev)
+    enc = train_encoder(train, EncoderCfg(**encoder), seed, log, device=dev)
     timings["encoder_s"] = time.time() - t
     enc.save(model_dir / "image_encoder")
-    enc = B.ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
+    enc = ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
 
     t = time.time()
-    jd = B.train_judge(train, B.JudgeCfg(**judge), seed, log, device=dev)
+    jd = train_judge(train, JudgeCfg(**judge), seed, log, device=dev)
     timings["judge_s"] = time.time() - t
     jd.save(model_dir / "judge")
 
     t = time.time()
-    e_train, e_held = B.embed(enc, train.images), B.embed(enc, held.images)
+    e_train, e_held = embed(enc, train.images), embed(enc, held.images)
     timings["embed_s"] = time.time() - t
 
-    gcfg = B.GeneratorCfg(**{**generator, "block_out_channels": tuple(generator["block_out_channels"])})
+    gcfg = GeneratorCfg(**{**generator, "block_out_channels": tuple(generator["block_out_channels"])})
     t = time.time()
-    gen = B.train_generator(e_train, train.images, gcfg, seed, log,
+    gen = train_generator(e_train, train.images, gcfg, seed, log,
                             ckpt_path=model_dir.parent / f".{model_dir.name}_generator_ckpt.pt", device=dev)
     timings["generator_s"] = time.time() - t
     timings["generator_s_per_step"] = timings["generator_s"] / max(gcfg.steps, 1)
@@ -126,10 +132,10 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
         ck.unlink()
 
     # measure, on held-out stills, with the models as saved
-    bb = B.ToyBackbones.load(model_dir).to(dev)
+    bb = ToyBackbones.load(model_dir).to(dev)
     metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
     metrics.update(judge_scores(bb.judge.report(held.images), held, "judge"))
-    sub = B.StillSet(held.images[:n_recon], held.presence[:n_recon], held.sizes[:n_recon], held.bg[:n_recon])
+    sub = StillSet(held.images[:n_recon], held.presence[:n_recon], held.sizes[:n_recon], held.bg[:n_recon])
     t = time.time()
     recon = bb.generate(e_held[:n_recon], seed=seed)
     timings["generate_s"] = time.time() - t

@@ -1,0 +1,42 @@
+"""The frozen backbones behind one interface (:class:`s2i.backbones.base.Backbones`).
+
+* ``encode_images(images) -> (N, D)``: the pretrained image encoder (Z^V);
+* ``generate(embeddings, ...) -> (N, H, W, 3) uint8``: the generator pretrained to draw an image
+  from an image embedding (claim 3);
+* ``compose(terms, ...)``: composed guidance (several weighted, masked embeddings; an init image
+  with a strength) where ``supports_composition`` is true.
+
+:func:`load_backbones` returns the profile's implementation, so later stages never ask which
+profile they run: ``toy``/``smoke`` (:mod:`s2i.backbones.toy`, trained here) or ``full``
+(:mod:`s2i.backbones.full`: OpenCLIP + Stable unCLIP).
+"""
+from __future__ import annotations
+
+import os
+
+from s2i.backbones.base import Backbones, require_composition
+from s2i.backbones.toy import ToyBackbones
+from s2i.models.judge import Judge
+from s2i.paths import resolve
+
+__all__ = ["Backbones", "ToyBackbones", "load_backbones", "load_judge", "require_composition"]
+
+
+def load_backbones(profile: str, model_dir: str | os.PathLike | None = None,
+                   full_params: dict | None = None) -> Backbones:
+    """The backbones of a profile: ``toy``/``smoke`` load ``model_dir`` (the pretrain stage's
+    output); ``full`` loads OpenCLIP + Stable unCLIP as configured in ``full_params``."""
+    if profile in ("toy", "smoke"):
+        if model_dir is None:
+            raise ValueError("toy/smoke backbones need model_dir")
+        return ToyBackbones.load(model_dir)
+    if profile == "full":
+        from s2i.backbones.full import FullBackbones
+
+        return FullBackbones.from_params(full_params or {})
+    raise ValueError(f"unknown profile {profile!r} (toy, smoke or full)")
+
+
+def load_judge(model_dir: str | os.PathLike) -> Judge:
+    """The judge of a toy/smoke backbones folder (the full profile is measured on real data)."""
+    return Judge.load(resolve(model_dir) / "judge")

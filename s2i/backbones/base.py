@@ -1,0 +1,61 @@
+"""The interface every profile's backbones implement.
+
+s2i never asks which profile it runs: it calls these methods and reads these attributes. A
+backbone that can draw under several weighted, masked embeddings at once (composed guidance:
+mixing, editing) says so with ``supports_composition``; the method checks that flag and gives a
+clear error where it is false, instead of probing for attributes.
+"""
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@runtime_checkable
+class Backbones(Protocol):
+    """A frozen image encoder and a generator that draws from its embeddings (claim 3).
+
+    Attributes:
+        profile: ``"toy"``, ``"smoke"`` or ``"full"``.
+        image_size: side of the square images :meth:`generate` draws (and masks must have).
+        embed_dim: dimension D of the image embeddings.
+        guidance: the generator's default classifier-free guidance scale.
+        supports_composition: whether :meth:`compose` is available.
+        judge: the toy world's measuring instrument, or ``None`` (real data has none).
+    """
+
+    profile: str
+    image_size: int
+    embed_dim: int
+    guidance: float
+    supports_composition: bool
+    judge: object | None
+
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, 3) images -> (N, D) float embeddings (Z^V), on the CPU."""
+        ...
+
+    def generate(self, embeddings: torch.Tensor, n_per: int = 1, guidance: float | None = None,
+                 steps: int | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
+        """(N, D) embeddings -> uint8 (N * n_per, H, W, 3), the ``n_per`` images of each
+        embedding consecutive; the same seed gives the same images."""
+        ...
+
+    def compose(self, conds: list[torch.Tensor], weights: list[float], seed: int = 0, steps: int | None = None,
+                init_images: np.ndarray | None = None, strength: float = 1.0, shared_noise: bool = False,
+                masks=None, region=None, progress: bool = False) -> np.ndarray:
+        """Composed guidance: K condition tensors (N, D) with K weights (negative: away from),
+        optional term masks (K, H, W) or (K, N, H, W), an init image (N, H, W, 3) noised to
+        ``strength`` and a region (drawn inside, kept outside) -> uint8 (N, H, W, 3). Only where
+        ``supports_composition`` is true."""
+        ...
+
+
+def require_composition(backbones: Backbones, what: str) -> None:
+    """Raise a clear error when ``what`` (e.g. ``"mixing"``) needs composed guidance that these
+    backbones do not offer."""
+    if not backbones.supports_composition:
+        raise NotImplementedError(f"{what} needs composed guidance, which the {backbones.profile} profile's "
+                                  "generator does not offer")

@@ -1,0 +1,81 @@
+"""The toy/smoke backbones: the SimCLR open_clip encoder, the miniature unCLIP generator and
+the judge, loaded from the pretrain stage's folder."""
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from s2i.models.common import resolve_device
+from s2i.models.generator import ToyGenerator
+from s2i.models.image_encoder import ImageEncoder, embed
+from s2i.models.judge import Judge
+from s2i.paths import resolve
+from s2i.toyworld import world
+
+
+# ----------------------------------------------------------------------------- the interface
+class ToyBackbones:
+    """toy/smoke backbones (:class:`s2i.backbones.base.Backbones`): ``encode_images`` (open_clip
+    ViT trained by SimCLR here), ``generate`` and ``compose`` (miniature unCLIP decoder, one
+    sampler), and ``judge`` (the measuring instrument)."""
+
+    profile = "toy"
+    supports_composition = True
+
+    def __init__(self, encoder: ImageEncoder, generator: ToyGenerator, judge: Judge | None = None):
+        self.encoder = encoder.eval()
+        self.generator = generator
+        self.judge = judge
+        self.image_size = generator.image_size
+        self.embed_dim = encoder.embed_dim
+
+    @property
+    def guidance(self) -> float:
+        """The generator's default guidance scale."""
+        return self.generator.cfg.guidance
+
+    def to(self, device: str | torch.device | None = None) -> "ToyBackbones":
+        """Move the generator (the costly part) to ``resolve_device(device)``; the encoder and the
+        judge are small and stay on the CPU. Sampling numerics differ slightly between devices."""
+        self.generator.to(resolve_device(device))
+        return self
+
+    def encode_images(self, images: np.ndarray | Sequence) -> torch.Tensor:
+        """uint8 (N, H, W, 3) images (any square size: resized to 32) -> (N, D) embeddings Z^V."""
+        imgs = np.asarray(images)
+        if imgs.ndim == 3:
+            imgs = imgs[None]
+        if imgs.shape[1:3] != (world.IMG, world.IMG):
+            from s2i.media import square_resize
+
+            imgs = np.stack([square_resize(im, world.IMG) for im in imgs])
+        return embed(self.encoder, imgs)
+
+    def generate(self, embeddings: torch.Tensor, n_per: int = 1, guidance: float | None = None,
+                 steps: int | None = None, seed: int = 0, progress: bool = False, noise_level: float = 0.0,
+                 init_images: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:
+        """(N, D) embeddings -> uint8 (N * n_per, 32, 32, 3) images. See :class:`ToyGenerator`."""
+        return self.generator(embeddings, n_per=n_per, guidance=guidance, steps=steps, noise_level=noise_level,
+                              seed=seed, init_images=init_images, strength=strength, progress=progress)
+
+    def compose(self, conds: list[torch.Tensor], weights: list[float], seed: int = 0, steps: int | None = None,
+                init_images: np.ndarray | None = None, strength: float = 1.0, shared_noise: bool = False,
+                masks=None, region=None, progress: bool = False) -> np.ndarray:
+        """Composed guidance (mixing, editing). See :meth:`ToyGenerator.compose`."""
+        return self.generator.compose(conds, weights, seed=seed, steps=steps, init_images=init_images,
+                                      strength=strength, shared_noise=shared_noise, masks=masks, region=region,
+                                      progress=progress)
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike) -> "ToyBackbones":
+        model_dir = resolve(model_dir)
+        missing = [p for p in ("image_encoder/open_clip_model.safetensors", "generator/unet",
+                               "judge/judge.safetensors") if not (model_dir / p).exists()]
+        if missing:
+            raise FileNotFoundError(f"{model_dir}: not a complete s2i backbones folder (missing {missing}); "
+                                    "run the pretrain stage: dvc repro pretrain")
+        return cls(ImageEncoder.load(model_dir / "image_encoder"), ToyGenerator.load(model_dir / "generator"),
+                   Judge.load(model_dir / "judge"))

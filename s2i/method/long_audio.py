@@ -1,0 +1,142 @@
+"""Window embeddings of a long sound (claims 18-19, patent fig. 15 S600-S700).
+
+The audio is cut into windows of ``T = window_s`` seconds that overlap by ``N = overlap_s``
+seconds (hop ``T - N``), on the window grid of :func:`s2i.media.iter_audio_windows` (a tail at
+least half a window long is kept, zero-padded). A file is *streamed*: windows are decoded and
+embedded batch by batch and only the ``(n_windows, D)`` embeddings and start times are kept.
+A window of ``T`` seconds is embedded exactly as :meth:`Sound2Image.embed_audio` embeds a clip of
+that length: the mean of the embeddings of its encoder-sized sub-windows at half an encoder
+window hop (a ``T`` shorter than the encoder's window is zero-padded on both sides)."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from s2i.models.audio_encoder import SR
+
+
+# ============================================================================= 1-2. windows -> embeddings
+@dataclass
+class WindowEmbeddings:
+    """Embeddings of a sound's windows: ``z`` (N, D) float32, ``starts`` (N,) seconds."""
+
+    z: np.ndarray
+    starts: np.ndarray
+    window_s: float
+    overlap_s: float
+    duration: float  # seconds of audio (decoded length; the container's for files)
+    source: str | None = None
+
+
+def _check_window(window_s: float, overlap_s: float) -> None:
+    if not (window_s > 0 and math.isfinite(window_s)):
+        raise ValueError(f"window_s must be positive, got {window_s}")
+    if not (0 <= overlap_s < window_s):
+        raise ValueError(f"overlap_s must be in [0, window_s={window_s}), got {overlap_s}")
+
+
+def _sub_windows(windows: np.ndarray, enc_window_s: float) -> np.ndarray:
+    """(B, W) windows -> (B, n_sub, S) encoder-sized sub-windows, the grid of
+    :func:`s2i.method.generate.windows_of` (hop S/2; a window of at most S samples is centred and
+    zero-padded into one sub-window)."""
+    B, W = windows.shape
+    S = int(round(enc_window_s * SR))
+    if W <= S:
+        pad = S - W
+        return np.pad(windows, ((0, 0), (pad // 2, pad - pad // 2)))[:, None]
+    hop = int(round(enc_window_s / 2 * SR))
+    starts = np.arange(0, W - S + 1, hop)
+    view = np.lib.stride_tricks.sliding_window_view(windows, S, axis=1)  # (B, W-S+1, S), no copy
+    return view[:, starts]
+
+
+def embed_long_windows(s2i, windows: np.ndarray) -> np.ndarray:
+    """(B, W) 16 kHz windows of any length -> (B, D) float32: for each window, the mean of its
+    encoder-window embeddings (what :meth:`Sound2Image.embed_audio` gives for that clip)."""
+    windows = np.asarray(windows, np.float32)
+    sub = _sub_windows(windows, s2i.window_s)  # (B, n_sub, S)
+    B, n_sub, S = sub.shape
+    z = s2i.embed_windows(np.ascontiguousarray(sub.reshape(B * n_sub, S)))  # (B * n_sub, D)
+    z = np.asarray(z.detach().cpu().numpy() if torch.is_tensor(z) else z, np.float32)
+    return z.reshape(B, n_sub, -1).mean(axis=1)
+
+
+def _array_batches(audio: np.ndarray, window_s: float, overlap_s: float, batch: int,
+                   min_fill: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The batches :func:`s2i.media.iter_audio_windows` would yield for an in-memory signal."""
+    from s2i.media import audio_window_starts
+
+    starts = audio_window_starts(len(audio), SR, window_s, overlap_s=overlap_s, min_fill=min_fill)
+    W = int(round(window_s * SR))
+    for b in range(0, len(starts), batch):
+        s = starts[b:b + batch]
+        out = np.zeros((len(s), W), np.float32)
+        for i, a in enumerate(s):
+            seg = audio[a:a + W]
+            out[i, :len(seg)] = seg
+        yield out, s / SR
+
+
+def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None = None,
+                      window_s: float = 2.0, overlap_s: float = 1.0, batch: int = 32,
+                      min_fill: float = 0.5, progress: bool = False) -> WindowEmbeddings:
+    """Cut ``audio`` (a file path, streamed; or an array with its ``sr``) into windows of
+    ``window_s`` overlapping by ``overlap_s`` and embed them, ``batch`` windows at a time.
+
+    Raises :class:`s2i.media.MediaError` for an unreadable file and ValueError for bad
+    window arguments or an array without ``sr``."""
+    from tqdm.auto import tqdm
+
+    _check_window(window_s, overlap_s)
+    source = None
+    if isinstance(audio, (str, os.PathLike)):
+        from s2i.media import audio_window_starts, iter_audio_windows, probe
+
+        source = str(audio)
+        it = iter_audio_windows(audio, SR, window_s, batch=batch, overlap_s=overlap_s, min_fill=min_fill)
+        info = probe(audio)
+        stated = (info["audio"] or {}).get("duration") or info["duration"]
+        total = (len(audio_window_starts(int(stated * SR), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
+                 if stated else None)
+    else:
+        if sr is None:
+            raise ValueError("an audio array needs its sample rate (sr=...)")
+        from s2i.media import audio_window_starts
+
+        a = s2i.load_audio(np.asarray(audio), sr)
+        stated = len(a) / SR
+        it = _array_batches(a, window_s, overlap_s, batch, min_fill)
+        total = len(audio_window_starts(len(a), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
+    zs, ss = [], []
+    last = None
+    with tqdm(total=total, desc="embed windows", unit="win", disable=not progress) as bar:
+        for w, s in it:
+            zs.append(embed_long_windows(s2i, w))  # (B, D)
+            ss.append(s)
+            last = w[-1].copy()
+            bar.update(len(s))
+    if not zs:
+        if source is not None:
+            from s2i.media import MediaError
+
+            raise MediaError(f"{source}: no decodable audio (empty or corrupt audio stream)")
+        raise ValueError("no audio to cut into windows (empty array)")
+    z, starts = np.concatenate(zs), np.concatenate(ss)
+    # The last window may run past the end of the audio, zero-padded: embed only its real part
+    # (trailing exact zeros), as embed_audio would embed that shorter clip. Silence padding
+    # would otherwise pull its embedding away from its neighbours (an outlier "cluster").
+    nz = np.flatnonzero(last)
+    end = float(starts[-1] + window_s)  # the audio reaches at least this far...
+    if len(nz) and nz[-1] + 1 < len(last):
+        z[-1] = embed_long_windows(s2i, last[None, :nz[-1] + 1])[0]
+        end = float(starts[-1] + (nz[-1] + 1) / SR)  # ...or exactly this far
+        duration = end
+    else:  # a tail shorter than min_fill of a window may have been dropped: trust the stated length
+        duration = max(end, float(stated or 0.0))
+    return WindowEmbeddings(z=z, starts=starts, window_s=float(window_s), overlap_s=float(overlap_s),
+                            duration=duration, source=source)

@@ -1,0 +1,136 @@
+"""Several sound sources in one picture (claims 13-14).
+
+Each source, at its own gain, is embedded on its own and gives its own terms of composed
+guidance, so the objects stay distinct and each is drawn at the size its own level implies.
+The place is one term (the mixture turned down by :data:`AMBIENCE_DB`); each source's object is
+its embedding minus the same source turned down; each source acts in its own band of the
+picture; each image is the best of :data:`MIX_CANDIDATES` by the frozen image encoder.
+Design and measurements: ``docs/decisions/mixing.md``."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from s2i.backbones.base import require_composition
+
+AMBIENCE_DB = -20.0  # a recording turned down this much: the object is gone, its place's ambience is not
+
+
+REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of composed guidance terms
+
+
+MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
+
+
+def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS,
+                 split: str = "any") -> torch.Tensor:
+    """``n`` soft regions that tile a ``size`` x ``size`` image: equal bands, side by side
+    (``split="columns"``), stacked (``"rows"``) or either (``"any"``, drawn from ``seed``), in
+    an order drawn from ``seed``; sigmoid edges ``softness`` px wide; they sum to 1 at every
+    pixel. (n, size, size) float32; ``n == 1``: the whole image."""
+    if n < 1:
+        raise ValueError(f"need at least one region, got {n}")
+    if split not in ("any", "columns", "rows"):
+        raise ValueError(f"unknown split {split!r} (any, columns, rows)")
+    if n == 1:
+        return torch.ones(1, size, size)
+    rng = np.random.default_rng([0x5E61, int(seed)])
+    vertical = bool(rng.integers(2))  # True: stacked bands (the band index varies down the rows)
+    if split != "any":
+        vertical = split == "rows"
+    order = rng.permutation(n)
+    x = torch.arange(size, dtype=torch.float32) + 0.5
+    edges = [size * j / n for j in range(1, n)]
+    # cumulative sigmoids: s_j(x) = P(x is past edge j); band j = s_{j-1} - s_j
+    s = [torch.ones(size)] + [torch.sigmoid((x - e) / softness) for e in edges] + [torch.zeros(size)]
+    bands = torch.stack([s[j] - s[j + 1] for j in range(n)])[order]  # (n, size)
+    return (bands[:, :, None].expand(n, size, size) if vertical else bands[:, None, :].expand(n, size, size)).contiguous()
+
+
+def mix_term_masks(n_sources: int, ambience_db: float | None, size: int, seed: int = 0,
+                   softness: float = REGION_SOFTNESS) -> torch.Tensor:
+    """Spatial masks (K, size, size) for the terms of :func:`mix_conditions` (same order):
+    the place term everywhere, each source's terms in its own band (:func:`band_regions`)."""
+    bands = band_regions(n_sources, size, seed, softness)
+    masks = [] if ambience_db is None else [torch.ones(size, size)]
+    for b in bands:
+        masks += [b] if ambience_db is None else [b, b]
+    return torch.stack(masks)
+
+
+def compose_mix(backbones, conds: list[torch.Tensor], weights: list[float], n: int = 1, seed: int = 0,
+                place_term: bool = True, regions: bool = True, candidates: int = MIX_CANDIDATES,
+                steps: int | None = None) -> np.ndarray:
+    """Draw ``n`` images of a mix from the terms of :func:`mix_conditions` (``conds`` (1, D)
+    each; ``place_term``: they start with the place's term, as with ``ambience_db``): each
+    source's terms in its own band (``regions``, :func:`mix_term_masks`), each image the best of
+    ``candidates`` (:func:`pick_nearest_sources`)."""
+    require_composition(backbones, "mixing")
+    if candidates < 1:
+        raise ValueError(f"candidates must be at least 1, got {candidates}")
+    sources = conds[1::2] if place_term else conds  # each source's own embedding, at its gain
+    masks = None
+    if regions:
+        masks = mix_term_masks(len(sources), AMBIENCE_DB if place_term else None, backbones.image_size, seed)
+    images = backbones.compose([z.repeat(n * candidates, 1) for z in conds], weights, seed=seed, steps=steps,
+                               masks=masks)
+    if candidates == 1:
+        return images
+    return pick_nearest_sources(backbones, images, torch.cat(sources), candidates)
+
+
+def pick_nearest_sources(backbones, images: np.ndarray, sources: torch.Tensor, candidates: int) -> np.ndarray:
+    """Rerank candidates (as DALL-E 2 reranks its samples with CLIP): ``images`` (N * candidates,
+    H, W, 3), in groups of ``candidates`` consecutive images, -> the N images each nearest all of
+    ``sources`` (K, D): the one whose image-encoder embedding has the highest *smallest* cosine
+    similarity to the K sources' embeddings, so a picture that shows only some of the sources
+    loses to one that shows them all. Uses the frozen image encoder only (never the judge);
+    its effect is measured in ``docs/decisions/mixing.md``."""
+    if len(images) % candidates:
+        raise ValueError(f"{len(images)} images are not groups of {candidates} candidates")
+    e = torch.nn.functional.normalize(backbones.encode_images(images).float(), dim=-1)
+    z = torch.nn.functional.normalize(torch.as_tensor(sources).float(), dim=-1)
+    score = (e @ z.T).min(dim=1).values.view(-1, candidates)  # (N, candidates)
+    best = score.argmax(dim=1) + torch.arange(score.shape[0]) * candidates
+    return images[best.numpy()]
+
+
+def mix_conditions(embed, audio: list[np.ndarray], guidance: float, weight: float | None = None,
+                   ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None
+                   ) -> tuple[list[torch.Tensor], list[float]]:
+    """Composed-guidance terms that put several sources (16 kHz mono arrays, already at their
+    gains) into one picture; ``embed``: array -> (1, D) embedding.
+
+    With ``ambience_db`` (default): one term for the place -- the mixture turned down by
+    ``ambience_db`` (no object drawn at that level, the ambience still heard), weight
+    ``ambience_weight`` (default guidance / 2) -- and, per source, its embedding (+``weight``,
+    default ``guidance``) minus the same source turned down (-``weight``): the source's object
+    without its ambience. Summing plain per-source terms instead counts the shared ambience
+    once per source: the background is over-guided and the objects crowd out
+    (``docs/decisions/mixing.md``).
+    With ``ambience_db=None``: one plain term per source at ``weight`` (default guidance / K),
+    the ``compose_plain`` method of the mixing study."""
+    K = len(audio)
+    if ambience_db is None:
+        w = weight if weight is not None else guidance / K
+        return [embed(a) for a in audio], [w] * K
+    q = 10 ** (ambience_db / 20)
+    w = weight if weight is not None else guidance
+    conds = [embed(mix_audio(audio) * q)]
+    weights = [ambience_weight if ambience_weight is not None else guidance / 2]
+    for a in audio:
+        conds += [embed(a), embed(a * q)]
+        weights += [w, -w]
+    return conds, weights
+
+
+def mix_audio(sounds: list[np.ndarray], gains_db: list[float] | None = None) -> np.ndarray:
+    """Sum mono 16 kHz sounds (zero-padded to the longest), each scaled by its gain in dB."""
+    gains_db = gains_db or [0.0] * len(sounds)
+    if len(gains_db) != len(sounds):
+        raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
+    n = max(len(s) for s in sounds)
+    out = np.zeros(n, np.float32)
+    for s, g in zip(sounds, gains_db):
+        out[: len(s)] += s * 10 ** (g / 20)
+    return out

@@ -1,0 +1,110 @@
+"""The one sampler of the toy generator: DDIM with composed classifier-free guidance.
+
+Every drawing in s2i goes through :func:`sample`: plain generation (one term, the guidance
+scale as its weight), mixing several sources (one weighted, masked term per source and the
+place, Liu et al. 2022), editing an image or a video (an init image noised to ``strength``:
+SDEdit, Meng et al. 2022; a region outside which the input is kept: blended diffusion,
+Avrahami et al. 2022) and thumbnails. At each step, with ``x0_u`` the unconditional
+prediction and ``x0_k`` the prediction under term ``k``::
+
+    x0 = x0_u + sum_k w_k m_k (x0_k - x0_u)          (masks m_k default to 1 everywhere)
+    x0 = r x0 + (1 - r) x0_init                        (with a region r)
+
+then a DDIM step. One term of weight 1 without masks needs no unconditional pass and skips it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+
+def spatial(m, n_terms: int | None, size: int, what: str) -> torch.Tensor:
+    """A mask as a float tensor broadcastable to (K, N, 1, size, size) (``n_terms`` = K: term
+    masks, (K, H, W) or (K, N, H, W)) or to (N, 1, size, size) (``n_terms`` None: a region,
+    (H, W) or (N, H, W))."""
+    m = torch.as_tensor(np.asarray(m, np.float32) if not torch.is_tensor(m) else m).float()
+    if m.shape[-2:] != (size, size):
+        raise ValueError(f"{what} must be {size}x{size} (the generator's size), got {tuple(m.shape)}")
+    if n_terms is None:
+        return m.reshape(1, 1, size, size) if m.ndim == 2 else m.reshape(-1, 1, size, size)
+    if m.shape[0] != n_terms:
+        raise ValueError(f"{what}: {m.shape[0]} masks for {n_terms} conditions")
+    return m.reshape(n_terms, 1, 1, size, size) if m.ndim == 3 else m.reshape(n_terms, -1, 1, size, size)
+
+
+def _rows(m: torch.Tensor | None, s: int, batch: int, dim: int) -> torch.Tensor | None:
+    """The rows ``s:s+batch`` of a per-item mask along ``dim`` (a shared mask is kept whole)."""
+    if m is None or m.shape[dim] == 1:
+        return m
+    return m.narrow(dim, s, min(batch, m.shape[dim] - s))
+
+
+@torch.no_grad()
+def sample(denoise: Callable, scheduler, conds: torch.Tensor, weights, noise: torch.Tensor, steps: int,
+           init: torch.Tensor | None = None, strength: float = 1.0, masks: torch.Tensor | None = None,
+           region: torch.Tensor | None = None, bf16: bool = False, batch: int = 64,
+           progress: bool = False) -> torch.Tensor:
+    """Draw images under composed guidance.
+
+    Args:
+        denoise: ``(x, t, e) -> x0``: the generator's prediction of the clean image (an all-zero
+            embedding ``e`` is the unconditional one, as trained with classifier-free dropout).
+        scheduler: a diffusers ``DDIMScheduler`` (``prediction_type="sample"``).
+        conds: (K, N, D) embeddings, one per term and item.
+        weights: K guidance weights (negative: guide away).
+        noise: (N, 3, H, W) starting noise, on the generator's device.
+        steps: DDIM steps.
+        init: optional (N, 3, H, W) images in [-1, 1] to start from, noised to ``strength``
+            (1: pure noise, the image is not used; smaller keeps more of it).
+        strength: see ``init``.
+        masks: optional spatial weights of the terms, from :func:`spatial` (K, N or 1, 1, H, W).
+        region: optional (N or 1, 1, H, W) in [0, 1], with ``init``: drawn inside, kept outside.
+        bf16: run the network under bfloat16 autocast.
+        batch: items per network pass (each pass holds (K + 1) * batch images).
+        progress: a progress bar over the steps.
+    Returns:
+        (N, 3, H, W) float images in [-1, 1], on the CPU.
+    """
+    from tqdm.auto import tqdm
+
+    K, N = conds.shape[:2]
+    if len(weights) != K:
+        raise ValueError(f"{K} conditions but {len(weights)} weights")
+    if region is not None and init is None:
+        raise ValueError("region needs init_images (what to keep outside it)")
+    dev = noise.device
+    w = torch.as_tensor(weights, dtype=torch.float32, device=dev).view(K, 1, 1, 1, 1)
+    plain = K == 1 and float(weights[0]) == 1.0 and masks is None  # x0 = x0_1: no unconditional pass
+    out = []
+    for s in range(0, N, batch):
+        x = noise[s:s + batch]
+        B = x.shape[0]
+        cs = conds[:, s:s + batch].float().to(dev)  # (K, B, D)
+        x0_init = None if init is None else init[s:s + batch]
+        mk, rg = _rows(masks, s, batch, 1), _rows(region, s, batch, 0)
+        scheduler.set_timesteps(steps)
+        timesteps = scheduler.timesteps
+        if x0_init is not None and strength < 1.0:  # SDEdit: start part-way, from the noised input
+            k = min(int(round(steps * (1 - strength))), steps - 1)
+            timesteps = timesteps[k:]
+            x = scheduler.add_noise(x0_init, x, timesteps[:1].repeat(B))
+        e = cs[0] if plain else torch.cat([torch.zeros(B, cs.shape[-1], device=dev), cs.reshape(K * B, -1)])
+        for t in tqdm(timesteps, desc="generate", disable=not progress, leave=False):
+            xx = x if plain else x.repeat(K + 1, 1, 1, 1)  # one pass: unconditional + every term
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                pred = denoise(xx, t.repeat(xx.shape[0]), e).float()
+            if plain:
+                x0 = pred
+            else:
+                pu, pc = pred[:B], pred[B:].view(K, B, *pred.shape[1:])
+                terms = w * (pc - pu)
+                if mk is not None:
+                    terms = terms * mk
+                x0 = pu + terms.sum(0)
+            if rg is not None:  # blended diffusion: outside the region, the input
+                x0 = rg * x0 + (1 - rg) * x0_init
+            x = scheduler.step(x0, t, x).prev_sample
+        out.append(x.cpu())
+    return torch.cat(out)

@@ -1,0 +1,72 @@
+"""Rendered stills of the toy world: the pretraining data of the toy image encoder, the judge
+and the generator (random scenes, optionally through an H.264 round trip so the models see
+the codec's artefacts the video frames carry)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from s2i.toyworld import world
+
+
+# ----------------------------------------------------------------------------- pretraining data
+def sample_scenes(n: int, seed: int, p_objects: Sequence[float] = (0.15, 0.6, 0.25)) -> list[world.Scene]:
+    """Random still scenes for pretraining: a background and 0, 1 or 2 objects of distinct
+    classes with random radius in [R_MIN, R_MAX] and position (fully inside the frame)."""
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for _ in range(n):
+        k = int(rng.choice(len(p_objects), p=p_objects))
+        cls = rng.choice(len(world.CLASSES), size=k, replace=False)
+        objs = []
+        for c in cls:
+            r = float(rng.uniform(world.R_MIN, world.R_MAX))
+            x, y = rng.uniform(r + 0.5, world.IMG - r - 0.5, size=2)
+            objs.append(world.SceneObject(int(c), size=r, x=float(x), y=float(y)))
+        scenes.append(world.Scene(int(rng.integers(len(world.BACKGROUNDS))), objs))
+    return scenes
+
+
+def codec_roundtrip(frames: np.ndarray, chunk: int = 32, crf: int = 12) -> np.ndarray:
+    """Pass frames through the same H.264 (yuv420p) encode/decode as the world's videos, so
+    pretraining stills carry the artefacts of real decoded frames."""
+    import tempfile
+
+    from s2i.media import read_video, write_video
+
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for s in range(0, len(frames), chunk):
+            p = Path(d) / "c.mp4"
+            write_video(p, frames[s:s + chunk], world.FPS, None, crf=crf)
+            out.append(read_video(p, need_audio=False).frames)
+    return np.concatenate(out)
+
+
+@dataclass
+class StillSet:
+    """Pretraining stills with their ground truth (``labels``: presence (N, C) float,
+    ``sizes``: radius per class (N, C) px, 0 where absent; ``bg``: (N,) int)."""
+
+    images: np.ndarray
+    presence: np.ndarray
+    sizes: np.ndarray
+    bg: np.ndarray
+
+
+def make_stills(n: int, seed: int, roundtrip: bool = True) -> StillSet:
+    """Render ``n`` random scenes (seeded) and their labels."""
+    scenes = sample_scenes(n, seed)
+    imgs = np.stack([world.render_still(s) for s in scenes])
+    if roundtrip:
+        imgs = codec_roundtrip(imgs)
+    C = len(world.CLASSES)
+    pres, sizes = np.zeros((n, C), np.float32), np.zeros((n, C), np.float32)
+    for i, s in enumerate(scenes):
+        for o in s.objects:
+            pres[i, o.cls] = 1
+            sizes[i, o.cls] = o.radius()
+    return StillSet(imgs, pres, sizes, np.array([s.background for s in scenes]))

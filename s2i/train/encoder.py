@@ -1,0 +1,80 @@
+"""SimCLR pretraining of the toy image encoder (NT-Xent on two augmented views; no labels)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from s2i.models.common import resolve_device, to_tensor
+from s2i.models.image_encoder import ImageEncoder
+from s2i.toyworld.stills import StillSet
+
+
+# ----------------------------------------------------------------------------- image encoder (SimCLR)
+def augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 3, noise: float = 0.03) -> torch.Tensor:
+    """SimCLR views that keep colour and object size: a random translation (replicate
+    padding), a horizontal flip and a little pixel noise. No colour jitter, no scale crops."""
+    B, _, H, W = x.shape
+    p = max_shift
+    xp = F.pad(x, (p, p, p, p), mode="replicate")
+    dx = torch.randint(0, 2 * p + 1, (B,), generator=g)
+    dy = torch.randint(0, 2 * p + 1, (B,), generator=g)
+    out = torch.stack([xp[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+    flip = torch.rand(B, generator=g) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out + noise * torch.randn(out.shape, generator=g)
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent loss over 2B views."""
+    z = F.normalize(torch.cat([z1, z2]), dim=-1)  # (2B, D)
+    sim = z @ z.t() / temperature
+    sim.fill_diagonal_(float("-inf"))
+    B = z1.shape[0]
+    target = torch.cat([torch.arange(B, 2 * B), torch.arange(0, B)])
+    return F.cross_entropy(sim, target)
+
+
+@dataclass
+class EncoderCfg:
+    model: str = "s2i-toy-vit"
+    steps: int = 600
+    batch: int = 256
+    lr: float = 1e-3
+    temperature: float = 0.2
+    max_shift: int = 3
+    bf16: bool = True
+
+
+def train_encoder(data: StillSet, cfg: EncoderCfg, seed: int, log: Callable[[dict], None] | None = None,
+                  device: str | torch.device | None = None) -> ImageEncoder:
+    """SimCLR pretraining of the open_clip vision tower on stills (no labels, no text).
+    Trains on ``resolve_device(device)``; returns the encoder on the CPU."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    dev = resolve_device(device)
+    enc = ImageEncoder(cfg.model)
+    head = nn.Sequential(nn.Linear(enc.embed_dim, 256), nn.ReLU(), nn.Linear(256, 128))
+    enc.to(dev), head.to(dev)
+    params = list(enc.clip.visual.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    x_all = to_tensor(data.images)
+    enc.train()
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
+        x = x_all[idx]
+        v = torch.cat([augment(x, g, cfg.max_shift), augment(x, g, cfg.max_shift)]).to(dev)  # (2B, 3, H, W)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            z = head(enc(v)).float()
+        loss = nt_xent(*z.chunk(2), cfg.temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log and (step % 20 == 0 or step == cfg.steps - 1):
+            log(dict(part="encoder", step=step, loss=float(loss)))
+    return enc.cpu().eval()
