@@ -36,8 +36,8 @@ browser-deps: env ## headless Chromium (Debian apt, needs root) + playwright for
 test-unit: env ## unit tests only
 	$(BIN)/python -m pytest tests -q
 
-profile: ## switch the active profile: make profile PROFILE=smoke (copies profiles/$(PROFILE).yaml to params.yaml)
-	cp profiles/$(PROFILE).yaml params.yaml
+profile: env ## switch the active profile: make profile PROFILE=smoke writes params.yaml = profiles/toy.yaml + the diff in profiles/smoke.yaml (PROFILE=toy: the default back)
+	$(BIN)/python -c "from s2i.paths import write_profile; write_profile('$(PROFILE)')"
 	@echo "params.yaml is now the $(PROFILE) profile; run: make repro"
 
 lab: env ## open JupyterLab on the notebooks (127.0.0.1 only)

@@ -58,7 +58,9 @@ def test_has_a_checked_summary_cell(path):
 def test_parameter_defaults_are_the_smoke_profile():
     """Every ``-p name ${key}`` of dvc.yaml: the notebook's default equals the smoke profile's
     value (paths excepted: notebooks opened directly write into build/nbval)."""
-    smoke = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    from s2i.paths import load_profile
+
+    smoke = load_profile("smoke")
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     checked = 0
     for name, stage in dvc["stages"].items():
@@ -80,7 +82,8 @@ def test_profiles_share_their_keys():
     def keys(d, p=""):
         return {p + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, p + k + ".")}
 
-    toy, smoke = (yaml.safe_load((ROOT / "profiles" / f"{n}.yaml").read_text()) for n in ("toy", "smoke"))
-    full = yaml.safe_load((ROOT / "profiles" / "full.yaml").read_text())
+    from s2i.paths import load_profile
+
+    toy, smoke, full = (load_profile(n) for n in ("toy", "smoke", "full"))
     assert keys(toy) == keys(smoke)
     assert keys(toy) <= keys(full)
