@@ -2,8 +2,6 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# stage commands (papermill, the python3 kernel) come from the venv
-export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= toy
 
 .DEFAULT_GOAL := help
@@ -21,7 +19,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-repro: env ## set up, then run the whole pipeline (dvc repro) on params.yaml's profile (toy by default)
+repro: env ## set up, then run the whole pipeline (.venv/bin/dvc repro) on params.yaml's profile (toy by default)
 	$(BIN)/dvc repro
 
 test: env ## run the whole test suite: unit tests + nbval over every notebook at smoke size
@@ -36,9 +34,9 @@ browser-deps: env ## headless Chromium (Debian apt, needs root) + playwright for
 test-unit: env ## unit tests only
 	$(BIN)/python -m pytest tests -q
 
-profile: ## switch the active profile: make profile PROFILE=smoke (copies profiles/$(PROFILE).yaml to params.yaml)
-	cp profiles/$(PROFILE).yaml params.yaml
-	@echo "params.yaml is now the $(PROFILE) profile; run: make repro"
+profile: env ## switch the active profile: make profile PROFILE=smoke writes params.yaml = profiles/toy.yaml + the diff in profiles/smoke.yaml (PROFILE=toy: the default back)
+	$(BIN)/python -m s2i.stage --profile $(PROFILE)
+	@echo "run: make repro"
 
 lab: env ## open JupyterLab on the notebooks (127.0.0.1 only)
 	$(BIN)/jupyter lab --ip 127.0.0.1 notebooks/

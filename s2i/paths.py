@@ -44,10 +44,44 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
         return yaml.safe_load(f)
 
 
-def load_profile(name: str) -> dict[str, Any]:
-    """Load one of the shipped profiles: ``toy``, ``smoke`` or ``full``."""
+#: The default profile: ``profiles/toy.yaml`` holds every key; other profiles hold only what differs.
+DEFAULT_PROFILE = "toy"
+
+
+def merge_params(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: a copy of ``base`` where every key of ``diff`` replaces ``base``'s value, except
+    that two mappings are merged key by key (so a diff names only the leaves that change)."""
+    out = dict(base)
+    for k, v in (diff or {}).items():
+        out[k] = merge_params(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def compose_profile(name: str) -> dict[str, Any]:
+    """The full params of a profile: ``profiles/toy.yaml`` (the default, every key) deep-merged
+    with ``profiles/<name>.yaml`` (only the keys that differ from toy; see :func:`merge_params`)."""
     p = resolve(Path("profiles") / f"{name}.yaml")
     if not p.exists():
         choices = sorted(q.stem for q in resolve("profiles").glob("*.yaml"))
         raise FileNotFoundError(f"unknown profile {name!r}: {p} does not exist (choices: {choices})")
-    return load_params(p)
+    default = load_params(Path("profiles") / f"{DEFAULT_PROFILE}.yaml")
+    return default if name == DEFAULT_PROFILE else merge_params(default, load_params(p))
+
+
+def write_profile(name: str, path: str | os.PathLike = "params.yaml") -> Path:
+    """Make ``name`` the active profile: write :func:`compose_profile` to ``params.yaml`` (what
+    ``make profile PROFILE=name`` runs). The default is copied verbatim, comments included."""
+    out, params = resolve(path), compose_profile(name)
+    if name == DEFAULT_PROFILE:
+        text = resolve(Path("profiles") / f"{DEFAULT_PROFILE}.yaml").read_text()
+    else:
+        text = (f"# Profile {name!r}, written by `make profile PROFILE={name}`: profiles/{DEFAULT_PROFILE}.yaml\n"
+                f"# deep-merged with profiles/{name}.yaml. To change a value for good, edit those, then rerun it.\n"
+                + yaml.safe_dump(params, sort_keys=False, default_flow_style=False))
+    out.write_text(text)
+    return out
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """Load one of the shipped profiles, ``toy``, ``smoke`` or ``full``, in full (:func:`compose_profile`)."""
+    return compose_profile(name)

@@ -56,31 +56,40 @@ def test_has_a_checked_summary_cell(path):
 
 
 def test_parameter_defaults_are_the_smoke_profile():
-    """Every ``-p name ${key}`` of dvc.yaml: the notebook's default equals the smoke profile's
-    value (paths excepted: notebooks opened directly write into build/nbval)."""
-    smoke = yaml.safe_load((ROOT / "profiles" / "smoke.yaml").read_text())
+    """Each stage's notebook has exactly the parameters the stage passes (s2i.stage.STAGES, the
+    notebook dvc.yaml's cmd runs), and each default equals the smoke profile's value (paths
+    excepted: notebooks opened directly write into build/nbval)."""
+    from s2i.paths import load_profile
+    from s2i.stage import STAGES, lookup
+
+    smoke = load_profile("smoke")
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     checked = 0
     for name, stage in dvc["stages"].items():
-        m = re.search(r"papermill (\S+\.ipynb)", stage["cmd"])
-        nbp = _params_cell(json.loads((ROOT / m.group(1)).read_text()))
-        for pname, key in re.findall(r"-p (\w+) \$\{([\w.]+)\}", stage["cmd"]):
-            assert pname in nbp, f"stage {name}: -p {pname} is not a parameter of {m.group(1)}"
+        m = re.fullmatch(r"sh scripts/stage\.sh (\w+)", stage["cmd"])
+        assert m and m.group(1) == name, f"stage {name}: cmd {stage['cmd']!r} is not the runner"
+        notebook, table = STAGES[name]
+        path = f"notebooks/{notebook}.ipynb"
+        assert path in stage["deps"], f"stage {name} runs {path} but does not depend on it"
+        nbp = _params_cell(json.loads((ROOT / path).read_text()))
+        assert set(table) == set(nbp), f"stage {name}: passes {sorted(set(table) - set(nbp))} that " \
+            f"{path} lacks; {path} has {sorted(set(nbp) - set(table))} that the stage does not pass"
+        for pname, key in table.items():
             if pname in ("run_dir", "model_dir"):
                 continue
-            v = smoke
-            for k in key.split("."):
-                v = v[k]
-            assert nbp[pname] == v, f"{m.group(1)}: default {pname}={nbp[pname]!r} but smoke {key}={v!r}"
+            v = lookup(smoke, key)
+            assert nbp[pname] == v, f"{path}: default {pname}={nbp[pname]!r} but smoke {key}={v!r}"
+            assert type(nbp[pname]) is type(v), f"{path}: {pname} is {type(nbp[pname])}, smoke {key} {type(v)}"
             checked += 1
     assert checked > 30
 
 
 def test_profiles_share_their_keys():
+    from s2i.paths import load_profile
+
     def keys(d, p=""):
         return {p + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, p + k + ".")}
 
-    toy, smoke = (yaml.safe_load((ROOT / "profiles" / f"{n}.yaml").read_text()) for n in ("toy", "smoke"))
-    full = yaml.safe_load((ROOT / "profiles" / "full.yaml").read_text())
+    toy, smoke, full = (load_profile(n) for n in ("toy", "smoke", "full"))
     assert keys(toy) == keys(smoke)
     assert keys(toy) <= keys(full)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from s2i import utils
-from s2i.paths import load_params, load_profile, repo_root, resolve
+from s2i.paths import load_params, load_profile, merge_params, repo_root, resolve, write_profile
 from s2i.utils import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,10 +97,50 @@ def test_profiles_share_the_same_keys(name):
 def test_profiles_differ_in_size_not_in_shape():
     toy, smoke = load_profile("toy"), load_profile("smoke")
     assert smoke["world"]["n_clips"] < toy["world"]["n_clips"]
-    assert load_params(ROOT / "profiles" / "smoke.yaml") == smoke  # absolute path works too
+    assert load_params(ROOT / "profiles" / "smoke.yaml")["world"]["n_clips"] == smoke["world"]["n_clips"]  # absolute path
     for section in toy:  # same types key by key (a number stays a number ...)
         for k, v in toy[section].items():
             assert type(smoke[section][k]) is type(v) or {type(v), type(smoke[section][k])} <= {int, float}, (section, k)
+
+
+def test_merge_params_is_a_nested_override():
+    base = {"a": {"x": 1, "y": {"p": 1, "q": 2}}, "b": [1, 2], "c": "keep"}
+    diff = {"a": {"y": {"q": 3}}, "b": [9], "d": {"new": True}}
+    assert merge_params(base, diff) == {"a": {"x": 1, "y": {"p": 1, "q": 3}}, "b": [9], "c": "keep", "d": {"new": True}}
+    assert base["a"]["y"]["q"] == 2  # the base is not modified
+    assert merge_params(base, None) == base and merge_params(base, {"a": 5})["a"] == 5
+
+
+def test_profiles_are_toy_plus_their_diff():
+    """profiles/toy.yaml holds every key; smoke and full hold only what differs, and load_profile
+    composes them (s2i.paths.compose_profile)."""
+    toy = load_params(ROOT / "profiles" / "toy.yaml")
+    assert load_profile("toy") == toy and toy["base"]["profile"] == "toy"
+    for name in ("smoke", "full"):
+        diff = load_params(ROOT / "profiles" / f"{name}.yaml")
+        assert load_profile(name) == merge_params(toy, diff)
+
+        def leaves_differ(d, t):  # a diff names no key whose value equals toy's
+            for k, v in d.items():
+                if isinstance(v, dict) and isinstance(t.get(k), dict):
+                    leaves_differ(v, t[k])
+                else:
+                    assert t.get(k, object()) != v, (name, k, v)
+        leaves_differ(diff, toy)
+    smoke, full = load_profile("smoke"), load_profile("full")
+    assert (toy["world"]["n_clips"], smoke["world"]["n_clips"], full["world"]["n_clips"]) == (480, 60, 480)
+    assert (toy["thumbnails"]["n_programmes"], smoke["thumbnails"]["n_programmes"],
+            full["thumbnails"]["n_programmes"]) == (48, 2, 12)
+    assert (smoke["pretrain"]["model_dir"], full["pretrain"]["model_dir"]) == ("models/smoke", "models/toy")
+    assert smoke["alignment"]["normalize"] is True and smoke["pretrain"]["gen_channels"] == "16,32,32"
+    assert full["full"]["image_encoder"]["model"] == "ViT-H-14" and "full" not in toy
+
+
+def test_write_profile_composes_params_yaml(tmp_path):
+    for name in ("smoke", "full", "toy"):
+        out = write_profile(name, tmp_path / "params.yaml")
+        assert load_params(out) == load_profile(name)
+    assert out.read_text() == (ROOT / "profiles" / "toy.yaml").read_text()  # the default verbatim
 
 
 def test_params_yaml_is_one_of_the_profiles():
