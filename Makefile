@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= toy
 
 .DEFAULT_GOAL := help
-.PHONY: help env repro test test-unit profile lab clean-smoke browser-deps
+.PHONY: help env repro test lint test-unit profile lab clean-smoke browser-deps
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,11 +22,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 repro: env ## set up, then run the whole pipeline (.venv/bin/dvc repro) on params.yaml's profile (toy by default)
 	$(BIN)/dvc repro
 
-test: env ## run the whole test suite: unit tests + nbval over every notebook at smoke size
+test: lint ## run the whole test suite: lint, unit tests, nbval over every notebook at smoke size
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/python scripts/nbval_prepare.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
+
+lint: env ## ruff: lint and format check (configured in pyproject.toml)
+	$(BIN)/ruff check s2i tests scripts notebooks/src
+	$(BIN)/ruff format --check s2i tests scripts notebooks/src
 
 browser-deps: env ## headless Chromium (Debian apt, needs root) + playwright for tests/test_browser.py (idempotent)
 	PYTHON=$(BIN)/python scripts/install_browser.sh

@@ -7,6 +7,7 @@ pretrains the toy backbones on :mod:`s2i.toyworld`; :mod:`s2i.eval` measures wit
 :mod:`s2i.app` is the command line and the explorer. :mod:`s2i.media` does all audio/video I/O,
 :mod:`s2i.paths` repo-relative paths and params, :mod:`s2i.stage` runs a pipeline stage.
 """
+
 from s2i.paths import load_params, load_profile, repo_root, resolve
 from s2i.utils import read_json, seed_everything, write_json
 

@@ -32,6 +32,7 @@ Conventions
   padded with leading zeros; gaps inside a stream are not filled (samples are concatenated).
 - Display rotation (phone videos) is applied, as the ``ffmpeg`` command line does.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,8 +48,16 @@ import numpy as np
 from s2i.utils import atomic_path
 
 __all__ = [
-    "MediaError", "Video", "write_video", "read_video", "read_audio", "iter_audio_windows",
-    "audio_window_starts", "probe", "read_videos_skipping", "square_resize",
+    "MediaError",
+    "Video",
+    "write_video",
+    "read_video",
+    "read_audio",
+    "iter_audio_windows",
+    "audio_window_starts",
+    "probe",
+    "read_videos_skipping",
+    "square_resize",
 ]
 
 
@@ -72,8 +81,17 @@ class Video:
 
 # Exceptions PyAV/FFmpeg raise for unreadable input (av.FFmpegError subclasses also derive
 # from OSError/ValueError/EOFError...). MediaError is a RuntimeError: always re-raise it first.
-_AV_ERRORS = (av.FFmpegError, OSError, ValueError, EOFError, RuntimeError, IndexError,
-              UnicodeError, OverflowError, ZeroDivisionError)
+_AV_ERRORS = (
+    av.FFmpegError,
+    OSError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    IndexError,
+    UnicodeError,
+    OverflowError,
+    ZeroDivisionError,
+)
 
 # Containers whose header/index states stream durations exactly; a decode that stops well
 # short of the stated length there means the file was cut off. (Durations of mp3, ADTS, raw
@@ -85,6 +103,7 @@ _TRUNCATION_SLACK = (0.9, 0.25)  # decoded < 0.9 * stated - 0.25 s  -> truncated
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
+
 
 def _reason(e: BaseException) -> str:
     """A short reason text for an FFmpeg/PyAV error (without repeating the file name)."""
@@ -144,8 +163,9 @@ def _check_truncated(path: Path, container, decoded: dict) -> None:
     frac, slack = _TRUNCATION_SLACK
 
     def fail(got: float, stated: float, what: str):
-        raise MediaError(f"{path}: truncated or corrupt file: decoded {got:.3f} s of {what} "
-                         f"but the file states {stated:.3f} s")
+        raise MediaError(
+            f"{path}: truncated or corrupt file: decoded {got:.3f} s of {what} but the file states {stated:.3f} s"
+        )
 
     unknown = False
     for st, got in decoded.items():
@@ -155,8 +175,7 @@ def _check_truncated(path: Path, container, decoded: dict) -> None:
         elif got < frac * stated - slack:
             fail(got, stated, st.type)
     av_streams = [st for st in container.streams if st.type in ("audio", "video")]
-    if (unknown and container.duration is not None and decoded
-            and all(st in decoded for st in av_streams)):
+    if unknown and container.duration is not None and decoded and all(st in decoded for st in av_streams):
         stated = container.duration / 1e6  # AV_TIME_BASE (microseconds)
         got = max(decoded.values())
         if stated > 0 and got < frac * stated - slack:
@@ -178,15 +197,13 @@ def _check_riff_size(path: Path) -> None:
     if stated in (8, 0xFFFFFFFF + 8) or stated <= 44:
         return
     if size < 0.99 * stated:
-        raise MediaError(f"{path}: truncated file: the WAV header announces {stated} bytes "
-                         f"but the file has {size}")
+        raise MediaError(f"{path}: truncated file: the WAV header announces {stated} bytes but the file has {size}")
 
 
 def _is_cover(stream) -> bool:
     """A cover picture / thumbnail (attached_pic) is stored as a one-frame "video" stream."""
     try:
-        return bool(stream.disposition & (av.stream.Disposition.attached_pic
-                                          | av.stream.Disposition.timed_thumbnails))
+        return bool(stream.disposition & (av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails))
     except (AttributeError, TypeError):
         return False
 
@@ -214,6 +231,7 @@ def _nice_rate(fps) -> Fraction:
 # --------------------------------------------------------------------------------------------
 # audio: resample + downmix, robust to mid-stream format changes
 # --------------------------------------------------------------------------------------------
+
 
 class NonFiniteAudio(ValueError):
     """Decoded samples that are NaN or infinite (raised without the path; callers add it)."""
@@ -291,13 +309,14 @@ def _trim_mov_padding(container, stream, audio: np.ndarray, sr: int) -> np.ndarr
     """Cut AAC tail padding from MP4/MOV audio (see :func:`_mov_audio_length`)."""
     lim = _mov_audio_length(container, stream, sr)
     if lim is not None and 0 < len(audio) - lim[0] <= lim[1]:
-        return audio[:lim[0]]
+        return audio[: lim[0]]
     return audio
 
 
 # --------------------------------------------------------------------------------------------
 # video frames
 # --------------------------------------------------------------------------------------------
+
 
 def _frame_rgb(fr, size: int | None) -> np.ndarray:
     """RGB uint8 array of a decoded frame, display rotation applied, optionally centre-cropped
@@ -324,7 +343,7 @@ def _frame_rgb(fr, size: int | None) -> np.ndarray:
     if size is not None:
         hh, ww = img.shape[:2]
         y0, x0 = (hh - size) // 2, (ww - size) // 2
-        img = img[y0:y0 + size, x0:x0 + size]
+        img = img[y0 : y0 + size, x0 : x0 + size]
     if rot:
         img = np.rot90(img, k=rot)
     return np.ascontiguousarray(img)
@@ -364,7 +383,7 @@ class _Frames:
         elif self.n < len(self.arr) and img.shape == self.arr.shape[1:]:
             self.arr[self.n] = img
         else:  # spill to the list
-            self.items = list(self.arr[:self.n]) + [img]
+            self.items = list(self.arr[: self.n]) + [img]
             self.arr = None
         self.n += 1
 
@@ -374,15 +393,17 @@ class _Frames:
     def array(self) -> np.ndarray:
         if self.arr is not None:
             if self.n < len(self.arr) // 2:  # the stated count was far off: don't keep the slack
-                return self.arr[:self.n].copy()
-            return self.arr[:self.n]
+                return self.arr[: self.n].copy()
+            return self.arr[: self.n]
         shapes = {f.shape for f in self.items}
         if len(shapes) > 1:  # resolution changed mid-stream: bring all to the first frame's size
             from PIL import Image
+
             h, w = self.items[0].shape[:2]
-            self.items = [f if f.shape[:2] == (h, w) else
-                          np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR))
-                          for f in self.items]
+            self.items = [
+                f if f.shape[:2] == (h, w) else np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR))
+                for f in self.items
+            ]
         return np.stack(self.items)
 
 
@@ -394,7 +415,7 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     s = min(h, w)
     y0, x0 = (h - s) // 2, (w - s) // 2
-    img = img[y0:y0 + s, x0:x0 + s]
+    img = img[y0 : y0 + s, x0 : x0 + s]
     if s == size:
         return np.array(img)
     return np.array(Image.fromarray(img).resize((size, size), Image.BOX if s > size else Image.BICUBIC))
@@ -404,6 +425,7 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
 # writing
 # --------------------------------------------------------------------------------------------
 
+
 def encode_audio(container, stream, chunks: Iterable[np.ndarray], sr: int, hop: int = 1024) -> None:
     """Encode float (C, S) chunks (clipped to [-1, 1]) into the audio ``stream`` of an open
     PyAV output ``container`` in frames of ``hop`` samples, mux them, and flush the encoder."""
@@ -411,8 +433,9 @@ def encode_audio(container, stream, chunks: Iterable[np.ndarray], sr: int, hop: 
     for x in chunks:
         x = np.clip(np.asarray(x, np.float32), -1.0, 1.0)
         for s in range(0, x.shape[1], hop):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[:, s:s + hop]), format="fltp",
-                                            layout=stream.layout.name)
+            fr = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(x[:, s : s + hop]), format="fltp", layout=stream.layout.name
+            )
             fr.sample_rate, fr.pts, fr.time_base = sr, pts, Fraction(1, sr)
             pts += fr.samples
             for pkt in stream.encode(fr):
@@ -421,9 +444,15 @@ def encode_audio(container, stream, chunks: Iterable[np.ndarray], sr: int, hop: 
         container.mux(pkt)
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
-                audio: np.ndarray | None = None, sr: int = 16000, crf: int = 12,
-                audio_bitrate: int = 64000) -> Path:
+def write_video(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: float,
+    audio: np.ndarray | None = None,
+    sr: int = 16000,
+    crf: int = 12,
+    audio_bitrate: int = 64000,
+) -> Path:
     """Write an MP4 with H.264 video (yuv420p, plays anywhere) and, if given, AAC audio.
 
     ``frames``: (T, H, W, 3) uint8 with even H and W. ``fps``: a number or a Fraction
@@ -451,9 +480,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
         # threads=1 and mbtree=0: x264's macroblock-tree rate control gives run-to-run
         # different bitstreams for identical input even single-threaded (seen with small
         # frames); without it the encoder is deterministic
-        vs = c.add_stream("libx264", rate=rate,
-                          options={"crf": str(crf), "threads": "1", "preset": "medium",
-                                   "x264-params": "mbtree=0"})
+        vs = c.add_stream(
+            "libx264",
+            rate=rate,
+            options={"crf": str(crf), "threads": "1", "preset": "medium", "x264-params": "mbtree=0"},
+        )
         vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
         vs.codec_context.time_base = 1 / rate
         as_ = None
@@ -481,6 +512,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float,
 # probing
 # --------------------------------------------------------------------------------------------
 
+
 def _codec_name(st) -> str | None:
     """The codec's canonical name ("mp3", "h264"), not the decoder's ("mp3float")."""
     try:
@@ -493,25 +525,40 @@ def _codec_name(st) -> str | None:
 def _stream_info(container, st) -> dict:
     cc = st.codec_context
     info = {
-        "index": st.index, "type": st.type,
+        "index": st.index,
+        "type": st.type,
         "codec": _codec_name(st),
         "duration": _stream_duration(st) or (container.duration / 1e6 if container.duration else None),
         "start_time": _seconds(st.start_time, st.time_base),
         "frames": int(st.frames) if st.frames else None,
         "bit_rate": (cc.bit_rate if cc is not None else None) or None,
         "cover": st.type == "video" and _is_cover(st),
-        "fps": None, "fps_fraction": None, "width": None, "height": None, "pix_fmt": None,
-        "sample_rate": None, "channels": None, "layout": None, "sample_fmt": None,
+        "fps": None,
+        "fps_fraction": None,
+        "width": None,
+        "height": None,
+        "pix_fmt": None,
+        "sample_rate": None,
+        "channels": None,
+        "layout": None,
+        "sample_fmt": None,
     }
     if st.type == "video":
         rate = st.average_rate or st.guessed_rate or st.base_rate
-        info.update(fps=float(rate) if rate else None, fps_fraction=str(rate) if rate else None,
-                    width=cc.width, height=cc.height,
-                    pix_fmt=cc.pix_fmt)
+        info.update(
+            fps=float(rate) if rate else None,
+            fps_fraction=str(rate) if rate else None,
+            width=cc.width,
+            height=cc.height,
+            pix_fmt=cc.pix_fmt,
+        )
     elif st.type == "audio":
-        info.update(sample_rate=cc.sample_rate, channels=cc.channels,
-                    layout=cc.layout.name if cc.layout else None,
-                    sample_fmt=cc.format.name if cc.format else None)
+        info.update(
+            sample_rate=cc.sample_rate,
+            channels=cc.channels,
+            layout=cc.layout.name if cc.layout else None,
+            sample_fmt=cc.format.name if cc.format else None,
+        )
     return info
 
 
@@ -531,9 +578,11 @@ def probe(path: str | os.PathLike) -> dict:
     try:
         streams = [_stream_info(c, st) for st in c.streams]
         out = {
-            "path": str(path), "format": c.format.name,
+            "path": str(path),
+            "format": c.format.name,
             "duration": c.duration / 1e6 if c.duration is not None else None,
-            "bit_rate": c.bit_rate or None, "streams": streams,
+            "bit_rate": c.bit_rate or None,
+            "streams": streams,
             "video": next((s for s in streams if s["type"] == "video" and not s["cover"]), None),
             "audio": next((s for s in streams if s["type"] == "audio"), None),
         }
@@ -547,6 +596,7 @@ def probe(path: str | os.PathLike) -> dict:
 # --------------------------------------------------------------------------------------------
 # reading whole files
 # --------------------------------------------------------------------------------------------
+
 
 def read_audio(path: str | os.PathLike, sr: int = 16000) -> np.ndarray:
     """Decode the first audio stream of any file PyAV reads (wav 8/16/24/32-bit and float,
@@ -580,8 +630,7 @@ def read_audio(path: str | os.PathLike, sr: int = 16000) -> np.ndarray:
         c.close()
 
 
-def read_video(path: str | os.PathLike, sr: int = 16000, size: int | None = None,
-               need_audio: bool = True) -> Video:
+def read_video(path: str | os.PathLike, sr: int = 16000, size: int | None = None, need_audio: bool = True) -> Video:
     """Decode a video file's first video stream and first audio stream in one demux pass.
 
     Frames: RGB uint8 (display rotation applied); with ``size``, centre-cropped to a square
@@ -679,7 +728,7 @@ def read_videos_skipping(paths: Iterable[str | os.PathLike], **kw) -> tuple[list
             videos.append(read_video(p, **kw))
         except MediaError as e:
             msg, prefix = str(e), f"{Path(p)}: "
-            skipped.append({"path": str(p), "reason": msg[len(prefix):] if msg.startswith(prefix) else msg})
+            skipped.append({"path": str(p), "reason": msg[len(prefix) :] if msg.startswith(prefix) else msg})
     return videos, skipped
 
 
@@ -687,8 +736,8 @@ def read_videos_skipping(paths: Iterable[str | os.PathLike], **kw) -> tuple[list
 # streaming fixed-length windows
 # --------------------------------------------------------------------------------------------
 
-def _window_params(sr: int, window_s: float, hop_s: float | None,
-                   overlap_s: float | None) -> tuple[int, int]:
+
+def _window_params(sr: int, window_s: float, hop_s: float | None, overlap_s: float | None) -> tuple[int, int]:
     if hop_s is not None and overlap_s is not None:
         raise ValueError("give hop_s or overlap_s, not both")
     if overlap_s is not None:
@@ -701,8 +750,15 @@ def _window_params(sr: int, window_s: float, hop_s: float | None,
     return win, hop
 
 
-def audio_window_starts(n_samples: int, sr: int, window_s: float, hop_s: float | None = None,
-                        *, overlap_s: float | None = None, min_fill: float = 0.5) -> np.ndarray:
+def audio_window_starts(
+    n_samples: int,
+    sr: int,
+    window_s: float,
+    hop_s: float | None = None,
+    *,
+    overlap_s: float | None = None,
+    min_fill: float = 0.5,
+) -> np.ndarray:
     """Start sample indices of the windows :func:`iter_audio_windows` yields for a signal of
     ``n_samples`` samples (same arguments, same policy)."""
     win, hop = _window_params(sr, window_s, hop_s, overlap_s)
@@ -716,10 +772,16 @@ def audio_window_starts(n_samples: int, sr: int, window_s: float, hop_s: float |
     return np.asarray(starts, np.int64)
 
 
-def iter_audio_windows(path: str | os.PathLike, sr: int = 16000, window_s: float = 1.0,
-                       hop_s: float | None = None, batch: int = 64, *,
-                       overlap_s: float | None = None,
-                       min_fill: float = 0.5) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_audio_windows(
+    path: str | os.PathLike,
+    sr: int = 16000,
+    window_s: float = 1.0,
+    hop_s: float | None = None,
+    batch: int = 64,
+    *,
+    overlap_s: float | None = None,
+    min_fill: float = 0.5,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream the first audio stream of ``path`` (any format :func:`read_audio` reads, any
     length) as batches of fixed-length mono windows at ``sr``, decoding chunk by chunk so
     memory stays bounded by about ``batch`` windows plus one decoded packet.
@@ -758,8 +820,9 @@ def iter_audio_windows(path: str | os.PathLike, sr: int = 16000, window_s: float
     return _window_gen(path, c, sr, win, hop, batch, min_fill)
 
 
-def _window_gen(path: Path, c, sr: int, win: int, hop: int, batch: int,
-                min_fill: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _window_gen(
+    path: Path, c, sr: int, win: int, hop: int, batch: int, min_fill: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     out_w = np.zeros((batch, win), np.float32)
     out_s = np.zeros(batch, np.float64)
     n_out = 0
@@ -774,7 +837,7 @@ def _window_gen(path: Path, c, sr: int, win: int, hop: int, batch: int,
         got = []
         while next_start + win <= end:
             a = next_start - buf_start
-            got.append((buf[a:a + win], next_start))
+            got.append((buf[a : a + win], next_start))
             next_start += hop
         drop = min(max(next_start - buf_start, 0), len(buf))
         return got, buf[drop:], buf_start + drop, next_start
@@ -825,7 +888,7 @@ def _window_gen(path: Path, c, sr: int, win: int, hop: int, batch: int,
             if emitted == 0 or fill >= min_fill * win:
                 a = next_start - buf_start
                 out_w[n_out] = 0.0
-                out_w[n_out, :fill] = buf[a:a + fill]
+                out_w[n_out, :fill] = buf[a : a + fill]
                 out_s[n_out] = next_start / sr
                 n_out += 1
         if n_out:

@@ -5,6 +5,7 @@ JupyterLab / nbval (``notebooks/``). Every path in s2i goes through
 :func:`resolve`, which interprets relative paths against the repository root,
 so notebooks never ``os.chdir``.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,8 @@ def repo_root() -> Path:
                 return p
     raise FileNotFoundError(
         "cannot find the s2i repository root (a folder with dvc.yaml and pyproject.toml) "
-        f"above {Path.cwd()}; set S2I_ROOT")
+        f"above {Path.cwd()}; set S2I_ROOT"
+    )
 
 
 def resolve(path: str | os.PathLike) -> Path:
@@ -75,9 +77,11 @@ def write_profile(name: str, path: str | os.PathLike = "params.yaml") -> Path:
     if name == DEFAULT_PROFILE:
         text = resolve(Path("profiles") / f"{DEFAULT_PROFILE}.yaml").read_text()
     else:
-        text = (f"# Profile {name!r}, written by `make profile PROFILE={name}`: profiles/{DEFAULT_PROFILE}.yaml\n"
-                f"# deep-merged with profiles/{name}.yaml. To change a value for good, edit those, then rerun it.\n"
-                + yaml.safe_dump(params, sort_keys=False, default_flow_style=False))
+        text = (
+            f"# Profile {name!r}, written by `make profile PROFILE={name}`: profiles/{DEFAULT_PROFILE}.yaml\n"
+            f"# deep-merged with profiles/{name}.yaml. To change a value for good, edit those, then rerun it.\n"
+            + yaml.safe_dump(params, sort_keys=False, default_flow_style=False)
+        )
     out.write_text(text)
     return out
 

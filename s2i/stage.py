@@ -14,6 +14,7 @@ are passed as Python values (a YAML ``true`` arrives as ``True``, a quoted list 
 The executed notebook goes to ``<base.run_dir>/notebooks/<notebook>.ipynb``. ``dvc.yaml`` must
 still list, for each stage, the ``params:`` it reads (tests/test_dvc.py checks it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,33 +29,140 @@ _MODELS = {"profile": "base.profile", "model_dir": "pretrain.model_dir", "window
 #: stage -> (notebook in notebooks/, {notebook parameter: dotted params.yaml key})
 STAGES: dict[str, tuple[str, dict[str, str]]] = {
     "world": ("00_world", {**_BASE, "n_clips": "world.n_clips", "p_match": "world.p_match"}),
-    "pretrain": ("00_pretrain", {**_BASE, "model_dir": "pretrain.model_dir", **{k: f"pretrain.{k}" for k in (
-        "n_stills", "n_heldout", "n_recon", "enc_model", "enc_steps", "enc_batch", "enc_lr",
-        "enc_temperature", "judge_steps", "judge_batch", "judge_width", "gen_channels",
-        "gen_attn_levels", "gen_tokens", "gen_steps", "gen_batch", "gen_lr", "gen_cfg_dropout",
-        "gen_max_noise_level", "gen_ema_decay", "gen_sample_steps", "gen_guidance")}}),
-    "frame_selection": ("01_frame_selection", {
-        **_BASE, **_MODELS, "audio_width": "audio.width", "audio_depth": "audio.depth",
-        "k": "frame_selection.k", "score_quantile": "frame_selection.score_quantile",
-        "epochs": "frame_selection.epochs", "batch": "frame_selection.batch",
-        "lr": "frame_selection.lr", "temperature": "frame_selection.temperature"}),
+    "pretrain": (
+        "00_pretrain",
+        {
+            **_BASE,
+            "model_dir": "pretrain.model_dir",
+            **{
+                k: f"pretrain.{k}"
+                for k in (
+                    "n_stills",
+                    "n_heldout",
+                    "n_recon",
+                    "enc_model",
+                    "enc_steps",
+                    "enc_batch",
+                    "enc_lr",
+                    "enc_temperature",
+                    "judge_steps",
+                    "judge_batch",
+                    "judge_width",
+                    "gen_channels",
+                    "gen_attn_levels",
+                    "gen_tokens",
+                    "gen_steps",
+                    "gen_batch",
+                    "gen_lr",
+                    "gen_cfg_dropout",
+                    "gen_max_noise_level",
+                    "gen_ema_decay",
+                    "gen_sample_steps",
+                    "gen_guidance",
+                )
+            },
+        },
+    ),
+    "frame_selection": (
+        "01_frame_selection",
+        {
+            **_BASE,
+            **_MODELS,
+            "audio_width": "audio.width",
+            "audio_depth": "audio.depth",
+            "k": "frame_selection.k",
+            "score_quantile": "frame_selection.score_quantile",
+            "epochs": "frame_selection.epochs",
+            "batch": "frame_selection.batch",
+            "lr": "frame_selection.lr",
+            "temperature": "frame_selection.temperature",
+        },
+    ),
     "extraction": ("02_extraction", {**_BASE, **_MODELS, "k": "frame_selection.k"}),
-    "alignment": ("03_alignment", {
-        **_BASE, "audio_width": "audio.width", "audio_depth": "audio.depth",
-        **{k: f"alignment.{k}" for k in (
-            "loss", "temperature", "normalize", "epochs", "batch", "lr", "compare_losses", "compare_epochs")}}),
-    "generation": ("04_generation", {
-        **_BASE, **_MODELS, "n_per_class": "generation.n_per_class", "n_images": "generation.n_images"}),
-    "studies": ("05_studies", {**_BASE, **_MODELS, **{k: f"studies.{k}" for k in (
-        "n_volume_per_class", "gains_db", "n_mix_pairs", "n_mix_ratio_pairs", "n_mix_images",
-        "ratios_db", "mix_method")}}),
-    "editing": ("06_editing", {**_BASE, **_MODELS, **{k: f"editing.{k}" for k in (
-        "n_edits", "edit_gains_db", "n_videos", "strength", "w_image", "w_sound", "ambience_db", "region")}}),
-    "thumbnails": ("07_thumbnails", {
-        **_BASE, **_MODELS, "thumb_window_s": "thumbnails.window_s", "thumb_overlap_s": "thumbnails.overlap_s",
-        **{k: f"thumbnails.{k}" for k in (
-            "k_max", "min_silhouette", "min_spread", "n_programmes", "programme_minutes_min",
-            "programme_minutes_max")}}),
+    "alignment": (
+        "03_alignment",
+        {
+            **_BASE,
+            "audio_width": "audio.width",
+            "audio_depth": "audio.depth",
+            **{
+                k: f"alignment.{k}"
+                for k in (
+                    "loss",
+                    "temperature",
+                    "normalize",
+                    "epochs",
+                    "batch",
+                    "lr",
+                    "compare_losses",
+                    "compare_epochs",
+                )
+            },
+        },
+    ),
+    "generation": (
+        "04_generation",
+        {**_BASE, **_MODELS, "n_per_class": "generation.n_per_class", "n_images": "generation.n_images"},
+    ),
+    "studies": (
+        "05_studies",
+        {
+            **_BASE,
+            **_MODELS,
+            **{
+                k: f"studies.{k}"
+                for k in (
+                    "n_volume_per_class",
+                    "gains_db",
+                    "n_mix_pairs",
+                    "n_mix_ratio_pairs",
+                    "n_mix_images",
+                    "ratios_db",
+                    "mix_method",
+                )
+            },
+        },
+    ),
+    "editing": (
+        "06_editing",
+        {
+            **_BASE,
+            **_MODELS,
+            **{
+                k: f"editing.{k}"
+                for k in (
+                    "n_edits",
+                    "edit_gains_db",
+                    "n_videos",
+                    "strength",
+                    "w_image",
+                    "w_sound",
+                    "ambience_db",
+                    "region",
+                )
+            },
+        },
+    ),
+    "thumbnails": (
+        "07_thumbnails",
+        {
+            **_BASE,
+            **_MODELS,
+            "thumb_window_s": "thumbnails.window_s",
+            "thumb_overlap_s": "thumbnails.overlap_s",
+            **{
+                k: f"thumbnails.{k}"
+                for k in (
+                    "k_max",
+                    "min_silhouette",
+                    "min_spread",
+                    "n_programmes",
+                    "programme_minutes_min",
+                    "programme_minutes_max",
+                )
+            },
+        },
+    ),
 }
 
 
@@ -84,8 +192,13 @@ def run_stage(stage: str) -> None:
     out_dir = resolve(params["run_dir"]) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
-        str(resolve(f"notebooks/{notebook}.ipynb")), str(out_dir / f"{notebook}.ipynb"),
-        parameters=params, kernel_name="python3", log_output=False, cwd=str(repo_root()))
+        str(resolve(f"notebooks/{notebook}.ipynb")),
+        str(out_dir / f"{notebook}.ipynb"),
+        parameters=params,
+        kernel_name="python3",
+        log_output=False,
+        cwd=str(repo_root()),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

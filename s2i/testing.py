@@ -2,6 +2,7 @@
 real ones: an OpenCLIP checkpoint (state dict + registered config) and a diffusers
 ``save_pretrained`` folder of Stable unCLIP. The tests use them, and so can a user who wants to
 check an install end to end without downloading anything."""
+
 from __future__ import annotations
 
 import json

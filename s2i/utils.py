@@ -1,4 +1,5 @@
 """Small shared utilities: seeding, atomic writes, JSON."""
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ batch sizes) and the generator's sampling throughput (images/s), on this machine
 Prints one line per figure. Training figures are measured on fresh models (a few steps after
 one warm-up step); sampling uses the shipped models of the profile (``pretrain.model_dir``).
 """
+
 import argparse
 import time
 
@@ -46,24 +47,35 @@ def main():
     a = ap.parse_args()
     dev = resolve_device(a.device)
     p = load_profile(a.profile)["pretrain"]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, device {dev}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}, device {dev}"
+    )
     data = make_stills(512, 0)
     enc = EncoderCfg(model=p["enc_model"], steps=1, batch=p["enc_batch"])
-    print(f"encoder  s/step (batch {enc.batch}x2 views): {timed(lambda: train_encoder(data, enc, 0, device=dev), a.steps):.3f}")
+    t = timed(lambda: train_encoder(data, enc, 0, device=dev), a.steps)
+    print(f"encoder  s/step (batch {enc.batch}x2 views): {t:.3f}")
     jc = JudgeCfg(steps=1, batch=p["judge_batch"], width=p["judge_width"])
     print(f"judge    s/step (batch {jc.batch}): {timed(lambda: train_judge(data, jc, 0, device=dev), a.steps):.3f}")
-    gc = GeneratorCfg(block_out_channels=tuple(int(c) for c in p["gen_channels"].split(",")),
-                        attn_levels=p["gen_attn_levels"], n_tokens=p["gen_tokens"], steps=1, batch=p["gen_batch"])
+    gc = GeneratorCfg(
+        block_out_channels=tuple(int(c) for c in p["gen_channels"].split(",")),
+        attn_levels=p["gen_attn_levels"],
+        n_tokens=p["gen_tokens"],
+        steps=1,
+        batch=p["gen_batch"],
+    )
     e = torch.randn(len(data.images), 256 if a.profile != "smoke" else 128)
-    print(f"generator s/step (batch {gc.batch}): {timed(lambda: train_generator(e, data.images, gc, 0, device=dev), a.steps):.3f}")
+    t = timed(lambda: train_generator(e, data.images, gc, 0, device=dev), a.steps)
+    print(f"generator s/step (batch {gc.batch}): {t:.3f}")
     bb = ToyBackbones.load(p["model_dir"]).to(dev)
     z = bb.encode_images(data.images[: a.n_images])
     t = time.perf_counter()
     bb.generate(z, seed=0)
     sync()
     dt = time.perf_counter() - t
-    print(f"generator sampling: {a.n_images / dt:.1f} images/s "
-          f"({bb.generator.cfg.sample_steps} DDIM steps, guidance {bb.generator.cfg.guidance}, batch {a.n_images})")
+    print(
+        f"generator sampling: {a.n_images / dt:.1f} images/s "
+        f"({bb.generator.cfg.sample_steps} DDIM steps, guidance {bb.generator.cfg.guidance}, batch {a.n_images})"
+    )
     t = time.perf_counter()
     bb.encode_images(data.images)
     print(f"image encoder: {len(data.images) / (time.perf_counter() - t):.0f} images/s")

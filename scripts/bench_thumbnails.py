@@ -12,6 +12,7 @@ resident memory after loading the models, and the peak resident memory of the pr
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``): if memory does not grow with the length of
 the file, the peaks of a 6-minute and a 60-minute file are about the same.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,15 @@ def write_file(path: Path, minutes: float, seed: int) -> dict:
     t = time.perf_counter()
     prog = make_programme(seed, duration_s=minutes * 60)
     write_programme(prog, path)
-    return dict(write_s=round(time.perf_counter() - t, 1), duration_s=round(prog.duration, 1),
-                n_segments=len(prog.segments), classes=prog.present_classes(), longest=prog.longest_class(),
-                file_mb=round(path.stat().st_size / 2 ** 20, 1), writer_peak_rss_mb=round(peak_mb(), 1))
+    return dict(
+        write_s=round(time.perf_counter() - t, 1),
+        duration_s=round(prog.duration, 1),
+        n_segments=len(prog.segments),
+        classes=prog.present_classes(),
+        longest=prog.longest_class(),
+        file_mb=round(path.stat().st_size / 2**20, 1),
+        writer_peak_rss_mb=round(peak_mb(), 1),
+    )
 
 
 def run_one(args, path: Path) -> dict:
@@ -58,12 +65,25 @@ def run_one(args, path: Path) -> dict:
     s2i = Sound2Image.from_run(args.run_dir, profile=args.profile, model_dir=args.model_dir)
     base = rss_mb()
     t = time.perf_counter()
-    res = make_thumbnails(s2i, path, window_s=args.window, overlap_s=args.overlap, batch=args.batch,
-                          seed=args.seed, progress=args.progress, out_dir=path.parent / f"{path.stem}_out")
+    res = make_thumbnails(
+        s2i,
+        path,
+        window_s=args.window,
+        overlap_s=args.overlap,
+        batch=args.batch,
+        seed=args.seed,
+        progress=args.progress,
+        out_dir=path.parent / f"{path.stem}_out",
+    )
     wall = time.perf_counter() - t
-    return dict(thumbnails_wall_s=round(wall, 1), n_windows=int(len(res.starts)), k=res.k,
-                rss_after_models_mb=round(base, 1), peak_rss_mb=round(peak_mb(), 1),
-                embeddings_mb=round(res.windows.z.nbytes / 2 ** 20, 2))
+    return dict(
+        thumbnails_wall_s=round(wall, 1),
+        n_windows=int(len(res.starts)),
+        k=res.k,
+        rss_after_models_mb=round(base, 1),
+        peak_rss_mb=round(peak_mb(), 1),
+        embeddings_mb=round(res.windows.z.nbytes / 2**20, 2),
+    )
 
 
 def main() -> None:
@@ -93,24 +113,52 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="s2i_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     me = [sys.executable, os.path.abspath(__file__)]
-    passthru = ["--profile", args.profile, "--run-dir", args.run_dir, "--model-dir", args.model_dir,
-                "--window", str(args.window), "--overlap", str(args.overlap), "--batch", str(args.batch),
-                "--seed", str(args.seed)] + (["--progress"] if args.progress else [])
+    passthru = [
+        "--profile",
+        args.profile,
+        "--run-dir",
+        args.run_dir,
+        "--model-dir",
+        args.model_dir,
+        "--window",
+        str(args.window),
+        "--overlap",
+        str(args.overlap),
+        "--batch",
+        str(args.batch),
+        "--seed",
+        str(args.seed),
+    ] + (["--progress"] if args.progress else [])
     rows = []
     for m in args.minutes:
         path = work / f"programme_{m:g}min.{args.format}"
-        w = json.loads(subprocess.run(me + ["--minutes", str(m), "--seed", str(args.seed), "--_write", str(path)],
-                                      check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
-        r = json.loads(subprocess.run(me + passthru + ["--_run", str(path)], check=True, stdout=subprocess.PIPE,
-                                      text=True).stdout.strip().splitlines()[-1])
+        w = json.loads(
+            subprocess.run(
+                me + ["--minutes", str(m), "--seed", str(args.seed), "--_write", str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        r = json.loads(
+            subprocess.run(me + passthru + ["--_run", str(path)], check=True, stdout=subprocess.PIPE, text=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         row = dict(minutes=m, **w, **r)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n{'minutes':>8} {'file MB':>8} {'windows':>8} {'k':>3} {'wall s':>8} {'RSS models MB':>14} "
-          f"{'peak RSS MB':>12}")
+    print(
+        f"\n{'minutes':>8} {'file MB':>8} {'windows':>8} {'k':>3} {'wall s':>8} {'RSS models MB':>14} "
+        f"{'peak RSS MB':>12}"
+    )
     for r in rows:
-        print(f"{r['minutes']:>8g} {r['file_mb']:>8} {r['n_windows']:>8} {r['k']:>3} {r['thumbnails_wall_s']:>8} "
-              f"{r['rss_after_models_mb']:>14} {r['peak_rss_mb']:>12}")
+        print(
+            f"{r['minutes']:>8g} {r['file_mb']:>8} {r['n_windows']:>8} {r['k']:>3} {r['thumbnails_wall_s']:>8} "
+            f"{r['rss_after_models_mb']:>14} {r['peak_rss_mb']:>12}"
+        )
     print(f"files in {work}")
 
 

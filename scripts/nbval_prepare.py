@@ -9,6 +9,7 @@ expected outputs of the cells marked ``# NBVAL_CHECK_OUTPUT`` live in
     python scripts/nbval_prepare.py            # prepare build/nbval_notebooks/
     python scripts/nbval_prepare.py --record build/nbval/notebooks   # record from executed copies
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ def record(executed_dir: Path) -> None:
         if not q.exists():
             continue
         nb = nbformat.read(q, as_version=4)
-        exp[p.name] = {c.get("id", str(i)): [o for o in nb.cells[i].outputs if o.get("output_type") == "stream"]
-                       for i in checked_cells(nb) for c in [nb.cells[i]]}
+        exp[p.name] = {
+            c.get("id", str(i)): [o for o in nb.cells[i].outputs if o.get("output_type") == "stream"]
+            for i in checked_cells(nb)
+            for c in [nb.cells[i]]
+        }
     EXPECTED.write_text(json.dumps(exp, indent=1, sort_keys=True) + "\n")
     print(f"recorded {sum(len(v) for v in exp.values())} checked cells into {EXPECTED}")
 
@@ -48,8 +52,10 @@ def prepare(out_dir: Path) -> None:
         for i in checked_cells(nb):
             cid = nb.cells[i].get("id", str(i))
             if cid not in cells:
-                raise SystemExit(f"{p}: cell {cid} is marked {MARK} but has no expected output in {EXPECTED}; "
-                                 "run the notebook and record it (--record)")
+                raise SystemExit(
+                    f"{p}: cell {cid} is marked {MARK} but has no expected output in {EXPECTED}; "
+                    "run the notebook and record it (--record)"
+                )
             nb.cells[i].outputs = [nbformat.from_dict(o) for o in cells[cid]]
             nb.cells[i].execution_count = 1  # nbval skips the comparison for "unrun" cells
         nbformat.write(nb, out_dir / p.name)

@@ -7,6 +7,7 @@ Cells start with ``# %%``; ``# %% [markdown]`` cells hold markdown as ``#``-comm
 ``# %% tags=["parameters"]`` tags the papermill parameters cell. The .ipynb is the
 committed source; this script is only a convenience for writing notebooks as text.
 """
+
 import json
 import re
 import sys
@@ -23,7 +24,7 @@ def convert(src: str) -> nbformat.NotebookNode:
         header, _, body = b.partition("\n")
         body = body.strip("\n")
         if "[markdown]" in header:
-            text = "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in body.splitlines())
+            text = "\n".join(x[2:] if x.startswith("# ") else x.lstrip("#") for x in body.splitlines())
             nb.cells.append(nbformat.v4.new_markdown_cell(text))
         else:
             c = nbformat.v4.new_code_cell(body)

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Print each stage's wall time, read from the executed notebooks papermill wrote.
 
-    python scripts/stage_times.py [results/notebooks]
+python scripts/stage_times.py [results/notebooks]
 """
+
 import json
 import sys
 from pathlib import Path

@@ -15,6 +15,7 @@ the settings in ``s2i.method.generate`` and ``s2i.method.mix``; tune here, never
 One seed (16 pairs x 4 images) takes about 30 s per candidate on 2 CPU cores (4: 2 min); the
 spread between draws is about +-0.07 on both-drawn, so compare variants over several seeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--model-dir", default="models/toy")
     ap.add_argument("--weight", type=float, default=None, help="each source's guidance weight (default: guidance)")
-    ap.add_argument("--ambience-weight", type=float, default=None, help="the place term's weight (default: guidance / 2)")
-    ap.add_argument("--ambience-db", type=float, default=None, help="level of the turned-down copies (default: AMBIENCE_DB)")
+    ap.add_argument(
+        "--ambience-weight", type=float, default=None, help="the place term's weight (default: guidance / 2)"
+    )
+    ap.add_argument(
+        "--ambience-db", type=float, default=None, help="level of the turned-down copies (default: AMBIENCE_DB)"
+    )
     ap.add_argument("--no-regions", action="store_true", help="every term over the whole picture")
     ap.add_argument("--candidates", type=int, default=None, help="candidates per image (default: MIX_CANDIDATES)")
     a = ap.parse_args(argv)
@@ -49,9 +54,13 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
     judge = s2i.backbones.judge
-    kw = dict(weight=a.weight, ambience_weight=a.ambience_weight, regions=not a.no_regions,
-              ambience_db=AMBIENCE_DB if a.ambience_db is None else a.ambience_db,
-              candidates=MIX_CANDIDATES if a.candidates is None else a.candidates)
+    kw = dict(
+        weight=a.weight,
+        ambience_weight=a.ambience_weight,
+        regions=not a.no_regions,
+        ambience_db=AMBIENCE_DB if a.ambience_db is None else a.ambience_db,
+        candidates=MIX_CANDIDATES if a.candidates is None else a.candidates,
+    )
     report = dict(settings=kw, seeds={})
     for seed in a.seeds:
         t0 = time.time()
@@ -60,12 +69,23 @@ def main(argv: list[str] | None = None) -> dict:
             imgs = s2i.generate_mix([sa.render(), sb.render()], n=a.images, seed=seed + i, sr=SR, **kw)
             rep = judge.report(imgs)
             pa, pb = rep["present"][:, sa.cls].astype(bool), rep["present"][:, sb.cls].astype(bool)
-            first += list(pa); second += list(pb); both += list(pa & pb); bg += list(rep["bg"] == sa.bg)
-        row = dict(first=float(np.mean(first)), second=float(np.mean(second)), both=float(np.mean(both)),
-                   bg=float(np.mean(bg)), seconds=round(time.time() - t0, 1))
+            first += list(pa)
+            second += list(pb)
+            both += list(pa & pb)
+            bg += list(rep["bg"] == sa.bg)
+        row = dict(
+            first=float(np.mean(first)),
+            second=float(np.mean(second)),
+            both=float(np.mean(both)),
+            bg=float(np.mean(bg)),
+            seconds=round(time.time() - t0, 1),
+        )
         report["seeds"][seed] = row
-        print(f"seed {seed}: both {row['both']:.3f} (first {row['first']:.2f}, second {row['second']:.2f}), "
-              f"background {row['bg']:.3f}  [{row['seconds']} s]", flush=True)
+        print(
+            f"seed {seed}: both {row['both']:.3f} (first {row['first']:.2f}, second {row['second']:.2f}), "
+            f"background {row['bg']:.3f}  [{row['seconds']} s]",
+            flush=True,
+        )
     report["mean_both"] = float(np.mean([r["both"] for r in report["seeds"].values()]))
     print(json.dumps(report))
     return report

@@ -15,6 +15,7 @@ can do with these clusters). The thumbnails stage reports
 programmes ``1000 * seed ..`` (seed 0: 0-47); tune here, never on those. A programme of 1-10
 minutes takes 5-15 s on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,15 +58,28 @@ def main(argv: list[str] | None = None) -> dict:
         heard = Counter()  # windows per majority class: the clusters grouped by what they truly hold
         for c in res.clusters:
             heard[ev["cluster_majority"][c["id"]]] += c["size"]
-        row = dict(programme=a.first + i, minutes=round(prog.duration / 60, 2), k=res.k, n_classes=ev["n_classes"],
-                   sound=ev["final_cluster_correct"], largest=ev["largest_cluster_correct"],
-                   oracle=max(heard, key=heard.get) == ev["longest_class"], seconds=round(time.time() - t0, 1))
+        row = dict(
+            programme=a.first + i,
+            minutes=round(prog.duration / 60, 2),
+            k=res.k,
+            n_classes=ev["n_classes"],
+            sound=ev["final_cluster_correct"],
+            largest=ev["largest_cluster_correct"],
+            oracle=max(heard, key=heard.get) == ev["longest_class"],
+            seconds=round(time.time() - t0, 1),
+        )
         for k in right:
             right[k] += int(row[k])
         rows.append(row)
         print(json.dumps(row), flush=True)
-    report = dict(programmes=[a.first, a.first + a.n - 1], minutes=a.minutes, sound_max_dist=sound_max_dist,
-                  right=right, n=a.n, rate={k: round(v / a.n, 3) for k, v in right.items()})
+    report = dict(
+        programmes=[a.first, a.first + a.n - 1],
+        minutes=a.minutes,
+        sound_max_dist=sound_max_dist,
+        right=right,
+        n=a.n,
+        rate={k: round(v / a.n, 3) for k, v in right.items()},
+    )
     print(json.dumps(report))
     return report
 

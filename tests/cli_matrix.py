@@ -12,6 +12,7 @@ Run as a script (``python tests/cli_matrix.py RUN_DIR WORK_DIR``) it prints the 
 a crash of the process (a segmentation fault in a decoder, say) ends the script, and the caller
 sees a dead process instead of the JSON.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,7 +44,7 @@ def _signal(sr: int, seconds: float, channels: int = 1, seed: int = 0) -> np.nda
 
 def wav_std(path: Path, data: np.ndarray, sr: int, width: int = 2) -> Path:
     """Integer PCM WAV (8-, 16- or 32-bit) with the standard library's writer; (C, n) data."""
-    scale = {1: 127, 2: 32767, 4: 2 ** 31 - 1}[width]
+    scale = {1: 127, 2: 32767, 4: 2**31 - 1}[width]
     x = np.round(np.clip(data.T, -1, 1) * scale)
     raw = (x + 128).astype(np.uint8) if width == 1 else x.astype(f"<i{width}")
     with wave.open(str(path), "wb") as f:
@@ -52,8 +53,9 @@ def wav_std(path: Path, data: np.ndarray, sr: int, width: int = 2) -> Path:
     return path
 
 
-def av_audio(path: Path, fmt: str, codec: str, data: np.ndarray, sr: int, sample_fmt: str = "flt",
-             layout: str | None = None) -> Path:
+def av_audio(
+    path: Path, fmt: str, codec: str, data: np.ndarray, sr: int, sample_fmt: str = "flt", layout: str | None = None
+) -> Path:
     """Any codec PyAV encodes, fed packed frames (PyAV cannot fill planar frames of 8+ channels)."""
     layout = layout or ("mono" if len(data) == 1 else "stereo" if len(data) == 2 else f"{len(data)}c")
     with av.open(str(path), "w", format=fmt) as c:
@@ -70,8 +72,7 @@ def av_audio(path: Path, fmt: str, codec: str, data: np.ndarray, sr: int, sample
     return path
 
 
-def video_file(path: Path, n_frames: int, size=(48, 64), fps: int = 8, audio: bool = True,
-               fmt: str = "mp4") -> Path:
+def video_file(path: Path, n_frames: int, size=(48, 64), fps: int = 8, audio: bool = True, fmt: str = "mp4") -> Path:
     """H.264 (+ AAC) with moving content; ``n_frames`` 0 gives a video stream without frames."""
     h, w = size
     with av.open(str(path), "w", format=fmt) as c:
@@ -155,7 +156,7 @@ def make_images(d: Path) -> dict[str, tuple[Path, str]]:
     out["rgba"] = (d / "rgba.png", "ok")
     Image.fromarray(rgb).convert("L").save(d / "gray.png")
     out["gray"] = (d / "gray.png", "ok")
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(d / "deep.png")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(d / "deep.png")
     out["16bit"] = (d / "deep.png", "ok")
     Image.fromarray(rgb).convert("CMYK").save(d / "print.jpg")
     out["cmyk"] = (d / "print.jpg", "ok")
@@ -237,9 +238,19 @@ def run(cases, model_args: list[str], out_root: Path) -> list[dict]:
                 code = "raised"
                 err.write(traceback.format_exc())
         written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) if out.exists() else []
-        records.append(dict(name=name, expect=expect, file=path, code=code, seconds=time.perf_counter() - t0,
-                            stderr=err.getvalue(),
-                            stdout=std.getvalue(), written=written, out=str(out)))
+        records.append(
+            dict(
+                name=name,
+                expect=expect,
+                file=path,
+                code=code,
+                seconds=time.perf_counter() - t0,
+                stderr=err.getvalue(),
+                stdout=std.getvalue(),
+                written=written,
+                out=str(out),
+            )
+        )
     return records
 
 
@@ -248,8 +259,17 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)  # as in the test process (conftest): tiny models, a busy CPU
     run_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
-    model_args = ["--profile", "smoke", "--run-dir", str(run_dir), "--model-dir", str(run_dir / "models"),
-                  "--quiet", "--steps", "1"]
+    model_args = [
+        "--profile",
+        "smoke",
+        "--run-dir",
+        str(run_dir),
+        "--model-dir",
+        str(run_dir / "models"),
+        "--quiet",
+        "--steps",
+        "1",
+    ]
     records = run(make_matrix(work / "inputs"), model_args, work / "outputs")
     (work / "records.json").write_text(json.dumps(records, indent=1))
     print(f"{len(records)} cases")

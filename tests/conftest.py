@@ -6,6 +6,7 @@ needs trained (tiny) models asks for it; it is built with papermill the first ti
 asks (about 3 minutes on 2 cores) and reused afterwards, so no test depends on another having
 run first. ``smoke_s2i`` is that run loaded as a :class:`~s2i.method.generate.Sound2Image`.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_DIR = ROOT / "build" / "nbval"
 SMOKE_STAGES = ("00_world", "00_pretrain", "01_frame_selection", "02_extraction", "03_alignment")
-SMOKE_FILES = ("alignment/audio_encoder/audio_encoder.safetensors", "models/manifest.json",
-               "models/judge/judge.safetensors", "models/generator/unet")
+SMOKE_FILES = (
+    "alignment/audio_encoder/audio_encoder.safetensors",
+    "models/manifest.json",
+    "models/judge/judge.safetensors",
+    "models/generator/unet",
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,8 +49,17 @@ def build_smoke_run() -> Path:
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}  # the kernel's tools
     for name in SMOKE_STAGES:
-        cmd = [sys.executable, "-m", "papermill", f"notebooks/{name}.ipynb", f"build/nbval/notebooks/{name}.ipynb",
-               "-k", "python3", "--log-level", "WARNING"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "papermill",
+            f"notebooks/{name}.ipynb",
+            f"build/nbval/notebooks/{name}.ipynb",
+            "-k",
+            "python3",
+            "--log-level",
+            "WARNING",
+        ]
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
         assert p.returncode == 0, f"building the smoke run failed at {name}:\n{p.stderr[-3000:]}"
     assert smoke_ready(), f"papermill ran but {SMOKE_DIR} is incomplete"

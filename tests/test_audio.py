@@ -1,7 +1,8 @@
-"""Tests of ``s2i.models.audio_encoder`` and ``s2i.method.alignment``: the alignment losses against the patent's formula written out with
-explicit loops, their properties, loss parsing, retrieval on embeddings whose answers are known
-by construction, the log-mel front end, the training loop (learning, per-epoch checkpoint,
-resume) and the encoder's save/load. CPU only, a few seconds in all."""
+"""Tests of ``s2i.models.audio_encoder`` and ``s2i.method.alignment``: the alignment losses
+against the patent's formula written out with explicit loops, their properties, loss parsing,
+retrieval on embeddings whose answers are known by construction, the log-mel front end, the
+training loop (learning, per-epoch checkpoint, resume) and the encoder's save/load. CPU only, a few seconds in all."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,6 @@ from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg, LogMel, enco
 from s2i.utils import atomic_torch_save, read_json
 
 SR = 16000
-
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,7 +120,8 @@ def test_infonce_cos_is_scale_invariant_and_l2_is_not():
     assert float(infonce_l2(3 * a, b)) != pytest.approx(float(infonce_l2(a, b)), rel=1e-3)
     # ... unless both sides are L2-normalised first
     assert float(infonce_l2(3 * a, 0.5 * b, normalize=True)) == pytest.approx(
-        float(infonce_l2(a, b, normalize=True)), rel=1e-9)
+        float(infonce_l2(a, b, normalize=True)), rel=1e-9
+    )
 
 
 def test_l2_loss_matches_formula():
@@ -147,10 +147,12 @@ def test_aligned_pairs_beat_every_permutation(loss):
     import itertools
 
     v = _separated(5, 8)
-    fn = {"infonce_l2": lambda a, b: infonce_l2(a, b, 0.1),
-          "infonce_l2_norm": lambda a, b: infonce_l2(a, b, 0.1, normalize=True),
-          "infonce_cos": lambda a, b: infonce_cos(a, b, 0.1),
-          "l2": l2_loss}[loss]
+    fn = {
+        "infonce_l2": lambda a, b: infonce_l2(a, b, 0.1),
+        "infonce_l2_norm": lambda a, b: infonce_l2(a, b, 0.1, normalize=True),
+        "infonce_cos": lambda a, b: infonce_cos(a, b, 0.1),
+        "l2": l2_loss,
+    }[loss]
     aligned = float(fn(v.clone(), v))
     for perm in itertools.permutations(range(5)):
         if perm == tuple(range(5)):
@@ -184,12 +186,16 @@ def test_aligned_loss_is_near_zero_for_separated_points_and_small_temperature():
 def test_parse_loss():
     assert parse_loss("infonce_l2") == [(1.0, "infonce_l2")]
     assert parse_loss("infonce_l2+0.5*l2") == [(1.0, "infonce_l2"), (0.5, "l2")]
-    assert parse_loss(" 2 * infonce_cos + l2 + 1e-1*infonce_l2 ") == [(2.0, "infonce_cos"), (1.0, "l2"),
-                                                                       (0.1, "infonce_l2")]
+    assert parse_loss(" 2 * infonce_cos + l2 + 1e-1*infonce_l2 ") == [
+        (2.0, "infonce_cos"),
+        (1.0, "l2"),
+        (0.1, "infonce_l2"),
+    ]
 
 
-@pytest.mark.parametrize("spec,bad", [("infonce_l3", "infonce_l3"), ("infonce_l2+0.5*mse", "mse"),
-                                      ("l2+", ""), ("cosine", "cosine")])
+@pytest.mark.parametrize(
+    "spec,bad", [("infonce_l3", "infonce_l3"), ("infonce_l2+0.5*mse", "mse"), ("l2+", ""), ("cosine", "cosine")]
+)
 def test_parse_loss_rejects_unknown_names(spec, bad):
     with pytest.raises(ValueError) as e:
         parse_loss(spec)
@@ -202,7 +208,7 @@ def test_alignment_loss_is_the_weighted_sum_of_its_terms(normalize):
     a, b = _rand(6, 4, 7), _rand(6, 4, 8)
     T = 0.3
     got = float(alignment_loss(a, b, "infonce_l2+0.5*l2+2*infonce_cos", temperature=T, normalize=normalize))
-    want = (ref_infonce_l2(a, b, T, normalize) + 0.5 * ref_l2(a, b) + 2 * ref_infonce_cos(a, b, T))
+    want = ref_infonce_l2(a, b, T, normalize) + 0.5 * ref_l2(a, b) + 2 * ref_infonce_cos(a, b, T)
     assert got == pytest.approx(want, rel=1e-9)
     assert float(alignment_loss(a, b, "l2")) == pytest.approx(ref_l2(a, b), rel=1e-12)
     assert float(alignment_loss(a, b, "3*l2")) == pytest.approx(3 * ref_l2(a, b), rel=1e-12)
@@ -245,7 +251,7 @@ def test_retrieval_known_ranks():
     assert r["mean_l2"] == pytest.approx((4 + 0.9 + 1.9 + 1.1 + 1.1) / 5, rel=1e-6)
     # top-1 images: 4, 0, 4, 2, 3 -> classes 1, 0, 1, 1, 1 against 0, 0, 1, 1, 1
     assert r["class_r1"] == pytest.approx(4 / 5)
-    assert r["class_chance"] == pytest.approx(0.4 ** 2 + 0.6 ** 2)
+    assert r["class_chance"] == pytest.approx(0.4**2 + 0.6**2)
 
 
 def test_retrieval_cyclic_permutation_has_no_hits():

@@ -1,8 +1,10 @@
-"""Tests of the toy backbones (``s2i.models``, ``s2i.train``) at SMOKE architecture size with a handful of training steps:
+"""Tests of the toy backbones (``s2i.models``, ``s2i.train``) at SMOKE architecture size with a
+handful of training steps:
 the open_clip image encoder (created by open_clip's factory from s2i's registered config,
 saved as an open_clip checkpoint), the miniature unCLIP generator (diffusers
 ``save_pretrained``), the judge, the backbones folder, the pretraining data and augmentation,
 and the generator's checkpoint/resume. The models are built once per module (CPU, ~20 s)."""
+
 from __future__ import annotations
 
 import json
@@ -28,8 +30,6 @@ from s2i.train.judge import JudgeCfg, train_judge
 ENC_CFG = EncoderCfg(model="s2i-smoke-vit", steps=2, batch=16)
 GEN_CFG = GeneratorCfg(block_out_channels=(16, 32, 32), steps=2, batch=8, sample_steps=3)
 JUDGE_CFG = JudgeCfg(steps=2, width=8)
-
-
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +96,19 @@ def test_image_encoder_save_load(tmp_path, encoder, emb, stills):
     import open_clip
 
     encoder.save(tmp_path / "enc")
-    assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == ["open_clip_config.json",
-                                                                     "open_clip_model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "enc").iterdir()) == [
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+    ]
     back = ImageEncoder.load(tmp_path / "enc")
     assert not back.training and back.model_name == "s2i-smoke-vit"
     assert torch.equal(embed(back, stills.images), emb)
     # the checkpoint is an ordinary open_clip checkpoint: open_clip's factory loads it directly
     clip = open_clip.create_model("s2i-smoke-vit", pretrained=str(tmp_path / "enc" / "open_clip_model.safetensors"))
     # a batch of 4, not of all stills: the same values up to the kernels' summation order
-    torch.testing.assert_close(embed(ImageEncoder("s2i-smoke-vit", clip).eval(), stills.images[:4]), emb[:4],
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        embed(ImageEncoder("s2i-smoke-vit", clip).eval(), stills.images[:4]), emb[:4], atol=1e-5, rtol=1e-4
+    )
     # and the weights really were loaded: a fresh model differs
     torch.manual_seed(123)
     assert not torch.allclose(embed(ImageEncoder("s2i-smoke-vit").eval(), stills.images[:4]), emb[:4])
@@ -114,8 +117,9 @@ def test_image_encoder_save_load(tmp_path, encoder, emb, stills):
 def test_image_encoder_applies_open_clip_normalisation(encoder):
     pc = encoder.clip.visual.preprocess_cfg
     x = torch.rand(2, 3, 32, 32) * 2 - 1
-    manual = encoder.clip.encode_image(((x + 1) / 2 - torch.tensor(pc["mean"]).view(1, 3, 1, 1))
-                                       / torch.tensor(pc["std"]).view(1, 3, 1, 1))
+    manual = encoder.clip.encode_image(
+        ((x + 1) / 2 - torch.tensor(pc["mean"]).view(1, 3, 1, 1)) / torch.tensor(pc["std"]).view(1, 3, 1, 1)
+    )
     with torch.no_grad():
         assert torch.allclose(encoder(x), manual, atol=1e-5)
 
@@ -164,8 +168,9 @@ def test_generator_save_load(tmp_path, generator, emb):
     from diffusers import UNet2DConditionModel
 
     unet = UNet2DConditionModel.from_pretrained(d / "unet")
-    assert all(torch.equal(p, q) for p, q in zip(unet.state_dict().values(),
-                                                  generator.decoder.unet.state_dict().values()))
+    assert all(
+        torch.equal(p, q) for p, q in zip(unet.state_dict().values(), generator.decoder.unet.state_dict().values())
+    )
 
 
 class _IdentityX0(nn.Module):
@@ -295,8 +300,8 @@ def test_augment_keeps_colours():
     g = torch.Generator().manual_seed(0)
     clean = augment(x, g, max_shift=3, noise=0.0)
     for i in range(8):  # translation (replicate padding) and flip only: no new colours
-        assert _colours(to_uint8(clean[i:i + 1])[0]) == _colours(imgs[i])
-    assert any(not np.array_equal(to_uint8(clean[i:i + 1])[0], imgs[i]) for i in range(8))  # it does move things
+        assert _colours(to_uint8(clean[i : i + 1])[0]) == _colours(imgs[i])
+    assert any(not np.array_equal(to_uint8(clean[i : i + 1])[0], imgs[i]) for i in range(8))  # it does move things
     noisy = augment(x, torch.Generator().manual_seed(0), max_shift=3, noise=0.03)
     resid = noisy - clean  # same generator state: same shifts and flips, plus the noise
     assert abs(float(resid.mean())) < 0.005 and float(resid.std()) == pytest.approx(0.03, rel=0.1)
@@ -384,8 +389,9 @@ def test_train_generator_checkpoint_cadence(tmp_path, emb, stills, monkeypatch):
     saved = []
     real = U.atomic_torch_save
     monkeypatch.setattr(U, "atomic_torch_save", lambda obj, path: (saved.append(obj["step"]), real(obj, path))[1])
-    train_generator(emb[:16], stills.images[:16], replace(GEN_CFG, steps=5), seed=0, ckpt_path=tmp_path / "g.pt",
-                    ckpt_every=2)
+    train_generator(
+        emb[:16], stills.images[:16], replace(GEN_CFG, steps=5), seed=0, ckpt_path=tmp_path / "g.pt", ckpt_every=2
+    )
     assert saved == [2, 4]  # every ckpt_every steps, never after the last step
 
 

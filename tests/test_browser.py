@@ -18,6 +18,7 @@ Nothing in the repository is left changed: JupyterLab's autosave is off (setting
 dir), the notebook's bytes are checked and restored, and a ``.ipynb_checkpoints`` folder
 created by the server is removed.
 """
+
 from __future__ import annotations
 
 import base64
@@ -46,8 +47,15 @@ NBVAL = ROOT / "build" / "nbval"
 ARTIFACTS = ROOT / "build" / "test-artifacts"
 DOCS_SHOT = ROOT / "docs" / "explorer.png"
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 INSTALL_HINT = "run scripts/install_browser.sh (Debian chromium + the pinned playwright)"
 
 T_SERVER = 120  # s: JupyterLab answering
@@ -97,17 +105,35 @@ def lab(tmp_path, browser_deps, smoke_run):
     port, token = _free_port(), secrets.token_hex(24)
     jdir = tmp_path / "jupyter"
     _write_settings(jdir / "settings")
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(jdir / "config"), JUPYTER_DATA_DIR=str(jdir / "data"),
-               JUPYTER_RUNTIME_DIR=str(jdir / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(jdir / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(jdir / "workspaces"), IPYTHONDIR=str(jdir / "ipython"),
-               S2I_ROOT=str(ROOT), PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(jdir / "config"),
+        JUPYTER_DATA_DIR=str(jdir / "data"),
+        JUPYTER_RUNTIME_DIR=str(jdir / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(jdir / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(jdir / "workspaces"),
+        IPYTHONDIR=str(jdir / "ipython"),
+        S2I_ROOT=str(ROOT),
+        PYTHONUNBUFFERED="1",
+    )
     env.pop("JUPYTER_TOKEN", None)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={NOTEBOOKS}",
-           "--ServerApp.allow_remote_access=False", "--ServerApp.terminals_enabled=False",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={NOTEBOOKS}",
+        "--ServerApp.allow_remote_access=False",
+        "--ServerApp.terminals_enabled=False",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
         cmd.append("--allow-root")
     nb_bytes = NOTEBOOK.read_bytes()
@@ -119,8 +145,9 @@ def lab(tmp_path, browser_deps, smoke_run):
         deadline = time.monotonic() + T_SERVER
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited ({proc.returncode}):\n"
-                                   + (tmp_path / "jupyterlab.log").read_text()[-3000:])
+                raise RuntimeError(
+                    f"JupyterLab exited ({proc.returncode}):\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:]
+                )
             try:
                 req = urllib.request.Request(f"{base}/api/status", headers={"Authorization": f"token {token}"})
                 with urllib.request.urlopen(req, timeout=5) as r:
@@ -134,8 +161,9 @@ def lab(tmp_path, browser_deps, smoke_run):
         yield dict(base=base, token=token, log=tmp_path / "jupyterlab.log")
     finally:
         try:  # clean shutdown (kernels too) through the API, then make sure
-            req = urllib.request.Request(f"{base}/api/shutdown", method="POST",
-                                         headers={"Authorization": f"token {token}"})
+            req = urllib.request.Request(
+                f"{base}/api/shutdown", method="POST", headers={"Authorization": f"token {token}"}
+            )
             urllib.request.urlopen(req, timeout=10).close()
         except OSError:
             pass
@@ -177,8 +205,8 @@ _IMAGE_BYTES = """async () => {
 }"""
 
 
-_KERNEL_IDLE = """() => /Python 3[^|]*\\|\\s*Idle/.test((document.querySelector('.jp-StatusBar-Widget') || {}).textContent
-                                                    || '')"""
+_KERNEL_IDLE = """() => /Python 3[^|]*\\|\\s*Idle/.test(
+    (document.querySelector('.jp-StatusBar-Widget') || {}).textContent || '')"""
 
 
 def _wait_state(page, cond, timeout_s: float, what: str) -> dict:
@@ -189,8 +217,9 @@ def _wait_state(page, cond, timeout_s: float, what: str) -> dict:
             dialog.first.click()
         st = page.evaluate(_STATE)
         if st["errors"]:
-            raise AssertionError(f"a notebook cell failed while waiting for {what}:\n"
-                                 + "\n".join(st["errors"])[-3000:])
+            raise AssertionError(
+                f"a notebook cell failed while waiting for {what}:\n" + "\n".join(st["errors"])[-3000:]
+            )
         if cond(st):
             return st
         if time.monotonic() > deadline:
@@ -206,8 +235,9 @@ def _image(page) -> dict:
 
 
 def _wait_new_image(page, old: dict, timeout_s: float, what: str) -> dict:
-    _wait_state(page, lambda s: s["src"] and s["src"] != old["src"] and (s["status"] or "").startswith("done"),
-                timeout_s, what)
+    _wait_state(
+        page, lambda s: s["src"] and s["src"] != old["src"] and (s["status"] or "").startswith("done"), timeout_s, what
+    )
     return _image(page)
 
 

@@ -3,6 +3,7 @@ video files the tests write themselves in many formats, with the smoke models of
 ``build/nbval`` (the ``smoke_run`` fixture). Every subcommand has a test that succeeds and checks
 what it wrote, beside the tests of its errors; ``test_cli_matrix.py`` runs malformed and unusual
 files through every subcommand."""
+
 from __future__ import annotations
 
 import json
@@ -26,14 +27,19 @@ SUBCOMMANDS = ["generate", "mix", "edit", "video", "thumbnails"]
 
 def s2i(*args, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models on a busy CPU: one thread is fastest
-    return subprocess.run([sys.executable, "-m", "s2i", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "s2i", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def smoke_args(run: Path) -> list[str]:
     """Options that point a command at the smoke run (one sampling step: fast)."""
-    return ["--profile", "smoke", "--run-dir", str(run), "--model-dir", str(run / "models"), "--quiet",
-            "--steps", "1"]
+    return ["--profile", "smoke", "--run-dir", str(run), "--model-dir", str(run / "models"), "--quiet", "--steps", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +51,14 @@ def assert_clean_error(r: subprocess.CompletedProcess, name: str) -> None:
     """Non-zero exit, one line on stderr naming the file, no traceback."""
     assert r.returncode != 0
     assert "Traceback" not in r.stderr and "Traceback" not in r.stdout
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1, r.stderr
     assert name in lines[0] and "error" in lines[0], lines[0]
 
 
 # ----------------------------------------------------------------------------- input files
 def scene_sound(sr: int, seconds: float = 3.0, cls="horn", bg="meadow") -> np.ndarray:
-    return world.render_sound(world.Scene(bg, [world.SceneObject(cls, gain=0.9)]), seconds, sr=sr, seed=2 ** 41)
+    return world.render_sound(world.Scene(bg, [world.SceneObject(cls, gain=0.9)]), seconds, sr=sr, seed=2**41)
 
 
 def encode(path: Path, fmt: str, codec: str, sr: int, data: np.ndarray, options=None) -> Path:
@@ -61,8 +67,9 @@ def encode(path: Path, fmt: str, codec: str, sr: int, data: np.ndarray, options=
     with av.open(str(path), "w", format=fmt) as c:
         st = c.add_stream(codec, rate=sr, layout="mono" if len(data) == 1 else "stereo", options=options or {})
         for s in range(0, data.shape[1], 1024):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s:s + 1024]), format="fltp",
-                                            layout=st.layout.name)
+            fr = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(data[:, s : s + 1024]), format="fltp", layout=st.layout.name
+            )
             fr.sample_rate, fr.pts, fr.time_base = sr, s, Fraction(1, sr)
             for p in st.encode(fr):
                 c.mux(p)
@@ -104,7 +111,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     out["corrupt"].write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     good = out["wav16"].read_bytes()
     out["truncated"] = d / "truncated.wav"
-    out["truncated"].write_bytes(good[:len(good) // 3])  # the RIFF header announces 3x more
+    out["truncated"].write_bytes(good[: len(good) // 3])  # the RIFF header announces 3x more
     out["image"] = d / "picture.png"
     Image.fromarray(world.render_still(world.Scene("beach", []))).save(out["image"])
     return out
@@ -166,8 +173,17 @@ def test_generate_from_many_formats(files, models, tmp_path):
     r = s2i("generate", *[files[k] for k in keys], "--n", "2", "--out", "out", *models, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    names = {"wav16": "s16", "wavf32": "f32", "mp3": "a_mp3", "flac": "a_flac", "ogg": "a_ogg", "opus": "a_opus",
-             "m4a": "a_m4a", "stereo44k": "stereo44k", "wav8k": "w8k"}  # stems collide: a.mp3, a.flac ...
+    names = {
+        "wav16": "s16",
+        "wavf32": "f32",
+        "mp3": "a_mp3",
+        "flac": "a_flac",
+        "ogg": "a_ogg",
+        "opus": "a_opus",
+        "m4a": "a_m4a",
+        "stereo44k": "stereo44k",
+        "wav8k": "w8k",
+    }  # stems collide: a.mp3, a.flac ...
     for k in keys:
         for i in range(2):
             im = np.asarray(Image.open(tmp_path / "out" / f"{names[k]}_{i:02d}.png"))
@@ -178,8 +194,19 @@ def test_generate_from_many_formats(files, models, tmp_path):
 
 
 def test_thumbnails_end_to_end(files, models, tmp_path):
-    r = s2i("thumbnails", files["long"], files["mp3"], "--window", "1.0", "--overlap", "0.5", "--out", "th",
-            *models, cwd=tmp_path)
+    r = s2i(
+        "thumbnails",
+        files["long"],
+        files["mp3"],
+        "--window",
+        "1.0",
+        "--overlap",
+        "0.5",
+        "--out",
+        "th",
+        *models,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     for stem, seconds in (("long", 12.0), ("a", 3.0)):
         d = tmp_path / "th" / stem
@@ -253,8 +280,12 @@ def test_a_broken_file_in_a_batch_is_reported_and_the_others_are_written(files, 
     assert len(lines) == 3, r.stderr
     assert "corrupt.mp3" in lines[0] and "missing.wav" in lines[1] and "not found" in lines[1]
     assert lines[2] == "s2i generate: 2 of 4 files done, 2 failed"
-    assert sorted(q.name for q in (tmp_path / "gen").iterdir()) == ["a_00.png", "a_grid.png", "s16_00.png",
-                                                                    "s16_grid.png"]
+    assert sorted(q.name for q in (tmp_path / "gen").iterdir()) == [
+        "a_00.png",
+        "a_grid.png",
+        "s16_00.png",
+        "s16_grid.png",
+    ]
     for q in (tmp_path / "gen").iterdir():
         Image.open(q).load()  # complete PNGs
 

@@ -4,6 +4,7 @@ videos without audio or without frames, audio without video, odd images) through
 subcommand in one process (``tests/cli_matrix.py``). Each case either writes its outputs or is
 refused with one line naming the file: never a traceback, a warning, a dead process or a
 picture made of garbage."""
+
 from __future__ import annotations
 
 import json
@@ -21,16 +22,27 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture(scope="module")
 def records(smoke_run, tmp_path_factory) -> list[dict]:
     work = tmp_path_factory.mktemp("cli_matrix")
-    p = subprocess.run([sys.executable, str(HERE / "cli_matrix.py"), str(smoke_run), str(work)],
-                       capture_output=True, text=True, timeout=1200)
+    p = subprocess.run(
+        [sys.executable, str(HERE / "cli_matrix.py"), str(smoke_run), str(work)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert p.returncode == 0, f"the process died (exit {p.returncode}):\n{p.stderr[-3000:]}"
     assert p.stderr == "", p.stderr  # nothing printed past the CLI (FFmpeg logs, warnings)
     return json.loads((work / "records.json").read_text())
 
 
 def test_the_matrix_covers_every_subcommand(records):
-    assert {r["name"].split("/")[0] for r in records} == {"generate", "thumbnails", "mix", "edit", "video",
-                                                          "edit-image", "video-video"}
+    assert {r["name"].split("/")[0] for r in records} == {
+        "generate",
+        "thumbnails",
+        "mix",
+        "edit",
+        "video",
+        "edit-image",
+        "video-video",
+    }
     assert len(records) > 150
     assert {r["expect"] for r in records} == {"ok", "error"}
 

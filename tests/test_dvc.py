@@ -5,6 +5,7 @@ runner passes; and a stage runs as the README says, from a fresh shell.
 The import graph is read with ``ast`` (absolute and relative imports, also inside functions), so
 these tests follow the package wherever its modules move: a failure lists, per stage, exactly
 the deps to add and to remove."""
+
 from __future__ import annotations
 
 import ast
@@ -75,8 +76,9 @@ def closure(modules: set[str]) -> set[str]:
 
 def notebook_imports(path: Path) -> set[str]:
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
-    src = ["\n".join(l for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith(("%", "!")))
-           for c in cells]
+    src = [
+        "\n".join(x for x in "".join(c["source"]).splitlines() if not x.lstrip().startswith(("%", "!"))) for c in cells
+    ]
     return set().union(*(imports_of(s) for s in src))
 
 
@@ -85,8 +87,12 @@ def rel(p: Path) -> str:
 
 
 def test_the_import_graph_reader():
-    assert imports_of("from s2i.a import b\nimport s2i.c.d as e\ndef f():\n    import numpy\n") \
-        >= {"s2i", "s2i.a", "s2i.c", "s2i.c.d"}
+    assert imports_of("from s2i.a import b\nimport s2i.c.d as e\ndef f():\n    import numpy\n") >= {
+        "s2i",
+        "s2i.a",
+        "s2i.c",
+        "s2i.c.d",
+    }
     assert "numpy" not in imports_of("import numpy")
     assert imports_of("from . import paths\nfrom .utils import x", "s2i.stage") >= {"s2i.paths", "s2i.utils"}
     assert imports_of("from ..paths import resolve", "s2i.sub.mod") >= {"s2i.paths"}
@@ -116,13 +122,15 @@ def test_deps_cover_the_imported_modules():
         need = {notebook} | {rel(module_file(m)) for m in closure(notebook_imports(ROOT / notebook) | {RUNNER})}
         deps = [str(d) for d in spec.get("deps", [])]
 
-        def covered(f):
+        def covered(f, deps=deps):
             return any(f == d.rstrip("/") or f.startswith(d.rstrip("/") + "/") for d in deps)
 
         add = sorted(f for f in need if not covered(f))
         ours = [d for d in deps if d.startswith((PKG + "/", "notebooks/"))]
-        remove = sorted({d for d in ours if not (ROOT / d).exists()}
-                        | {d for d in ours if d.endswith((".py", ".ipynb")) and d not in need})
+        remove = sorted(
+            {d for d in ours if not (ROOT / d).exists()}
+            | {d for d in ours if d.endswith((".py", ".ipynb")) and d not in need}
+        )
         if add or remove:
             problems.append(f"{stage}: add deps {add}; remove deps {remove}")
     assert not problems, "dvc.yaml deps out of date:\n" + "\n".join(problems)

@@ -9,6 +9,7 @@ without a browser by setting its controls from code (``ex.volume.value = 6``,
   (``models/toy`` + ``results/alignment/audio_encoder``) when it exists, else skips.
 CPU only, one torch thread.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -43,8 +44,6 @@ NBVAL = ROOT / "build" / "nbval"
 TOY_MODELS, TOY_RUN = ROOT / "models" / "toy", ROOT / "results"
 
 
-
-
 @pytest.fixture(scope="module")
 def smoke(smoke_s2i):
     return smoke_s2i
@@ -53,15 +52,24 @@ def smoke(smoke_s2i):
 @pytest.fixture(scope="module")
 def toy():
     if not (TOY_MODELS / "generator").exists() or not (TOY_RUN / "alignment" / "audio_encoder").exists():
-        pytest.skip("the trained toy run is missing (models/toy/generator, results/alignment/audio_encoder): "
-                    "run `dvc repro` (profile toy) first")
+        pytest.skip(
+            "the trained toy run is missing (models/toy/generator, results/alignment/audio_encoder): "
+            "run `dvc repro` (profile toy) first"
+        )
     return Sound2Image.from_run(TOY_RUN, profile="toy", model_dir=TOY_MODELS)
 
 
 def _upload_value(name: str, data: bytes, mime: str = "audio/wav") -> tuple:
     """What ``FileUpload.value`` holds after a browser upload (ipywidgets 8)."""
-    return ({"name": name, "type": mime, "size": len(data), "content": memoryview(data),
-             "last_modified": dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)},)
+    return (
+        {
+            "name": name,
+            "type": mime,
+            "size": len(data),
+            "content": memoryview(data),
+            "last_modified": dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+        },
+    )
 
 
 def _wav(audio: np.ndarray, sr: int, channels: int = 1) -> bytes:
@@ -99,7 +107,7 @@ def test_still_image_is_the_empty_background():
 def test_embedding_cache_counts_and_evicts():
     c = EmbeddingCache(maxsize=2)
     calls = []
-    f = lambda v: (lambda: calls.append(v) or torch.tensor([float(v)]))  # noqa: E731
+    f = lambda v: lambda: calls.append(v) or torch.tensor([float(v)])  # noqa: E731
     assert c.get("a", f(1)).item() == 1 and c.get("a", f(99)).item() == 1
     assert (c.hits, c.misses, calls) == (1, 1, [1])
     c.get("b", f(2)), c.get("c", f(3))  # "a" is the least recently used: evicted
@@ -116,13 +124,13 @@ def test_wav_bytes_roundtrip_through_the_upload_decoder():
     # stereo: mixed down to mono; 22.05 kHz: resampled to 16 kHz
     st = decode_sound("st.wav", _wav(a[:8000], 16000, channels=2))
     assert st.shape == (8000,)
-    res = decode_sound("r.wav", _wav(np.sin(np.arange(22050) / 22050 * 2 * np.pi * 440).astype(np.float32) * .5,
-                                     22050))
+    res = decode_sound(
+        "r.wav", _wav(np.sin(np.arange(22050) / 22050 * 2 * np.pi * 440).astype(np.float32) * 0.5, 22050)
+    )
     assert abs(len(res) - SR) <= 32
 
 
-@pytest.mark.parametrize("data", [b"", b"RIFF\x24\x00\x00\x00WAVEfmt nonsense", b"\x00" * 300,
-                                  b"not a sound at all"])
+@pytest.mark.parametrize("data", [b"", b"RIFF\x24\x00\x00\x00WAVEfmt nonsense", b"\x00" * 300, b"not a sound at all"])
 def test_corrupt_sound_bytes_give_a_readable_error(data):
     with pytest.raises(ValueError, match=r"cannot read 'broken\.wav' as sound"):
         decode_sound("broken.wav", data)
@@ -159,8 +167,19 @@ def test_explore_once_result_and_settings(smoke):
     stages = []
     r = explore_once(smoke, "horn", "beach", 3, seed=1, n=2, progress=lambda s, i, k: stages.append((s, i, k)))
     assert r["images"].shape == (2, 32, 32, 3) and r["images"].dtype == np.uint8
-    assert r["settings"] == dict(sound="horn", background="beach", volume_db=3.0, second=None, mix_db=None, image=None,
-                                 seed=1, guidance=2.0, n=2, method="generate", strength=None)
+    assert r["settings"] == dict(
+        sound="horn",
+        background="beach",
+        volume_db=3.0,
+        second=None,
+        mix_db=None,
+        image=None,
+        seed=1,
+        guidance=2.0,
+        n=2,
+        method="generate",
+        strength=None,
+    )
     assert r["method"] == "generate" and r["input_image"] is None and len(r["summary"]) == 2
     assert r["report"]["present"].shape == (2, 8) and r["report"]["size"].shape == (2, 8)
     np.testing.assert_allclose(r["audio"], catalogue_sound("horn", "beach") * 10 ** (3 / 20), rtol=1e-6)
@@ -173,8 +192,13 @@ def test_explore_once_result_and_settings(smoke):
 def test_explore_once_same_seed_same_images_and_knobs_matter(smoke):
     base = explore_once(smoke, "bell", "meadow", 0, seed=0, n=2)["images"]
     np.testing.assert_array_equal(explore_once(smoke, "bell", "meadow", 0, seed=0, n=2)["images"], base)
-    for kw in (dict(seed=1), dict(volume_db=-12), dict(guidance=4.0), dict(sound_class="water"),
-               dict(background="night")):
+    for kw in (
+        dict(seed=1),
+        dict(volume_db=-12),
+        dict(guidance=4.0),
+        dict(sound_class="water"),
+        dict(background="night"),
+    ):
         args = dict(sound_class="bell", background="meadow", volume_db=0, seed=0, n=2) | kw
         assert not np.array_equal(explore_once(smoke, **args)["images"], base), kw
 
@@ -194,8 +218,17 @@ def test_explore_once_edit_path_is_edit_image(smoke):
     r = explore_once(smoke, "drum", "city", 0, image="beach", seed=3, n=2)
     assert r["method"] == "edit" and r["settings"]["image"] == "still:beach" and r["settings"]["strength"] == 0.6
     np.testing.assert_array_equal(r["input_image"], still_image("beach"))
-    ref = edit_image(smoke, still_image("beach"), catalogue_sound("drum", "city"), SR, gain_db=0, seed=3, n=2,
-                     strength=0.6, w_image=1.0)  # the explorer's default guidance: edit_image's weights
+    ref = edit_image(
+        smoke,
+        still_image("beach"),
+        catalogue_sound("drum", "city"),
+        SR,
+        gain_db=0,
+        seed=3,
+        n=2,
+        strength=0.6,
+        w_image=1.0,
+    )  # the explorer's default guidance: edit_image's weights
     np.testing.assert_array_equal(r["images"], ref)
     arr = explore_once(smoke, "drum", "city", 0, image=still_image("beach"), image_name="mine", seed=3, n=2)
     assert arr["settings"]["image"] == "mine"
@@ -279,8 +312,9 @@ def test_explorer_second_sound_switches_the_mixing_path(smoke):
     ex.second_class.value = "water"
     r1 = ex.result
     assert r1["method"] == "compose" and r1["settings"]["second"] == "water"
-    np.testing.assert_array_equal(r1["images"], explore_once(smoke, "bell", "meadow", 0, second_class="water",
-                                                             n=2)["images"])
+    np.testing.assert_array_equal(
+        r1["images"], explore_once(smoke, "bell", "meadow", 0, second_class="water", n=2)["images"]
+    )
     ex.mix.value = -12  # the second sound softer: another picture
     assert ex.result["settings"]["mix_db"] == -12.0 and not np.array_equal(ex.result["images"], r1["images"])
     ex.second_class.value = "none"
@@ -306,8 +340,9 @@ def test_explorer_wav_upload(smoke):
     assert ex.error is None and ex.sound_source.value == "upload" and ex.n_runs == 2
     assert r["settings"]["sound"] == "upload:siren.wav" and r["method"] == "generate"
     np.testing.assert_allclose(r["audio"], snd, atol=1.5 / 32767)
-    np.testing.assert_array_equal(r["images"], explore_once(smoke, sound=decode_sound("s.wav", _wav(snd, SR)),
-                                                            n=2)["images"])
+    np.testing.assert_array_equal(
+        r["images"], explore_once(smoke, sound=decode_sound("s.wav", _wav(snd, SR)), n=2)["images"]
+    )
     assert not np.array_equal(r["images"], r0["images"])
     ex.volume.value = -6  # the volume applies to the upload too
     np.testing.assert_allclose(ex.result["audio"], r["audio"] * 10 ** (-6 / 20), rtol=1e-5)

@@ -3,6 +3,7 @@
 No mocks: the OpenCLIP checkpoints are real state dicts (safetensors / torch .bin) loaded by
 ``open_clip``, and the unCLIP pipeline is a real ``save_pretrained`` folder loaded by diffusers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Tests of ``s2i.method.generate`` and ``s2i.method.mix``: cutting a sound into windows, mono 16 kHz conversion, mixing
 with gains in dB, and -- when the nbval smoke run's models exist -- audio -> images end to end
 through ``Sound2Image``. CPU only."""
+
 from __future__ import annotations
 
 import wave
@@ -32,7 +33,7 @@ def test_windows_of_counts_and_contents():
     w = windows_of(a, 0.5)  # 8000 samples, hop 4000 by default
     assert w.shape == (3, 8000)
     for i, s in enumerate([0, 4000, 8000]):
-        np.testing.assert_array_equal(w[i], a[s:s + 8000])
+        np.testing.assert_array_equal(w[i], a[s : s + 8000])
     w = windows_of(a, 0.5, hop_s=0.25)
     assert w.shape == (3, 8000)
     w = windows_of(a, 0.25, hop_s=0.25)  # no overlap: 4 windows tile the sound
@@ -76,7 +77,7 @@ def test_to_mono_16k_resampling_keeps_the_frequency(sr):
     assert abs(len(y) - SR) <= 2  # 1 s at 16 kHz
     assert _peak_hz(y, SR) == pytest.approx(1000.0, abs=2.0)
     mid = y[2000:-2000]
-    assert np.sqrt(np.mean(mid ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)  # level kept
+    assert np.sqrt(np.mean(mid**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)  # level kept
 
 
 # --------------------------------------------------------------------------------------------
@@ -137,8 +138,9 @@ def test_sound2image_embedding_is_the_mean_over_windows(smoke_s2i):
     a = _tone(500, 1.2, SR, 0.3)
     w = windows_of(a, smoke_s2i.window_s)
     assert len(w) > 1
-    np.testing.assert_allclose(smoke_s2i.embed_audio(a, sr=SR).numpy(), smoke_s2i.embed_windows(w).mean(0).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        smoke_s2i.embed_audio(a, sr=SR).numpy(), smoke_s2i.embed_windows(w).mean(0).numpy(), rtol=1e-5, atol=1e-5
+    )
     # a 48 kHz stereo version of the same sound lands (nearly) on the same embedding
     a48 = _tone(500, 1.2, 48000, 0.3)
     z48 = smoke_s2i.embed_audio(np.stack([a48, a48]), sr=48000)
@@ -169,21 +171,25 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
     z_img = smoke_s2i.backbones.encode_images(img[None])
     z_snd = smoke_s2i.embed_audio(snd, world.SR)[None]
-    ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None],
-                           strength=0.6)
+    ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None], strength=0.6)
     np.testing.assert_array_equal(plain, ref)
     z_q = smoke_s2i.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
     w = EDIT_W_SOUND
-    ref_q = smoke_s2i.backbones.compose([z_img, z_snd, z_q], [1.0, w, -w], seed=1,
-                             init_images=img[None], strength=0.6)
+    ref_q = smoke_s2i.backbones.compose([z_img, z_snd, z_q], [1.0, w, -w], seed=1, init_images=img[None], strength=0.6)
     np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
     # default region: the seed's half (band_regions), the image's term everywhere
     r = band_regions(2, 32, 1, split="columns")[0]
     assert torch.equal(edit_region("half", 32, 1), r)
-    ref_r = smoke_s2i.backbones.compose([z_img, z_snd, z_q], [1.0, w, -w], seed=1,
-                             init_images=img[None], strength=0.6, masks=torch.stack([torch.ones(32, 32), r, r]),
-                             region=r)
+    ref_r = smoke_s2i.backbones.compose(
+        [z_img, z_snd, z_q],
+        [1.0, w, -w],
+        seed=1,
+        init_images=img[None],
+        strength=0.6,
+        masks=torch.stack([torch.ones(32, 32), r, r]),
+        region=r,
+    )
     np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1), ref_r)
     assert not np.array_equal(ref_r, ref_q)
 
@@ -213,8 +219,12 @@ def test_band_regions_vary_with_the_seed_and_reject_zero():
     halves = {tuple(band_regions(2, 32, seed=s)[0].flatten().round(decimals=3).tolist()) for s in range(40)}
     assert len(halves) == 4  # left, right, top, bottom
     cols = {tuple(band_regions(2, 32, seed=s, split="columns")[0, 0].round(decimals=3).tolist()) for s in range(40)}
-    assert len(cols) == 2 and all(torch.equal(band_regions(3, 32, s, split="rows")[0][:, :1].expand(32, 32),
-                                              band_regions(3, 32, s, split="rows")[0]) for s in range(5))
+    assert len(cols) == 2 and all(
+        torch.equal(
+            band_regions(3, 32, s, split="rows")[0][:, :1].expand(32, 32), band_regions(3, 32, s, split="rows")[0]
+        )
+        for s in range(5)
+    )
     with pytest.raises(ValueError, match="at least one region"):
         band_regions(0, 32)
     with pytest.raises(ValueError, match="unknown split"):
@@ -262,11 +272,13 @@ def test_compose_masks_and_region(smoke_s2i):
     za, zb = torch.randn(2, 1, bb.embed_dim, generator=g)
     ones, zeros = torch.ones(32, 32), torch.zeros(32, 32)
     base = bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6)
-    np.testing.assert_array_equal(bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6,
-                                                   masks=torch.stack([ones, ones])), base)
-    np.testing.assert_array_equal(bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6,
-                                                   masks=torch.stack([ones, zeros])),
-                                  bb.compose([za], [2.0], seed=4, steps=6))
+    np.testing.assert_array_equal(
+        bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6, masks=torch.stack([ones, ones])), base
+    )
+    np.testing.assert_array_equal(
+        bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6, masks=torch.stack([ones, zeros])),
+        bb.compose([za], [2.0], seed=4, steps=6),
+    )
     img = world.render_still(world.Scene(2, [world.SceneObject(3, size=5.0, x=8.0, y=8.0)]))
     region = torch.zeros(32, 32)
     region[:, 16:] = 1  # the right half may change
@@ -312,10 +324,10 @@ def test_generate_mix_regions(smoke_s2i):
     banded = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, candidates=1)
     whole = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
     assert not np.array_equal(banded, whole)
-    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b],
-                                    smoke_s2i.backbones.guidance)
-    ref = smoke_s2i.backbones.compose([c.repeat(2, 1) for c in conds], weights, seed=3,
-                           masks=mix_term_masks(2, -20.0, 32, 3))
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b], smoke_s2i.backbones.guidance)
+    ref = smoke_s2i.backbones.compose(
+        [c.repeat(2, 1) for c in conds], weights, seed=3, masks=mix_term_masks(2, -20.0, 32, 3)
+    )
     np.testing.assert_array_equal(banded, ref)
 
 
@@ -354,11 +366,12 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
     got = smoke_s2i.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
     assert got.shape == (2, 32, 32, 3)
-    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b],
-                                    smoke_s2i.backbones.guidance)
-    drawn = smoke_s2i.backbones.compose([c.repeat(6, 1) for c in conds], weights, seed=7,
-                             masks=mix_term_masks(2, -20.0, 32, 7))
-    np.testing.assert_array_equal(got, pick_nearest_sources(smoke_s2i.backbones, drawn,
-                                                            torch.cat([conds[1], conds[3]]), 3))
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b], smoke_s2i.backbones.guidance)
+    drawn = smoke_s2i.backbones.compose(
+        [c.repeat(6, 1) for c in conds], weights, seed=7, masks=mix_term_masks(2, -20.0, 32, 7)
+    )
+    np.testing.assert_array_equal(
+        got, pick_nearest_sources(smoke_s2i.backbones, drawn, torch.cat([conds[1], conds[3]]), 3)
+    )
     with pytest.raises(ValueError, match="at least 1"):
         smoke_s2i.generate_mix([a, b], n=1, sr=world.SR, candidates=0)

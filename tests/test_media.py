@@ -1,5 +1,6 @@
 """s2i.media: decoding real-world-ish files (made here with PyAV), streaming windows, probing,
 errors. Every test file is generated inside ``tmp_path``; the whole module runs in seconds."""
+
 from __future__ import annotations
 
 import tracemalloc
@@ -39,16 +40,16 @@ def tones(sr: int, n: int, freqs, amps) -> np.ndarray:
 def pattern(i: int, h: int, w: int) -> np.ndarray:
     """A smooth RGB frame whose content moves with i (compresses well, differs per frame)."""
     y, x = np.mgrid[0:h, 0:w]
-    img = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)),
-                    np.full_like(x, (i * 16) % 256)], -1)
+    img = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)), np.full_like(x, (i * 16) % 256)], -1)
     return img.astype(np.uint8)
 
 
 def _audio_packets(st, data: np.ndarray, sr: int, chunk: int = 1000) -> list:
     out = []
     for s in range(0, data.shape[1], chunk):
-        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s:s + chunk]), format="fltp",
-                                        layout=st.layout.name)
+        fr = av.AudioFrame.from_ndarray(
+            np.ascontiguousarray(data[:, s : s + chunk]), format="fltp", layout=st.layout.name
+        )
         fr.sample_rate, fr.pts, fr.time_base = sr, s, Fraction(1, sr)
         out += st.encode(fr)
     return out + st.encode()
@@ -56,28 +57,53 @@ def _audio_packets(st, data: np.ndarray, sr: int, chunk: int = 1000) -> list:
 
 def _mux_interleaved(c, packets) -> None:
     """Mux packets of several streams in decode-time order (as real files are interleaved)."""
+
     def key(p):
         t = p.dts if p.dts is not None else (p.pts or 0)
         return float(t * p.time_base) if p.time_base else 0.0
+
     for p in sorted(packets, key=key):
         c.mux(p)
 
 
-def make_audio(path: Path, fmt: str, codec: str, sr: int, channels: int = 1, dur: float = 1.0,
-               freqs=(440.0, 1000.0), amps=(0.5, 0.3), options=None) -> np.ndarray:
+def make_audio(
+    path: Path,
+    fmt: str,
+    codec: str,
+    sr: int,
+    channels: int = 1,
+    dur: float = 1.0,
+    freqs=(440.0, 1000.0),
+    amps=(0.5, 0.3),
+    options=None,
+) -> np.ndarray:
     """Write an audio-only file; return the (C, n) float signal that was encoded."""
     data = tones(sr, int(round(dur * sr)), freqs[:channels], amps[:channels])
     with av.open(str(path), "w", format=fmt) as c:
-        st = c.add_stream(codec, rate=sr, layout="mono" if channels == 1 else "stereo",
-                          options=options or {})
+        st = c.add_stream(codec, rate=sr, layout="mono" if channels == 1 else "stereo", options=options or {})
         _mux_interleaved(c, _audio_packets(st, data, sr))
     return data
 
 
-def make_video(path: Path, *, fmt: str, vcodec: str, w: int, h: int, rate, n_frames: int,
-               pix_fmt: str = "yuv420p", voptions=None, acodec: str | None = None,
-               a_sr: int = 16000, a_ch: int = 1, freqs=(440.0, 1000.0), amps=(0.5, 0.3),
-               aoptions=None, rotation: float | None = None) -> np.ndarray | None:
+def make_video(
+    path: Path,
+    *,
+    fmt: str,
+    vcodec: str,
+    w: int,
+    h: int,
+    rate,
+    n_frames: int,
+    pix_fmt: str = "yuv420p",
+    voptions=None,
+    acodec: str | None = None,
+    a_sr: int = 16000,
+    a_ch: int = 1,
+    freqs=(440.0, 1000.0),
+    amps=(0.5, 0.3),
+    aoptions=None,
+    rotation: float | None = None,
+) -> np.ndarray | None:
     """Write a video (optionally with audio lasting exactly as long as the video)."""
     rate = Fraction(rate)
     dur = n_frames / rate
@@ -89,8 +115,7 @@ def make_video(path: Path, *, fmt: str, vcodec: str, w: int, h: int, rate, n_fra
             vs.set_display_rotation(rotation)
         ast = None
         if acodec is not None:
-            ast = c.add_stream(acodec, rate=a_sr, layout="mono" if a_ch == 1 else "stereo",
-                               options=aoptions or {})
+            ast = c.add_stream(acodec, rate=a_sr, layout="mono" if a_ch == 1 else "stereo", options=aoptions or {})
         packets = []
         for i in range(n_frames):
             fr = av.VideoFrame.from_ndarray(pattern(i, h, w), format="rgb24")
@@ -136,9 +161,19 @@ def vorbis_encoder() -> tuple[str, dict] | None:
 
 
 # codec frame (samples at the source rate) = allowed length slack from padding/priming
-CODEC_FRAME = {"aac": 1024, "libopus": 960, "mp3": 1152, "libmp3lame": 1152, "vorbis": 2048,
-               "libvorbis": 2048, "flac": 0, "pcm_s16le": 0, "pcm_u8": 0, "pcm_s24le": 0,
-               "pcm_f32le": 0}
+CODEC_FRAME = {
+    "aac": 1024,
+    "libopus": 960,
+    "mp3": 1152,
+    "libmp3lame": 1152,
+    "vorbis": 2048,
+    "libvorbis": 2048,
+    "flac": 0,
+    "pcm_s16le": 0,
+    "pcm_u8": 0,
+    "pcm_s24le": 0,
+    "pcm_f32le": 0,
+}
 
 
 def len_tol(codec: str, src_sr: int) -> int:
@@ -167,29 +202,86 @@ def check_tones(x: np.ndarray, channels: int, lossless: bool) -> None:
 FAST_VP9 = {"deadline": "realtime", "cpu-used": "8"}
 VIDEO_CASES = {
     # id: (file name, make_video kwargs)
-    "h264-aac-64x48-8fps-8k-mono": ("a.mp4", dict(fmt="mp4", vcodec="libx264", w=64, h=48, rate=8,
-                                                  n_frames=12, acodec="aac", a_sr=8000, a_ch=1)),
-    "h264-aac-320x240-12.5fps-22k-stereo": ("b.mp4", dict(fmt="mp4", vcodec="libx264", w=320, h=240,
-                                                          rate=Fraction(25, 2), n_frames=20,
-                                                          acodec="aac", a_sr=22050, a_ch=2)),
-    "h264-aac-160x120-29.97fps-44k-mono": ("c.mp4", dict(fmt="mp4", vcodec="libx264", w=160, h=120,
-                                                         rate=Fraction(30000, 1001), n_frames=45,
-                                                         acodec="aac", a_sr=44100, a_ch=1)),
-    "vp9-opus-webm-96x64-25fps-48k-stereo": ("d.webm", dict(fmt="webm", vcodec="libvpx-vp9", w=96,
-                                                            h=64, rate=25, n_frames=25,
-                                                            voptions=FAST_VP9, acodec="libopus",
-                                                            a_sr=48000, a_ch=2)),
-    "ffv1-pcm-mkv-odd-33x31-25fps-48k-stereo": ("e.mkv", dict(fmt="matroska", vcodec="ffv1", w=33,
-                                                              h=31, rate=25, n_frames=25,
-                                                              pix_fmt="yuv444p", acodec="pcm_s16le",
-                                                              a_sr=48000, a_ch=2)),
-    "mpeg4-pcm-avi-64x48-25fps-22k-mono": ("f.avi", dict(fmt="avi", vcodec="mpeg4", w=64, h=48,
-                                                         rate=25, n_frames=25, acodec="pcm_s16le",
-                                                         a_sr=22050, a_ch=1)),
-    "h264-flac-mkv-64x48-29.97fps-44k-mono": ("g.mkv", dict(fmt="matroska", vcodec="libx264", w=64,
-                                                            h=48, rate=Fraction(30000, 1001),
-                                                            n_frames=30, acodec="flac", a_sr=44100,
-                                                            a_ch=1)),
+    "h264-aac-64x48-8fps-8k-mono": (
+        "a.mp4",
+        dict(fmt="mp4", vcodec="libx264", w=64, h=48, rate=8, n_frames=12, acodec="aac", a_sr=8000, a_ch=1),
+    ),
+    "h264-aac-320x240-12.5fps-22k-stereo": (
+        "b.mp4",
+        dict(
+            fmt="mp4",
+            vcodec="libx264",
+            w=320,
+            h=240,
+            rate=Fraction(25, 2),
+            n_frames=20,
+            acodec="aac",
+            a_sr=22050,
+            a_ch=2,
+        ),
+    ),
+    "h264-aac-160x120-29.97fps-44k-mono": (
+        "c.mp4",
+        dict(
+            fmt="mp4",
+            vcodec="libx264",
+            w=160,
+            h=120,
+            rate=Fraction(30000, 1001),
+            n_frames=45,
+            acodec="aac",
+            a_sr=44100,
+            a_ch=1,
+        ),
+    ),
+    "vp9-opus-webm-96x64-25fps-48k-stereo": (
+        "d.webm",
+        dict(
+            fmt="webm",
+            vcodec="libvpx-vp9",
+            w=96,
+            h=64,
+            rate=25,
+            n_frames=25,
+            voptions=FAST_VP9,
+            acodec="libopus",
+            a_sr=48000,
+            a_ch=2,
+        ),
+    ),
+    "ffv1-pcm-mkv-odd-33x31-25fps-48k-stereo": (
+        "e.mkv",
+        dict(
+            fmt="matroska",
+            vcodec="ffv1",
+            w=33,
+            h=31,
+            rate=25,
+            n_frames=25,
+            pix_fmt="yuv444p",
+            acodec="pcm_s16le",
+            a_sr=48000,
+            a_ch=2,
+        ),
+    ),
+    "mpeg4-pcm-avi-64x48-25fps-22k-mono": (
+        "f.avi",
+        dict(fmt="avi", vcodec="mpeg4", w=64, h=48, rate=25, n_frames=25, acodec="pcm_s16le", a_sr=22050, a_ch=1),
+    ),
+    "h264-flac-mkv-64x48-29.97fps-44k-mono": (
+        "g.mkv",
+        dict(
+            fmt="matroska",
+            vcodec="libx264",
+            w=64,
+            h=48,
+            rate=Fraction(30000, 1001),
+            n_frames=30,
+            acodec="flac",
+            a_sr=44100,
+            a_ch=1,
+        ),
+    ),
 }
 LOSSLESS_AUDIO = {"pcm_s16le", "flac"}
 LOSSLESS_VIDEO = {"ffv1"}
@@ -235,8 +327,7 @@ def test_read_video_many_formats(tmp_path, case):
 
 def test_read_video_size_crops_and_resizes(tmp_path):
     path = tmp_path / "wide.mp4"
-    make_video(path, fmt="mp4", vcodec="libx264", w=320, h=240, rate=25, n_frames=6,
-               acodec="aac", a_sr=16000)
+    make_video(path, fmt="mp4", vcodec="libx264", w=320, h=240, rate=25, n_frames=6, acodec="aac", a_sr=16000)
     full = read_video(path, sr=SR)
     small = read_video(path, sr=SR, size=32)
     assert small.frames.shape == (6, 32, 32, 3) and small.frames.dtype == np.uint8
@@ -273,8 +364,7 @@ def test_video_audio_share_one_clock_when_audio_starts_late(tmp_path):
         packets += vs.encode()
         data = tones(a_sr, int(1.5 * a_sr), [440.0], [0.5])
         for s in range(0, data.shape[1], 1000):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s:s + 1000]), format="fltp",
-                                            layout="mono")
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s : s + 1000]), format="fltp", layout="mono")
             fr.sample_rate, fr.pts, fr.time_base = a_sr, s + a_sr // 2, Fraction(1, a_sr)
             packets += ast.encode(fr)
         packets += ast.encode()
@@ -283,13 +373,14 @@ def test_video_audio_share_one_clock_when_audio_starts_late(tmp_path):
     assert v.times[0] == pytest.approx(0.0, abs=1e-6)
     lead = np.abs(v.audio[: SR // 2 - 16]).max()
     assert lead < 1e-3  # silence until the audio track starts
-    assert np.abs(v.audio[SR // 2 + 16: SR]).max() > 0.4
+    assert np.abs(v.audio[SR // 2 + 16 : SR]).max() > 0.4
     assert len(v.audio) == pytest.approx(2.0 * SR, abs=16)
 
 
 # --------------------------------------------------------------------------------------------
 # audio formats
 # --------------------------------------------------------------------------------------------
+
 
 def _audio_cases():
     vorbis = vorbis_encoder()
@@ -300,16 +391,38 @@ def _audio_cases():
         pytest.param("wav", "pcm_s24le", 44100, 1, {}, ".wav", id="wav-s24-44k-mono"),
         pytest.param("wav", "pcm_f32le", 48000, 2, {}, ".wav", id="wav-f32-48k-stereo"),
         pytest.param("flac", "flac", 44100, 1, {}, ".flac", id="flac-44k-mono"),
-        pytest.param("mp3", mp3 or "libmp3lame", 44100, 2, {}, ".mp3", id="mp3-44k-stereo",
-                     marks=pytest.mark.skipif(mp3 is None, reason="PyAV wheel has no libmp3lame")),
+        pytest.param(
+            "mp3",
+            mp3 or "libmp3lame",
+            44100,
+            2,
+            {},
+            ".mp3",
+            id="mp3-44k-stereo",
+            marks=pytest.mark.skipif(mp3 is None, reason="PyAV wheel has no libmp3lame"),
+        ),
         # FFmpeg's native vorbis encoder (used when the wheel lacks libvorbis) only does stereo
         # and smears channels of different content: give it the same tone in both channels.
-        pytest.param("ogg", vorbis[0] if vorbis else "vorbis", 44100, 2,
-                     dict(vorbis[1] if vorbis else {}, same_channels=True), ".ogg",
-                     id="ogg-vorbis-44k-stereo",
-                     marks=pytest.mark.skipif(vorbis is None, reason="PyAV wheel has no vorbis encoder")),
-        pytest.param("ogg", "libopus", 48000, 1, {}, ".opus", id="opus-48k-mono",
-                     marks=pytest.mark.skipif(not has_encoder("libopus"), reason="no libopus")),
+        pytest.param(
+            "ogg",
+            vorbis[0] if vorbis else "vorbis",
+            44100,
+            2,
+            dict(vorbis[1] if vorbis else {}, same_channels=True),
+            ".ogg",
+            id="ogg-vorbis-44k-stereo",
+            marks=pytest.mark.skipif(vorbis is None, reason="PyAV wheel has no vorbis encoder"),
+        ),
+        pytest.param(
+            "ogg",
+            "libopus",
+            48000,
+            1,
+            {},
+            ".opus",
+            id="opus-48k-mono",
+            marks=pytest.mark.skipif(not has_encoder("libopus"), reason="no libopus"),
+        ),
         pytest.param("ipod", "aac", 44100, 2, {}, ".m4a", id="m4a-aac-44k-stereo"),
         pytest.param("ipod", "aac", 22050, 1, {}, ".m4a", id="m4a-aac-22k-mono"),
     ]
@@ -322,8 +435,9 @@ def test_read_audio_formats(tmp_path, fmt, codec, sr, ch, opts, ext):
     dur = 1.5
     opts = dict(opts)
     same = opts.pop("same_channels", False)
-    make_audio(path, fmt, codec, sr, ch, dur=dur, options=opts,
-               **(dict(freqs=(440.0, 440.0), amps=(0.5, 0.5)) if same else {}))
+    make_audio(
+        path, fmt, codec, sr, ch, dur=dur, options=opts, **(dict(freqs=(440.0, 440.0), amps=(0.5, 0.5)) if same else {})
+    )
     x = read_audio(path, sr=SR)
     assert x.dtype == np.float32 and x.ndim == 1
     assert abs(len(x) - dur * SR) <= len_tol(codec, sr), len(x)
@@ -341,8 +455,7 @@ def test_read_audio_formats(tmp_path, fmt, codec, sr, ch, opts, ext):
 
 def test_read_audio_of_a_video_and_other_rates(tmp_path):
     path = tmp_path / "v.mp4"
-    make_video(path, fmt="mp4", vcodec="libx264", w=64, h=48, rate=25, n_frames=25, acodec="aac",
-               a_sr=48000, a_ch=1)
+    make_video(path, fmt="mp4", vcodec="libx264", w=64, h=48, rate=25, n_frames=25, acodec="aac", a_sr=48000, a_ch=1)
     for sr in (8000, 16000, 44100):
         x = read_audio(path, sr=sr)
         assert abs(len(x) - sr) <= int(np.ceil(1024 * sr / 48000)) + 8
@@ -352,6 +465,7 @@ def test_read_audio_of_a_video_and_other_rates(tmp_path):
 # --------------------------------------------------------------------------------------------
 # streaming windows
 # --------------------------------------------------------------------------------------------
+
 
 def _noise_wav(path: Path, seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
     x = (np.random.default_rng(seed).standard_normal(int(round(seconds * sr))) * 0.1).astype(np.float32)
@@ -371,9 +485,9 @@ def test_windows_count_starts_and_content(tmp_path):
     assert wins.dtype == np.float32
     for wdw, s in zip(wins, starts):
         a = int(round(s * SR))
-        seg = x[a:a + SR]
-        np.testing.assert_allclose(wdw[:len(seg)], seg, atol=1e-7)
-        assert not wdw[len(seg):].any()  # the last window (0.8 full) is zero-padded
+        seg = x[a : a + SR]
+        np.testing.assert_allclose(wdw[: len(seg)], seg, atol=1e-7)
+        assert not wdw[len(seg) :].any()  # the last window (0.8 full) is zero-padded
     # overlap_s is the same grid as hop_s = window_s - overlap_s
     same = list(iter_audio_windows(tmp_path / "n.wav", sr=SR, window_s=1.0, overlap_s=0.5, batch=4))
     np.testing.assert_array_equal(np.concatenate([b[1] for b in same]), starts)
@@ -384,14 +498,13 @@ def test_windows_concatenate_to_the_signal(tmp_path):
     # no overlap, default policy: the 0.3-full tail is dropped
     wins = np.concatenate([w for w, _ in iter_audio_windows(tmp_path / "n.wav", SR, 1.0, batch=2)])
     assert wins.shape == (3, SR)
-    np.testing.assert_allclose(wins.reshape(-1), x[:3 * SR], atol=1e-7)
+    np.testing.assert_allclose(wins.reshape(-1), x[: 3 * SR], atol=1e-7)
     # keep any tail: the concatenation is the signal followed by zeros
-    wins = np.concatenate([w for w, _ in iter_audio_windows(tmp_path / "n.wav", SR, 1.0, batch=2,
-                                                              min_fill=0.0)])
+    wins = np.concatenate([w for w, _ in iter_audio_windows(tmp_path / "n.wav", SR, 1.0, batch=2, min_fill=0.0)])
     flat = wins.reshape(-1)
     assert wins.shape == (4, SR)
-    np.testing.assert_allclose(flat[:len(x)], x, atol=1e-7)
-    assert not flat[len(x):].any()
+    np.testing.assert_allclose(flat[: len(x)], x, atol=1e-7)
+    assert not flat[len(x) :].any()
 
 
 def test_windows_file_shorter_than_one_window(tmp_path):
@@ -400,15 +513,24 @@ def test_windows_file_shorter_than_one_window(tmp_path):
     assert len(out) == 1
     w, s = out[0]
     assert w.shape == (1, SR) and s.tolist() == [0.0]
-    np.testing.assert_allclose(w[0, :len(x)], x, atol=1e-7)
-    assert not w[0, len(x):].any()
+    np.testing.assert_allclose(w[0, : len(x)], x, atol=1e-7)
+    assert not w[0, len(x) :].any()
 
 
-@pytest.mark.parametrize("n,win,hop,min_fill", [
-    (48000, 1.0, 1.0, 0.5), (48000, 1.0, 0.25, 0.5), (40000, 1.0, 0.25, 0.5), (40000, 1.0, 0.25, 0.0),
-    (39999, 0.5, 0.5, 1.0), (8000, 1.0, 0.5, 0.5), (0, 1.0, 1.0, 0.5), (16000, 1.0, 1.5, 0.5),
-    (44000, 1.0, 1.5, 0.5),
-])
+@pytest.mark.parametrize(
+    "n,win,hop,min_fill",
+    [
+        (48000, 1.0, 1.0, 0.5),
+        (48000, 1.0, 0.25, 0.5),
+        (40000, 1.0, 0.25, 0.5),
+        (40000, 1.0, 0.25, 0.0),
+        (39999, 0.5, 0.5, 1.0),
+        (8000, 1.0, 0.5, 0.5),
+        (0, 1.0, 1.0, 0.5),
+        (16000, 1.0, 1.5, 0.5),
+        (44000, 1.0, 1.5, 0.5),
+    ],
+)
 def test_window_starts_policy(n, win, hop, min_fill):
     W, H = int(win * SR), int(hop * SR)
     full = [s for s in range(0, max(n - W + 1, 0), H)]
@@ -426,7 +548,7 @@ def test_windows_match_read_audio_when_resampling(tmp_path):
     ref = read_audio(path, sr=SR)
     out = list(iter_audio_windows(path, SR, window_s=0.5, batch=3, min_fill=0.0))
     flat = np.concatenate([w for w, _ in out]).reshape(-1)
-    np.testing.assert_allclose(flat[:len(ref)], ref, atol=1e-6)
+    np.testing.assert_allclose(flat[: len(ref)], ref, atol=1e-6)
     assert len(flat) - len(ref) < SR // 2
     starts = np.concatenate([s for _, s in out])
     np.testing.assert_allclose(starts, audio_window_starts(len(ref), SR, 0.5, min_fill=0.0) / SR)
@@ -434,23 +556,22 @@ def test_windows_match_read_audio_when_resampling(tmp_path):
 
 def test_windows_of_a_video_track(tmp_path):
     path = tmp_path / "v.mp4"
-    make_video(path, fmt="mp4", vcodec="libx264", w=64, h=48, rate=25, n_frames=50, acodec="aac",
-               a_sr=44100, a_ch=2)
+    make_video(path, fmt="mp4", vcodec="libx264", w=64, h=48, rate=25, n_frames=50, acodec="aac", a_sr=44100, a_ch=2)
     out = list(iter_audio_windows(path, SR, window_s=0.5, hop_s=0.25, batch=100))
     assert len(out) == 1
     w, s = out[0]
     np.testing.assert_allclose(s, np.arange(len(s)) * 0.25)
     # 2.0 s: starts 0 .. 1.5 are full windows; the one at 1.75 is exactly half full: kept, padded
     assert len(s) == 8
-    assert not w[-1, SR // 4 + 8:].any()  # AAC tail padding trimmed as in read_audio
-    np.testing.assert_allclose(w[:, : SR // 4].reshape(-1), read_audio(path, SR)[: 8 * SR // 4],
-                               atol=1e-6)
+    assert not w[-1, SR // 4 + 8 :].any()  # AAC tail padding trimmed as in read_audio
+    np.testing.assert_allclose(w[:, : SR // 4].reshape(-1), read_audio(path, SR)[: 8 * SR // 4], atol=1e-6)
     check_tones(w[1], 2, lossless=False)
 
 
 def test_window_arguments():
-    np.testing.assert_array_equal(audio_window_starts(40000, SR, 1.0, overlap_s=0.75),
-                                  audio_window_starts(40000, SR, 1.0, 0.25))
+    np.testing.assert_array_equal(
+        audio_window_starts(40000, SR, 1.0, overlap_s=0.75), audio_window_starts(40000, SR, 1.0, 0.25)
+    )
     with pytest.raises(ValueError):
         audio_window_starts(100, SR, 1.0, 0.5, overlap_s=0.5)
     with pytest.raises(ValueError):
@@ -463,7 +584,7 @@ def test_windows_memory_does_not_grow_with_length(tmp_path):
     n = 0
     tracemalloc.start()
     try:
-        for w, s in iter_audio_windows(path, SR, window_s=1.0, batch=4):
+        for w, _ in iter_audio_windows(path, SR, window_s=1.0, batch=4):
             n += len(w)
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -475,6 +596,7 @@ def test_windows_memory_does_not_grow_with_length(tmp_path):
 # --------------------------------------------------------------------------------------------
 # errors and the skipping batch reader
 # --------------------------------------------------------------------------------------------
+
 
 def _good_mp4(path: Path, n: int = 25) -> Path:
     frames = np.stack([pattern(i, 48, 64) for i in range(n)])
@@ -558,8 +680,7 @@ def test_corrupt_files(tmp_path):
         _assert_media_error(read_audio, p)
     # a Matroska file cut in half (its demuxer stops quietly: caught by the stated duration)
     mkv = tmp_path / "good.mkv"
-    make_video(mkv, fmt="matroska", vcodec="libx264", w=64, h=48, rate=25, n_frames=50,
-               acodec="pcm_s16le", a_sr=16000)
+    make_video(mkv, fmt="matroska", vcodec="libx264", w=64, h=48, rate=25, n_frames=50, acodec="pcm_s16le", a_sr=16000)
     half_mkv = tmp_path / "half.mkv"
     half_mkv.write_bytes(mkv.read_bytes()[: mkv.stat().st_size // 2])
     _assert_media_error(read_video, half_mkv, "truncated")
@@ -597,6 +718,7 @@ def test_read_videos_skipping(tmp_path):
 # internals: audio format changes mid-stream, frame collection
 # --------------------------------------------------------------------------------------------
 
+
 def test_mono_audio_survives_format_changes_mid_stream():
     from s2i.media import _MonoAudio
 
@@ -604,15 +726,14 @@ def test_mono_audio_survives_format_changes_mid_stream():
     for sr_in, layout, n_ch in ((8000, "mono", 1), (44100, "stereo", 2), (22050, "mono", 1)):
         data = tones(sr_in, sr_in // 2, [440.0, 440.0][:n_ch], [0.5, 0.5][:n_ch])
         for s in range(0, data.shape[1], 700):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s:s + 700]), format="fltp",
-                                            layout=layout)
+            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s : s + 700]), format="fltp", layout=layout)
             fr.sample_rate = sr_in
             out += conv.push(fr)
     out += conv.flush()
     x = np.concatenate(out)
     assert abs(len(x) - 1.5 * SR) <= 8  # three half seconds, each resampled to SR
     assert abs(peak_hz(x, SR) - 440.0) <= 2.0
-    assert tone_amp(x[SR // 2 + 100: SR - 100], SR, 440.0) == pytest.approx(0.5, rel=0.02)
+    assert tone_amp(x[SR // 2 + 100 : SR - 100], SR, 440.0) == pytest.approx(0.5, rel=0.02)
 
 
 def test_frame_collector():
@@ -635,6 +756,7 @@ def test_frame_collector():
 # --------------------------------------------------------------------------------------------
 # writing
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fps,fraction", [(29.97, "30000/1001"), (12.5, "25/2"), (8, "8")])
 def test_write_video_probe(tmp_path, fps, fraction):
@@ -678,6 +800,7 @@ def test_write_video_rejects_bad_input(tmp_path):
 # --------------------------------------------------------------------------------------------
 # channel counts, non-finite samples, absurd headers
 # --------------------------------------------------------------------------------------------
+
 
 def wav_pcm16(path: Path, data: np.ndarray, sr: int) -> Path:
     """(C, n) float in [-1, 1] -> 16-bit PCM WAV with the standard library's writer."""

@@ -2,6 +2,7 @@
 metrics on hand-made clips, the folder corpus (recursive, deterministic splits), decoding a
 tiny toy world with bad files mixed in (skipped with reasons, never fatal), and the on-disk
 pair format. CPU only, a few seconds."""
+
 from __future__ import annotations
 
 import hashlib
@@ -70,7 +71,8 @@ _SHORT_AUDIO_BUG = (
     "more than one window past the end of the audio slices an empty/short piece and np.stack "
     "raises 'ValueError: all input arrays must have the same shape'. It happens for audio=None "
     "and for any video whose audio track ends early -- and decode_clips then dies instead of "
-    "skipping or zero-padding the clip.")
+    "skipping or zero-padding the clip."
+)
 
 
 def test_frame_windows_audio_shorter_than_the_frames():
@@ -112,9 +114,13 @@ def test_select_frames_threshold_and_fallback():
 # --------------------------------------------------------------------------------------------
 def _clip(cid, match):
     T = 4 if match is None else len(match)
-    return DecodedClip(ClipRef(cid, Path(f"{cid}.mp4"), "train"), np.zeros((T, 2, 2, 3), np.uint8),
-                       np.arange(T) / 8.0, np.zeros((T, 4), np.float32),
-                       None if match is None else np.array(match, bool))
+    return DecodedClip(
+        ClipRef(cid, Path(f"{cid}.mp4"), "train"),
+        np.zeros((T, 2, 2, 3), np.uint8),
+        np.arange(T) / 8.0,
+        np.zeros((T, 4), np.float32),
+        None if match is None else np.array(match, bool),
+    )
 
 
 def test_selection_metrics_on_hand_made_clips():
@@ -156,8 +162,17 @@ def _touch(p: Path):
 
 
 def test_folder_clips_finds_videos_recursively(tmp_path):
-    for rel in ["a.mp4", "sub/b.MOV", "sub/deeper/c.mkv", "d.webm", "e.avi", "f.m4v", "notes.txt", "g.wav",
-                "sub/h.jpg"]:
+    for rel in [
+        "a.mp4",
+        "sub/b.MOV",
+        "sub/deeper/c.mkv",
+        "d.webm",
+        "e.avi",
+        "f.m4v",
+        "notes.txt",
+        "g.wav",
+        "sub/h.jpg",
+    ]:
         _touch(tmp_path / rel)
     refs = folder_clips(tmp_path)
     assert [r.clip_id for r in refs] == ["a", "d", "e", "f", "sub__b", "sub__deeper__c"]  # sorted by path
@@ -248,10 +263,14 @@ def test_decode_clips_windows_follow_the_sounding_sources(tiny_world):
 def test_decode_clips_skips_bad_files_with_reasons(tiny_world):
     d, bad = tiny_world
     good = world_clips(d)
-    refs = [ClipRef("corrupt", bad / "corrupt.mp4", "train"), good[0],
-            ClipRef("silent", bad / "silent.mp4", "train"), good[1],
-            ClipRef("truncated", bad / "truncated.mp4", "train"),
-            ClipRef("missing", bad / "nope.mp4", "train")]
+    refs = [
+        ClipRef("corrupt", bad / "corrupt.mp4", "train"),
+        good[0],
+        ClipRef("silent", bad / "silent.mp4", "train"),
+        good[1],
+        ClipRef("truncated", bad / "truncated.mp4", "train"),
+        ClipRef("missing", bad / "nope.mp4", "train"),
+    ]
     clips, skipped = decode_clips(refs, window_s=0.5)
     assert [c.ref.clip_id for c in clips] == ["clip00000", "clip00001"]
     assert [s["clip_id"] for s in skipped] == ["corrupt", "silent", "truncated", "missing"]
@@ -287,8 +306,17 @@ def test_decode_clips_frames_subset(tiny_world):
 # --------------------------------------------------------------------------------------------
 def test_save_load_pairs_roundtrip(tmp_path):
     g = torch.Generator().manual_seed(0)
-    rows = [dict(clip_id=f"c{i}", frame=i, time=i / 8, split=["train", "val", "test"][i % 3],
-                 source=["selected", "random"][i % 2], sound_class=i % 4) for i in range(10)]
+    rows = [
+        dict(
+            clip_id=f"c{i}",
+            frame=i,
+            time=i / 8,
+            split=["train", "val", "test"][i % 3],
+            source=["selected", "random"][i % 2],
+            sound_class=i % 4,
+        )
+        for i in range(10)
+    ]
     z = torch.randn(10, 6, generator=g)
     mels = torch.log(torch.rand(10, 1, 64, 26, generator=g) + 1e-6)
     save_pairs(tmp_path / "pairs", rows, z, mels)

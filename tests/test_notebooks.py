@@ -1,5 +1,6 @@
 """The notebooks are thin, committed without outputs, in sync with their text sources, and
 their parameter defaults are the smoke profile (the values dvc injects for that profile)."""
+
 import ast
 import json
 import re
@@ -45,8 +46,9 @@ def test_in_sync_with_text_source(path):
     assert src.exists(), f"{src} missing"
     built = convert(src.read_text())
     nb = json.loads(path.read_text())
-    assert [c.source for c in built.cells] == ["".join(c["source"]) for c in nb["cells"]], \
+    assert [c.source for c in built.cells] == ["".join(c["source"]) for c in nb["cells"]], (
         f"{path.name} differs from {src.name}: rebuild with scripts/py2nb.py"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -72,8 +74,10 @@ def test_parameter_defaults_are_the_smoke_profile():
         path = f"notebooks/{notebook}.ipynb"
         assert path in stage["deps"], f"stage {name} runs {path} but does not depend on it"
         nbp = _params_cell(json.loads((ROOT / path).read_text()))
-        assert set(table) == set(nbp), f"stage {name}: passes {sorted(set(table) - set(nbp))} that " \
+        assert set(table) == set(nbp), (
+            f"stage {name}: passes {sorted(set(table) - set(nbp))} that "
             f"{path} lacks; {path} has {sorted(set(nbp) - set(table))} that the stage does not pass"
+        )
         for pname, key in table.items():
             if pname in ("run_dir", "model_dir"):
                 continue

@@ -1,5 +1,6 @@
 """Tests of ``s2i.paths`` (repository root, path resolution, profiles) and of the atomic JSON
 writer in ``s2i.utils``."""
+
 from __future__ import annotations
 
 import json
@@ -97,10 +98,15 @@ def test_profiles_share_the_same_keys(name):
 def test_profiles_differ_in_size_not_in_shape():
     toy, smoke = load_profile("toy"), load_profile("smoke")
     assert smoke["world"]["n_clips"] < toy["world"]["n_clips"]
-    assert load_params(ROOT / "profiles" / "smoke.yaml")["world"]["n_clips"] == smoke["world"]["n_clips"]  # absolute path
+    assert (
+        load_params(ROOT / "profiles" / "smoke.yaml")["world"]["n_clips"] == smoke["world"]["n_clips"]
+    )  # absolute path
     for section in toy:  # same types key by key (a number stays a number ...)
         for k, v in toy[section].items():
-            assert type(smoke[section][k]) is type(v) or {type(v), type(smoke[section][k])} <= {int, float}, (section, k)
+            assert type(smoke[section][k]) is type(v) or {type(v), type(smoke[section][k])} <= {int, float}, (
+                section,
+                k,
+            )
 
 
 def test_merge_params_is_a_nested_override():
@@ -120,17 +126,21 @@ def test_profiles_are_toy_plus_their_diff():
         diff = load_params(ROOT / "profiles" / f"{name}.yaml")
         assert load_profile(name) == merge_params(toy, diff)
 
-        def leaves_differ(d, t):  # a diff names no key whose value equals toy's
+        def leaves_differ(d, t, name=name):  # a diff names no key whose value equals toy's
             for k, v in d.items():
                 if isinstance(v, dict) and isinstance(t.get(k), dict):
                     leaves_differ(v, t[k])
                 else:
                     assert t.get(k, object()) != v, (name, k, v)
+
         leaves_differ(diff, toy)
     smoke, full = load_profile("smoke"), load_profile("full")
     assert (toy["world"]["n_clips"], smoke["world"]["n_clips"], full["world"]["n_clips"]) == (480, 60, 480)
-    assert (toy["thumbnails"]["n_programmes"], smoke["thumbnails"]["n_programmes"],
-            full["thumbnails"]["n_programmes"]) == (48, 2, 12)
+    assert (
+        toy["thumbnails"]["n_programmes"],
+        smoke["thumbnails"]["n_programmes"],
+        full["thumbnails"]["n_programmes"],
+    ) == (48, 2, 12)
     assert (smoke["pretrain"]["model_dir"], full["pretrain"]["model_dir"]) == ("models/smoke", "models/toy")
     assert smoke["alignment"]["normalize"] is True and smoke["pretrain"]["gen_channels"] == "16,32,32"
     assert full["full"]["image_encoder"]["model"] == "ViT-H-14" and "full" not in toy

@@ -1,6 +1,7 @@
 """Tests of ``s2i.eval.studies`` helpers: the bootstrap interval, and -- when the nbval smoke run's
 models exist -- the mixing study's split between both-present pairs and relative-volume pairs.
 CPU only."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,9 @@ def test_bootstrap_ci_rejects_no_values():
 
 def test_mix_pairs_of_a_larger_study_start_with_the_smaller_one():
     small, large = mix_pairs(4, seed=0), mix_pairs(12, seed=0)
-    assert [(a.cls, a.bg, a.seed, b.cls, b.seed) for a, b in small] == \
-        [(a.cls, a.bg, a.seed, b.cls, b.seed) for a, b in large[:4]]
+    assert [(a.cls, a.bg, a.seed, b.cls, b.seed) for a, b in small] == [
+        (a.cls, a.bg, a.seed, b.cls, b.seed) for a, b in large[:4]
+    ]
     assert all(a.cls != b.cls and a.bg == b.bg for a, b in large)
 
 

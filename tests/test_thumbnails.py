@@ -4,6 +4,7 @@ streaming, toy programmes and their metrics.
 The mechanics are tested with a transparent stand-in for the trained models (band-energy
 "embeddings", a generator that paints the class colour, a judge that reads it back), so the
 assertions do not depend on model quality; one test runs the real smoke models."""
+
 from __future__ import annotations
 
 import json
@@ -55,9 +56,14 @@ def band_features(w: np.ndarray, n_bands: int = 16) -> np.ndarray:
     return (e / (e.sum(1, keepdims=True) + 1e-12)).astype(np.float32)
 
 
-PROTOS = np.stack([band_features(world.render_sound(world.Scene(0, [world.SceneObject(c, gain=1.0)]), 2.0,
-                                                    seed=c, ambience=False)[None]).mean(0)
-                   for c in range(len(world.CLASSES))])  # (8, 16) one "embedding" per class
+PROTOS = np.stack(
+    [
+        band_features(
+            world.render_sound(world.Scene(0, [world.SceneObject(c, gain=1.0)]), 2.0, seed=c, ambience=False)[None]
+        ).mean(0)
+        for c in range(len(world.CLASSES))
+    ]
+)  # (8, 16) one "embedding" per class
 
 
 class FakeJudge:
@@ -95,8 +101,7 @@ class FakeS2I(Sound2Image):
 
 
 def two_class_programme(seed=0):
-    return make_programme(seed, segments=[("horn", "meadow", 10.0), ("bird", "meadow", 6.0),
-                                          ("horn", "meadow", 8.0)])
+    return make_programme(seed, segments=[("horn", "meadow", 10.0), ("bird", "meadow", 6.0), ("horn", "meadow", 8.0)])
 
 
 # ----------------------------------------------------------------------------- windows and ranges
@@ -112,8 +117,10 @@ def test_sub_windows_follow_windows_of():
     np.testing.assert_array_equal(short[:, 0], np.stack([windows_of(a, 0.5)[0] for a in x[:, :3000]]))
 
 
-@pytest.mark.parametrize("seconds,window_s,overlap_s", [(10.0, 2.0, 1.0), (10.0, 2.0, 0.0), (9.3, 2.0, 0.5),
-                                                        (1.2, 2.0, 1.0), (7.0, 1.0, 0.75)])
+@pytest.mark.parametrize(
+    "seconds,window_s,overlap_s",
+    [(10.0, 2.0, 1.0), (10.0, 2.0, 0.0), (9.3, 2.0, 0.5), (1.2, 2.0, 1.0), (7.0, 1.0, 0.75)],
+)
 def test_window_count_and_starts(seconds, window_s, overlap_s):
     s2i = FakeS2I()
     x = np.random.default_rng(1).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1
@@ -135,7 +142,7 @@ def test_window_embedding_is_embed_audio_of_the_window():
     w = window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5)
     for i in (0, 7, len(w.starts) - 2):
         s = int(round(w.starts[i] * SR))
-        np.testing.assert_allclose(w.z[i], s2i.embed_audio(a[s:s + 2 * SR], SR).numpy(), atol=1e-6)
+        np.testing.assert_allclose(w.z[i], s2i.embed_audio(a[s : s + 2 * SR], SR).numpy(), atol=1e-6)
     # the last window runs past the end: embedded from its real part only (no silence padding)
     s = int(round(w.starts[-1] * SR))
     assert s + 2 * SR > len(a)
@@ -250,8 +257,21 @@ def test_make_thumbnails_report_and_files(tmp_path):
     assert res.k == 2 and res.images.shape == (2, 32, 32, 3)
     assert res.final == 0  # horn: 18 s of 24
     rep = json.loads((tmp_path / "t" / "thumbnails.json").read_text())
-    for key in ("duration_s", "window_s", "overlap_s", "n_windows", "k", "k_method", "silhouettes",
-                "representative", "final_cluster", "final_thumbnail", "contact_sheet", "slideshow", "clusters"):
+    for key in (
+        "duration_s",
+        "window_s",
+        "overlap_s",
+        "n_windows",
+        "k",
+        "k_method",
+        "silhouettes",
+        "representative",
+        "final_cluster",
+        "final_thumbnail",
+        "contact_sheet",
+        "slideshow",
+        "clusters",
+    ):
         assert key in rep
     assert rep["n_windows"] == len(res.starts) and rep["k"] == 2 and rep["final_cluster"] == 0
     c0, c1 = rep["clusters"]
@@ -295,8 +315,10 @@ def _has(codec):
         return False
 
 
-@pytest.mark.parametrize("suffix,codec", [(".wav", "pcm_s16le"), (".flac", "flac"), (".opus", "libopus"),
-                                          (".mp3", "libmp3lame"), (".m4a", "aac")])
+@pytest.mark.parametrize(
+    "suffix,codec",
+    [(".wav", "pcm_s16le"), (".flac", "flac"), (".opus", "libopus"), (".mp3", "libmp3lame"), (".m4a", "aac")],
+)
 def test_streaming_files_of_several_formats(tmp_path, suffix, codec):
     if not _has(codec):
         pytest.skip(f"PyAV has no {codec} encoder")
@@ -391,9 +413,9 @@ def test_programme_audio_and_seeds():
     np.testing.assert_array_equal(np.concatenate(list(p.iter_audio())), a)
     assert [r["name"] for r in p.timeline] == ["bell", "drum", None]
     seeds = [segment_seed(7, i) for i in range(3)]
-    assert len(set(seeds)) == 3 and min(seeds) >= PROGRAMME_SEED_BASE > 2 ** 33
+    assert len(set(seeds)) == 3 and min(seeds) >= PROGRAMME_SEED_BASE > 2**33
     # a training clip's seed (uint32) can never be a programme seed
-    assert world.clip_seed(0, 0) < 2 ** 32 < PROGRAMME_SEED_BASE
+    assert world.clip_seed(0, 0) < 2**32 < PROGRAMME_SEED_BASE
     with pytest.raises(ValueError):
         make_programme(0, segments=[("bell", 0, 0.0)])
 
@@ -414,8 +436,9 @@ def test_with_the_smoke_models(smoke_s2i, tmp_path):
     assert res.windows.z.shape == (len(res.starts), smoke_s2i.audio_encoder.cfg.embed_dim)
     a = read_audio(path, SR)
     s = int(round(res.starts[3] * SR))  # a window's embedding is embed_audio of that window
-    np.testing.assert_allclose(res.windows.z[3], smoke_s2i.embed_audio(a[s:s + 2 * SR], SR).numpy(),
-                               rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(
+        res.windows.z[3], smoke_s2i.embed_audio(a[s : s + 2 * SR], SR).numpy(), rtol=1e-3, atol=1e-4
+    )
     m = evaluate_thumbnails(res, prog, smoke_s2i.backbones.judge)
     assert 0.5 <= m["cluster_purity"] <= 1.0 and len(m["thumbnail_classes"]) == 2
     assert Image.open(tmp_path / "out" / "slideshow.gif").n_frames == 2
@@ -435,11 +458,15 @@ def test_final_cluster_with_distances_takes_the_groups_centre():
     # cluster 0 (40 windows) was let into the group of clusters 1-3 (30 each) by the cut, but it
     # is far from them: the group's largest cluster is the intruder, its centre is cluster 2
     sizes = np.array([40, 30, 30, 30, 50])
-    d = np.array([[0.0, 0.30, 0.32, 0.34, 0.9],
-                  [0.30, 0.0, 0.05, 0.10, 0.9],
-                  [0.32, 0.05, 0.0, 0.05, 0.9],
-                  [0.34, 0.10, 0.05, 0.0, 0.9],
-                  [0.9, 0.9, 0.9, 0.9, 0.0]])
+    d = np.array(
+        [
+            [0.0, 0.30, 0.32, 0.34, 0.9],
+            [0.30, 0.0, 0.05, 0.10, 0.9],
+            [0.32, 0.05, 0.0, 0.05, 0.9],
+            [0.34, 0.10, 0.05, 0.0, 0.9],
+            [0.9, 0.9, 0.9, 0.9, 0.0],
+        ]
+    )
     groups = np.array([0, 0, 0, 0, 1])
     assert final_cluster(sizes, groups) == 0 and final_cluster(sizes, groups, d) == 2
     assert final_cluster(sizes, np.arange(5), d) == 4  # every cluster its own group: the largest
@@ -497,8 +524,10 @@ def test_final_rules():
 
 @pytest.fixture(scope="module")
 def toy_s2i():
-    if not (ROOT / "models" / "toy" / "generator").exists() or \
-            not (ROOT / "results" / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists():
+    if (
+        not (ROOT / "models" / "toy" / "generator").exists()
+        or not (ROOT / "results" / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()
+    ):
         pytest.skip("the trained toy run is missing: run `dvc repro` (profile toy) first")
     return Sound2Image.from_run(ROOT / "results", profile="toy", model_dir=ROOT / "models" / "toy")
 

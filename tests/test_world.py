@@ -13,6 +13,7 @@ e.g. circle 0.84-1.09, bar 0.36-0.80; within +-25 % of it for r >= 6 px):
     diamond 2*1.2^2/pi = 0.917   ring 1-0.55^2 = 0.698   cross (8*0.35-4*0.35^2)/pi = 0.735
     bar 4*0.45/pi = 0.573   x (2*(1.6^2-(1.6-0.3*sqrt2)^2) - 2*(0.3*sqrt2)^2)/pi = 0.635
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,7 +62,7 @@ def _rms(x) -> float:
 
 def _frame_centre_rms(x: np.ndarray) -> np.ndarray:
     """Per video frame RMS of ``x`` over the part of the frame the gain ramps do not touch."""
-    x = np.asarray(x, np.float64).reshape(-1, FL)[:, RAMP_HALF + 40: FL - RAMP_HALF - 40]
+    x = np.asarray(x, np.float64).reshape(-1, FL)[:, RAMP_HALF + 40 : FL - RAMP_HALF - 40]
     return np.sqrt(np.mean(x**2, axis=1))
 
 
@@ -152,7 +153,7 @@ def test_envelope_to_samples_holds_each_frame_and_ramps_smoothly():
     n = len(env) * FL
     g = W.envelope_to_samples(env, n)
     assert g.shape == (n,)
-    cen = g.reshape(-1, FL)[:, RAMP_HALF + 1: FL - RAMP_HALF - 1]
+    cen = g.reshape(-1, FL)[:, RAMP_HALF + 1 : FL - RAMP_HALF - 1]
     np.testing.assert_allclose(cen, np.repeat(env[:, None], cen.shape[1], axis=1), atol=1e-12)
     k = int(0.02 * W.SR)
     assert np.abs(np.diff(g)).max() <= 1.0 / k + 1e-12  # a 0 -> 1 step takes the whole 20 ms ramp: no clicks
@@ -175,7 +176,7 @@ def test_truth_gain_envelope_follows_visible_size(cls):
         a = np.arange(L) / max(L - 1, 1)
         r = seg["r0"] + a * (seg["r1"] - seg["r0"])
         if seg["type"] in ("match", "offscreen"):
-            expected[seg["start"]: seg["end"]] = r / W.R_MAX
+            expected[seg["start"] : seg["end"]] = r / W.R_MAX
     np.testing.assert_allclose(env, expected, rtol=1e-12, atol=0)
     for f, fr in enumerate(truth["frames"]):
         kind = fr["segment"]
@@ -328,8 +329,9 @@ def _clipped_pixels(monkeypatch, c) -> int:
     return worst
 
 
-@pytest.mark.parametrize("c", [c for c, s in enumerate(W.SHAPES) if s != "diamond"],
-                         ids=[s for s in W.SHAPES if s != "diamond"])
+@pytest.mark.parametrize(
+    "c", [c for c, s in enumerate(W.SHAPES) if s != "diamond"], ids=[s for s in W.SHAPES if s != "diamond"]
+)
 def test_objects_stay_inside_the_frame(c, monkeypatch):
     assert _clipped_pixels(monkeypatch, c) == 0
 
@@ -487,7 +489,7 @@ def test_splits_are_by_clip_and_deterministic(corpus, corpus_again):
         assert r["split"] == W.split_of(i, 0) == read_json(d / r["truth"])["split"]
         by_split.setdefault(r["split"], set()).add(r["clip_id"])
     sets = list(by_split.values())
-    assert all(a.isdisjoint(b) for j, a in enumerate(sets) for b in sets[j + 1:])
+    assert all(a.isdisjoint(b) for j, a in enumerate(sets) for b in sets[j + 1 :])
     assert set().union(*sets) == set(ids)
     assert "train" in by_split and len(by_split["train"]) > 20
     assert [r["split"] for r in corpus_again[1]["clips"]] == [r["split"] for r in index["clips"]]
@@ -558,8 +560,9 @@ def test_render_sound_mix_contains_both_sources():
         assert _peak_db(only_bell, 1046) > -10 and _peak_db(only_bell, 196) < -25, bg
         assert _peak_db(muted, 1046) < -25, bg
         # the mix is the sum of its parts (same seed, same waveforms) up to the shared ambience
-        bell_alone = W.render_sound(Scene(bg, [SceneObject("horn", size=9, audible=False), bell]), seed=1,
-                                    ambience=False)
+        bell_alone = W.render_sound(
+            Scene(bg, [SceneObject("horn", size=9, audible=False), bell]), seed=1, ambience=False
+        )
         np.testing.assert_allclose(mix, muted.astype(np.float64) + bell_alone, atol=1e-6)
 
 
@@ -608,8 +611,12 @@ def test_classes_look_distinct():
 
 
 def test_classes_sound_distinct():
-    desc = np.array([_band_descriptor(W.render_sound(Scene(0, [SceneObject(c, size=13)]), duration=2.0, seed=3,
-                                                     ambience=False)) for c in range(8)])
+    desc = np.array(
+        [
+            _band_descriptor(W.render_sound(Scene(0, [SceneObject(c, size=13)]), duration=2.0, seed=3, ambience=False))
+            for c in range(8)
+        ]
+    )
     cos = desc @ desc.T
     np.fill_diagonal(cos, -1)
     assert cos.max() < 0.9, (np.unravel_index(cos.argmax(), cos.shape), cos.max())
@@ -618,6 +625,7 @@ def test_classes_sound_distinct():
     # broadband noise fills this descriptor's 60 dB range)
     for c in range(8):
         for p in (0.96, 1.04):
-            x = W.render_sound(Scene(0, [SceneObject(c, size=10)]), duration=2.0, seed=11 + c, pitch=p, rate=p,
-                               ambience=False)
+            x = W.render_sound(
+                Scene(0, [SceneObject(c, size=10)]), duration=2.0, seed=11 + c, pitch=p, rate=p, ambience=False
+            )
             assert int(np.argmax(desc @ _band_descriptor(x))) == c, (W.CLASSES[c], p)

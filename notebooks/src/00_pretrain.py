@@ -50,10 +50,19 @@ from s2i.viz import grid, save_png
 
 encoder = dict(model=enc_model, steps=enc_steps, batch=enc_batch, lr=enc_lr, temperature=enc_temperature)
 judge = dict(steps=judge_steps, batch=judge_batch, width=judge_width)
-generator = dict(block_out_channels=[int(c) for c in gen_channels.split(",")], attn_levels=gen_attn_levels,
-                 n_tokens=gen_tokens, steps=gen_steps, batch=gen_batch, lr=gen_lr, cfg_dropout=gen_cfg_dropout,
-                 max_noise_level=gen_max_noise_level, ema_decay=gen_ema_decay, sample_steps=gen_sample_steps,
-                 guidance=gen_guidance)
+generator = dict(
+    block_out_channels=[int(c) for c in gen_channels.split(",")],
+    attn_levels=gen_attn_levels,
+    n_tokens=gen_tokens,
+    steps=gen_steps,
+    batch=gen_batch,
+    lr=gen_lr,
+    cfg_dropout=gen_cfg_dropout,
+    max_noise_level=gen_max_noise_level,
+    ema_decay=gen_ema_decay,
+    sample_steps=gen_sample_steps,
+    guidance=gen_guidance,
+)
 out = resolve(run_dir)
 
 # %%
@@ -97,4 +106,4 @@ img = grid(pairs, 16, scale=3)
 save_png(out / "figures" / "pretrain_recon_grid.png", img)
 plt.figure(figsize=(12, 12 * img.shape[0] / img.shape[1]))
 plt.imshow(img)
-plt.axis("off");
+plt.axis("off")

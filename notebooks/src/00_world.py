@@ -7,7 +7,7 @@
 
 # %% tags=["parameters"]
 seed: int = 0
-run_dir: str = "build/nbval"   # dvc passes the profile's run_dir
+run_dir: str = "build/nbval"  # dvc passes the profile's run_dir
 n_clips: int = 60
 p_match: float = 0.55
 
@@ -64,10 +64,13 @@ fig.savefig(resolve(run_dir) / "world" / "samples.png", dpi=80)
 # %%
 from s2i.viz import grid
 
-stills = [world.render_still(world.Scene(b, [world.SceneObject(c, size=9)]))
-          for b in range(len(world.BACKGROUNDS)) for c in range(len(world.CLASSES))]
+stills = [
+    world.render_still(world.Scene(b, [world.SceneObject(c, size=9)]))
+    for b in range(len(world.BACKGROUNDS))
+    for c in range(len(world.CLASSES))
+]
 plt.figure(figsize=(8, 4))
 plt.imshow(grid(np.stack(stills), len(world.CLASSES)))
 plt.xticks([(i + 0.5) * 33 for i in range(8)], world.CLASSES, fontsize=8)
 plt.yticks([(i + 0.5) * 33 for i in range(4)], world.BACKGROUNDS, fontsize=8)
-plt.title("classes x backgrounds");
+plt.title("classes x backgrounds")

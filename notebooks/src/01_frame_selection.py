@@ -52,9 +52,13 @@ print(len(clips), "clips,", len(frames), "frames,", len(skipped), "skipped")
 
 # %%
 enc_cfg = AudioEncoderCfg(embed_dim=bb.embed_dim, width=audio_width, depth=audio_depth)
-scorer, hist = train_alignment(mels[is_train], z_img[is_train], enc_cfg,
-                               AlignCfg(loss="infonce_l2", temperature=temperature, epochs=epochs, batch=batch, lr=lr),
-                               seed)
+scorer, hist = train_alignment(
+    mels[is_train],
+    z_img[is_train],
+    enc_cfg,
+    AlignCfg(loss="infonce_l2", temperature=temperature, epochs=epochs, batch=batch, lr=lr),
+    seed,
+)
 z_aud = encode_mels(scorer, mels)
 scores = -(z_aud - z_img).norm(dim=1).numpy()
 threshold = float(np.quantile(scores[is_train], score_quantile))
@@ -63,13 +67,32 @@ selected = {c.ref.clip_id: select_frames(scores[owner == i], k, threshold) for i
 # %%
 m_train = selection_metrics([c for c in clips if c.ref.split == "train"], selected, k, seed)
 m_test = selection_metrics([c for c in clips if c.ref.split == "test"], selected, k, seed)
-metrics = dict(m_train, **{f"test_{key}": v for key, v in m_test.items()}, threshold=threshold, k=k,
-               n_clips=len(clips), n_skipped=len(skipped))
+metrics = dict(
+    m_train,
+    **{f"test_{key}": v for key, v in m_test.items()},
+    threshold=threshold,
+    k=k,
+    n_clips=len(clips),
+    n_skipped=len(skipped),
+)
 write_json(out / "metrics" / "frame_selection.json", metrics)
-write_json(sel_dir / "selection.json", dict(
-    window_s=window_s, k=k, threshold=threshold, skipped=skipped,
-    clips={c.ref.clip_id: dict(split=c.ref.split, selected=selected[c.ref.clip_id].tolist(),
-                               scores=np.round(scores[owner == i], 4).tolist()) for i, c in enumerate(clips)}))
+write_json(
+    sel_dir / "selection.json",
+    dict(
+        window_s=window_s,
+        k=k,
+        threshold=threshold,
+        skipped=skipped,
+        clips={
+            c.ref.clip_id: dict(
+                split=c.ref.split,
+                selected=selected[c.ref.clip_id].tolist(),
+                scores=np.round(scores[owner == i], 4).tolist(),
+            )
+            for i, c in enumerate(clips)
+        },
+    ),
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT

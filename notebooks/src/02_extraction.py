@@ -59,18 +59,33 @@ for c in clips:
     truth = read_json(c.ref.truth) if c.ref.truth else None
     for t, img, w, time in zip(subset_idx[c.ref.clip_id], c.frames, c.windows, c.times):
         for source in wanted[c.ref.clip_id][t]:
-            rows.append(dict(clip_id=c.ref.clip_id, frame=int(t), time=float(time), split=c.ref.split, source=source,
-                             sound_class=None if truth is None else truth["sound_class"],
-                             match=None if truth is None else bool(truth["frames"][t]["match"])))
+            rows.append(
+                dict(
+                    clip_id=c.ref.clip_id,
+                    frame=int(t),
+                    time=float(time),
+                    split=c.ref.split,
+                    source=source,
+                    sound_class=None if truth is None else truth["sound_class"],
+                    match=None if truth is None else bool(truth["frames"][t]["match"]),
+                )
+            )
             frames.append(img)
             windows.append(w)
 z_img = bb.encode_images(np.stack(frames))
 mels = log_mel(np.stack(windows))
 save_pairs(out / "pairs", rows, z_img, mels)
 df = pd.DataFrame(rows)
-metrics = dict(n_clips=len(clips) + len(skipped), n_decoded=len(clips), n_pairs=len(rows), n_skipped=len(skipped),
-               skipped=skipped, pairs_by_source=df.groupby("source").size().to_dict(),
-               embed_dim=int(z_img.shape[1]), mel_shape=list(mels.shape[1:]))
+metrics = dict(
+    n_clips=len(clips) + len(skipped),
+    n_decoded=len(clips),
+    n_pairs=len(rows),
+    n_skipped=len(skipped),
+    skipped=skipped,
+    pairs_by_source=df.groupby("source").size().to_dict(),
+    embed_dim=int(z_img.shape[1]),
+    mel_shape=list(mels.shape[1:]),
+)
 write_json(out / "metrics" / "extraction.json", metrics)
 
 # %%
@@ -87,8 +102,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 fig, axes = plt.subplots(2, 6, figsize=(12, 4))
 for j, i in enumerate(np.flatnonzero(df.source == "selected")[:6]):
-    axes[0, j].imshow(frames[i]); axes[0, j].set_title(f"{rows[i]['clip_id']} f{rows[i]['frame']}", fontsize=7)
+    axes[0, j].imshow(frames[i])
+    axes[0, j].set_title(f"{rows[i]['clip_id']} f{rows[i]['frame']}", fontsize=7)
     axes[1, j].imshow(mels[i, 0].numpy(), origin="lower", aspect="auto", cmap="magma")
 for a in axes.flat:
     a.set_axis_off()
-fig.suptitle("selected pairs: frame and the log-mel of its audio window");
+fig.suptitle("selected pairs: frame and the log-mel of its audio window")

@@ -44,8 +44,14 @@ print("train", len(tr[0]), "val", len(va[0]), "test", len(te[0]))
 
 
 def fit(train, loss_name, n_epochs, ckpt=None):
-    cfg = AlignCfg(loss=loss_name, temperature=temperature if "cos" not in loss_name else 0.07,
-                   normalize=normalize, epochs=n_epochs, batch=batch, lr=lr)
+    cfg = AlignCfg(
+        loss=loss_name,
+        temperature=temperature if "cos" not in loss_name else 0.07,
+        normalize=normalize,
+        epochs=n_epochs,
+        batch=batch,
+        lr=lr,
+    )
     model, hist = train_alignment(train[2], train[1], enc_cfg, cfg, seed, val=(va[2], va[1]), ckpt_dir=ckpt)
     return model, hist, retrieval(encode_mels(model, te[2]), te[1], te_cls)
 
@@ -56,8 +62,9 @@ def fit(train, loss_name, n_epochs, ckpt=None):
 # %%
 model, hist, res = fit(tr, loss, epochs, ckpt=adir / "ckpt")
 model.save(adir / "audio_encoder", extra=dict(loss=loss, temperature=temperature, window_s=None))
-pd.DataFrame(hist).to_csv((out / "plots").mkdir(parents=True, exist_ok=True) or out / "plots" / "alignment_curve.csv",
-                          index=False)
+pd.DataFrame(hist).to_csv(
+    (out / "plots").mkdir(parents=True, exist_ok=True) or out / "plots" / "alignment_curve.csv", index=False
+)
 
 # %% [markdown]
 # ## Ablation: the same training on random frames (no selection), and the loss options
@@ -67,13 +74,27 @@ _, _, res_rand = fit(tr_rand, loss, epochs)
 table = []
 for name in compare_losses.split(","):
     _, _, r = fit(tr, name, compare_epochs)
-    table.append(dict(loss=name, r1=r["r1"], r5=r["r5"], class_r1=r["class_r1"], mean_l2=r["mean_l2"],
-                      mean_cos=r["mean_cos"]))
-metrics = dict(r1=res["r1"], r5=res["r5"], r10=res["r10"], n=res["n"], chance_r1=res["chance_r1"],
-               class_r1=res["class_r1"], class_chance=res["class_chance"], median_rank=res["median_rank"],
-               mean_l2=res["mean_l2"], mean_cos=res["mean_cos"],
-               r1_no_selection=res_rand["r1"], class_r1_no_selection=res_rand["class_r1"],
-               loss=loss, epochs=epochs, loss_table=table, compare_epochs=compare_epochs)
+    table.append(
+        dict(loss=name, r1=r["r1"], r5=r["r5"], class_r1=r["class_r1"], mean_l2=r["mean_l2"], mean_cos=r["mean_cos"])
+    )
+metrics = dict(
+    r1=res["r1"],
+    r5=res["r5"],
+    r10=res["r10"],
+    n=res["n"],
+    chance_r1=res["chance_r1"],
+    class_r1=res["class_r1"],
+    class_chance=res["class_chance"],
+    median_rank=res["median_rank"],
+    mean_l2=res["mean_l2"],
+    mean_cos=res["mean_cos"],
+    r1_no_selection=res_rand["r1"],
+    class_r1_no_selection=res_rand["class_r1"],
+    loss=loss,
+    epochs=epochs,
+    loss_table=table,
+    compare_epochs=compare_epochs,
+)
 write_json(out / "metrics" / "alignment.json", metrics)
 
 # %%
@@ -89,6 +110,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 h = pd.DataFrame(hist)
 fig, ax = plt.subplots(1, 2, figsize=(10, 3))
-ax[0].plot(h.epoch, h.train_loss, label="train"); ax[0].plot(h.epoch, h.val_loss, label="val"); ax[0].legend()
-ax[0].set_title("InfoNCE loss"); ax[1].plot(h.epoch, h.val_r1); ax[1].set_title("val R@1")
+ax[0].plot(h.epoch, h.train_loss, label="train")
+ax[0].plot(h.epoch, h.val_loss, label="val")
+ax[0].legend()
+ax[0].set_title("InfoNCE loss")
+ax[1].plot(h.epoch, h.val_r1)
+ax[1].set_title("val R@1")
 fig.tight_layout()

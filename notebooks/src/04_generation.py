@@ -40,11 +40,17 @@ te_rows, te_z, _ = subset(rows, z, m, "test", "test_gt")
 img_up = s2i.backbones.generate(te_z, n_per=1, seed=seed)
 rep_up = s2i.backbones.judge.report(img_up)
 te_cls = np.array([r["sound_class"] for r in te_rows])
-metrics = dict(class_acc_audio=res["class_acc"], class_present_audio=res["present_acc"],
-               bg_acc_audio=res["bg_acc"], class_acc_audio_novel_timbre=res_novel["class_acc"],
-               bg_acc_audio_novel_timbre=res_novel["bg_acc"],
-               class_acc_image=float((rep_up["top_class"] == te_cls).mean()),
-               n_sounds=len(res["cls"]) // n_images, n_images_per_sound=n_images, n_image_pairs=len(te_cls))
+metrics = dict(
+    class_acc_audio=res["class_acc"],
+    class_present_audio=res["present_acc"],
+    bg_acc_audio=res["bg_acc"],
+    class_acc_audio_novel_timbre=res_novel["class_acc"],
+    bg_acc_audio_novel_timbre=res_novel["bg_acc"],
+    class_acc_image=float((rep_up["top_class"] == te_cls).mean()),
+    n_sounds=len(res["cls"]) // n_images,
+    n_images_per_sound=n_images,
+    n_image_pairs=len(te_cls),
+)
 write_json(out / "metrics" / "generation.json", metrics)
 
 # %%
@@ -61,12 +67,14 @@ display(pd.Series(metrics).to_frame("value").round(3))
 cm = confusion(res["cls"], res["report"]["top_class"])
 fig, ax = plt.subplots(figsize=(5, 4))
 ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
-ax.set_xticks(range(8), world.CLASSES, rotation=60, fontsize=7); ax.set_yticks(range(8), world.CLASSES, fontsize=7)
+ax.set_xticks(range(8), world.CLASSES, rotation=60, fontsize=7)
+ax.set_yticks(range(8), world.CLASSES, fontsize=7)
 for i in range(8):
     for j in range(8):
         if cm[i, j] > 0:
             ax.text(j, i, f"{cm[i, j]:.2f}", ha="center", va="center", fontsize=6)
-ax.set_xlabel("judged"); ax.set_ylabel("heard")
+ax.set_xlabel("judged")
+ax.set_ylabel("heard")
 fig.tight_layout()
 (out / "figures").mkdir(parents=True, exist_ok=True)
 fig.savefig(out / "figures" / "generation_confusion.png", dpi=100)
@@ -81,7 +89,9 @@ for c in range(8):
     i = [k for k, s in enumerate(bank) if s.cls == c][0]
     s = bank[i]
     ref = world.render_still(world.Scene(s.bg, [world.SceneObject(s.cls, gain=s.gain)]))
-    rows_img += [ref] + list(res["images"][i * n_images:(i + 1) * n_images])
+    rows_img += [ref] + list(res["images"][i * n_images : (i + 1) * n_images])
 img = grid(np.stack(rows_img), 1 + n_images, scale=4)
 save_png(out / "figures" / "generation_grid.png", img)
-plt.figure(figsize=(3, 8)); plt.imshow(img); plt.axis("off");
+plt.figure(figsize=(3, 8))
+plt.imshow(img)
+plt.axis("off")

@@ -55,24 +55,50 @@ bank = sound_bank(n_volume_per_class, seed + 2, gain=0.5)
 vol = volume_sweep(s2i, bank, G, seed, mode="whole")
 vol_obj = volume_sweep(s2i, bank, G, seed, mode="object")
 mix = mixing_study(s2i, n_mix_pairs, seed, R, n_images=n_mix_images, n_ratio_pairs=n_mix_ratio_pairs)
-table = pd.DataFrame([dict(method=m, both_present=mix[m]["both_present"], ratio_spearman=mix[m]["ratio_spearman"])
-                      for m in MIX_METHODS])
-metrics = dict(volume_size_spearman=vol["spearman"], volume_size_spearman_object_only=vol_obj["spearman"],
-               volume_present_at_0db=float(vol["present"][:, G.index(0.0)].mean()) if 0.0 in G else None,
-               mix_method=mix_method, mix_both_present=mix[mix_method]["both_present"],
-               mix_both_present_ci95=bootstrap_ci(mix[mix_method]["both_per_pair"], seed=seed),
-               mix_ratio_spearman=mix[mix_method]["ratio_spearman"], mix_table=table.to_dict("records"),
-               n_volume_sounds=len(bank), n_mix_pairs=n_mix_pairs, n_mix_ratio_pairs=min(n_mix_ratio_pairs, n_mix_pairs),
-               n_mix_images=n_mix_images, gains_db=G, ratios_db=R)
+table = pd.DataFrame(
+    [dict(method=m, both_present=mix[m]["both_present"], ratio_spearman=mix[m]["ratio_spearman"]) for m in MIX_METHODS]
+)
+metrics = dict(
+    volume_size_spearman=vol["spearman"],
+    volume_size_spearman_object_only=vol_obj["spearman"],
+    volume_present_at_0db=float(vol["present"][:, G.index(0.0)].mean()) if 0.0 in G else None,
+    mix_method=mix_method,
+    mix_both_present=mix[mix_method]["both_present"],
+    mix_both_present_ci95=bootstrap_ci(mix[mix_method]["both_per_pair"], seed=seed),
+    mix_ratio_spearman=mix[mix_method]["ratio_spearman"],
+    mix_table=table.to_dict("records"),
+    n_volume_sounds=len(bank),
+    n_mix_pairs=n_mix_pairs,
+    n_mix_ratio_pairs=min(n_mix_ratio_pairs, n_mix_pairs),
+    n_mix_images=n_mix_images,
+    gains_db=G,
+    ratios_db=R,
+)
 write_json(out / "metrics" / "studies.json", metrics)
 (out / "plots").mkdir(parents=True, exist_ok=True)
-pd.DataFrame(dict(gain_db=G, median_radius=np.median(vol["sizes"].mean(2), 0),
-                  q25=np.quantile(vol["sizes"].mean(2), 0.25, 0), q75=np.quantile(vol["sizes"].mean(2), 0.75, 0))
-             ).to_csv(out / "plots" / "volume_size.csv", index=False)
+pd.DataFrame(
+    dict(
+        gain_db=G,
+        median_radius=np.median(vol["sizes"].mean(2), 0),
+        q25=np.quantile(vol["sizes"].mean(2), 0.25, 0),
+        q75=np.quantile(vol["sizes"].mean(2), 0.75, 0),
+    )
+).to_csv(out / "plots" / "volume_size.csv", index=False)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("volume sounds", metrics["n_volume_sounds"], "gains", len(G), "mix pairs", n_mix_pairs, "ratio pairs", metrics["n_mix_ratio_pairs"], "methods", list(MIX_METHODS))
+print(
+    "volume sounds",
+    metrics["n_volume_sounds"],
+    "gains",
+    len(G),
+    "mix pairs",
+    n_mix_pairs,
+    "ratio pairs",
+    metrics["n_mix_ratio_pairs"],
+    "methods",
+    list(MIX_METHODS),
+)
 
 # %%
 display(pd.Series({k: v for k, v in metrics.items() if not isinstance(v, list)}).to_frame("value"))
@@ -84,7 +110,10 @@ for a, v, title in ((ax[0], vol, "whole recording louder"), (ax[1], vol_obj, "on
     s = v["sizes"].mean(2)
     a.plot(G, np.median(s, 0), "o-", label="median")
     a.fill_between(G, np.quantile(s, 0.25, 0), np.quantile(s, 0.75, 0), alpha=0.3, label="25-75%")
-    a.set_xlabel("gain (dB)"); a.set_ylabel("judged radius (px)"); a.set_title(title); a.legend()
+    a.set_xlabel("gain (dB)")
+    a.set_ylabel("judged radius (px)")
+    a.set_title(title)
+    a.legend()
 fig.tight_layout()
 (out / "figures").mkdir(parents=True, exist_ok=True)
 fig.savefig(out / "figures" / "volume_size.png", dpi=100)
@@ -96,10 +125,14 @@ fig.savefig(out / "figures" / "volume_size.png", dpi=100)
 n = min(len(bank), 8)
 img = grid(vol["images"][: n * len(G)], len(G), scale=4)
 save_png(out / "figures" / "volume_grid.png", img)
-plt.figure(figsize=(6, 6)); plt.imshow(img); plt.axis("off")
+plt.figure(figsize=(6, 6))
+plt.imshow(img)
+plt.axis("off")
 ex = mix[mix_method]["examples"]
 if ex is not None:  # the first 16 pairs' first images
     ex = ex[:16]
     save_png(out / "figures" / "mix_examples.png", grid(ex, len(ex), scale=4))
-    plt.figure(figsize=(8, 2)); plt.imshow(grid(ex, len(ex), scale=4)); plt.axis("off")
-    plt.title(" | ".join(f"{a}+{b}" for a, b in mix["pairs"][:16]), fontsize=7);
+    plt.figure(figsize=(8, 2))
+    plt.imshow(grid(ex, len(ex), scale=4))
+    plt.axis("off")
+    plt.title(" | ".join(f"{a}+{b}" for a, b in mix["pairs"][:16]), fontsize=7)

@@ -48,11 +48,18 @@ kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambie
 # %%
 ed = edit_study(s2i, n_edits, seed, G, **kw)
 vid = video_study(s2i, n_videos, seed, edir, **kw)
-metrics = dict(edit_object_added=ed["edit_object_added"], edit_background_kept=ed["edit_background_kept"],
-               edit_volume_spearman=ed["edit_volume_spearman"],
-               video_size_envelope_corr=vid["video_size_envelope_corr"],
-               video_object_present=vid["video_object_present"], video_bg_kept=vid["video_bg_kept"],
-               video_probes=vid["probes"], n_edits=n_edits, n_videos=n_videos, **kw)
+metrics = dict(
+    edit_object_added=ed["edit_object_added"],
+    edit_background_kept=ed["edit_background_kept"],
+    edit_volume_spearman=ed["edit_volume_spearman"],
+    video_size_envelope_corr=vid["video_size_envelope_corr"],
+    video_object_present=vid["video_object_present"],
+    video_bg_kept=vid["video_bg_kept"],
+    video_probes=vid["probes"],
+    n_edits=n_edits,
+    n_videos=n_videos,
+    **kw,
+)
 write_json(out / "metrics" / "editing.json", metrics)
 
 # %%
@@ -68,7 +75,9 @@ display(pd.Series({k: v for k, v in metrics.items() if not isinstance(v, list)})
 # %%
 img = grid(np.concatenate(ed["examples"]), 1 + len(G), scale=4)
 save_png(out / "figures" / "edit_grid.png", img)
-plt.figure(figsize=(5, 8)); plt.imshow(img); plt.axis("off");
+plt.figure(figsize=(5, 8))
+plt.imshow(img)
+plt.axis("off")
 
 # %% [markdown]
 # ## Edited videos: every 4th frame (the sound's gain ramps up in the first, swells in the second)
@@ -76,4 +85,6 @@ plt.figure(figsize=(5, 8)); plt.imshow(img); plt.axis("off");
 # %%
 img = grid(np.concatenate([f[::4] for f in vid["frames"]]), 8, scale=3)
 save_png(out / "figures" / "video_frames.png", img)
-plt.figure(figsize=(10, 3)); plt.imshow(img); plt.axis("off");
+plt.figure(figsize=(10, 3))
+plt.imshow(img)
+plt.axis("off")

@@ -55,24 +55,38 @@ tdir = out / "thumbnails"
 s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
 programme_seeds = [1000 * seed + i for i in range(n_programmes)]
 durations = programme_durations(n_programmes, programme_minutes_min, programme_minutes_max)
-thumb_kw = dict(window_s=thumb_window_s, overlap_s=thumb_overlap_s, k_max=k_max, seed=seed,
-                min_silhouette=min_silhouette, min_spread=min_spread)
+thumb_kw = dict(
+    window_s=thumb_window_s,
+    overlap_s=thumb_overlap_s,
+    k_max=k_max,
+    seed=seed,
+    min_silhouette=min_silhouette,
+    min_spread=min_spread,
+)
 
 # %% [markdown]
 # ## All programmes: metrics, for both choices of representative
 
 # %%
-rows, summary = evaluate_programmes(s2i, programme_seeds, durations,
-                                    representatives=("nearest", "centroid"), **thumb_kw)
+rows, summary = evaluate_programmes(
+    s2i, programme_seeds, durations, representatives=("nearest", "centroid"), **thumb_kw
+)
 targets = dict(cluster_purity=0.9, class_coverage=0.9, final_pick_correct=0.9)
-metrics = dict(**summary["nearest"], centroid=summary["centroid"], targets=targets, n_programmes=n_programmes,
-               n_final_pick_correct=int(sum(r["final_pick_correct"] for r in rows if r["representative"] == "nearest")),
-               programme_minutes=[programme_minutes_min, programme_minutes_max],
-               total_minutes=round(float(durations.sum() / 60), 2), window_s=thumb_window_s, overlap_s=thumb_overlap_s,
-               mean_k=float(np.mean([r["k"] for r in rows if r["representative"] == "nearest"])),
-               mean_n_classes=float(np.mean([r["n_classes"] for r in rows if r["representative"] == "nearest"])))
+metrics = dict(
+    **summary["nearest"],
+    centroid=summary["centroid"],
+    targets=targets,
+    n_programmes=n_programmes,
+    n_final_pick_correct=int(sum(r["final_pick_correct"] for r in rows if r["representative"] == "nearest")),
+    programme_minutes=[programme_minutes_min, programme_minutes_max],
+    total_minutes=round(float(durations.sum() / 60), 2),
+    window_s=thumb_window_s,
+    overlap_s=thumb_overlap_s,
+    mean_k=float(np.mean([r["k"] for r in rows if r["representative"] == "nearest"])),
+    mean_n_classes=float(np.mean([r["n_classes"] for r in rows if r["representative"] == "nearest"])),
+)
 write_json(out / "metrics" / "thumbnails.json", metrics)
-write_json(tdir / "programmes.json", rows);
+write_json(tdir / "programmes.json", rows)
 
 # %% [markdown]
 # ## One programme end to end through a file (streamed), with its outputs
@@ -86,8 +100,14 @@ demo_m = evaluate_thumbnails(demo, prog, s2i.backbones.judge)
 # %%
 # NBVAL_CHECK_OUTPUT
 nearest = [r for r in rows if r["representative"] == "nearest"]
-print("programmes", len(nearest), "windows", [r["n_windows"] for r in nearest],
-      "classes heard", [r["classes"] for r in nearest])
+print(
+    "programmes",
+    len(nearest),
+    "windows",
+    [r["n_windows"] for r in nearest],
+    "classes heard",
+    [r["classes"] for r in nearest],
+)
 print("demo file windows", len(demo.starts), "segments", len(prog.segments))
 
 # %%
@@ -103,7 +123,9 @@ display(pd.DataFrame(rows).drop(columns=["cluster_majority"]).round(3))
 sheet = plt.imread(tdir / "programme_0" / "contact_sheet.png")
 (out / "figures").mkdir(parents=True, exist_ok=True)
 save_png(out / "figures" / "thumbnails_contact_sheet.png", (sheet[..., :3] * 255).astype(np.uint8))
-plt.figure(figsize=(min(2.2 * demo.k, 14), 2.6)); plt.imshow(sheet); plt.axis("off");
+plt.figure(figsize=(min(2.2 * demo.k, 14), 2.6))
+plt.imshow(sheet)
+plt.axis("off")
 
 # %% [markdown]
 # ## Timeline: the truth (heard class per segment) against the clusters (per window)
@@ -122,8 +144,11 @@ for c in demo.clusters:
     a, b = c["ranges"][0]
     ax.text((a + b) / 2, 0.5, f"#{c['id']}:{world.CLASSES[judged[c['id']]]}", ha="center", va="center", fontsize=7)
 ax.set_yticks([0.5, 1.5], ["clusters\n(judged thumbnail)", "truth"])
-ax.set_xlabel("s"); ax.set_xlim(0, prog.duration)
-ax.set_title(f"purity {demo_m['cluster_purity']:.2f}, k={demo.k} for {demo_m['n_classes']} classes; "
-             f"final = #{demo.final}", fontsize=9)
+ax.set_xlabel("s")
+ax.set_xlim(0, prog.duration)
+ax.set_title(
+    f"purity {demo_m['cluster_purity']:.2f}, k={demo.k} for {demo_m['n_classes']} classes; final = #{demo.final}",
+    fontsize=9,
+)
 fig.tight_layout()
 fig.savefig(out / "figures" / "thumbnails_timeline.png", dpi=100)

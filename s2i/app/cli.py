@@ -18,6 +18,7 @@ says how many succeeded and failed, and the exit status is 1 if any failed. Outp
 atomically, so every file written is complete. Relative paths given on the command line are
 taken from the working directory; the defaults from ``params.yaml`` from the repository root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,13 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 def _from_params(p: dict) -> dict:
     from s2i.paths import resolve
 
-    return dict(profile=str(p["base"]["profile"]), run_dir=str(resolve(p["base"]["run_dir"])),
-                model_dir=str(resolve(p["pretrain"]["model_dir"])), window_s=float(p["audio"]["window_s"]),
-                params=p)
+    return dict(
+        profile=str(p["base"]["profile"]),
+        run_dir=str(resolve(p["base"]["run_dir"])),
+        model_dir=str(resolve(p["pretrain"]["model_dir"])),
+        window_s=float(p["audio"]["window_s"]),
+        params=p,
+    )
 
 
 def pipeline_defaults(profile: str | None = None) -> dict:
@@ -86,8 +91,7 @@ def load_model(args):
     model_dir = _user_path(args.model_dir) or d["model_dir"]
     window_s = args.encoder_window or d["window_s"]
     full = d.get("params", {}).get("full") if args.profile == "full" else None
-    return Sound2Image.from_run(run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s,
-                                full_params=full)
+    return Sound2Image.from_run(run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full)
 
 
 # ----------------------------------------------------------------------------- checking inputs
@@ -203,8 +207,10 @@ class Batch:
 
     def finish(self) -> int:
         if len(self.paths) > 1:
-            print(f"s2i {self.command}: {len(self.done)} of {len(self.paths)} files done, {len(self.failed)} failed",
-                  file=sys.stderr)
+            print(
+                f"s2i {self.command}: {len(self.done)} of {len(self.paths)} files done, {len(self.failed)} failed",
+                file=sys.stderr,
+            )
         return 1 if self.failed else 0
 
 
@@ -222,13 +228,14 @@ def cmd_generate(args) -> int:
 
     def one(p: Path, prefix: str) -> None:
         audio = s2i.load_audio(p)
-        images = s2i.generate(audio, sr=SR, n=args.n, seed=args.seed, guidance=args.guidance, steps=args.steps,
-                              progress=not args.quiet)
+        images = s2i.generate(
+            audio, sr=SR, n=args.n, seed=args.seed, guidance=args.guidance, steps=args.steps, progress=not args.quiet
+        )
         written = _write_images(images, out, prefix, _scale(args, images.shape[1]))
         print(f"{p}: {len(images)} images -> {written[0].parent}/{prefix}_*.png", flush=True)
 
     for p, prefix in tqdm(list(zip(paths, _prefixes(paths))), desc="files", disable=args.quiet or len(paths) < 2):
-        batch.run(p, lambda: one(p, prefix))
+        batch.run(p, lambda p=p, prefix=prefix: one(p, prefix))
     return batch.finish()
 
 
@@ -257,8 +264,9 @@ def cmd_edit(args) -> int:
     from s2i.models.audio_encoder import SR
 
     audio = s2i.load_audio(ap)
-    images = _as_batch(edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n,
-                                  steps=args.steps))
+    images = _as_batch(
+        edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n, steps=args.steps)
+    )
     out = Path(args.out)
     prefix = f"{Path(args.image).stem}_edited"
     _write_images(images, out, prefix, _scale(args, images.shape[1]))
@@ -293,18 +301,34 @@ def cmd_thumbnails(args) -> int:
 
     def one(p: Path, prefix: str) -> None:
         out = Path(args.out) / prefix
-        res = make_thumbnails(s2i, p, window_s=args.window, overlap_s=args.overlap, k=args.k, k_max=args.k_max,
-                              seed=args.seed, batch=args.batch, representative=args.representative,
-                              min_silhouette=args.min_silhouette, min_spread=args.min_spread,
-                              guidance=args.guidance, steps=args.steps, progress=not args.quiet, final=args.final)
+        res = make_thumbnails(
+            s2i,
+            p,
+            window_s=args.window,
+            overlap_s=args.overlap,
+            k=args.k,
+            k_max=args.k_max,
+            seed=args.seed,
+            batch=args.batch,
+            representative=args.representative,
+            min_silhouette=args.min_silhouette,
+            min_spread=args.min_spread,
+            guidance=args.guidance,
+            steps=args.steps,
+            progress=not args.quiet,
+            final=args.final,
+        )
         res.save(out, scale=args.scale)
         how = res.clustering.method + (f": {res.clustering.reason}" if res.clustering.reason else "")
-        print(f"{p}: {len(res.starts)} windows, {res.k} clusters ({how}); final = cluster {res.final} "
-              f"({res.final_rule.split(':')[0]}) "
-              f"-> {out}/final.png, contact_sheet.png, slideshow.gif, thumbnails.json", flush=True)
+        print(
+            f"{p}: {len(res.starts)} windows, {res.k} clusters ({how}); final = cluster {res.final} "
+            f"({res.final_rule.split(':')[0]}) "
+            f"-> {out}/final.png, contact_sheet.png, slideshow.gif, thumbnails.json",
+            flush=True,
+        )
 
     for p, prefix in zip(paths, _prefixes(paths)):
-        batch.run(p, lambda: one(p, prefix))
+        batch.run(p, lambda p=p, prefix=prefix: one(p, prefix))
     return batch.finish()
 
 
@@ -313,51 +337,100 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     d = defaults or pipeline_defaults()
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("models and output")
-    g.add_argument("--profile", choices=["toy", "smoke", "full"], default=d["profile"],
-                   help="model size (default: params.yaml's base.profile, %(default)s)")
-    g.add_argument("--model-dir", default=None,
-                   help=f"pretrained backbones folder (default: params.yaml's pretrain.model_dir, {d['model_dir']})")
-    g.add_argument("--run-dir", default=None,
-                   help=f"pipeline run folder holding alignment/audio_encoder (default: base.run_dir, {d['run_dir']})")
-    g.add_argument("--encoder-window", type=float, default=None, metavar="S",
-                   help=f"the audio encoder's window in seconds (default: audio.window_s, {d['window_s']})")
+    g.add_argument(
+        "--profile",
+        choices=["toy", "smoke", "full"],
+        default=d["profile"],
+        help="model size (default: params.yaml's base.profile, %(default)s)",
+    )
+    g.add_argument(
+        "--model-dir",
+        default=None,
+        help=f"pretrained backbones folder (default: params.yaml's pretrain.model_dir, {d['model_dir']})",
+    )
+    g.add_argument(
+        "--run-dir",
+        default=None,
+        help=f"pipeline run folder holding alignment/audio_encoder (default: base.run_dir, {d['run_dir']})",
+    )
+    g.add_argument(
+        "--encoder-window",
+        type=float,
+        default=None,
+        metavar="S",
+        help=f"the audio encoder's window in seconds (default: audio.window_s, {d['window_s']})",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the generator's noise (default %(default)s)")
-    g.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance of generate and thumbnails (default: the generator's; mix, "
-                        "edit and video weigh their terms themselves)")
+    g.add_argument(
+        "--guidance",
+        type=float,
+        default=None,
+        help="classifier-free guidance of generate and thumbnails (default: the generator's; mix, "
+        "edit and video weigh their terms themselves)",
+    )
     g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
-    g.add_argument("--scale", type=int, default=None,
-                   help="upscale written images by this factor, nearest neighbour (default: to >= 128 px)")
+    g.add_argument(
+        "--scale",
+        type=int,
+        default=None,
+        help="upscale written images by this factor, nearest neighbour (default: to >= 128 px)",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    ap = argparse.ArgumentParser(prog="s2i", description="Sound to image by audio-to-visual latent alignment.",
-                                 epilog="Run 's2i COMMAND --help' for a command's options.")
+    ap = argparse.ArgumentParser(
+        prog="s2i",
+        description="Sound to image by audio-to-visual latent alignment.",
+        epilog="Run 's2i COMMAND --help' for a command's options.",
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    p = sub.add_parser("generate", parents=[common], formatter_class=fmt, help="audio -> images",
-                       description="Generate images of what is heard in each audio file (claims 6, 7, 17): "
-                                   "<out>/<name>_NN.png and <out>/<name>_grid.png.")
-    p.add_argument("audio", nargs="+", help="audio files (any format FFmpeg reads: wav, flac, mp3, ogg, opus, "
-                                            "m4a, or a video's audio track)")
+    p = sub.add_parser(
+        "generate",
+        parents=[common],
+        formatter_class=fmt,
+        help="audio -> images",
+        description="Generate images of what is heard in each audio file (claims 6, 7, 17): "
+        "<out>/<name>_NN.png and <out>/<name>_grid.png.",
+    )
+    p.add_argument(
+        "audio",
+        nargs="+",
+        help="audio files (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, or a video's audio track)",
+    )
     p.add_argument("-n", "--n", type=int, default=4, help="images per file")
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("mix", parents=[common], formatter_class=fmt, help="several sounds -> one image",
-                       description="Mix several sounds, each at its gain in dB, and generate images of the mix "
-                                   "(claims 13-14): <out>/mix_NN.png and <out>/mix_grid.png.")
+    p = sub.add_parser(
+        "mix",
+        parents=[common],
+        formatter_class=fmt,
+        help="several sounds -> one image",
+        description="Mix several sounds, each at its gain in dB, and generate images of the mix "
+        "(claims 13-14): <out>/mix_NN.png and <out>/mix_grid.png.",
+    )
     p.add_argument("audio", nargs="+", help="audio files")
-    p.add_argument("--gain", type=float, nargs="+", action="extend", metavar="DB",
-                   help="gain in dB of each file, in order, negative ones included: --gain 0 -6 "
-                        "(or repeated: --gain 0 --gain -6); default 0 dB each")
+    p.add_argument(
+        "--gain",
+        type=float,
+        nargs="+",
+        action="extend",
+        metavar="DB",
+        help="gain in dB of each file, in order, negative ones included: --gain 0 -6 "
+        "(or repeated: --gain 0 --gain -6); default 0 dB each",
+    )
     p.add_argument("-n", "--n", type=int, default=1, help="images")
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_mix)
 
-    p = sub.add_parser("edit", parents=[common], formatter_class=fmt, help="image + audio -> edited image",
-                       description="Put what is heard into an image (claims 9-12): "
-                                   "<out>/<image>_edited_NN.png.")
+    p = sub.add_parser(
+        "edit",
+        parents=[common],
+        formatter_class=fmt,
+        help="image + audio -> edited image",
+        description="Put what is heard into an image (claims 9-12): <out>/<image>_edited_NN.png.",
+    )
     p.add_argument("image", help="image file (png, jpg, ...)")
     p.add_argument("audio", help="audio file")
     p.add_argument("--gain-db", type=float, default=0.0, help="gain of the sound in dB (louder: bigger), e.g. -6")
@@ -365,34 +438,56 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_edit)
 
-    p = sub.add_parser("video", parents=[common], formatter_class=fmt, help="video + audio -> video",
-                       description="Put what is heard into every frame of a video (claims 15-16).")
+    p = sub.add_parser(
+        "video",
+        parents=[common],
+        formatter_class=fmt,
+        help="video + audio -> video",
+        description="Put what is heard into every frame of a video (claims 15-16).",
+    )
     p.add_argument("video", help="video file")
     p.add_argument("audio", help="audio file")
     p.add_argument("-o", "--out", default=None, help="output .mp4 (default: <video>_s2i.mp4)")
     p.set_defaults(func=cmd_video)
 
-    p = sub.add_parser("thumbnails", parents=[common], formatter_class=fmt, help="long audio -> thumbnails",
-                       description="Thumbnails of a long sound (claims 18-21): windows of T s overlapping by N s "
-                                   "are embedded and clustered (k-means); one thumbnail per cluster, in order of "
-                                   "first appearance; the final one is from the source heard longest, "
-                                   "clusters that hold the same source counted together (--final). Writes "
-                                   "<out>/<name>/: contact_sheet.png, slideshow.gif, final.png, thumb_NN.png, "
-                                   "thumbnails.json (clusters, sizes, time ranges). Files are streamed: memory "
-                                   "does not grow with their length.")
+    p = sub.add_parser(
+        "thumbnails",
+        parents=[common],
+        formatter_class=fmt,
+        help="long audio -> thumbnails",
+        description="Thumbnails of a long sound (claims 18-21): windows of T s overlapping by N s "
+        "are embedded and clustered (k-means); one thumbnail per cluster, in order of "
+        "first appearance; the final one is from the source heard longest, "
+        "clusters that hold the same source counted together (--final). Writes "
+        "<out>/<name>/: contact_sheet.png, slideshow.gif, final.png, thumb_NN.png, "
+        "thumbnails.json (clusters, sizes, time ranges). Files are streamed: memory "
+        "does not grow with their length.",
+    )
     p.add_argument("audio", nargs="+", help="audio files")
     p.add_argument("--window", type=float, default=2.0, metavar="T", help="window length in seconds")
     p.add_argument("--overlap", type=float, default=1.0, metavar="N", help="overlap of windows in seconds")
     p.add_argument("--k", type=int, default=None, help="number of clusters (default: chosen by silhouette)")
     p.add_argument("--k-max", type=int, default=8, help="largest k tried when choosing")
-    p.add_argument("--representative", choices=["nearest", "centroid"], default="nearest",
-                   help="a cluster's embedding: its member nearest the centroid, or the centroid")
+    p.add_argument(
+        "--representative",
+        choices=["nearest", "centroid"],
+        default="nearest",
+        help="a cluster's embedding: its member nearest the centroid, or the centroid",
+    )
     p.add_argument("--min-silhouette", type=float, default=0.25, help="below it: one cluster")
-    p.add_argument("--min-spread", type=float, default=0.05,
-                   help="relative spread of the windows below which the sound is one cluster")
-    p.add_argument("--final", choices=["sound", "largest"], default="sound",
-                   help="the final thumbnail: 'sound', the central cluster of the source heard longest "
-                        "(clusters grouped by their mean sounds); 'largest', simply the largest cluster")
+    p.add_argument(
+        "--min-spread",
+        type=float,
+        default=0.05,
+        help="relative spread of the windows below which the sound is one cluster",
+    )
+    p.add_argument(
+        "--final",
+        choices=["sound", "largest"],
+        default="sound",
+        help="the final thumbnail: 'sound', the central cluster of the source heard longest "
+        "(clusters grouped by their mean sounds); 'largest', simply the largest cluster",
+    )
     p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_thumbnails)

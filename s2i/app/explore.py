@@ -8,6 +8,7 @@ calls the method's own entry points: one sound -> :meth:`Sound2Image.generate` (
 two sounds -> :meth:`Sound2Image.generate_mix` (claims 13-14), an image ->
 :func:`s2i.method.edit.edit_image` (claims 9-12). The widget (:mod:`s2i.app.widget`) runs it.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,9 +16,9 @@ import re
 import tempfile
 import wave
 from collections import OrderedDict
-from functools import lru_cache
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -38,7 +39,9 @@ CATALOGUE_SEED = TEST_SEED_OFFSET + 800_000  # held-out seeds: never a training 
 MIX_WEIGHT = 1.0  # editing with two sounds: each sound's guidance = the one-sound weight * MIX_WEIGHT / K
 
 
-GUIDANCE = 2.0  # the guidance slider's default; an edit's sound weight is s2i.method.edit's scaled by guidance / GUIDANCE
+GUIDANCE = (
+    2.0  # the guidance slider's default; an edit's sound weight is s2i.method.edit's scaled by guidance / GUIDANCE
+)
 
 
 STAGES = ("sound", "embedding", "generating", "judging")
@@ -63,7 +66,7 @@ def catalogue_sound(sound_class: int | str, background: int | str, slot: int = 0
     return _catalogue(world.class_index(sound_class), world.background_index(background), int(slot))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _catalogue(c: int, b: int, slot: int) -> np.ndarray:
     a = TestSound(c, b, CATALOGUE_GAIN, CATALOGUE_SEED + 100 * c + 10 * b + slot).render()
     a.setflags(write=False)
@@ -106,14 +109,28 @@ class EmbeddingCache:
 # --------------------------------------------------------------------------------------------
 # the pure function
 # --------------------------------------------------------------------------------------------
-def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: int | str = "meadow",
-                 volume_db: float = 0.0, second_class: int | str | None = None, mix_db: float = 0.0,
-                 image: np.ndarray | int | str | None = None, seed: int = 0, guidance: float = 2.0, n: int = 2,
-                 *, sound: np.ndarray | None = None, sound_name: str = "upload", image_name: str = "image",
-                 strength: float = 0.6, w_image: float = 1.0, ambience_db: float | None = AMBIENCE_DB,
-                 steps: int | None = None,
-                 cache: EmbeddingCache | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> dict:
+def explore_once(
+    s2i: Sound2Image,
+    sound_class: int | str = "bell",
+    background: int | str = "meadow",
+    volume_db: float = 0.0,
+    second_class: int | str | None = None,
+    mix_db: float = 0.0,
+    image: np.ndarray | int | str | None = None,
+    seed: int = 0,
+    guidance: float = 2.0,
+    n: int = 2,
+    *,
+    sound: np.ndarray | None = None,
+    sound_name: str = "upload",
+    image_name: str = "image",
+    strength: float = 0.6,
+    w_image: float = 1.0,
+    ambience_db: float | None = AMBIENCE_DB,
+    steps: int | None = None,
+    cache: EmbeddingCache | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict:
     """One exploration step: a sound (and options) -> ``n`` images, judged.
 
     Args:
@@ -182,26 +199,56 @@ def explore_once(s2i: Sound2Image, sound_class: int | str = "bell", background: 
     if img is not None:
         method = "edit"
         w_sound = EDIT_W_SOUND * guidance / GUIDANCE * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
-        images = edit_image(model, img, sounds, sr=SR, gain_db=gains, seed=seed, n=n, strength=strength,
-                            w_image=w_image, w_sound=w_sound, ambience_db=ambience_db, steps=steps)
+        images = edit_image(
+            model,
+            img,
+            sounds,
+            sr=SR,
+            gain_db=gains,
+            seed=seed,
+            n=n,
+            strength=strength,
+            w_image=w_image,
+            w_sound=w_sound,
+            ambience_db=ambience_db,
+            steps=steps,
+        )
     elif len(srcs) == 1:
         method = "generate"
         gained = sounds[0] * 10 ** (gains[0] / 20)
         images = model.generate(gained, sr=SR, n=n, seed=seed, guidance=guidance, steps=steps)
     else:
         method = "compose"
-        images = model.generate_mix(sounds, gains, n=n, seed=seed, sr=SR, ambience_db=ambience_db, steps=steps,
-                                    guidance=guidance)
+        images = model.generate_mix(
+            sounds, gains, n=n, seed=seed, sr=SR, ambience_db=ambience_db, steps=steps, guidance=guidance
+        )
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
     judge = s2i.backbones.judge
     report = judge.report(images) if judge is not None else None
-    settings = dict(sound=sound_label, background=world.BACKGROUNDS[bg], volume_db=float(volume_db),
-                    second=second_label, mix_db=float(mix_db) if second_label else None, image=image_label,
-                    seed=int(seed), guidance=float(guidance), n=int(n), method=method,
-                    strength=float(strength) if img is not None else None)
-    return dict(images=images, settings=settings, report=report, audio=heard, sr=SR, method=method,
-                input_image=img, summary=summarize(report, len(images)))
+    settings = dict(
+        sound=sound_label,
+        background=world.BACKGROUNDS[bg],
+        volume_db=float(volume_db),
+        second=second_label,
+        mix_db=float(mix_db) if second_label else None,
+        image=image_label,
+        seed=int(seed),
+        guidance=float(guidance),
+        n=int(n),
+        method=method,
+        strength=float(strength) if img is not None else None,
+    )
+    return dict(
+        images=images,
+        settings=settings,
+        report=report,
+        audio=heard,
+        sr=SR,
+        method=method,
+        input_image=img,
+        summary=summarize(report, len(images)),
+    )
 
 
 def summarize(report: dict | None, n: int) -> list[str]:
@@ -239,8 +286,9 @@ def png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def spectrogram_image(audio: np.ndarray, sr: int = SR, height: int = 128, width: int = 256,
-                      db_range: tuple[float, float] = (-50.0, 30.0)) -> np.ndarray:
+def spectrogram_image(
+    audio: np.ndarray, sr: int = SR, height: int = 128, width: int = 256, db_range: tuple[float, float] = (-50.0, 30.0)
+) -> np.ndarray:
     """uint8 (height, width, 3) picture of the log spectrogram on a *fixed* dB scale (so a
     louder sound looks brighter), low frequencies at the bottom, magma colours."""
     import matplotlib

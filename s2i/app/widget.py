@@ -9,6 +9,7 @@ dict), ``.error`` (the last readable error, or ``None``). Tests drive it without
     ex.generate_button.click()     # always regenerates
     ex.result["settings"], ex.result["images"], ex.result["report"]
 """
+
 from __future__ import annotations
 
 import time
@@ -51,9 +52,21 @@ class Explorer:
     Sliders use ``continuous_update=False``: a drag regenerates once, on release.
     """
 
-    def __init__(self, s2i: Sound2Image, sound_class: str = "bell", background: str = "meadow",
-                 volume_db: int = 0, seed: int = 0, guidance: float = 2.0, n: int = 2, steps: int | None = None,
-                 auto: bool = True, precompute: bool = True, generate: bool = True, scale: int = 4):
+    def __init__(
+        self,
+        s2i: Sound2Image,
+        sound_class: str = "bell",
+        background: str = "meadow",
+        volume_db: int = 0,
+        seed: int = 0,
+        guidance: float = 2.0,
+        n: int = 2,
+        steps: int | None = None,
+        auto: bool = True,
+        precompute: bool = True,
+        generate: bool = True,
+        scale: int = 4,
+    ):
         import ipywidgets as W
 
         self.s2i, self.n, self.steps, self.scale = s2i, int(n), steps, int(scale)
@@ -73,30 +86,71 @@ class Explorer:
 
         lay = W.Layout(width="300px")
         style = {"description_width": "90px"}
-        self.sound_source = W.ToggleButtons(options=[("catalogue", "catalogue"), ("upload", "upload")],
-                                            value="catalogue", tooltips=["the toy world's sounds", "an uploaded file"],
-                                            style={"button_width": "110px"})
-        self.sound_class = W.Dropdown(options=world.CLASSES, value=sound_class, description="class", layout=lay,
-                                      style=style)
-        self.background = W.Dropdown(options=world.BACKGROUNDS, value=background, description="heard at",
-                                     layout=lay, style=style)
-        self.sound_upload = W.FileUpload(accept="audio/*,.wav,.flac,.mp3,.ogg,.m4a,.mp4", multiple=False,
-                                         description="upload sound")
-        self.volume = W.IntSlider(value=int(volume_db), min=VOLUME_RANGE_DB[0], max=VOLUME_RANGE_DB[1], step=1,
-                                  description="volume dB", continuous_update=False, layout=lay, style=style)
-        self.second_class = W.Dropdown(options=[("none", NONE)] + [(c, c) for c in world.CLASSES], value=NONE,
-                                       description="2nd sound", layout=lay, style=style)
-        self.mix = W.IntSlider(value=0, min=MIX_RANGE_DB[0], max=MIX_RANGE_DB[1], step=1, description="2nd rel. dB",
-                               continuous_update=False, layout=lay, style=style)
-        self.image_choice = W.Dropdown(options=[("none (sound only)", NONE)]
-                                       + [(f"{b} still", b) for b in world.BACKGROUNDS]
-                                       + [("uploaded image", "upload")], value=NONE, description="edit image",
-                                       layout=lay, style=style)
+        self.sound_source = W.ToggleButtons(
+            options=[("catalogue", "catalogue"), ("upload", "upload")],
+            value="catalogue",
+            tooltips=["the toy world's sounds", "an uploaded file"],
+            style={"button_width": "110px"},
+        )
+        self.sound_class = W.Dropdown(
+            options=world.CLASSES, value=sound_class, description="class", layout=lay, style=style
+        )
+        self.background = W.Dropdown(
+            options=world.BACKGROUNDS, value=background, description="heard at", layout=lay, style=style
+        )
+        self.sound_upload = W.FileUpload(
+            accept="audio/*,.wav,.flac,.mp3,.ogg,.m4a,.mp4", multiple=False, description="upload sound"
+        )
+        self.volume = W.IntSlider(
+            value=int(volume_db),
+            min=VOLUME_RANGE_DB[0],
+            max=VOLUME_RANGE_DB[1],
+            step=1,
+            description="volume dB",
+            continuous_update=False,
+            layout=lay,
+            style=style,
+        )
+        self.second_class = W.Dropdown(
+            options=[("none", NONE)] + [(c, c) for c in world.CLASSES],
+            value=NONE,
+            description="2nd sound",
+            layout=lay,
+            style=style,
+        )
+        self.mix = W.IntSlider(
+            value=0,
+            min=MIX_RANGE_DB[0],
+            max=MIX_RANGE_DB[1],
+            step=1,
+            description="2nd rel. dB",
+            continuous_update=False,
+            layout=lay,
+            style=style,
+        )
+        self.image_choice = W.Dropdown(
+            options=[("none (sound only)", NONE)]
+            + [(f"{b} still", b) for b in world.BACKGROUNDS]
+            + [("uploaded image", "upload")],
+            value=NONE,
+            description="edit image",
+            layout=lay,
+            style=style,
+        )
         self.image_upload = W.FileUpload(accept="image/*", multiple=False, description="upload image")
-        self.seed = W.BoundedIntText(value=int(seed), min=0, max=2**31 - 1, description="seed", layout=lay,
-                                     style=style, continuous_update=False)
-        self.guidance = W.FloatSlider(value=float(guidance), min=1.0, max=6.0, step=0.25, description="guidance",
-                                      continuous_update=False, layout=lay, style=style)
+        self.seed = W.BoundedIntText(
+            value=int(seed), min=0, max=2**31 - 1, description="seed", layout=lay, style=style, continuous_update=False
+        )
+        self.guidance = W.FloatSlider(
+            value=float(guidance),
+            min=1.0,
+            max=6.0,
+            step=0.25,
+            description="guidance",
+            continuous_update=False,
+            layout=lay,
+            style=style,
+        )
         self.auto = W.Checkbox(value=bool(auto), description="regenerate on change", indent=False)
         self.generate_button = W.Button(description="Generate", button_style="primary", icon="refresh")
         self.progress = W.IntProgress(value=0, min=0, max=len(STAGES), description="", layout=W.Layout(width="160px"))
@@ -106,24 +160,57 @@ class Explorer:
         self.spectrogram = W.Image(format="png")
         self.player = W.Audio(format="wav", autoplay=False, loop=False, controls=True)
         self.judged = W.HTML()
-        for w, cls in ((self.images, "s2i-explorer-images"), (self.volume, "s2i-explorer-volume"),
-                       (self.seed, "s2i-explorer-seed"), (self.auto, "s2i-explorer-auto"),
-                       (self.generate_button, "s2i-explorer-generate"), (self.status, "s2i-explorer-status"),
-                       (self.spectrogram, "s2i-explorer-spectrogram")):
+        for w, cls in (
+            (self.images, "s2i-explorer-images"),
+            (self.volume, "s2i-explorer-volume"),
+            (self.seed, "s2i-explorer-seed"),
+            (self.auto, "s2i-explorer-auto"),
+            (self.generate_button, "s2i-explorer-generate"),
+            (self.status, "s2i-explorer-status"),
+            (self.spectrogram, "s2i-explorer-spectrogram"),
+        ):
             w.add_class(cls)
 
-        for w in (self.sound_source, self.sound_class, self.background, self.volume, self.second_class, self.mix,
-                  self.image_choice, self.seed, self.guidance):
+        for w in (
+            self.sound_source,
+            self.sound_class,
+            self.background,
+            self.volume,
+            self.second_class,
+            self.mix,
+            self.image_choice,
+            self.seed,
+            self.guidance,
+        ):
             w.observe(self._changed, names="value")
         self.sound_upload.observe(self._sound_uploaded, names="value")
         self.image_upload.observe(self._image_uploaded, names="value")
         self.generate_button.on_click(lambda _: self.update(force=True))
 
         head = W.HTML("<b>s2i explorer</b> &middot; sound &rarr; image")
-        sound_col = W.VBox([W.HTML("<b>sound</b>"), self.sound_source, self.sound_class, self.background,
-                            self.sound_upload, self.volume, self.second_class, self.mix])
-        image_col = W.VBox([W.HTML("<b>image &amp; sampling</b>"), self.image_choice, self.image_upload, self.seed,
-                            self.guidance, self.auto, W.HBox([self.generate_button, self.progress])])
+        sound_col = W.VBox(
+            [
+                W.HTML("<b>sound</b>"),
+                self.sound_source,
+                self.sound_class,
+                self.background,
+                self.sound_upload,
+                self.volume,
+                self.second_class,
+                self.mix,
+            ]
+        )
+        image_col = W.VBox(
+            [
+                W.HTML("<b>image &amp; sampling</b>"),
+                self.image_choice,
+                self.image_upload,
+                self.seed,
+                self.guidance,
+                self.auto,
+                W.HBox([self.generate_button, self.progress]),
+            ]
+        )
         out_col = W.VBox([W.HTML("<b>generated</b>"), self.images, self.judged])
         self.input_box = W.VBox([W.HTML("<b>image edited</b>"), self.input_image], layout=W.Layout(display="none"))
         snd_col = W.VBox([W.HTML("<b>heard</b>"), self.spectrogram, self.player, self.input_box])
@@ -137,10 +224,17 @@ class Explorer:
         """The :func:`explore_once` keywords the controls describe now (raises ValueError if
         they ask for an upload that is missing)."""
         second = self.second_class.value
-        kw = dict(sound_class=self.sound_class.value, background=self.background.value,
-                  volume_db=float(self.volume.value), second_class=None if second in (None, NONE) else second,
-                  mix_db=float(self.mix.value), seed=int(self.seed.value), guidance=float(self.guidance.value),
-                  n=self.n, steps=self.steps)
+        kw = dict(
+            sound_class=self.sound_class.value,
+            background=self.background.value,
+            volume_db=float(self.volume.value),
+            second_class=None if second in (None, NONE) else second,
+            mix_db=float(self.mix.value),
+            seed=int(self.seed.value),
+            guidance=float(self.guidance.value),
+            n=self.n,
+            steps=self.steps,
+        )
         if self.sound_source.value == "upload":
             if self._uploaded_sound is None:
                 raise ValueError("no sound uploaded yet: upload a file, or choose the catalogue")
@@ -238,8 +332,10 @@ class Explorer:
     def _same(a: dict, b: dict | None) -> bool:
         if b is None or a.keys() != b.keys():
             return False
-        return all(np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) or isinstance(b[k], np.ndarray)
-                   else a[k] == b[k] for k in a)
+        return all(
+            np.array_equal(a[k], b[k]) if isinstance(a[k], np.ndarray) or isinstance(b[k], np.ndarray) else a[k] == b[k]
+            for k in a
+        )
 
     def _show(self, res: dict):
         from s2i.viz import grid
@@ -269,11 +365,18 @@ def plot_result(res: dict, scale: int = 4):
     a0.imshow(grid(res["images"], len(res["images"]), scale=scale))
     a0.set_axis_off()
     s = res["settings"]
-    a0.set_title(f"{s['sound']} at {s['background']}, {s['volume_db']:+.0f} dB"
-                 + (f" + {s['second']} ({s['mix_db']:+.0f} dB)" if s["second"] else "")
-                 + (f", editing {s['image']}" if s["image"] else "") + f" · {s['method']}", fontsize=8)
-    a1.imshow(spectrogram_image(res["audio"], res["sr"]), aspect="auto",
-              extent=[0, len(res["audio"]) / res["sr"], 0, res["sr"] / 2000])
+    a0.set_title(
+        f"{s['sound']} at {s['background']}, {s['volume_db']:+.0f} dB"
+        + (f" + {s['second']} ({s['mix_db']:+.0f} dB)" if s["second"] else "")
+        + (f", editing {s['image']}" if s["image"] else "")
+        + f" · {s['method']}",
+        fontsize=8,
+    )
+    a1.imshow(
+        spectrogram_image(res["audio"], res["sr"]),
+        aspect="auto",
+        extent=[0, len(res["audio"]) / res["sr"], 0, res["sr"] / 2000],
+    )
     a1.set_xlabel("s", fontsize=7)
     a1.set_ylabel("kHz", fontsize=7)
     a1.set_title("heard", fontsize=8)

@@ -10,6 +10,7 @@
 profile they run: ``toy``/``smoke`` (:mod:`s2i.backbones.toy`, trained here) or ``full``
 (:mod:`s2i.backbones.full`: OpenCLIP + Stable unCLIP).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ from s2i.paths import resolve
 __all__ = ["Backbones", "ToyBackbones", "load_backbones", "load_judge", "require_composition"]
 
 
-def load_backbones(profile: str, model_dir: str | os.PathLike | None = None,
-                   full_params: dict | None = None) -> Backbones:
+def load_backbones(
+    profile: str, model_dir: str | os.PathLike | None = None, full_params: dict | None = None
+) -> Backbones:
     """The backbones of a profile: ``toy``/``smoke`` load ``model_dir`` (the pretrain stage's
     output); ``full`` loads OpenCLIP + Stable unCLIP as configured in ``full_params``."""
     if profile in ("toy", "smoke"):

@@ -5,6 +5,7 @@ backbone that can draw under several weighted, masked embeddings at once (compos
 mixing, editing) says so with ``supports_composition``; the method checks that flag and gives a
 clear error where it is false, instead of probing for attributes.
 """
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -37,15 +38,32 @@ class Backbones(Protocol):
         """uint8 (N, H, W, 3) images -> (N, D) float embeddings (Z^V), on the CPU."""
         ...
 
-    def generate(self, embeddings: torch.Tensor, n_per: int = 1, guidance: float | None = None,
-                 steps: int | None = None, seed: int = 0, progress: bool = False) -> np.ndarray:
+    def generate(
+        self,
+        embeddings: torch.Tensor,
+        n_per: int = 1,
+        guidance: float | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> np.ndarray:
         """(N, D) embeddings -> uint8 (N * n_per, H, W, 3), the ``n_per`` images of each
         embedding consecutive; the same seed gives the same images."""
         ...
 
-    def compose(self, conds: list[torch.Tensor], weights: list[float], seed: int = 0, steps: int | None = None,
-                init_images: np.ndarray | None = None, strength: float = 1.0, shared_noise: bool = False,
-                masks=None, region=None, progress: bool = False) -> np.ndarray:
+    def compose(
+        self,
+        conds: list[torch.Tensor],
+        weights: list[float],
+        seed: int = 0,
+        steps: int | None = None,
+        init_images: np.ndarray | None = None,
+        strength: float = 1.0,
+        shared_noise: bool = False,
+        masks=None,
+        region=None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Composed guidance: K condition tensors (N, D) with K weights (negative: away from),
         optional term masks (K, H, W) or (K, N, H, W), an init image (N, H, W, 3) noised to
         ``strength`` and a region (drawn inside, kept outside) -> uint8 (N, H, W, 3). Only where
@@ -57,5 +75,6 @@ def require_composition(backbones: Backbones, what: str) -> None:
     """Raise a clear error when ``what`` (e.g. ``"mixing"``) needs composed guidance that these
     backbones do not offer."""
     if not backbones.supports_composition:
-        raise NotImplementedError(f"{what} needs composed guidance, which the {backbones.profile} profile's "
-                                  "generator does not offer")
+        raise NotImplementedError(
+            f"{what} needs composed guidance, which the {backbones.profile} profile's generator does not offer"
+        )

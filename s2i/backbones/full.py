@@ -2,10 +2,12 @@
 (:mod:`s2i.backbones.openclip`) and diffusers' :class:`~diffusers.StableUnCLIPImg2ImgPipeline`,
 fed ``image_embeds`` instead of an image. Weights are only read locally (see
 :class:`s2i.backbones.openclip.MissingWeightsError`)."""
+
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -253,8 +255,18 @@ class FullBackbones:
             out.append((np.asarray(images, dtype=np.float32) * 255).round().clip(0, 255).astype(np.uint8))
         return np.concatenate(out)
 
-    def compose(self, conds, weights, seed: int = 0, steps: int | None = None, init_images=None,
-                strength: float = 1.0, shared_noise: bool = False, masks=None, region=None,
-                progress: bool = False) -> np.ndarray:
+    def compose(
+        self,
+        conds,
+        weights,
+        seed: int = 0,
+        steps: int | None = None,
+        init_images=None,
+        strength: float = 1.0,
+        shared_noise: bool = False,
+        masks=None,
+        region=None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Not offered: ``supports_composition`` is false (see :func:`s2i.backbones.base.require_composition`)."""
         require_composition(self, "composed guidance")

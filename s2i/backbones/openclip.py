@@ -5,13 +5,15 @@ conditioned on).
 Nothing here downloads weights: checkpoints are read from local files or from the local Hugging
 Face / OpenCLIP caches, and a missing one raises a single :class:`MissingWeightsError` that says
 what to download and which ``params.yaml`` key to point at it."""
+
 from __future__ import annotations
 
 import functools
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch

@@ -1,9 +1,10 @@
 """The toy/smoke backbones: the SimCLR open_clip encoder, the miniature unCLIP generator and
 the judge, loaded from the pretrain stage's folder."""
+
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ class ToyBackbones:
         """The generator's default guidance scale."""
         return self.generator.cfg.guidance
 
-    def to(self, device: str | torch.device | None = None) -> "ToyBackbones":
+    def to(self, device: str | torch.device | None = None) -> ToyBackbones:
         """Move the generator (the costly part) to ``resolve_device(device)``; the encoder and the
         judge are small and stay on the CPU. Sampling numerics differ slightly between devices."""
         self.generator.to(resolve_device(device))
@@ -54,28 +55,73 @@ class ToyBackbones:
             imgs = np.stack([square_resize(im, world.IMG) for im in imgs])
         return embed(self.encoder, imgs)
 
-    def generate(self, embeddings: torch.Tensor, n_per: int = 1, guidance: float | None = None,
-                 steps: int | None = None, seed: int = 0, progress: bool = False, noise_level: float = 0.0,
-                 init_images: np.ndarray | None = None, strength: float = 1.0) -> np.ndarray:
+    def generate(
+        self,
+        embeddings: torch.Tensor,
+        n_per: int = 1,
+        guidance: float | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        noise_level: float = 0.0,
+        init_images: np.ndarray | None = None,
+        strength: float = 1.0,
+    ) -> np.ndarray:
         """(N, D) embeddings -> uint8 (N * n_per, 32, 32, 3) images. See :class:`ToyGenerator`."""
-        return self.generator(embeddings, n_per=n_per, guidance=guidance, steps=steps, noise_level=noise_level,
-                              seed=seed, init_images=init_images, strength=strength, progress=progress)
+        return self.generator(
+            embeddings,
+            n_per=n_per,
+            guidance=guidance,
+            steps=steps,
+            noise_level=noise_level,
+            seed=seed,
+            init_images=init_images,
+            strength=strength,
+            progress=progress,
+        )
 
-    def compose(self, conds: list[torch.Tensor], weights: list[float], seed: int = 0, steps: int | None = None,
-                init_images: np.ndarray | None = None, strength: float = 1.0, shared_noise: bool = False,
-                masks=None, region=None, progress: bool = False) -> np.ndarray:
+    def compose(
+        self,
+        conds: list[torch.Tensor],
+        weights: list[float],
+        seed: int = 0,
+        steps: int | None = None,
+        init_images: np.ndarray | None = None,
+        strength: float = 1.0,
+        shared_noise: bool = False,
+        masks=None,
+        region=None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Composed guidance (mixing, editing). See :meth:`ToyGenerator.compose`."""
-        return self.generator.compose(conds, weights, seed=seed, steps=steps, init_images=init_images,
-                                      strength=strength, shared_noise=shared_noise, masks=masks, region=region,
-                                      progress=progress)
+        return self.generator.compose(
+            conds,
+            weights,
+            seed=seed,
+            steps=steps,
+            init_images=init_images,
+            strength=strength,
+            shared_noise=shared_noise,
+            masks=masks,
+            region=region,
+            progress=progress,
+        )
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> "ToyBackbones":
+    def load(cls, model_dir: str | os.PathLike) -> ToyBackbones:
         model_dir = resolve(model_dir)
-        missing = [p for p in ("image_encoder/open_clip_model.safetensors", "generator/unet",
-                               "judge/judge.safetensors") if not (model_dir / p).exists()]
+        missing = [
+            p
+            for p in ("image_encoder/open_clip_model.safetensors", "generator/unet", "judge/judge.safetensors")
+            if not (model_dir / p).exists()
+        ]
         if missing:
-            raise FileNotFoundError(f"{model_dir}: not a complete s2i backbones folder (missing {missing}); "
-                                    "run the pretrain stage: dvc repro pretrain")
-        return cls(ImageEncoder.load(model_dir / "image_encoder"), ToyGenerator.load(model_dir / "generator"),
-                   Judge.load(model_dir / "judge"))
+            raise FileNotFoundError(
+                f"{model_dir}: not a complete s2i backbones folder (missing {missing}); "
+                "run the pretrain stage: dvc repro pretrain"
+            )
+        return cls(
+            ImageEncoder.load(model_dir / "image_encoder"),
+            ToyGenerator.load(model_dir / "generator"),
+            Judge.load(model_dir / "judge"),
+        )

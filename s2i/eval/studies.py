@@ -6,6 +6,7 @@ sound level, and the ambience level varies from place to place (+-6 dB) independ
 object. So a whole recording made louder -- object and ambience together -- is a closer
 (bigger) object, and a softer one a farther (smaller) object. The volume study applies the
 gain to the whole recording; scaling only the object's sound is reported beside it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,9 @@ def judged_size(rep: dict, cls: np.ndarray) -> np.ndarray:
     return np.where(rep["present"][i, cls], rep["size"][i, cls], 0.0)
 
 
-def eval_generation(s2i: Sound2Image, bank: list[TestSound], n_images: int, seed: int,
-                    guidance: float | None = None) -> dict:
+def eval_generation(
+    s2i: Sound2Image, bank: list[TestSound], n_images: int, seed: int, guidance: float | None = None
+) -> dict:
     """Audio -> images for each sound; the judge's verdicts against the heard class/background."""
     z = torch.stack([s2i.embed_audio(s.render(), world.SR) for s in bank])
     imgs = s2i.backbones.generate(z, n_per=n_images, guidance=guidance, seed=seed)
@@ -32,11 +34,17 @@ def eval_generation(s2i: Sound2Image, bank: list[TestSound], n_images: int, seed
     cls = np.repeat([s.cls for s in bank], n_images)
     bg = np.repeat([s.bg for s in bank], n_images)
     exact = rep["present"].sum(1) == 1
-    return dict(images=imgs, report=rep, cls=cls, bg=bg, z=z,
-                class_acc=float((rep["top_class"] == cls).mean()),
-                present_acc=float(rep["present"][np.arange(len(cls)), cls].mean()),
-                exact_single=float((exact & (rep["top_class"] == cls)).mean()),
-                bg_acc=float((rep["bg"] == bg).mean()))
+    return dict(
+        images=imgs,
+        report=rep,
+        cls=cls,
+        bg=bg,
+        z=z,
+        class_acc=float((rep["top_class"] == cls).mean()),
+        present_acc=float(rep["present"][np.arange(len(cls)), cls].mean()),
+        exact_single=float((exact & (rep["top_class"] == cls)).mean()),
+        bg_acc=float((rep["bg"] == bg).mean()),
+    )
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n: int = len(world.CLASSES)) -> np.ndarray:
@@ -47,8 +55,9 @@ def confusion(true: np.ndarray, pred: np.ndarray, n: int = len(world.CLASSES)) -
     return m / np.maximum(m.sum(1, keepdims=True), 1)
 
 
-def volume_sweep(s2i: Sound2Image, bank: list[TestSound], gains_db: list[float], seed: int, mode: str = "whole",
-                 n_images: int = 1) -> dict:
+def volume_sweep(
+    s2i: Sound2Image, bank: list[TestSound], gains_db: list[float], seed: int, mode: str = "whole", n_images: int = 1
+) -> dict:
     """Each sound at each gain -> images -> the judge's size of the heard class (0 if absent).
 
     ``mode="whole"`` scales the whole recording (claim 8's "the input gets louder");
@@ -85,8 +94,15 @@ _COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_gen
 }
 
 
-def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[float], method: str, n: int = 1,
-                 seed: int = 0, weight: float | None = None) -> np.ndarray:
+def mix_generate(
+    s2i: Sound2Image,
+    sounds: list[np.ndarray],
+    gains_db: list[float],
+    method: str,
+    n: int = 1,
+    seed: int = 0,
+    weight: float | None = None,
+) -> np.ndarray:
     """Several sources -> one image.
 
     * ``waveform``: the audio encoder on the mixed waveform;
@@ -109,8 +125,9 @@ def mix_generate(s2i: Sound2Image, sounds: list[np.ndarray], gains_db: list[floa
         zs = [s2i.embed_audio(s * 10 ** (g / 20), world.SR)[None] for s, g in zip(sounds, gains_db)]
         return s2i.backbones.generate(torch.cat(zs).mean(0, keepdim=True), n_per=n, seed=seed)
     if method in _COMPOSE_VARIANTS:
-        return s2i.generate_mix(sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight,
-                                **_COMPOSE_VARIANTS[method])
+        return s2i.generate_mix(
+            sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, **_COMPOSE_VARIANTS[method]
+        )
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
 
 
@@ -140,14 +157,22 @@ def bootstrap_ci(values, n_boot: int = 10000, seed: int = 0, level: float = 0.95
     return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
 
 
-def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[float], methods=MIX_METHODS,
-                 n_images: int = 4, n_ratio_pairs: int | None = None) -> dict:
+def mixing_study(
+    s2i: Sound2Image,
+    n_pairs: int,
+    seed: int,
+    ratios_db: list[float],
+    methods=MIX_METHODS,
+    n_images: int = 4,
+    n_ratio_pairs: int | None = None,
+) -> dict:
     """Two held-out sounds of different classes (same background) -> one image, per method:
     both present (the judge sees both classes; ``n_images`` images per pair at equal levels,
     all ``n_pairs`` pairs), and over a relative-volume sweep (the first image; the first
     ``n_ratio_pairs`` pairs, default all) the Spearman between the relative gain and the log
     ratio of the two judged sizes. Both-present is a proportion, noisier between draws of pairs
-    than the per-pair correlation, so it is measured on more pairs. ``both_per_pair``: each pair's share of images with both objects."""
+    than the per-pair correlation, so it is measured on more pairs. ``both_per_pair``: each
+    pair's share of images with both objects."""
     from scipy.stats import spearmanr
 
     pairs = mix_pairs(n_pairs, seed)
@@ -160,7 +185,7 @@ def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[floa
         for i, (sa, sb) in enumerate(pairs):
             A, Bs = sa.render(), sb.render()
             ys = []
-            for r in (ratios_db if i < n_ratio else [0.0]):
+            for r in ratios_db if i < n_ratio else [0.0]:
                 img = mix_generate(s2i, [A, Bs], [r / 2, -r / 2], m, n=n_images if r == 0 else 1, seed=seed + i)
                 rep = s2i.backbones.judge.report(img)
                 if r == 0:
@@ -172,8 +197,12 @@ def mixing_study(s2i: Sound2Image, n_pairs: int, seed: int, ratios_db: list[floa
             if i < n_ratio:
                 rhos.append(0.0 if np.ptp(ys) == 0 else float(spearmanr(ratios_db, ys).statistic))
         per_pair = np.asarray(both, float).reshape(len(pairs), -1).mean(1)
-        out[m] = dict(both_present=float(np.mean(both)), both_per_pair=per_pair.tolist(),
-                      ratio_spearman=float(np.mean(rhos)), examples=ex)
+        out[m] = dict(
+            both_present=float(np.mean(both)),
+            both_per_pair=per_pair.tolist(),
+            ratio_spearman=float(np.mean(rhos)),
+            examples=ex,
+        )
     out["pairs"] = [(world.CLASSES[a.cls], world.CLASSES[b.cls]) for a, b in pairs]
     return out
 
@@ -208,8 +237,12 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         rhos.append(0.0 if np.ptp(sz) == 0 else float(spearmanr(gains_db, sz).statistic))
         examples.append(np.stack([img] + outs))
-    return dict(edit_object_added=float(np.mean(added)), edit_background_kept=float(np.mean(kept)),
-                edit_volume_spearman=float(np.mean(rhos)), examples=examples)
+    return dict(
+        edit_object_added=float(np.mean(added)),
+        edit_background_kept=float(np.mean(kept)),
+        edit_volume_spearman=float(np.mean(rhos)),
+        examples=examples,
+    )
 
 
 def envelope(kind: str, n_frames: int) -> np.ndarray:
@@ -254,9 +287,19 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         present.append(float(rep["present"][:, c].mean()))
         kept.append(float((rep["bg"] == bg).mean()))
         p = probe(vout)
-        probes.append(dict(video=p["video"]["codec"] if p["video"] else None,
-                           audio=p["audio"]["codec"] if p["audio"] else None,
-                           fps=p["video"]["fps"] if p["video"] else None, duration=p["duration"]))
+        probes.append(
+            dict(
+                video=p["video"]["codec"] if p["video"] else None,
+                audio=p["audio"]["codec"] if p["audio"] else None,
+                fps=p["video"]["fps"] if p["video"] else None,
+                duration=p["duration"],
+            )
+        )
         outs.append(v.frames)
-    return dict(video_size_envelope_corr=float(np.mean(corrs)), video_object_present=float(np.mean(present)),
-                video_bg_kept=float(np.mean(kept)), probes=probes, frames=outs)
+    return dict(
+        video_size_envelope_corr=float(np.mean(corrs)),
+        video_object_present=float(np.mean(present)),
+        video_bg_kept=float(np.mean(kept)),
+        probes=probes,
+        frames=outs,
+    )

@@ -1,8 +1,9 @@
 """Evaluation of thumbnails on toy programmes with a known timeline: cluster purity, class
 coverage and whether the final thumbnail shows the class heard longest, read by the judge."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -32,8 +33,7 @@ def window_truth(programme: Programme, starts: np.ndarray, window_s: float) -> n
     return out
 
 
-def evaluate_thumbnails(result: ThumbnailResult, programme: Programme, judge=None,
-                        min_share: float = 0.1) -> dict:
+def evaluate_thumbnails(result: ThumbnailResult, programme: Programme, judge=None, min_share: float = 0.1) -> dict:
     """Score thumbnails of a programme against its timeline.
 
     * ``cluster_purity``: share of windows whose true class (the class heard longest in the
@@ -59,19 +59,30 @@ def evaluate_thumbnails(result: ThumbnailResult, programme: Programme, judge=Non
         pure += int(counts.max())
     present = programme.present_classes(min_share)
     longest = programme.longest_class()
-    out = dict(n_windows=int(len(labels)), k=int(result.k), n_classes=len(present), classes=present,
-               longest_class=longest, cluster_majority=majority,
-               cluster_purity=pure / len(labels),
-               cluster_coverage=float(np.mean([c in majority for c in present])) if present else None,
-               final_cluster_correct=bool(majority[result.final] == longest),
-               largest_cluster_correct=bool(majority[result.largest] == longest),
-               thumbnail_classes=None, class_coverage=None, final_pick_correct=None, largest_pick_correct=None)
+    out = dict(
+        n_windows=int(len(labels)),
+        k=int(result.k),
+        n_classes=len(present),
+        classes=present,
+        longest_class=longest,
+        cluster_majority=majority,
+        cluster_purity=pure / len(labels),
+        cluster_coverage=float(np.mean([c in majority for c in present])) if present else None,
+        final_cluster_correct=bool(majority[result.final] == longest),
+        largest_cluster_correct=bool(majority[result.largest] == longest),
+        thumbnail_classes=None,
+        class_coverage=None,
+        final_pick_correct=None,
+        largest_pick_correct=None,
+    )
     if judge is not None:
         top = [int(t) for t in judge.report(result.images)["top_class"]]
-        out.update(thumbnail_classes=top,
-                   class_coverage=float(np.mean([c in top for c in present])) if present else None,
-                   final_pick_correct=bool(top[result.final] == longest),
-                   largest_pick_correct=bool(top[result.largest] == longest))
+        out.update(
+            thumbnail_classes=top,
+            class_coverage=float(np.mean([c in top for c in present])) if present else None,
+            final_pick_correct=bool(top[result.final] == longest),
+            largest_pick_correct=bool(top[result.largest] == longest),
+        )
     return out
 
 
@@ -85,8 +96,14 @@ def programme_durations(n: int, min_minutes: float, max_minutes: float) -> np.nd
     return np.linspace(min_minutes, max_minutes, n) * 60.0
 
 
-def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[float] = 120.0,
-                        representatives=("nearest",), progress: bool = False, **thumb_kw) -> tuple[list[dict], dict]:
+def evaluate_programmes(
+    s2i,
+    seeds: Sequence[int],
+    duration_s: float | Sequence[float] = 120.0,
+    representatives=("nearest",),
+    progress: bool = False,
+    **thumb_kw,
+) -> tuple[list[dict], dict]:
     """Build the programme of each seed (``duration_s``: one length for all, or one per seed,
     e.g. :func:`programme_durations`), make its thumbnails (the windows are embedded once and reused for every
     ``representatives`` choice) and score
@@ -97,8 +114,15 @@ def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[
     from tqdm.auto import tqdm
 
     judge = s2i.backbones.judge
-    keys = ("cluster_purity", "class_coverage", "final_pick_correct", "cluster_coverage", "final_cluster_correct",
-            "largest_pick_correct", "largest_cluster_correct")
+    keys = (
+        "cluster_purity",
+        "class_coverage",
+        "final_pick_correct",
+        "cluster_coverage",
+        "final_cluster_correct",
+        "largest_pick_correct",
+        "largest_cluster_correct",
+    )
     wkw = {k: thumb_kw.pop(k) for k in ("window_s", "overlap_s", "batch", "min_fill") if k in thumb_kw}
     seeds = list(seeds)
     durations = np.asarray(duration_s, np.float64)
@@ -112,13 +136,23 @@ def evaluate_programmes(s2i, seeds: Sequence[int], duration_s: float | Sequence[
         win = window_embeddings(s2i, prog.audio(), sr=prog.sr, **wkw)
         for rep in representatives:
             res = make_thumbnails(s2i, None, windows=win, representative=rep, **thumb_kw)
-            row = dict(programme=int(seed), representative=rep, duration_s=prog.duration,
-                       **evaluate_thumbnails(res, prog, judge))
+            row = dict(
+                programme=int(seed),
+                representative=rep,
+                duration_s=prog.duration,
+                **evaluate_thumbnails(res, prog, judge),
+            )
             rows.append(row)
     summary = {}
     for rep in representatives:
         rs = [r for r in rows if r["representative"] == rep]
-        summary[rep] = {k: (float(np.mean([float(r[k]) for r in rs if r[k] is not None]))
-                            if any(r[k] is not None for r in rs) else None) for k in keys}
+        summary[rep] = {
+            k: (
+                float(np.mean([float(r[k]) for r in rs if r[k] is not None]))
+                if any(r[k] is not None for r in rs)
+                else None
+            )
+            for k in keys
+        }
         summary[rep]["k_equals_n_classes"] = float(np.mean([r["k"] == r["n_classes"] for r in rs]))
     return rows, summary

@@ -10,6 +10,7 @@ than three windows or two distinct embeddings. With automatic k, a cluster that 
 ``min_run`` consecutive windows (windows straddling a change of sound) is merged into the
 nearest lasting cluster. The representative is the member nearest its centroid (``"nearest"``,
 a window really heard) or the centroid itself (``"centroid"``)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -81,13 +82,21 @@ def merge_transient(z: np.ndarray, labels: np.ndarray, min_run: int) -> tuple[np
 def relative_spread(z: np.ndarray) -> float:
     """RMS distance of the embeddings to their mean over their RMS norm (0: all identical)."""
     z = np.asarray(z, np.float64)
-    den = np.sqrt((z ** 2).sum(1).mean())
+    den = np.sqrt((z**2).sum(1).mean())
     return float(np.sqrt(((z - z.mean(0)) ** 2).sum(1).mean()) / den) if den > 0 else 0.0
 
 
-def cluster_embeddings(z: np.ndarray, k: int | None = None, k_max: int = 8, seed: int = 0, n_init: int = 4,
-                       min_silhouette: float = 0.25, min_spread: float = 0.05, min_run: int = 1,
-                       silhouette_sample: int = 2000) -> Clustering:
+def cluster_embeddings(
+    z: np.ndarray,
+    k: int | None = None,
+    k_max: int = 8,
+    seed: int = 0,
+    n_init: int = 4,
+    min_silhouette: float = 0.25,
+    min_spread: float = 0.05,
+    min_run: int = 1,
+    silhouette_sample: int = 2000,
+) -> Clustering:
     """k-means of the window embeddings ``z`` (N, D), in time order. See the module docs.
 
     ``k``: the number of clusters (clamped to the number of distinct embeddings; used as
@@ -149,8 +158,9 @@ def cluster_embeddings(z: np.ndarray, k: int | None = None, k_max: int = 8, seed
 
 
 # ============================================================================= 4. representatives, ranges
-def choose_representatives(z: np.ndarray, labels: np.ndarray, centroids: np.ndarray,
-                           how: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
+def choose_representatives(
+    z: np.ndarray, labels: np.ndarray, centroids: np.ndarray, how: str = "nearest"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """One embedding per cluster: ``"nearest"`` (the member nearest the centroid; returns the
     (k, D) embeddings and their (k,) window indices) or ``"centroid"`` (returns the centroids
     and None). See the module docs for the choice."""

@@ -23,6 +23,7 @@ For a video, every frame is edited with the audio window around its time, with t
 for every frame (shared seed) and the sound embedding smoothed over neighbouring frames, so the
 object is stable and its size follows the sound's volume envelope.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,18 +60,36 @@ def edit_region(region, size: int, seed: int = 0) -> torch.Tensor | None:
     return m
 
 
-def compose_edit(backbones, z_image: torch.Tensor, conds: list[torch.Tensor], weights: list[float],
-                 init_images: np.ndarray, w_image: float, seed: int = 0, strength: float = EDIT_STRENGTH,
-                 region="half", steps: int | None = None, shared_noise: bool = False) -> np.ndarray:
+def compose_edit(
+    backbones,
+    z_image: torch.Tensor,
+    conds: list[torch.Tensor],
+    weights: list[float],
+    init_images: np.ndarray,
+    w_image: float,
+    seed: int = 0,
+    strength: float = EDIT_STRENGTH,
+    region="half",
+    steps: int | None = None,
+    shared_noise: bool = False,
+) -> np.ndarray:
     """The edit's composed guidance: the image's term (``z_image``, ``w_image``) everywhere, the
     sound's terms (``conds``, ``weights``, e.g. from :func:`sound_terms`) inside ``region``
     (:func:`edit_region`), outside which the input is kept; SDEdit from ``init_images``."""
     require_composition(backbones, "editing")
     rg = edit_region(region, backbones.image_size, seed)
     masks = None if rg is None else torch.stack([torch.ones_like(rg)] + [rg] * len(conds))
-    return backbones.compose([z_image] + conds, [w_image] + weights, seed=seed, steps=steps,
-                             init_images=init_images, strength=strength, shared_noise=shared_noise,
-                             masks=masks, region=rg)
+    return backbones.compose(
+        [z_image] + conds,
+        [w_image] + weights,
+        seed=seed,
+        steps=steps,
+        init_images=init_images,
+        strength=strength,
+        shared_noise=shared_noise,
+        masks=masks,
+        region=rg,
+    )
 
 
 def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) -> np.ndarray:
@@ -88,8 +107,9 @@ def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) 
     return square_resize(img[..., :3].astype(np.uint8), size)
 
 
-def sound_terms(z_sound: torch.Tensor, z_quiet: torch.Tensor | None, w_sound: float
-                ) -> tuple[list[torch.Tensor], list[float]]:
+def sound_terms(
+    z_sound: torch.Tensor, z_quiet: torch.Tensor | None, w_sound: float
+) -> tuple[list[torch.Tensor], list[float]]:
     """The sound's guidance terms of an edit: ``+w_sound`` on the sound, ``-w_sound`` on its
     turned-down copy (when given): the object without the recording's ambience."""
     if z_quiet is None:
@@ -97,9 +117,21 @@ def sound_terms(z_sound: torch.Tensor, z_quiet: torch.Tensor | None, w_sound: fl
     return [z_sound, z_quiet], [w_sound, -w_sound]
 
 
-def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: float = 0.0, seed: int = 0,
-               n: int = 1, strength: float = EDIT_STRENGTH, w_image: float = 1.0, w_sound: float = EDIT_W_SOUND,
-               ambience_db: float | None = AMBIENCE_DB, steps: int | None = None, region="half") -> np.ndarray:
+def edit_image(
+    s2i: Sound2Image,
+    image,
+    audio,
+    sr: int | None = None,
+    gain_db: float = 0.0,
+    seed: int = 0,
+    n: int = 1,
+    strength: float = EDIT_STRENGTH,
+    w_image: float = 1.0,
+    w_sound: float = EDIT_W_SOUND,
+    ambience_db: float | None = AMBIENCE_DB,
+    steps: int | None = None,
+    region="half",
+) -> np.ndarray:
     """Image + sound -> ``n`` edited images (uint8 (n, 32, 32, 3)).
 
     Args:
@@ -129,12 +161,23 @@ def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, gain_db: f
         z_q = None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None]
         c, w = sound_terms(s2i.embed_audio(a, SR)[None], z_q, w_sound / len(sounds))
         conds, weights = conds + c, weights + w
-    return compose_edit(s2i.backbones, z_img.repeat(n, 1), [z.repeat(n, 1) for z in conds], weights,
-                        np.repeat(img[None], n, 0), w_image, seed, strength, region, steps)
+    return compose_edit(
+        s2i.backbones,
+        z_img.repeat(n, 1),
+        [z.repeat(n, 1) for z in conds],
+        weights,
+        np.repeat(img[None], n, 0),
+        w_image,
+        seed,
+        strength,
+        region,
+        steps,
+    )
 
 
-def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarray, fps: float,
-                           smooth: int = 3) -> torch.Tensor:
+def frame_sound_embeddings(
+    s2i: Sound2Image, audio: np.ndarray, times: np.ndarray, fps: float, smooth: int = 3
+) -> torch.Tensor:
     """(T, D) sound embeddings, one per frame (the window centred on the frame), smoothed by a
     centred moving average over ``smooth`` frames."""
     from s2i.method.selection import frame_windows
@@ -144,29 +187,55 @@ def frame_sound_embeddings(s2i: Sound2Image, audio: np.ndarray, times: np.ndarra
     if smooth > 1:
         k = smooth // 2
         zp = torch.cat([z[:1].repeat(k, 1), z, z[-1:].repeat(k, 1)])
-        z = torch.stack([zp[i:i + smooth].mean(0) for i in range(len(z))])
+        z = torch.stack([zp[i : i + smooth].mean(0) for i in range(len(z))])
     return z
 
 
-def edit_frames(s2i: Sound2Image, frames: np.ndarray, audio: np.ndarray, times: np.ndarray, fps: float,
-                seed: int = 0, strength: float = EDIT_STRENGTH, w_image: float = 1.0, w_sound: float = EDIT_W_SOUND,
-                smooth: int = 3, ambience_db: float | None = AMBIENCE_DB, region="half",
-                steps: int | None = None) -> np.ndarray:
+def edit_frames(
+    s2i: Sound2Image,
+    frames: np.ndarray,
+    audio: np.ndarray,
+    times: np.ndarray,
+    fps: float,
+    seed: int = 0,
+    strength: float = EDIT_STRENGTH,
+    w_image: float = 1.0,
+    w_sound: float = EDIT_W_SOUND,
+    smooth: int = 3,
+    ambience_db: float | None = AMBIENCE_DB,
+    region="half",
+    steps: int | None = None,
+) -> np.ndarray:
     """Edit each frame (uint8 (T, H, W, 3) at the generator's size) with the sound around its
     time; every frame has the same noise and the same ``region`` (:func:`edit_region`)."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
-    z_q = None if ambience_db is None else frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times,
-                                                                  fps, smooth)
+    z_q = (
+        None
+        if ambience_db is None
+        else frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth)
+    )
     z_img = s2i.backbones.encode_images(frames)
     conds, weights = sound_terms(z_snd, z_q, w_sound)
-    return compose_edit(s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps,
-                        shared_noise=True)
+    return compose_edit(
+        s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps, shared_noise=True
+    )
 
 
-def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path: str | os.PathLike,
-               sr: int | None = None, seed: int = 0, strength: float = EDIT_STRENGTH, w_image: float = 1.0,
-               w_sound: float = EDIT_W_SOUND, smooth: int = 3, ambience_db: float | None = AMBIENCE_DB,
-               region="half", steps: int | None = None) -> Path:
+def edit_video(
+    s2i: Sound2Image,
+    video_path: str | os.PathLike,
+    audio,
+    out_path: str | os.PathLike,
+    sr: int | None = None,
+    seed: int = 0,
+    strength: float = EDIT_STRENGTH,
+    w_image: float = 1.0,
+    w_sound: float = EDIT_W_SOUND,
+    smooth: int = 3,
+    ambience_db: float | None = AMBIENCE_DB,
+    region="half",
+    steps: int | None = None,
+) -> Path:
     """Video + sound -> an MP4 (H.264 + AAC) with the same fps and duration whose frames are the
     input frames with the sound's object added, following the sound's volume over time; the
     sound is muxed in as the audio track (trimmed or zero-padded to the video's duration).
@@ -177,8 +246,9 @@ def edit_video(s2i: Sound2Image, video_path: str | os.PathLike, audio, out_path:
     a = np.pad(a, (0, max(0, n - len(a))))[:n]
     size = s2i.backbones.image_size
     small = np.stack([square_resize(f, size) for f in v.frames])
-    out = edit_frames(s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region,
-                      steps)
+    out = edit_frames(
+        s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region, steps
+    )
     H, W = v.frames.shape[1:3]
     if (H, W) != (size, size):
         from PIL import Image

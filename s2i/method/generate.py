@@ -4,6 +4,7 @@ embedding space and the pretrained generator draws it.
     s2i = Sound2Image.from_run("results", profile="toy", model_dir="models/toy")
     images = s2i.generate("dog.wav", n=4, seed=0)          # uint8 (4, 32, 32, 3)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,7 @@ def windows_of(audio: np.ndarray, window_s: float, hop_s: float | None = None) -
         pad = S - len(audio)
         return np.pad(audio, (pad // 2, pad - pad // 2))[None]
     starts = np.arange(0, len(audio) - S + 1, hop)
-    return np.stack([audio[s:s + S] for s in starts])
+    return np.stack([audio[s : s + S] for s in starts])
 
 
 class Sound2Image:
@@ -78,13 +79,20 @@ class Sound2Image:
         return self.cache.get(key, compute)
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike = "results", profile: str = "toy",
-                 model_dir: str | os.PathLike = "models/toy", window_s: float = 0.5,
-                 full_params: dict | None = None) -> "Sound2Image":
+    def from_run(
+        cls,
+        run_dir: str | os.PathLike = "results",
+        profile: str = "toy",
+        model_dir: str | os.PathLike = "models/toy",
+        window_s: float = 0.5,
+        full_params: dict | None = None,
+    ) -> Sound2Image:
         """Load the backbones of ``profile`` and the audio encoder trained in ``run_dir``."""
         enc_dir = resolve(run_dir) / "alignment" / "audio_encoder"
         if not (enc_dir / "audio_encoder.safetensors").exists():
-            raise FileNotFoundError(f"{enc_dir}: no trained audio encoder; run the pipeline first (dvc repro alignment)")
+            raise FileNotFoundError(
+                f"{enc_dir}: no trained audio encoder; run the pipeline first (dvc repro alignment)"
+            )
         return cls(load_backbones(profile, model_dir, full_params), AudioEncoder.load(enc_dir), window_s)
 
     def load_audio(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> np.ndarray:
@@ -105,28 +113,48 @@ class Sound2Image:
     def embed_audio(self, audio, sr: int | None = None, hop_s: float | None = None) -> torch.Tensor:
         """A whole sound -> one (D,) embedding: the mean of its windows' embeddings."""
         a = self.load_audio(audio, sr)
-        return self._cached(f"audio:{hop_s}", a, lambda: self.embed_windows(windows_of(a, self.window_s, hop_s)).mean(0))
+        return self._cached(
+            f"audio:{hop_s}", a, lambda: self.embed_windows(windows_of(a, self.window_s, hop_s)).mean(0)
+        )
 
     def embed_images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) images -> (N, D) Z^V by the frozen image encoder."""
         return self._cached("image", images, lambda: self.backbones.encode_images(images))
 
-    def generate(self, audio, sr: int | None = None, n: int = 4, seed: int = 0, guidance: float | None = None,
-                 steps: int | None = None, **kw) -> np.ndarray:
+    def generate(
+        self,
+        audio,
+        sr: int | None = None,
+        n: int = 4,
+        seed: int = 0,
+        guidance: float | None = None,
+        steps: int | None = None,
+        **kw,
+    ) -> np.ndarray:
         """Audio -> ``n`` images (uint8 (n, H, W, 3)); the same seed gives the same images."""
         z = self.embed_audio(audio, sr)[None]
         return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
 
-    def generate_mix(self, sounds: list, gains_db: list[float] | None = None, n: int = 1, seed: int = 0,
-                     sr: int | None = None, weight: float | None = None,
-                     ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None,
-                     regions: bool = True, candidates: int = MIX_CANDIDATES, steps: int | None = None,
-                     guidance: float | None = None) -> np.ndarray:
+    def generate_mix(
+        self,
+        sounds: list,
+        gains_db: list[float] | None = None,
+        n: int = 1,
+        seed: int = 0,
+        sr: int | None = None,
+        weight: float | None = None,
+        ambience_db: float | None = AMBIENCE_DB,
+        ambience_weight: float | None = None,
+        regions: bool = True,
+        candidates: int = MIX_CANDIDATES,
+        steps: int | None = None,
+        guidance: float | None = None,
+    ) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
         Each source (a path, or an array with ``sr``), scaled by its gain in dB, is embedded on its
-        own and gives its own terms of composed guidance (:meth:`Backbones.compose <s2i.backbones.base.Backbones.compose>`), so the
-        objects stay distinct and each is drawn at the size its own level implies. See
+        own and gives its own terms of composed guidance (:meth:`s2i.backbones.base.Backbones.compose`),
+        so the objects stay distinct and each is drawn at the size its own level implies. See
         :func:`mix_conditions` for the terms and weights (``weight``, ``ambience_db``,
         ``ambience_weight``). With ``regions`` (default) each source's terms act in its own band
         of the picture (:func:`band_regions`, drawn from ``seed``): every term sees the same
@@ -138,8 +166,12 @@ class Sound2Image:
         if len(gains_db) != len(sounds):
             raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
         audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains_db)]
-        conds, weights = mix_conditions(lambda a: self.embed_audio(a, SR)[None], audio,
-                                        self.backbones.guidance if guidance is None else guidance, weight,
-                                        ambience_db, ambience_weight)
-        return compose_mix(self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates,
-                           steps)
+        conds, weights = mix_conditions(
+            lambda a: self.embed_audio(a, SR)[None],
+            audio,
+            self.backbones.guidance if guidance is None else guidance,
+            weight,
+            ambience_db,
+            ambience_weight,
+        )
+        return compose_mix(self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates, steps)

@@ -7,12 +7,13 @@ embedded batch by batch and only the ``(n_windows, D)`` embeddings and start tim
 A window of ``T`` seconds is embedded exactly as :meth:`Sound2Image.embed_audio` embeds a clip of
 that length: the mean of the embeddings of its encoder-sized sub-windows at half an encoder
 window hop (a ``T`` shorter than the encoder's window is zero-padded on both sides)."""
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -66,25 +67,33 @@ def embed_long_windows(s2i, windows: np.ndarray) -> np.ndarray:
     return z.reshape(B, n_sub, -1).mean(axis=1)
 
 
-def _array_batches(audio: np.ndarray, window_s: float, overlap_s: float, batch: int,
-                   min_fill: float) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _array_batches(
+    audio: np.ndarray, window_s: float, overlap_s: float, batch: int, min_fill: float
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The batches :func:`s2i.media.iter_audio_windows` would yield for an in-memory signal."""
     from s2i.media import audio_window_starts
 
     starts = audio_window_starts(len(audio), SR, window_s, overlap_s=overlap_s, min_fill=min_fill)
     W = int(round(window_s * SR))
     for b in range(0, len(starts), batch):
-        s = starts[b:b + batch]
+        s = starts[b : b + batch]
         out = np.zeros((len(s), W), np.float32)
         for i, a in enumerate(s):
-            seg = audio[a:a + W]
-            out[i, :len(seg)] = seg
+            seg = audio[a : a + W]
+            out[i, : len(seg)] = seg
         yield out, s / SR
 
 
-def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None = None,
-                      window_s: float = 2.0, overlap_s: float = 1.0, batch: int = 32,
-                      min_fill: float = 0.5, progress: bool = False) -> WindowEmbeddings:
+def window_embeddings(
+    s2i,
+    audio: str | os.PathLike | np.ndarray,
+    sr: int | None = None,
+    window_s: float = 2.0,
+    overlap_s: float = 1.0,
+    batch: int = 32,
+    min_fill: float = 0.5,
+    progress: bool = False,
+) -> WindowEmbeddings:
     """Cut ``audio`` (a file path, streamed; or an array with its ``sr``) into windows of
     ``window_s`` overlapping by ``overlap_s`` and embed them, ``batch`` windows at a time.
 
@@ -101,8 +110,11 @@ def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None
         it = iter_audio_windows(audio, SR, window_s, batch=batch, overlap_s=overlap_s, min_fill=min_fill)
         info = probe(audio)
         stated = (info["audio"] or {}).get("duration") or info["duration"]
-        total = (len(audio_window_starts(int(stated * SR), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
-                 if stated else None)
+        total = (
+            len(audio_window_starts(int(stated * SR), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
+            if stated
+            else None
+        )
     else:
         if sr is None:
             raise ValueError("an audio array needs its sample rate (sr=...)")
@@ -133,10 +145,11 @@ def window_embeddings(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None
     nz = np.flatnonzero(last)
     end = float(starts[-1] + window_s)  # the audio reaches at least this far...
     if len(nz) and nz[-1] + 1 < len(last):
-        z[-1] = embed_long_windows(s2i, last[None, :nz[-1] + 1])[0]
+        z[-1] = embed_long_windows(s2i, last[None, : nz[-1] + 1])[0]
         end = float(starts[-1] + (nz[-1] + 1) / SR)  # ...or exactly this far
         duration = end
     else:  # a tail shorter than min_fill of a window may have been dropped: trust the stated length
         duration = max(end, float(stated or 0.0))
-    return WindowEmbeddings(z=z, starts=starts, window_s=float(window_s), overlap_s=float(overlap_s),
-                            duration=duration, source=source)
+    return WindowEmbeddings(
+        z=z, starts=starts, window_s=float(window_s), overlap_s=float(overlap_s), duration=duration, source=source
+    )

@@ -6,6 +6,7 @@ The place is one term (the mixture turned down by :data:`AMBIENCE_DB`); each sou
 its embedding minus the same source turned down; each source acts in its own band of the
 picture; each image is the best of :data:`MIX_CANDIDATES` by the frozen image encoder.
 Design and measurements: ``docs/decisions/mixing.md``."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of co
 MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
 
 
-def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS,
-                 split: str = "any") -> torch.Tensor:
+def band_regions(
+    n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS, split: str = "any"
+) -> torch.Tensor:
     """``n`` soft regions that tile a ``size`` x ``size`` image: equal bands, side by side
     (``split="columns"``), stacked (``"rows"``) or either (``"any"``, drawn from ``seed``), in
     an order drawn from ``seed``; sigmoid edges ``softness`` px wide; they sum to 1 at every
@@ -44,11 +46,14 @@ def band_regions(n: int, size: int, seed: int = 0, softness: float = REGION_SOFT
     # cumulative sigmoids: s_j(x) = P(x is past edge j); band j = s_{j-1} - s_j
     s = [torch.ones(size)] + [torch.sigmoid((x - e) / softness) for e in edges] + [torch.zeros(size)]
     bands = torch.stack([s[j] - s[j + 1] for j in range(n)])[order]  # (n, size)
-    return (bands[:, :, None].expand(n, size, size) if vertical else bands[:, None, :].expand(n, size, size)).contiguous()
+    return (
+        bands[:, :, None].expand(n, size, size) if vertical else bands[:, None, :].expand(n, size, size)
+    ).contiguous()
 
 
-def mix_term_masks(n_sources: int, ambience_db: float | None, size: int, seed: int = 0,
-                   softness: float = REGION_SOFTNESS) -> torch.Tensor:
+def mix_term_masks(
+    n_sources: int, ambience_db: float | None, size: int, seed: int = 0, softness: float = REGION_SOFTNESS
+) -> torch.Tensor:
     """Spatial masks (K, size, size) for the terms of :func:`mix_conditions` (same order):
     the place term everywhere, each source's terms in its own band (:func:`band_regions`)."""
     bands = band_regions(n_sources, size, seed, softness)
@@ -58,9 +63,17 @@ def mix_term_masks(n_sources: int, ambience_db: float | None, size: int, seed: i
     return torch.stack(masks)
 
 
-def compose_mix(backbones, conds: list[torch.Tensor], weights: list[float], n: int = 1, seed: int = 0,
-                place_term: bool = True, regions: bool = True, candidates: int = MIX_CANDIDATES,
-                steps: int | None = None) -> np.ndarray:
+def compose_mix(
+    backbones,
+    conds: list[torch.Tensor],
+    weights: list[float],
+    n: int = 1,
+    seed: int = 0,
+    place_term: bool = True,
+    regions: bool = True,
+    candidates: int = MIX_CANDIDATES,
+    steps: int | None = None,
+) -> np.ndarray:
     """Draw ``n`` images of a mix from the terms of :func:`mix_conditions` (``conds`` (1, D)
     each; ``place_term``: they start with the place's term, as with ``ambience_db``): each
     source's terms in its own band (``regions``, :func:`mix_term_masks`), each image the best of
@@ -72,8 +85,9 @@ def compose_mix(backbones, conds: list[torch.Tensor], weights: list[float], n: i
     masks = None
     if regions:
         masks = mix_term_masks(len(sources), AMBIENCE_DB if place_term else None, backbones.image_size, seed)
-    images = backbones.compose([z.repeat(n * candidates, 1) for z in conds], weights, seed=seed, steps=steps,
-                               masks=masks)
+    images = backbones.compose(
+        [z.repeat(n * candidates, 1) for z in conds], weights, seed=seed, steps=steps, masks=masks
+    )
     if candidates == 1:
         return images
     return pick_nearest_sources(backbones, images, torch.cat(sources), candidates)
@@ -95,9 +109,14 @@ def pick_nearest_sources(backbones, images: np.ndarray, sources: torch.Tensor, c
     return images[best.numpy()]
 
 
-def mix_conditions(embed, audio: list[np.ndarray], guidance: float, weight: float | None = None,
-                   ambience_db: float | None = AMBIENCE_DB, ambience_weight: float | None = None
-                   ) -> tuple[list[torch.Tensor], list[float]]:
+def mix_conditions(
+    embed,
+    audio: list[np.ndarray],
+    guidance: float,
+    weight: float | None = None,
+    ambience_db: float | None = AMBIENCE_DB,
+    ambience_weight: float | None = None,
+) -> tuple[list[torch.Tensor], list[float]]:
     """Composed-guidance terms that put several sources (16 kHz mono arrays, already at their
     gains) into one picture; ``embed``: array -> (1, D) embedding.
 

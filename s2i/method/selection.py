@@ -11,13 +11,14 @@ picture's embedding, ``score = -||Z^A(audio_t) - Z^V(frame_t)||``. Matched pairs
 the data, so the model learns the true correspondence and mismatched frames score low.
 The top-k frames of each clip above a score threshold are kept.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +47,9 @@ def world_clips(world_dir: str | os.PathLike) -> list[ClipRef]:
     return [ClipRef(r["clip_id"], world_dir / r["video"], r["split"], world_dir / r["truth"]) for r in idx["clips"]]
 
 
-def folder_clips(folder: str | os.PathLike, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> list[ClipRef]:
+def folder_clips(
+    folder: str | os.PathLike, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> list[ClipRef]:
     """Real videos in a folder (recursively), split by a hash of the relative path."""
     folder = Path(folder)
     out, seen = [], set()
@@ -72,7 +75,7 @@ def frame_windows(audio: np.ndarray | None, times: np.ndarray, fps: float, sr: i
     for i, s in enumerate(starts):  # copy the part of each window that overlaps the audio
         lo, hi = max(s, 0), min(s + S, len(a))
         if hi > lo:
-            out[i, lo - s:hi - s] = a[lo:hi]
+            out[i, lo - s : hi - s] = a[lo:hi]
     return out
 
 
@@ -85,8 +88,13 @@ class DecodedClip:
     match: np.ndarray | None  # (T,) bool ground truth (toy world only)
 
 
-def decode_clips(refs: Iterable[ClipRef], window_s: float, size: int = world.IMG, sr: int = 16000,
-                 frames_subset: dict[str, Sequence[int]] | None = None) -> tuple[list[DecodedClip], list[dict]]:
+def decode_clips(
+    refs: Iterable[ClipRef],
+    window_s: float,
+    size: int = world.IMG,
+    sr: int = 16000,
+    frames_subset: dict[str, Sequence[int]] | None = None,
+) -> tuple[list[DecodedClip], list[dict]]:
     """Decode clips with PyAV (first video and first audio stream, audio resampled to ``sr``,
     frames centre-cropped and resized to ``size``). A missing, corrupt or audio-less file is
     skipped and listed with its reason, never fatal. ``frames_subset`` keeps only the given
@@ -133,9 +141,14 @@ def selection_metrics(clips: list[DecodedClip], selected: dict[str, np.ndarray],
         all_ += list(c.match)
     if not sel:
         return {}
-    return dict(selection_precision=float(np.mean(sel)), random_frame_precision=float(np.mean(rnd)),
-                center_frame_precision=float(np.mean(ctr)), match_share_all_frames=float(np.mean(all_)),
-                n_selected=len(sel), n_clips_measured=len(ctr))
+    return dict(
+        selection_precision=float(np.mean(sel)),
+        random_frame_precision=float(np.mean(rnd)),
+        center_frame_precision=float(np.mean(ctr)),
+        match_share_all_frames=float(np.mean(all_)),
+        n_selected=len(sel),
+        n_clips_measured=len(ctr),
+    )
 
 
 def save_pairs(out_dir: str | os.PathLike, rows: list[dict], z_img: torch.Tensor, mels: torch.Tensor) -> None:
@@ -158,8 +171,11 @@ def save_pairs(out_dir: str | os.PathLike, rows: list[dict], z_img: torch.Tensor
 def load_pairs(out_dir: str | os.PathLike) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
     out_dir = Path(out_dir)
     idx = read_json(out_dir / "index.json")
-    return (idx["rows"], torch.from_numpy(np.load(out_dir / "z_img.npy")),
-            torch.from_numpy(np.load(out_dir / "mel.npy").astype(np.float32)))
+    return (
+        idx["rows"],
+        torch.from_numpy(np.load(out_dir / "z_img.npy")),
+        torch.from_numpy(np.load(out_dir / "mel.npy").astype(np.float32)),
+    )
 
 
 def subset(rows: list[dict], z: torch.Tensor, m: torch.Tensor, split: str, source: str):

@@ -14,6 +14,7 @@ heard in two places can be two clusters; the clusters are grouped by their mean 
 (:func:`final_cluster`) gives the final thumbnail. It needs only the window embeddings, so it
 works on every profile. ``final="largest"`` keeps the patent's plain rule (the largest cluster).
 Design and measurements: ``docs/decisions/thumbnails.md``."""
+
 from __future__ import annotations
 
 import math
@@ -23,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from s2i.app.sheets import _auto_scale, _captioned, _save_gif, _save_png, contact_sheet
 from s2i.method.clustering import Clustering, choose_representatives, cluster_embeddings, cosine_distances, cut_tree
 from s2i.method.long_audio import WindowEmbeddings, window_embeddings
 from s2i.utils import write_json
+from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
 
 SOUND_MAX_DIST = 0.35  # cosine distance at which the average-linkage tree of cluster mean sounds is cut
 
@@ -40,8 +41,9 @@ def sound_distances(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return cosine_distances(np.stack([zn[labels == c].mean(0) for c in range(k)]))
 
 
-def sound_groups(z: np.ndarray, labels: np.ndarray, k: int,
-                 max_dist: float = SOUND_MAX_DIST) -> tuple[np.ndarray, np.ndarray]:
+def sound_groups(
+    z: np.ndarray, labels: np.ndarray, k: int, max_dist: float = SOUND_MAX_DIST
+) -> tuple[np.ndarray, np.ndarray]:
     """Which clusters hold the same source, heard in different places: ``(groups, d)``, the
     (k,) group ids numbered by first appearance and the (k, k) :func:`sound_distances`.
 
@@ -78,8 +80,9 @@ def final_cluster(sizes: np.ndarray, groups: np.ndarray | None = None, dist: np.
     return int(members[np.argmin(spread)])
 
 
-def time_ranges(starts: np.ndarray, labels: np.ndarray, cluster: int, window_s: float,
-                duration: float) -> list[list[float]]:
+def time_ranges(
+    starts: np.ndarray, labels: np.ndarray, cluster: int, window_s: float, duration: float
+) -> list[list[float]]:
     """The time ranges [start, end] (s) that ``cluster`` covers: runs of consecutive windows
     merged, each from its first window's start to its last window's end (clipped to
     ``duration``). With overlapping windows, neighbouring ranges of different clusters share
@@ -90,8 +93,10 @@ def time_ranges(starts: np.ndarray, labels: np.ndarray, cluster: int, window_s: 
     breaks = np.flatnonzero(np.diff(idx) > 1)
     firsts = np.concatenate([[idx[0]], idx[breaks + 1]])
     lasts = np.concatenate([idx[breaks], [idx[-1]]])
-    return [[round(float(starts[a]), 3), round(float(min(starts[b] + window_s, duration)), 3)]
-            for a, b in zip(firsts, lasts)]
+    return [
+        [round(float(starts[a]), 3), round(float(min(starts[b] + window_s, duration)), 3)]
+        for a, b in zip(firsts, lasts)
+    ]
 
 
 def _union_length(ranges: list[list[float]]) -> float:
@@ -159,16 +164,27 @@ class ThumbnailResult:
         """The JSON report (also written by :meth:`save`)."""
         w, cl = self.windows, self.clustering
         return dict(
-            source=w.source, duration_s=round(w.duration, 3), window_s=w.window_s, overlap_s=w.overlap_s,
-            hop_s=round(w.window_s - w.overlap_s, 6), n_windows=int(len(w.starts)), embed_dim=int(w.z.shape[1]),
-            k=cl.k, k_method=cl.method, k_reason=cl.reason,
+            source=w.source,
+            duration_s=round(w.duration, 3),
+            window_s=w.window_s,
+            overlap_s=w.overlap_s,
+            hop_s=round(w.window_s - w.overlap_s, 6),
+            n_windows=int(len(w.starts)),
+            embed_dim=int(w.z.shape[1]),
+            k=cl.k,
+            k_method=cl.method,
+            k_reason=cl.reason,
             silhouettes={str(k): round(v, 4) for k, v in cl.silhouettes.items()},
-            representative=self.representative, seed=self.seed, order="first appearance in time",
-            final_cluster=self.final, final_rule=self.final_rule, largest_cluster=self.largest,
+            representative=self.representative,
+            seed=self.seed,
+            order="first appearance in time",
+            final_cluster=self.final,
+            final_rule=self.final_rule,
+            largest_cluster=self.largest,
             final_thumbnail=self.files.get("final"),
-            contact_sheet=self.files.get("contact_sheet"), slideshow=self.files.get("slideshow"),
-            clusters=[dict(c, thumbnail=self.files.get("thumbnails", [None] * self.k)[c["id"]])
-                      for c in self.clusters],
+            contact_sheet=self.files.get("contact_sheet"),
+            slideshow=self.files.get("slideshow"),
+            clusters=[dict(c, thumbnail=self.files.get("thumbnails", [None] * self.k)[c["id"]]) for c in self.clusters],
         )
 
     def save(self, out_dir: str | os.PathLike, scale: int | None = None, frame_ms: int = 1200) -> dict:
@@ -179,34 +195,55 @@ class ThumbnailResult:
         upscaled ``scale`` x (nearest; default: to at least 128 px). Returns the report."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        scale = scale or _auto_scale(self.images.shape[1])
+        scale = scale or auto_scale(self.images.shape[1])
         big = self.images.repeat(scale, 1).repeat(scale, 2)
         thumbs = []
         for c in range(self.k):
             name = f"thumb_{c:02d}.png"
-            _save_png(out / name, big[c])
+            save_png(out / name, big[c])
             thumbs.append(name)
-        _save_png(out / "final.png", big[self.final])
+        save_png(out / "final.png", big[self.final])
         caps = self.captions()
-        _save_png(out / "contact_sheet.png", contact_sheet(self.images, caps, scale=scale, final=self.final))
-        frames = [_captioned(big[c], caps[c], final=c == self.final) for c in range(self.k)]
-        _save_gif(out / "slideshow.gif", frames, frame_ms)
-        self.files = dict(thumbnails=thumbs, final="final.png", contact_sheet="contact_sheet.png",
-                          slideshow="slideshow.gif", report="thumbnails.json")
+        save_png(out / "contact_sheet.png", contact_sheet(self.images, caps, scale=scale, final=self.final))
+        frames = [captioned(big[c], caps[c], final=c == self.final) for c in range(self.k)]
+        save_gif(out / "slideshow.gif", frames, frame_ms)
+        self.files = dict(
+            thumbnails=thumbs,
+            final="final.png",
+            contact_sheet="contact_sheet.png",
+            slideshow="slideshow.gif",
+            report="thumbnails.json",
+        )
         rep = self.report()
         write_json(out / "thumbnails.json", rep)
         return rep
 
 
 # ============================================================================= the whole method
-def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None = None, window_s: float = 2.0,
-                    overlap_s: float = 1.0, k: int | None = None, k_max: int = 8, seed: int = 0, batch: int = 32,
-                    representative: str = "nearest", min_silhouette: float = 0.25, min_spread: float = 0.05,
-                    min_run: int | None = None, n_init: int = 4,
-                    guidance: float | None = None, steps: int | None = None, min_fill: float = 0.5,
-                    out_dir: str | os.PathLike | None = None, progress: bool = False,
-                    windows: WindowEmbeddings | None = None, final: str = "sound",
-                    sound_max_dist: float = SOUND_MAX_DIST) -> ThumbnailResult:
+def make_thumbnails(
+    s2i,
+    audio: str | os.PathLike | np.ndarray,
+    sr: int | None = None,
+    window_s: float = 2.0,
+    overlap_s: float = 1.0,
+    k: int | None = None,
+    k_max: int = 8,
+    seed: int = 0,
+    batch: int = 32,
+    representative: str = "nearest",
+    min_silhouette: float = 0.25,
+    min_spread: float = 0.05,
+    min_run: int | None = None,
+    n_init: int = 4,
+    guidance: float | None = None,
+    steps: int | None = None,
+    min_fill: float = 0.5,
+    out_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    windows: WindowEmbeddings | None = None,
+    final: str = "sound",
+    sound_max_dist: float = SOUND_MAX_DIST,
+) -> ThumbnailResult:
     """Thumbnails of a sound (claims 18-21): windows -> embeddings -> k-means -> one generated
     image per cluster, in order of first appearance; the final one is from the source heard
     longest, the clusters that hold the same source counted together (``final``).
@@ -233,12 +270,25 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
     """
     if final not in ("sound", "largest"):
         raise ValueError(f"final must be 'sound' or 'largest', got {final!r}")
-    w = windows if windows is not None else window_embeddings(
-        s2i, audio, sr=sr, window_s=window_s, overlap_s=overlap_s, batch=batch, min_fill=min_fill, progress=progress)
+    w = (
+        windows
+        if windows is not None
+        else window_embeddings(
+            s2i, audio, sr=sr, window_s=window_s, overlap_s=overlap_s, batch=batch, min_fill=min_fill, progress=progress
+        )
+    )
     if min_run is None:
         min_run = max(2, math.ceil(w.window_s / (w.window_s - w.overlap_s) - 1e-9))
-    cl = cluster_embeddings(w.z, k=k, k_max=k_max, seed=seed, n_init=n_init, min_silhouette=min_silhouette,
-                            min_spread=min_spread, min_run=min_run)
+    cl = cluster_embeddings(
+        w.z,
+        k=k,
+        k_max=k_max,
+        seed=seed,
+        n_init=n_init,
+        min_silhouette=min_silhouette,
+        min_spread=min_spread,
+        min_run=min_run,
+    )
     reps, rep_idx = choose_representatives(w.z, cl.labels, cl.centroids, representative)
     import torch
 
@@ -254,15 +304,31 @@ def make_thumbnails(s2i, audio: str | os.PathLike | np.ndarray, sr: int | None =
     clusters = []
     for c in range(cl.k):
         ranges = time_ranges(w.starts, cl.labels, c, w.window_s, w.duration)
-        clusters.append(dict(
-            id=c, size=int(sizes[c]), share=round(float(sizes[c] / len(cl.labels)), 4),
-            seconds=round(_union_length(ranges), 3), first_start=ranges[0][0], ranges=ranges,
-            representative_window=None if rep_idx is None else int(rep_idx[c]),
-            representative_time=None if rep_idx is None else round(float(w.starts[rep_idx[c]]), 3),
-            group=None if groups is None else int(groups[c])))
-    res = ThumbnailResult(images=images, clusters=clusters, final=final_cluster(sizes, groups, dist), windows=w,
-                          clustering=cl, representatives=reps, representative=representative, seed=seed,
-                          final_rule=rule, largest=int(np.argmax(sizes)))
+        clusters.append(
+            dict(
+                id=c,
+                size=int(sizes[c]),
+                share=round(float(sizes[c] / len(cl.labels)), 4),
+                seconds=round(_union_length(ranges), 3),
+                first_start=ranges[0][0],
+                ranges=ranges,
+                representative_window=None if rep_idx is None else int(rep_idx[c]),
+                representative_time=None if rep_idx is None else round(float(w.starts[rep_idx[c]]), 3),
+                group=None if groups is None else int(groups[c]),
+            )
+        )
+    res = ThumbnailResult(
+        images=images,
+        clusters=clusters,
+        final=final_cluster(sizes, groups, dist),
+        windows=w,
+        clustering=cl,
+        representatives=reps,
+        representative=representative,
+        seed=seed,
+        final_rule=rule,
+        largest=int(np.argmax(sizes)),
+    )
     if out_dir is not None:
         res.save(out_dir)
     return res

@@ -1,5 +1,6 @@
 """The audio encoder: log-mel (torchaudio) -> ResNet-style CNN -> projection to the image
 embedding dimension. Every sound is resampled to :data:`SR` before it is encoded."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,9 @@ class LogMel(nn.Module):
         super().__init__()
         import torchaudio
 
-        self.mel = torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=n_fft, hop_length=hop,
-                                                        n_mels=n_mels, f_min=20, f_max=sr / 2, power=2.0)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=sr, n_fft=n_fft, hop_length=hop, n_mels=n_mels, f_min=20, f_max=sr / 2, power=2.0
+        )
         self.pool = pool
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
@@ -40,7 +42,7 @@ def log_mel(wavs: np.ndarray | torch.Tensor, pool: int = 2, batch: int = 1024) -
     lm = LogMel(pool=pool)
     x = torch.as_tensor(np.asarray(wavs, np.float32))
     with torch.no_grad():
-        return torch.cat([lm(x[i:i + batch]) for i in range(0, len(x), batch)])
+        return torch.cat([lm(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 # ----------------------------------------------------------------------------- encoder
@@ -51,8 +53,11 @@ class ResBlock(nn.Module):
         self.b1 = nn.BatchNorm2d(cout)
         self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.b2 = nn.BatchNorm2d(cout)
-        self.skip = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                     if stride != 1 or cin != cout else nn.Identity())
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
 
     def forward(self, x):
         return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))) + self.skip(x))
@@ -72,7 +77,7 @@ class AudioEncoder(nn.Module):
     def __init__(self, cfg: AudioEncoderCfg):
         super().__init__()
         self.cfg = cfg
-        chans = [cfg.width * 2 ** i for i in range(cfg.depth)]
+        chans = [cfg.width * 2**i for i in range(cfg.depth)]
         self.stem = nn.Sequential(nn.Conv2d(1, chans[0], 3, 1, 1, bias=False), nn.BatchNorm2d(chans[0]), nn.ReLU())
         self.norm = nn.BatchNorm2d(1)  # learnable input normalisation of the log-mel
         layers, cin = [], chans[0]
@@ -96,7 +101,7 @@ class AudioEncoder(nn.Module):
             save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike) -> "AudioEncoder":
+    def load(cls, out_dir: str | os.PathLike) -> AudioEncoder:
         from safetensors.torch import load_file
 
         out_dir = Path(out_dir)
@@ -109,4 +114,4 @@ class AudioEncoder(nn.Module):
 @torch.no_grad()
 def encode_mels(model: AudioEncoder, mels: torch.Tensor, batch: int = 512) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(mels[i:i + batch]) for i in range(0, len(mels), batch)])
+    return torch.cat([model(mels[i : i + batch]) for i in range(0, len(mels), batch)])

@@ -1,4 +1,5 @@
 """Tensor helpers shared by the toy models: images <-> tensors, and device choice."""
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ A diffusers ``UNet2DConditionModel`` conditioned on the embedding through
 *and* cross-attention to the embedding, trained with x0-prediction by
 :mod:`s2i.train.generator`, sampled with DDIM and classifier-free guidance
 (:mod:`s2i.models.sampler`)."""
+
 from __future__ import annotations
 
 import json
@@ -49,25 +50,36 @@ class EmbeddingDecoder(nn.Module):
     ``class_labels`` of a ``projection`` class embedding (FiLM through the timestep embedding,
     like Stable unCLIP) and, projected to ``n_tokens`` tokens, the cross-attention context."""
 
-    def __init__(self, embed_dim: int, cfg: GeneratorCfg, unet: nn.Module | None = None,
-                 to_tokens: nn.Module | None = None):
+    def __init__(
+        self, embed_dim: int, cfg: GeneratorCfg, unet: nn.Module | None = None, to_tokens: nn.Module | None = None
+    ):
         super().__init__()
         from diffusers import UNet2DConditionModel
 
         n = len(cfg.block_out_channels)
         n_attn = min(cfg.attn_levels, n - 1)  # cross-attention only at the coarsest levels (cheap on CPU)
-        self.unet = unet if unet is not None else UNet2DConditionModel(
-            sample_size=world.IMG, in_channels=3, out_channels=3,
-            block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-            down_block_types=("DownBlock2D",) * (n - n_attn) + ("CrossAttnDownBlock2D",) * n_attn,
-            up_block_types=("CrossAttnUpBlock2D",) * n_attn + ("UpBlock2D",) * (n - n_attn),
-            cross_attention_dim=cfg.block_out_channels[-1], attention_head_dim=cfg.attention_head_dim,
-            class_embed_type="projection", projection_class_embeddings_input_dim=embed_dim,
-            resnet_time_scale_shift="scale_shift",  # FiLM: the embedding scales and shifts every ResNet block
-            norm_num_groups=min(32, cfg.block_out_channels[0]),
+        self.unet = (
+            unet
+            if unet is not None
+            else UNet2DConditionModel(
+                sample_size=world.IMG,
+                in_channels=3,
+                out_channels=3,
+                block_out_channels=tuple(cfg.block_out_channels),
+                layers_per_block=cfg.layers_per_block,
+                down_block_types=("DownBlock2D",) * (n - n_attn) + ("CrossAttnDownBlock2D",) * n_attn,
+                up_block_types=("CrossAttnUpBlock2D",) * n_attn + ("UpBlock2D",) * (n - n_attn),
+                cross_attention_dim=cfg.block_out_channels[-1],
+                attention_head_dim=cfg.attention_head_dim,
+                class_embed_type="projection",
+                projection_class_embeddings_input_dim=embed_dim,
+                resnet_time_scale_shift="scale_shift",  # FiLM: the embedding scales and shifts every ResNet block
+                norm_num_groups=min(32, cfg.block_out_channels[0]),
+            )
         )
-        self.to_tokens = to_tokens if to_tokens is not None else nn.Linear(
-            embed_dim, cfg.n_tokens * cfg.block_out_channels[-1])
+        self.to_tokens = (
+            to_tokens if to_tokens is not None else nn.Linear(embed_dim, cfg.n_tokens * cfg.block_out_channels[-1])
+        )
         self.n_tokens = cfg.n_tokens
         self.embed_dim = embed_dim
         self.image_size = int(self.unet.config.sample_size)
@@ -87,18 +99,31 @@ class ToyGenerator:
         self.decoder = decoder.eval()
         self.cfg = cfg
         self.emb_rms = emb_rms
-        self.scheduler = DDIMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule="squaredcos_cap_v2",
-                                       prediction_type="sample", clip_sample=True)
+        self.scheduler = DDIMScheduler(
+            num_train_timesteps=cfg.train_timesteps,
+            beta_schedule="squaredcos_cap_v2",
+            prediction_type="sample",
+            clip_sample=True,
+        )
 
     @property
     def image_size(self) -> int:
         """Side of the square images it draws."""
         return self.decoder.image_size
 
-    def __call__(self, embeddings: torch.Tensor, n_per: int = 1, guidance: float | None = None,
-                 steps: int | None = None, noise_level: float = 0.0, seed: int = 0,
-                 init_images: np.ndarray | torch.Tensor | None = None, strength: float = 1.0,
-                 batch: int = 64, progress: bool = False) -> np.ndarray:
+    def __call__(
+        self,
+        embeddings: torch.Tensor,
+        n_per: int = 1,
+        guidance: float | None = None,
+        steps: int | None = None,
+        noise_level: float = 0.0,
+        seed: int = 0,
+        init_images: np.ndarray | torch.Tensor | None = None,
+        strength: float = 1.0,
+        batch: int = 64,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Draw ``n_per`` images per embedding.
 
         Args:
@@ -125,14 +150,26 @@ class ToyGenerator:
         if init_images is not None:
             init_images = to_tensor(init_images).repeat_interleave(n_per, 0)
             if init_images.shape[0] != e.shape[0]:
-                raise ValueError(f"init_images: {init_images.shape[0] // n_per} images for "
-                                 f"{e.shape[0] // n_per} embeddings")
+                raise ValueError(
+                    f"init_images: {init_images.shape[0] // n_per} images for {e.shape[0] // n_per} embeddings"
+                )
         noise = torch.randn((e.shape[0], 3, self.image_size, self.image_size), generator=g)
         return self._draw([e], [guidance], noise, steps, init_images, strength, None, None, batch, progress)
 
-    def compose(self, conds: list[torch.Tensor], weights: list[float], seed: int = 0, steps: int | None = None,
-                init_images: np.ndarray | None = None, strength: float = 1.0, batch: int = 64,
-                shared_noise: bool = False, masks=None, region=None, progress: bool = False) -> np.ndarray:
+    def compose(
+        self,
+        conds: list[torch.Tensor],
+        weights: list[float],
+        seed: int = 0,
+        steps: int | None = None,
+        init_images: np.ndarray | None = None,
+        strength: float = 1.0,
+        batch: int = 64,
+        shared_noise: bool = False,
+        masks=None,
+        region=None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Draw images guided by several embeddings at once (composable classifier-free guidance,
         Liu et al. 2022): ``x0 = x0_uncond + sum_k w_k m_k (x0(z_k) - x0_uncond)``.
 
@@ -164,10 +201,21 @@ class ToyGenerator:
     def _draw(self, conds, weights, noise, steps, init, strength, masks, region, batch, progress) -> np.ndarray:
         dev = self.device
         c = torch.stack([torch.as_tensor(x).float() for x in conds])
-        x = sample(self.decoder, self.scheduler, c, weights, noise.to(dev), steps or self.cfg.sample_steps,
-                   init=None if init is None else init.to(dev), strength=strength,
-                   masks=None if masks is None else masks.to(dev), region=None if region is None else region.to(dev),
-                   bf16=self.cfg.bf16, batch=batch, progress=progress)
+        x = sample(
+            self.decoder,
+            self.scheduler,
+            c,
+            weights,
+            noise.to(dev),
+            steps or self.cfg.sample_steps,
+            init=None if init is None else init.to(dev),
+            strength=strength,
+            masks=None if masks is None else masks.to(dev),
+            region=None if region is None else region.to(dev),
+            bf16=self.cfg.bf16,
+            batch=batch,
+            progress=progress,
+        )
         return to_uint8(x)
 
     @property
@@ -195,7 +243,7 @@ class ToyGenerator:
         write_json(out_dir / "s2i_generator.json", dict(cfg=c, embed_dim=self.decoder.embed_dim, emb_rms=self.emb_rms))
 
     @classmethod
-    def load(cls, out_dir: str | os.PathLike) -> "ToyGenerator":
+    def load(cls, out_dir: str | os.PathLike) -> ToyGenerator:
         """``UNet2DConditionModel.from_pretrained`` + the token projection."""
         from diffusers import UNet2DConditionModel
         from safetensors.torch import load_file

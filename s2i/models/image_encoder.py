@@ -1,6 +1,7 @@
 """The toy/smoke image encoder: an open_clip ViT registered from ``s2i/models/configs/*.json``
 and created through open_clip's own factory (trained with SimCLR by :mod:`s2i.train.encoder`;
 no labels, no text). Its embedding space Z^V is the one the audio encoder is aligned to."""
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,7 @@ class ImageEncoder(nn.Module):
             save_file(sd, str(tmp))
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> "ImageEncoder":
+    def load(cls, model_dir: str | os.PathLike) -> ImageEncoder:
         """Load through open_clip's factory: ``create_model(name, pretrained=<checkpoint>)``."""
         import open_clip
 
@@ -80,4 +81,4 @@ class ImageEncoder(nn.Module):
 def embed(enc: nn.Module, images: np.ndarray | torch.Tensor, batch: int = 512) -> torch.Tensor:
     """Embed uint8 images with any module taking [-1, 1] tensors; returns (N, D) float32."""
     x = to_tensor(images)
-    return torch.cat([enc(x[i:i + batch]) for i in range(0, len(x), batch)]).float()
+    return torch.cat([enc(x[i : i + batch]) for i in range(0, len(x), batch)]).float()

@@ -2,6 +2,7 @@
 
 It is the measuring instrument of the toy profile's studies (:mod:`s2i.eval`), trained on
 rendered stills by :mod:`s2i.train.judge`; the method itself never uses it."""
+
 from __future__ import annotations
 
 import json
@@ -29,11 +30,24 @@ class Judge(nn.Module):
         w = width
 
         def block(i, o):
-            return nn.Sequential(nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(),
-                                 nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU())
+            return nn.Sequential(
+                nn.Conv2d(i, o, 3, padding=1),
+                nn.BatchNorm2d(o),
+                nn.ReLU(),
+                nn.Conv2d(o, o, 3, padding=1),
+                nn.BatchNorm2d(o),
+                nn.ReLU(),
+            )
 
-        self.features = nn.Sequential(block(3, w), nn.MaxPool2d(2), block(w, 2 * w), nn.MaxPool2d(2),
-                                      block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.features = nn.Sequential(
+            block(3, w),
+            nn.MaxPool2d(2),
+            block(w, 2 * w),
+            nn.MaxPool2d(2),
+            block(2 * w, 4 * w),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+        )
         self.trunk = nn.Sequential(nn.Linear(16 * w, 256), nn.ReLU())
         self.presence = nn.Linear(256, n_classes)
         self.size = nn.Linear(256, n_classes)
@@ -52,11 +66,17 @@ class Judge(nn.Module):
         x = to_tensor(images)
         if x.shape[-1] != world.IMG:
             x = F.interpolate(x, size=(world.IMG, world.IMG), mode="area")
-        outs = [self(x[i:i + batch]) for i in range(0, len(x), batch)]
+        outs = [self(x[i : i + batch]) for i in range(0, len(x), batch)]
         o = {k: torch.cat([d[k] for d in outs]) for k in outs[0]}
         p = torch.sigmoid(o["presence"]).numpy()
-        return dict(p_present=p, present=p > 0.5, top_class=p.argmax(1), size=o["size"].numpy(),
-                    bg=o["bg"].argmax(1).numpy(), p_bg=torch.softmax(o["bg"], 1).numpy())
+        return dict(
+            p_present=p,
+            present=p > 0.5,
+            top_class=p.argmax(1),
+            size=o["size"].numpy(),
+            bg=o["bg"].argmax(1).numpy(),
+            p_bg=torch.softmax(o["bg"], 1).numpy(),
+        )
 
     def save(self, out_dir: str | os.PathLike) -> None:
         from safetensors.torch import save_file
@@ -68,7 +88,7 @@ class Judge(nn.Module):
             save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> "Judge":
+    def load(cls, model_dir: str | os.PathLike) -> Judge:
         from safetensors.torch import load_file
 
         model_dir = Path(model_dir)

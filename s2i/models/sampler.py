@@ -12,6 +12,7 @@ prediction and ``x0_k`` the prediction under term ``k``::
 
 then a DDIM step. One term of weight 1 without masks needs no unconditional pass and skips it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -42,10 +43,21 @@ def _rows(m: torch.Tensor | None, s: int, batch: int, dim: int) -> torch.Tensor 
 
 
 @torch.no_grad()
-def sample(denoise: Callable, scheduler, conds: torch.Tensor, weights, noise: torch.Tensor, steps: int,
-           init: torch.Tensor | None = None, strength: float = 1.0, masks: torch.Tensor | None = None,
-           region: torch.Tensor | None = None, bf16: bool = False, batch: int = 64,
-           progress: bool = False) -> torch.Tensor:
+def sample(
+    denoise: Callable,
+    scheduler,
+    conds: torch.Tensor,
+    weights,
+    noise: torch.Tensor,
+    steps: int,
+    init: torch.Tensor | None = None,
+    strength: float = 1.0,
+    masks: torch.Tensor | None = None,
+    region: torch.Tensor | None = None,
+    bf16: bool = False,
+    batch: int = 64,
+    progress: bool = False,
+) -> torch.Tensor:
     """Draw images under composed guidance.
 
     Args:
@@ -79,10 +91,10 @@ def sample(denoise: Callable, scheduler, conds: torch.Tensor, weights, noise: to
     plain = K == 1 and float(weights[0]) == 1.0 and masks is None  # x0 = x0_1: no unconditional pass
     out = []
     for s in range(0, N, batch):
-        x = noise[s:s + batch]
+        x = noise[s : s + batch]
         B = x.shape[0]
-        cs = conds[:, s:s + batch].float().to(dev)  # (K, B, D)
-        x0_init = None if init is None else init[s:s + batch]
+        cs = conds[:, s : s + batch].float().to(dev)  # (K, B, D)
+        x0_init = None if init is None else init[s : s + batch]
         mk, rg = _rows(masks, s, batch, 1), _rows(region, s, batch, 0)
         scheduler.set_timesteps(steps)
         timesteps = scheduler.timesteps

@@ -1,13 +1,14 @@
 """Toy *programmes*: long sounds (minutes) made of segments of toy-world recordings with a
 known timeline, the test material of the thumbnails (claims 18-21). Rendered segment by
 segment, so an hour-long programme streams to disk in bounded memory."""
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -21,10 +22,10 @@ from s2i.utils import atomic_path
 # audio rng = seed + 7919) and the pretrain stills from small integers, so every training seed is
 # < 2**33. A programme segment's sound uses seed PROGRAMME_SEED_BASE + seed * 2**20 + i >= 2**40:
 # it can never be a training seed (numpy hashes the whole integer into its SeedSequence).
-PROGRAMME_SEED_BASE = 2 ** 40
+PROGRAMME_SEED_BASE = 2**40
 
 
-_MAX_SEGMENTS = 2 ** 20
+_MAX_SEGMENTS = 2**20
 
 
 _PLAN_TAG = 0x7087  # the plan (classes, durations, order) is drawn from default_rng([_PLAN_TAG, seed])
@@ -80,9 +81,17 @@ class Programme:
             n = self.n_samples(i)
             c = None if s.cls is None else world.class_index(s.cls)
             b = world.background_index(s.background)
-            rows.append(dict(start=a / self.sr, end=(a + n) / self.sr, cls=c,
-                             name=None if c is None else world.CLASSES[c], background=b,
-                             background_name=world.BACKGROUNDS[b], gain=float(s.gain)))
+            rows.append(
+                dict(
+                    start=a / self.sr,
+                    end=(a + n) / self.sr,
+                    cls=c,
+                    name=None if c is None else world.CLASSES[c],
+                    background=b,
+                    background_name=world.BACKGROUNDS[b],
+                    gain=float(s.gain),
+                )
+            )
             a += n
         return rows
 
@@ -106,8 +115,14 @@ class Programme:
         s = self.segments[i]
         n = self.n_samples(i)
         objs = [] if s.cls is None else [world.SceneObject(s.cls, gain=float(s.gain))]
-        x = world.render_sound(world.Scene(s.background, objs), n / self.sr, sr=self.sr,
-                               seed=segment_seed(self.seed, i), pitch=s.pitch, rate=s.rate)[:n]
+        x = world.render_sound(
+            world.Scene(s.background, objs),
+            n / self.sr,
+            sr=self.sr,
+            seed=segment_seed(self.seed, i),
+            pitch=s.pitch,
+            rate=s.rate,
+        )[:n]
         f = min(int(self.fade_s * self.sr), n // 2)
         if f > 1:
             ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(f) + 0.5) / f)).astype(np.float32)  # never exactly 0
@@ -134,9 +149,17 @@ def _as_segment(s) -> Segment:
     return Segment(*s)
 
 
-def make_programme(seed: int = 0, duration_s: float = 120.0, segments: Sequence | None = None,
-                   n_classes: int | None = None, min_share: float = 0.12, min_margin: float = 1.2,
-                   max_segment_s: float = 60.0, min_segment_s: float = 5.0, sr: int = SR) -> Programme:
+def make_programme(
+    seed: int = 0,
+    duration_s: float = 120.0,
+    segments: Sequence | None = None,
+    n_classes: int | None = None,
+    min_share: float = 0.12,
+    min_margin: float = 1.2,
+    max_segment_s: float = 60.0,
+    min_segment_s: float = 5.0,
+    sr: int = SR,
+) -> Programme:
     """A toy "programme": a long sound assembled from segments of known classes and
     backgrounds, with its ground-truth timeline.
 
@@ -187,9 +210,16 @@ def make_programme(seed: int = 0, duration_s: float = 120.0, segments: Sequence 
     segs = []
     for j in order:
         c, L = pieces[j]
-        segs.append(Segment(cls=c, background=int(rng.integers(len(world.BACKGROUNDS))), duration=L,
-                            gain=float(rng.uniform(0.6, 1.0)), pitch=float(rng.uniform(0.96, 1.04)),
-                            rate=float(rng.uniform(0.96, 1.04))))
+        segs.append(
+            Segment(
+                cls=c,
+                background=int(rng.integers(len(world.BACKGROUNDS))),
+                duration=L,
+                gain=float(rng.uniform(0.6, 1.0)),
+                pitch=float(rng.uniform(0.96, 1.04)),
+                rate=float(rng.uniform(0.96, 1.04)),
+            )
+        )
     return Programme(seed=int(seed), segments=segs, sr=sr)
 
 
@@ -201,8 +231,14 @@ def write_programme(programme: Programme, path: str | os.PathLike) -> Path:
     import av
 
     path = Path(path)
-    kinds = {".flac": ("flac", "flac"), ".wav": ("wav", "pcm_s16le"), ".ogg": ("ogg", "libopus"),
-             ".opus": ("ogg", "libopus"), ".mp3": ("mp3", "libmp3lame"), ".m4a": ("ipod", "aac")}
+    kinds = {
+        ".flac": ("flac", "flac"),
+        ".wav": ("wav", "pcm_s16le"),
+        ".ogg": ("ogg", "libopus"),
+        ".opus": ("ogg", "libopus"),
+        ".mp3": ("mp3", "libmp3lame"),
+        ".m4a": ("ipod", "aac"),
+    }
     if path.suffix.lower() not in kinds:
         raise ValueError(f"{path}: unsupported suffix {path.suffix!r} (use one of {sorted(kinds)})")
     fmt, codec = kinds[path.suffix.lower()]

@@ -1,11 +1,12 @@
 """Rendered stills of the toy world: the pretraining data of the toy image encoder, the judge
 and the generator (random scenes, optionally through an H.264 round trip so the models see
 the codec's artefacts the video frames carry)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +42,7 @@ def codec_roundtrip(frames: np.ndarray, chunk: int = 32, crf: int = 12) -> np.nd
     with tempfile.TemporaryDirectory() as d:
         for s in range(0, len(frames), chunk):
             p = Path(d) / "c.mp4"
-            write_video(p, frames[s:s + chunk], world.FPS, None, crf=crf)
+            write_video(p, frames[s : s + chunk], world.FPS, None, crf=crf)
             out.append(read_video(p, need_audio=False).frames)
     return np.concatenate(out)
 

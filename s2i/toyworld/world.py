@@ -21,13 +21,14 @@ Everything here is deterministic from a seed.
   visible but silent), ``offscreen`` (the object is heard, nothing is visible) and
   ``ambient`` (only the background's ambience) -- so naive frame/audio pairing is noisy.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -180,8 +181,15 @@ def _unit_rms(x: np.ndarray) -> np.ndarray:
     return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
-def source_signal(c: int | str, n: int, sr: int = SR, rng: np.random.Generator | None = None,
-                  pitch: float = 1.0, rate: float = 1.0, phase: float | None = None) -> np.ndarray:
+def source_signal(
+    c: int | str,
+    n: int,
+    sr: int = SR,
+    rng: np.random.Generator | None = None,
+    pitch: float = 1.0,
+    rate: float = 1.0,
+    phase: float | None = None,
+) -> np.ndarray:
     """Unit-RMS waveform (``n`` samples) of class ``c``'s sound.
 
     ``pitch`` scales every frequency and ``rate`` every repetition rate (timbre variation:
@@ -194,8 +202,11 @@ def source_signal(c: int | str, n: int, sr: int = SR, rng: np.random.Generator |
         f0 = 1046.0 * pitch
         tt = ((t * 2.0 * rate) + ph) % 1.0 / (2.0 * rate)
         env = np.exp(-tt / 0.12)
-        x = env * (np.sin(2 * np.pi * f0 * t) + 0.6 * np.sin(2 * np.pi * 2.76 * f0 * t)
-                   + 0.3 * np.sin(2 * np.pi * 5.40 * f0 * t))
+        x = env * (
+            np.sin(2 * np.pi * f0 * t)
+            + 0.6 * np.sin(2 * np.pi * 2.76 * f0 * t)
+            + 0.3 * np.sin(2 * np.pi * 5.40 * f0 * t)
+        )
     elif c == 1:  # horn
         f0 = 196.0 * pitch
         x = sum(np.sin(2 * np.pi * k * f0 * t + k * ph) / k for k in range(1, 11))
@@ -218,7 +229,9 @@ def source_signal(c: int | str, n: int, sr: int = SR, rng: np.random.Generator |
     elif c == 6:  # drum
         period = 1 / (3.0 * rate)
         tt = (t + ph * period) % period
-        x = _band(rng.standard_normal(n), sr, 30, 400 * pitch) * np.exp(-tt / 0.15)  # decay long enough to keep peaks < full scale
+        x = _band(rng.standard_normal(n), sr, 30, 400 * pitch) * np.exp(
+            -tt / 0.15
+        )  # decay long enough to keep peaks < full scale
     else:  # buzzer
         f0 = 440.0 * pitch
         sq = np.sign(np.sin(2 * np.pi * f0 * t)) * 0.5 + 0.5 * np.sin(2 * np.pi * 3 * f0 * t) / 3
@@ -244,8 +257,7 @@ def ambient_signal(b: int | str, n: int, sr: int = SR, rng: np.random.Generator 
     return _unit_rms(np.asarray(x, np.float64))
 
 
-def envelope_to_samples(env: np.ndarray, n: int, fps: float = FPS, sr: int = SR,
-                        ramp_s: float = 0.02) -> np.ndarray:
+def envelope_to_samples(env: np.ndarray, n: int, fps: float = FPS, sr: int = SR, ramp_s: float = 0.02) -> np.ndarray:
     """Per-frame gains -> per-sample gains: held over each frame's interval, with ``ramp_s``
     smoothing at the changes (no clicks)."""
     idx = np.minimum((np.arange(n) / sr * fps).astype(int), len(env) - 1)
@@ -301,9 +313,15 @@ def render_still(scene: Scene) -> np.ndarray:
     return img
 
 
-def render_sound(scene: Scene, duration: float = 1.0, sr: int = SR, seed: int = 0,
-                 pitch: float | Sequence[float] = 1.0, rate: float | Sequence[float] = 1.0,
-                 ambience: bool = True) -> np.ndarray:
+def render_sound(
+    scene: Scene,
+    duration: float = 1.0,
+    sr: int = SR,
+    seed: int = 0,
+    pitch: float | Sequence[float] = 1.0,
+    rate: float | Sequence[float] = 1.0,
+    ambience: bool = True,
+) -> np.ndarray:
     """The mono float32 sound of a scene: each audible object's sound at ``REF_RMS * gain``
     plus the background's ambience at ``AMBIENT_RMS * ambient_gain``. ``pitch`` / ``rate``
     (one value or one per object) vary the timbre; ``seed`` fixes noise and phases."""
@@ -343,7 +361,7 @@ def _segment_bounds(rng: np.random.Generator, n_frames: int, n_seg: int, min_len
     cuts = np.sort(rng.integers(0, spare + 1, size=n_seg - 1))
     lens = np.diff(np.concatenate([[0], cuts, [spare]])) + min_len
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    return [(int(s), int(s + l)) for s, l in zip(starts, lens)]
+    return [(int(s), int(s + n)) for s, n in zip(starts, lens)]
 
 
 def sample_clip(clip_id: str, seed: int, p_match: float = 0.55, n_frames: int = int(DURATION * FPS)) -> ClipSpec:
@@ -366,11 +384,31 @@ def sample_clip(clip_id: str, seed: int, p_match: float = 0.55, n_frames: int = 
         seg_cls = c
         if ty == "silent" and rng.uniform() < 0.5:  # a silent object of another class
             seg_cls = int((c + rng.integers(1, len(CLASSES))) % len(CLASSES))
-        segs.append(dict(type=str(ty), start=s, end=e, cls=seg_cls, r0=float(r0), r1=float(r1),
-                         x0=float(x0), y0=float(y0), x1=float(x1), y1=float(y1)))
-    return ClipSpec(clip_id=clip_id, seed=int(seed), background=b, cls=c, segments=segs,
-                    pitch=float(rng.uniform(0.96, 1.04)), rate=float(rng.uniform(0.96, 1.04)),
-                    ambient_gain=float(10 ** (rng.uniform(-AMBIENT_DB_RANGE, AMBIENT_DB_RANGE) / 20)), n_frames=n_frames)
+        segs.append(
+            dict(
+                type=str(ty),
+                start=s,
+                end=e,
+                cls=seg_cls,
+                r0=float(r0),
+                r1=float(r1),
+                x0=float(x0),
+                y0=float(y0),
+                x1=float(x1),
+                y1=float(y1),
+            )
+        )
+    return ClipSpec(
+        clip_id=clip_id,
+        seed=int(seed),
+        background=b,
+        cls=c,
+        segments=segs,
+        pitch=float(rng.uniform(0.96, 1.04)),
+        rate=float(rng.uniform(0.96, 1.04)),
+        ambient_gain=float(10 ** (rng.uniform(-AMBIENT_DB_RANGE, AMBIENT_DB_RANGE) / 20)),
+        n_frames=n_frames,
+    )
 
 
 def render_clip(spec: ClipSpec, fps: int = FPS, sr: int = SR) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -392,8 +430,9 @@ def render_clip(spec: ClipSpec, fps: int = FPS, sr: int = SR) -> tuple[np.ndarra
             if seg["type"] in ("match", "silent"):
                 m = object_mask(seg["cls"], r, x, y)
                 frames[f][m] = COLOURS[seg["cls"]]
-                visible.append(dict(cls=seg["cls"], name=CLASSES[seg["cls"]], size=r, x=x, y=y,
-                                    area=int(m.sum()), box=mask_box(m)))
+                visible.append(
+                    dict(cls=seg["cls"], name=CLASSES[seg["cls"]], size=r, x=x, y=y, area=int(m.sum()), box=mask_box(m))
+                )
             if seg["type"] in ("match", "offscreen"):
                 gain_env[f] = gain_from_size(r)
                 sounding.append(dict(cls=spec.cls, name=CLASSES[spec.cls], gain=float(gain_env[f])))
@@ -405,16 +444,32 @@ def render_clip(spec: ClipSpec, fps: int = FPS, sr: int = SR) -> tuple[np.ndarra
     amb = ambient_signal(spec.background, n, sr, rng)
     audio = REF_RMS * envelope_to_samples(gain_env, n, fps, sr) * src + AMBIENT_RMS * spec.ambient_gain * amb
     truth = dict(
-        clip_id=spec.clip_id, seed=spec.seed, fps=fps, sr=sr, n_frames=T, duration=T / fps,
-        image_size=IMG, background=spec.background, background_name=BACKGROUNDS[spec.background],
-        sound_class=spec.cls, sound_name=CLASSES[spec.cls],
+        clip_id=spec.clip_id,
+        seed=spec.seed,
+        fps=fps,
+        sr=sr,
+        n_frames=T,
+        duration=T / fps,
+        image_size=IMG,
+        background=spec.background,
+        background_name=BACKGROUNDS[spec.background],
+        sound_class=spec.cls,
+        sound_name=CLASSES[spec.cls],
         classes=sorted({spec.cls} | {s["cls"] for s in spec.segments if s["type"] in ("match", "silent")}),
-        timbre=dict(pitch=spec.pitch, rate=spec.rate), ambient_gain=spec.ambient_gain,
+        timbre=dict(pitch=spec.pitch, rate=spec.rate),
+        ambient_gain=spec.ambient_gain,
         segments=spec.segments,
-        sources=[dict(cls=spec.cls, name=CLASSES[spec.cls], gain_envelope=[float(g) for g in gain_env],
-                      rms_at_gain_1=REF_RMS),
-                 dict(cls=None, name=f"ambience:{BACKGROUNDS[spec.background]}",
-                      gain_envelope=[float(spec.ambient_gain)] * T, rms_at_gain_1=AMBIENT_RMS)],
+        sources=[
+            dict(
+                cls=spec.cls, name=CLASSES[spec.cls], gain_envelope=[float(g) for g in gain_env], rms_at_gain_1=REF_RMS
+            ),
+            dict(
+                cls=None,
+                name=f"ambience:{BACKGROUNDS[spec.background]}",
+                gain_envelope=[float(spec.ambient_gain)] * T,
+                rms_at_gain_1=AMBIENT_RMS,
+            ),
+        ],
         frames=per_frame,
     )
     return frames, np.clip(audio, -1, 1).astype(np.float32), truth
@@ -440,13 +495,26 @@ def write_clip(out_dir: str | os.PathLike, spec: ClipSpec, split: str) -> dict:
     truth["split"] = split
     write_video(out_dir / f"{spec.clip_id}.mp4", frames, FPS, audio, SR)
     write_json(out_dir / f"{spec.clip_id}.json", truth)
-    return dict(clip_id=spec.clip_id, split=split, video=f"{spec.clip_id}.mp4", truth=f"{spec.clip_id}.json",
-                sound_class=spec.cls, background=spec.background,
-                n_match=sum(f["match"] for f in truth["frames"]), n_frames=spec.n_frames)
+    return dict(
+        clip_id=spec.clip_id,
+        split=split,
+        video=f"{spec.clip_id}.mp4",
+        truth=f"{spec.clip_id}.json",
+        sound_class=spec.cls,
+        background=spec.background,
+        n_match=sum(f["match"] for f in truth["frames"]),
+        n_frames=spec.n_frames,
+    )
 
 
-def generate_world(out_dir: str | os.PathLike, n_clips: int, seed: int, p_match: float = 0.55,
-                   fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True) -> dict:
+def generate_world(
+    out_dir: str | os.PathLike,
+    n_clips: int,
+    seed: int,
+    p_match: float = 0.55,
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    progress: bool = True,
+) -> dict:
     """Generate the toy corpus into ``out_dir``: one MP4 + JSON per clip and ``index.json``.
 
     Clips already on disk with a matching JSON are kept (the generator is resumable)."""
@@ -465,15 +533,33 @@ def generate_world(out_dir: str | os.PathLike, n_clips: int, seed: int, p_match:
             try:
                 t = read_json(jp)
                 if t.get("seed") == s and t.get("split") == split:
-                    rows.append(dict(clip_id=cid, split=split, video=vp.name, truth=jp.name, sound_class=spec.cls,
-                                     background=spec.background, n_match=sum(f["match"] for f in t["frames"]),
-                                     n_frames=t["n_frames"]))
+                    rows.append(
+                        dict(
+                            clip_id=cid,
+                            split=split,
+                            video=vp.name,
+                            truth=jp.name,
+                            sound_class=spec.cls,
+                            background=spec.background,
+                            n_match=sum(f["match"] for f in t["frames"]),
+                            n_frames=t["n_frames"],
+                        )
+                    )
                     continue
             except ValueError:
                 pass
         rows.append(write_clip(out_dir, spec, split))
-    index = dict(seed=seed, n_clips=n_clips, fps=FPS, sr=SR, image_size=IMG, duration=DURATION,
-                 classes=CLASSES, backgrounds=BACKGROUNDS, clips=rows)
+    index = dict(
+        seed=seed,
+        n_clips=n_clips,
+        fps=FPS,
+        sr=SR,
+        image_size=IMG,
+        duration=DURATION,
+        classes=CLASSES,
+        backgrounds=BACKGROUNDS,
+        clips=rows,
+    )
     write_json(out_dir / "index.json", index)
     return index
 
@@ -510,16 +596,28 @@ def corpus_stats(world_dir: str | os.PathLike) -> dict:
             mismatched += not f["match"]
             sizes += [v["size"] for v in f["visible"]]
     return dict(
-        n_clips=len(idx["clips"]), n_frames=n_frames, splits=splits,
-        class_counts=dict(zip(CLASSES, cls_counts)), background_counts=dict(zip(BACKGROUNDS, bg_counts)),
+        n_clips=len(idx["clips"]),
+        n_frames=n_frames,
+        splits=splits,
+        class_counts=dict(zip(CLASSES, cls_counts)),
+        background_counts=dict(zip(BACKGROUNDS, bg_counts)),
         frame_kind_share={k: v / max(n_frames, 1) for k, v in seg_counts.items()},
         mismatch_share=mismatched / max(n_frames, 1),
-        size_min=float(np.min(sizes)) if sizes else None, size_max=float(np.max(sizes)) if sizes else None,
+        size_min=float(np.min(sizes)) if sizes else None,
+        size_max=float(np.max(sizes)) if sizes else None,
     )
 
 
 def spec_from_truth(truth: dict) -> ClipSpec:
     """Rebuild a clip's :class:`ClipSpec` from its sidecar JSON (to re-render it)."""
-    return ClipSpec(clip_id=truth["clip_id"], seed=truth["seed"], background=truth["background"],
-                    cls=truth["sound_class"], segments=truth["segments"], pitch=truth["timbre"]["pitch"],
-                    rate=truth["timbre"]["rate"], ambient_gain=truth["ambient_gain"], n_frames=truth["n_frames"])
+    return ClipSpec(
+        clip_id=truth["clip_id"],
+        seed=truth["seed"],
+        background=truth["background"],
+        cls=truth["sound_class"],
+        segments=truth["segments"],
+        pitch=truth["timbre"]["pitch"],
+        rate=truth["timbre"]["rate"],
+        ambient_gain=truth["ambient_gain"],
+        n_frames=truth["n_frames"],
+    )

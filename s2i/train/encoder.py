@@ -1,8 +1,9 @@
 """SimCLR pretraining of the toy image encoder (NT-Xent on two augmented views; no labels)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -22,7 +23,7 @@ def augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 3, noise: floa
     xp = F.pad(x, (p, p, p, p), mode="replicate")
     dx = torch.randint(0, 2 * p + 1, (B,), generator=g)
     dy = torch.randint(0, 2 * p + 1, (B,), generator=g)
-    out = torch.stack([xp[i, :, dy[i]:dy[i] + H, dx[i]:dx[i] + W] for i in range(B)])
+    out = torch.stack([xp[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
     flip = torch.rand(B, generator=g) < 0.5
     out[flip] = out[flip].flip(-1)
     return out + noise * torch.randn(out.shape, generator=g)
@@ -49,8 +50,13 @@ class EncoderCfg:
     bf16: bool = True
 
 
-def train_encoder(data: StillSet, cfg: EncoderCfg, seed: int, log: Callable[[dict], None] | None = None,
-                  device: str | torch.device | None = None) -> ImageEncoder:
+def train_encoder(
+    data: StillSet,
+    cfg: EncoderCfg,
+    seed: int,
+    log: Callable[[dict], None] | None = None,
+    device: str | torch.device | None = None,
+) -> ImageEncoder:
     """SimCLR pretraining of the open_clip vision tower on stills (no labels, no text).
     Trains on ``resolve_device(device)``; returns the encoder on the CPU."""
     torch.manual_seed(seed)

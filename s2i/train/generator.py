@@ -1,13 +1,14 @@
 """Training of the toy generator: x0-prediction with min-SNR weighting, classifier-free
 dropout of the embedding, embedding noise augmentation and an EMA of the weights;
 checkpointed and resumable."""
+
 from __future__ import annotations
 
 import copy
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -16,9 +17,16 @@ from s2i.models.common import resolve_device, to_tensor
 from s2i.models.generator import EmbeddingDecoder, GeneratorCfg, ToyGenerator
 
 
-def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, seed: int,
-                    log: Callable[[dict], None] | None = None, ckpt_path: str | os.PathLike | None = None,
-                    ckpt_every: int = 500, device: str | torch.device | None = None) -> ToyGenerator:
+def train_generator(
+    emb: torch.Tensor,
+    images: np.ndarray,
+    cfg: GeneratorCfg,
+    seed: int,
+    log: Callable[[dict], None] | None = None,
+    ckpt_path: str | os.PathLike | None = None,
+    ckpt_every: int = 500,
+    device: str | torch.device | None = None,
+) -> ToyGenerator:
     """DDPM training of the embedding-conditioned decoder on (image embedding, image) pairs.
 
     x0 ("sample") prediction with min-SNR-gamma loss weights, classifier-free dropout of the
@@ -35,9 +43,12 @@ def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, se
     ema = copy.deepcopy(dec).eval().requires_grad_(False)
     opt = torch.optim.AdamW(dec.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)) * 0.9 + 0.1))
-    ddpm = DDPMScheduler(num_train_timesteps=cfg.train_timesteps, beta_schedule="squaredcos_cap_v2",
-                         prediction_type="sample")
+        opt,
+        lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)) * 0.9 + 0.1),
+    )
+    ddpm = DDPMScheduler(
+        num_train_timesteps=cfg.train_timesteps, beta_schedule="squaredcos_cap_v2", prediction_type="sample"
+    )
     ac = ddpm.alphas_cumprod
     snr = ac / (1 - ac)
     w_t = torch.clamp(snr, max=cfg.min_snr_gamma)  # min-SNR weights for x0 prediction
@@ -47,8 +58,11 @@ def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, se
     start = 0
     if ckpt_path is not None and Path(ckpt_path).exists():
         ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
-        dec.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"]); sched.load_state_dict(ck["sched"]); g.set_state(ck["rng"])
+        dec.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        g.set_state(ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
         start = ck["step"]
     dec.train()
@@ -85,7 +99,16 @@ def train_generator(emb: torch.Tensor, images: np.ndarray, cfg: GeneratorCfg, se
         if ckpt_path is not None and ((step + 1) % ckpt_every == 0) and step + 1 < cfg.steps:
             from s2i.utils import atomic_torch_save
 
-            atomic_torch_save(dict(model=dec.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                                   sched=sched.state_dict(), rng=g.get_state(), torch_rng=torch.get_rng_state(),
-                                   step=step + 1), ckpt_path)
+            atomic_torch_save(
+                dict(
+                    model=dec.state_dict(),
+                    ema=ema.state_dict(),
+                    opt=opt.state_dict(),
+                    sched=sched.state_dict(),
+                    rng=g.get_state(),
+                    torch_rng=torch.get_rng_state(),
+                    step=step + 1,
+                ),
+                ckpt_path,
+            )
     return ToyGenerator(ema.cpu(), cfg, emb_rms)

@@ -1,8 +1,9 @@
 """Supervised training of the judge on rendered stills with their known scene."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -22,8 +23,13 @@ class JudgeCfg:
     width: int = 32
 
 
-def train_judge(data: StillSet, cfg: JudgeCfg, seed: int, log: Callable[[dict], None] | None = None,
-                device: str | torch.device | None = None) -> Judge:
+def train_judge(
+    data: StillSet,
+    cfg: JudgeCfg,
+    seed: int,
+    log: Callable[[dict], None] | None = None,
+    device: str | torch.device | None = None,
+) -> Judge:
     """Supervised training of the judge on real toy stills and their ground truth, with
     translation/flip augmentation (no colour changes). Returns the judge on the CPU."""
     torch.manual_seed(seed)

@@ -6,6 +6,7 @@ stage plays the part of their pretraining, on its own corpus of random stills re
 :mod:`s2i.toyworld.world` (passed through the same H.264 codec as the videos), never on the
 alignment clips. Its output folder is shipped in git like a pretrained checkpoint.
 """
+
 from __future__ import annotations
 
 import time
@@ -77,9 +78,18 @@ def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
     }
 
 
-def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encoder: dict, judge: dict,
-                 generator: dict, n_recon: int, log_every: bool = True,
-                 device: str | None = None) -> PretrainResult:
+def run_pretrain(
+    model_dir: str,
+    seed: int,
+    n_stills: int,
+    n_heldout: int,
+    encoder: dict,
+    judge: dict,
+    generator: dict,
+    n_recon: int,
+    log_every: bool = True,
+    device: str | None = None,
+) -> PretrainResult:
     """Train the image encoder (SimCLR), the judge (supervised on ground truth) and the
     generator (embedding-conditioned diffusion on frozen encoder embeddings); save them in
     ``model_dir``; measure everything on held-out stills (a different seed).
@@ -122,8 +132,15 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
 
     gcfg = GeneratorCfg(**{**generator, "block_out_channels": tuple(generator["block_out_channels"])})
     t = time.time()
-    gen = train_generator(e_train, train.images, gcfg, seed, log,
-                            ckpt_path=model_dir.parent / f".{model_dir.name}_generator_ckpt.pt", device=dev)
+    gen = train_generator(
+        e_train,
+        train.images,
+        gcfg,
+        seed,
+        log,
+        ckpt_path=model_dir.parent / f".{model_dir.name}_generator_ckpt.pt",
+        device=dev,
+    )
     timings["generator_s"] = time.time() - t
     timings["generator_s_per_step"] = timings["generator_s"] / max(gcfg.steps, 1)
     gen.save(model_dir / "generator")
@@ -143,7 +160,18 @@ def run_pretrain(model_dir: str, seed: int, n_stills: int, n_heldout: int, encod
     metrics.update(judge_scores(bb.judge.report(recon), sub, "recon"))
     metrics.update(n_stills=n_stills, n_heldout=n_heldout, n_recon=n_recon, embed_dim=bb.embed_dim)
     timings["total_s"] = time.time() - t_start
-    write_json(model_dir / "manifest.json", dict(
-        seed=seed, n_stills=n_stills, encoder=encoder, judge=judge, generator=generator,
-        metrics=metrics, timings=timings, device=str(dev), torch=torch.__version__))
+    write_json(
+        model_dir / "manifest.json",
+        dict(
+            seed=seed,
+            n_stills=n_stills,
+            encoder=encoder,
+            judge=judge,
+            generator=generator,
+            metrics=metrics,
+            timings=timings,
+            device=str(dev),
+            torch=torch.__version__,
+        ),
+    )
     return PretrainResult(model_dir, metrics, timings, logs, sub, recon)
