@@ -720,7 +720,7 @@ def test_read_videos_skipping(tmp_path):
 
 
 def test_mono_audio_survives_format_changes_mid_stream():
-    from s2i.media import _MonoAudio
+    from s2i.media.audio import _MonoAudio
 
     conv, out = _MonoAudio(SR), []
     for sr_in, layout, n_ch in ((8000, "mono", 1), (44100, "stereo", 2), (22050, "mono", 1)):
@@ -737,7 +737,7 @@ def test_mono_audio_survives_format_changes_mid_stream():
 
 
 def test_frame_collector():
-    from s2i.media import _Frames
+    from s2i.media.video import _Frames
 
     imgs = [np.full((4, 6, 3), i, np.uint8) for i in range(5)]
     for expected in (0, 3, 5, 9, 10**15):  # unknown, too few, exact, too many, absurd
