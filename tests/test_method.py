@@ -27,6 +27,7 @@ from s2i.method.selection import (
     world_clips,
 )
 from s2i.toyworld import world
+from s2i.toyworld.clips import generate_world, load_truth
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,7 +219,7 @@ def test_folder_clips_ids_are_unique(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory):
     d = tmp_path_factory.mktemp("world")
-    world.generate_world(d, 6, seed=0, progress=False)
+    generate_world(d, 6, seed=0, progress=False)
     bad = tmp_path_factory.mktemp("bad")
     (bad / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     frames = np.stack([np.full((32, 32, 3), 40 * i, np.uint8) for i in range(6)])
@@ -235,7 +236,7 @@ def test_decode_clips_world(tiny_world):
     clips, skipped = decode_clips(refs, window_s=0.5)
     assert skipped == [] and len(clips) == 6
     for c in clips:
-        truth = world.load_truth(d, c.ref.clip_id)
+        truth = load_truth(d, c.ref.clip_id)
         T = truth["n_frames"]
         assert c.frames.shape == (T, world.IMG, world.IMG, 3) and c.frames.dtype == np.uint8
         assert c.windows.shape == (T, 8000) and c.windows.dtype == np.float32
@@ -253,7 +254,7 @@ def test_decode_clips_windows_follow_the_sounding_sources(tiny_world):
     clips, _ = decode_clips(world_clips(d), window_s=0.25)
     rms, gain = [], []
     for c in clips:
-        truth = world.load_truth(d, c.ref.clip_id)
+        truth = load_truth(d, c.ref.clip_id)
         for i, f in enumerate(truth["frames"][2:-2], start=2):  # skip the zero-padded ends
             rms.append(float(np.sqrt(np.mean(c.windows[i] ** 2))))
             gain.append(sum(s["gain"] for s in f["sounding"]))

@@ -40,7 +40,7 @@ from s2i.method.thumbnails import (
     time_ranges,
 )
 from s2i.models.audio_encoder import SR
-from s2i.toyworld import world
+from s2i.toyworld import clips, world
 from s2i.toyworld.programmes import PROGRAMME_SEED_BASE, Segment, make_programme, segment_seed, write_programme
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -415,7 +415,7 @@ def test_programme_audio_and_seeds():
     seeds = [segment_seed(7, i) for i in range(3)]
     assert len(set(seeds)) == 3 and min(seeds) >= PROGRAMME_SEED_BASE > 2**33
     # a training clip's seed (uint32) can never be a programme seed
-    assert world.clip_seed(0, 0) < 2**32 < PROGRAMME_SEED_BASE
+    assert clips.clip_seed(0, 0) < 2**32 < PROGRAMME_SEED_BASE
     with pytest.raises(ValueError):
         make_programme(0, segments=[("bell", 0, 0.0)])
 

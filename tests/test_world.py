@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:  # the package is used from the checkout, not inst
 import av  # noqa: E402
 
 from s2i.media import read_video
+from s2i.toyworld import clips
 from s2i.toyworld import world as W
 from s2i.toyworld.world import Scene, SceneObject
 from s2i.utils import read_json, write_json
@@ -66,11 +67,11 @@ def _frame_centre_rms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(x**2, axis=1))
 
 
-def _spec_per_class(world_seed: int = 5) -> dict[int, W.ClipSpec]:
+def _spec_per_class(world_seed: int = 5) -> dict[int, clips.ClipSpec]:
     """The first clip spec of each sound class among the clips of ``world_seed``."""
-    out: dict[int, W.ClipSpec] = {}
+    out: dict[int, clips.ClipSpec] = {}
     for i in range(500):
-        s = W.sample_clip(f"clip{i:05d}", W.clip_seed(world_seed, i))
+        s = clips.sample_clip(f"clip{i:05d}", clips.clip_seed(world_seed, i))
         out.setdefault(s.cls, s)
         if len(out) == len(W.CLASSES):
             return out
@@ -119,14 +120,14 @@ def _peak_db(x: np.ndarray, f0: float, sr: int = W.SR) -> float:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("world_a")
-    index = W.generate_world(d, 40, seed=0, progress=False)
+    index = clips.generate_world(d, 40, seed=0, progress=False)
     return d, index
 
 
 @pytest.fixture(scope="module")
 def corpus_again(tmp_path_factory):
     d = tmp_path_factory.mktemp("world_b")
-    index = W.generate_world(d, 40, seed=0, progress=False)
+    index = clips.generate_world(d, 40, seed=0, progress=False)
     return d, index
 
 
@@ -163,7 +164,7 @@ def test_envelope_to_samples_holds_each_frame_and_ramps_smoothly():
 @pytest.mark.parametrize("cls", range(len(W.CLASSES)), ids=W.CLASSES)
 def test_truth_gain_envelope_follows_visible_size(cls):
     spec = SPECS[cls]
-    frames, audio, truth = W.render_clip(spec)
+    frames, audio, truth = clips.render_clip(spec)
     env = np.array(truth["sources"][0]["gain_envelope"])
     assert truth["sources"][0]["cls"] == spec.cls and truth["sources"][0]["rms_at_gain_1"] == W.REF_RMS
     assert truth["sources"][1]["gain_envelope"] == [spec.ambient_gain] * T
@@ -198,13 +199,15 @@ def test_audio_loudness_follows_gain_envelope(cls):
     and ambience waveforms) with the ambience off, with the source off, and with the source at a
     constant gain; the source part's per-frame RMS must then follow the recorded gain envelope."""
     spec = SPECS[cls]
-    _, audio, truth = W.render_clip(spec)
+    _, audio, truth = clips.render_clip(spec)
     env = np.array(truth["sources"][0]["gain_envelope"])
     audio = audio.astype(np.float64)
-    _, src_only, _ = W.render_clip(dataclasses.replace(spec, ambient_gain=0.0))
-    _, amb_only, _ = W.render_clip(dataclasses.replace(spec, segments=[dict(s, type="ambient") for s in spec.segments]))
+    _, src_only, _ = clips.render_clip(dataclasses.replace(spec, ambient_gain=0.0))
+    _, amb_only, _ = clips.render_clip(
+        dataclasses.replace(spec, segments=[dict(s, type="ambient") for s in spec.segments])
+    )
     half = [dict(s, type="offscreen", r0=W.R_MAX / 2, r1=W.R_MAX / 2) for s in spec.segments]
-    _, src_half, _ = W.render_clip(dataclasses.replace(spec, ambient_gain=0.0, segments=half))
+    _, src_half, _ = clips.render_clip(dataclasses.replace(spec, ambient_gain=0.0, segments=half))
     src_only, amb_only, src_half = (x.astype(np.float64) for x in (src_only, amb_only, src_half))
     assert len(audio) == N_AUDIO and audio.dtype == np.float64
 
@@ -248,8 +251,8 @@ def test_loudest_sources_have_headroom():
 def test_clip_objects_drawn_with_recorded_area_and_box(world_seed):
     n_checked = 0
     for i in range(12):
-        spec = W.sample_clip(f"c{i}", W.clip_seed(world_seed, i))
-        frames, _, truth = W.render_clip(spec)
+        spec = clips.sample_clip(f"c{i}", clips.clip_seed(world_seed, i))
+        frames, _, truth = clips.render_clip(spec)
         bg = W.background_image(spec.background)
         assert frames.shape == (T, W.IMG, W.IMG, 3) and frames.dtype == np.uint8
         for f, fr in enumerate(truth["frames"]):
@@ -278,7 +281,7 @@ def test_area_grows_with_size_for_each_class():
 
     by_cls: dict[int, list[tuple[float, int]]] = {c: [] for c in range(len(W.CLASSES))}
     for i in range(60):
-        _, _, truth = W.render_clip(W.sample_clip(f"c{i}", W.clip_seed(3, i)))
+        _, _, truth = clips.render_clip(clips.sample_clip(f"c{i}", clips.clip_seed(3, i)))
         for fr in truth["frames"]:
             for v in fr["visible"]:
                 by_cls[v["cls"]].append((v["size"], v["area"]))
@@ -343,11 +346,11 @@ def test_diamond_stays_inside_the_frame(monkeypatch):
 # ============================================================================= 3. determinism
 def test_render_clip_is_deterministic():
     for i in range(4):
-        s1 = W.sample_clip("c", W.clip_seed(0, i))
-        s2 = W.sample_clip("c", W.clip_seed(0, i))
+        s1 = clips.sample_clip("c", clips.clip_seed(0, i))
+        s2 = clips.sample_clip("c", clips.clip_seed(0, i))
         assert dataclasses.asdict(s1) == dataclasses.asdict(s2)
-        f1, a1, t1 = W.render_clip(s1)
-        f2, a2, t2 = W.render_clip(s2)
+        f1, a1, t1 = clips.render_clip(s1)
+        f2, a2, t2 = clips.render_clip(s2)
         assert np.array_equal(f1, f2)
         assert a1.dtype == np.float32 and a1.tobytes() == a2.tobytes()
         assert json.dumps(t1, sort_keys=True) == json.dumps(t2, sort_keys=True)
@@ -355,25 +358,25 @@ def test_render_clip_is_deterministic():
 
 def test_spec_from_truth_rerenders_identically(tmp_path):
     for i in range(4):
-        spec = W.sample_clip(f"clip{i:05d}", W.clip_seed(7, i))
-        frames, audio, truth = W.render_clip(spec)
+        spec = clips.sample_clip(f"clip{i:05d}", clips.clip_seed(7, i))
+        frames, audio, truth = clips.render_clip(spec)
         write_json(tmp_path / "t.json", truth)
         back = read_json(tmp_path / "t.json")  # through the JSON sidecar
-        spec2 = W.spec_from_truth(back)
+        spec2 = clips.spec_from_truth(back)
         assert dataclasses.asdict(spec2) == dataclasses.asdict(spec)
-        f2, a2, t2 = W.render_clip(spec2)
+        f2, a2, t2 = clips.render_clip(spec2)
         assert np.array_equal(frames, f2) and audio.tobytes() == a2.tobytes()
         assert json.dumps(t2, sort_keys=True) == json.dumps(truth, sort_keys=True)
 
 
 def test_different_seed_differs():
-    f1, a1, t1 = W.render_clip(W.sample_clip("c", 123))
-    f2, a2, t2 = W.render_clip(W.sample_clip("c", 124))
+    f1, a1, t1 = clips.render_clip(clips.sample_clip("c", 123))
+    f2, a2, t2 = clips.render_clip(clips.sample_clip("c", 124))
     assert not np.array_equal(f1, f2)
     assert not np.allclose(a1, a2)
     assert t1["segments"] != t2["segments"]
-    assert len({W.clip_seed(0, i) for i in range(100)} | {W.clip_seed(1, i) for i in range(100)}) == 200
-    scen = {(s.background, s.cls, len(s.segments)) for s in (W.sample_clip("c", k) for k in range(40))}
+    assert len({clips.clip_seed(0, i) for i in range(100)} | {clips.clip_seed(1, i) for i in range(100)}) == 200
+    scen = {(s.background, s.cls, len(s.segments)) for s in (clips.sample_clip("c", k) for k in range(40))}
     assert len(scen) > 10
 
 
@@ -409,9 +412,9 @@ def test_generate_world_mp4_bytes_identical(corpus, corpus_again):
 
 
 def test_generate_world_resumes_without_rewriting(tmp_path):
-    i1 = W.generate_world(tmp_path, 3, seed=4, progress=False)
+    i1 = clips.generate_world(tmp_path, 3, seed=4, progress=False)
     stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("clip*")}
-    i2 = W.generate_world(tmp_path, 3, seed=4, progress=False)
+    i2 = clips.generate_world(tmp_path, 3, seed=4, progress=False)
     assert i1 == i2
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("clip*")} == stamps
 
@@ -436,7 +439,7 @@ def test_mp4_decodes_close_to_the_render(corpus):
     worst_clip, worst_frame, worst_corr = 0.0, 0.0, 1.0
     for row in index["clips"]:
         truth = read_json(d / row["truth"])
-        frames, audio, _ = W.render_clip(W.spec_from_truth(truth))
+        frames, audio, _ = clips.render_clip(clips.spec_from_truth(truth))
         v = read_video(d / row["video"], sr=W.SR)
         assert v.frames.shape == (T, W.IMG, W.IMG, 3)
         assert v.fps == W.FPS and v.duration == pytest.approx(W.DURATION, abs=0.1)
@@ -456,7 +459,7 @@ def test_mp4_decodes_close_to_the_render(corpus):
 # ============================================================================= 5. corpus
 def test_corpus_mismatch_and_coverage(corpus):
     d, index = corpus
-    st = W.corpus_stats(d)
+    st = clips.corpus_stats(d)
     assert st["n_clips"] == 40 and st["n_frames"] == 40 * T
     assert st["mismatch_share"] >= 1 / 3
     assert st["mismatch_share"] < 0.9  # and still mostly learnable
@@ -486,7 +489,7 @@ def test_splits_are_by_clip_and_deterministic(corpus, corpus_again):
     by_split: dict[str, set[str]] = {}
     for i, r in enumerate(index["clips"]):
         assert r["split"] in ("train", "val", "test")
-        assert r["split"] == W.split_of(i, 0) == read_json(d / r["truth"])["split"]
+        assert r["split"] == clips.split_of(i, 0) == read_json(d / r["truth"])["split"]
         by_split.setdefault(r["split"], set()).add(r["clip_id"])
     sets = list(by_split.values())
     assert all(a.isdisjoint(b) for j, a in enumerate(sets) for b in sets[j + 1 :])
@@ -494,10 +497,10 @@ def test_splits_are_by_clip_and_deterministic(corpus, corpus_again):
     assert "train" in by_split and len(by_split["train"]) > 20
     assert [r["split"] for r in corpus_again[1]["clips"]] == [r["split"] for r in index["clips"]]
     # the hash gives the requested fractions and depends on the seed
-    splits = [W.split_of(i, 0) for i in range(4000)]
+    splits = [clips.split_of(i, 0) for i in range(4000)]
     assert splits.count("train") / 4000 == pytest.approx(0.8, abs=0.03)
     assert splits.count("val") / 4000 == pytest.approx(0.1, abs=0.02)
-    assert splits != [W.split_of(i, 1) for i in range(4000)]
+    assert splits != [clips.split_of(i, 1) for i in range(4000)]
 
 
 # ============================================================================= 6. scene API

@@ -17,15 +17,15 @@ import numpy as np
 
 from s2i import resolve, write_json
 from s2i.media import read_video
-from s2i.toyworld import world
+from s2i.toyworld import clips, world
 from s2i.viz import plot_clip
 
 world_dir = resolve(run_dir) / "world"
 metrics_path = resolve(run_dir) / "metrics" / "world.json"
 
 # %%
-index = world.generate_world(world_dir, n_clips=n_clips, seed=seed, p_match=p_match)
-stats = world.corpus_stats(world_dir)
+index = clips.generate_world(world_dir, n_clips=n_clips, seed=seed, p_match=p_match)
+stats = clips.corpus_stats(world_dir)
 write_json(metrics_path, stats)
 
 # %% [markdown]
@@ -53,7 +53,7 @@ display(pd.DataFrame({"share of frames": stats["frame_kind_share"]}).T.round(3))
 fig, axes = plt.subplots(6, 1, figsize=(10, 9), gridspec_kw={"height_ratios": [1, 1.3] * 3})
 for k, row in enumerate(index["clips"][:3]):
     v = read_video(world_dir / row["video"])
-    truth = world.load_truth(world_dir, row["clip_id"])
+    truth = clips.load_truth(world_dir, row["clip_id"])
     plot_clip(axes[2 * k], axes[2 * k + 1], v.frames, v.audio[: int(truth["duration"] * truth["sr"])], v.sr, truth)
 fig.tight_layout()
 fig.savefig(resolve(run_dir) / "world" / "samples.png", dpi=80)

@@ -41,10 +41,11 @@ public is imported from here.
 """
 
 from s2i.media.audio import audio_window_starts, encode_audio, iter_audio_windows, read_audio
-from s2i.media.common import MediaError, NonFiniteAudio, probe
+from s2i.media.common import SR, MediaError, NonFiniteAudio, probe
 from s2i.media.video import Video, read_video, read_videos_skipping, square_resize, write_video
 
 __all__ = [
+    "SR",
     "MediaError",
     "Video",
     "write_video",

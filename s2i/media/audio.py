@@ -15,6 +15,7 @@ import numpy as np
 
 from s2i.media.common import (
     _AV_ERRORS,
+    SR,
     MediaError,
     NonFiniteAudio,
     _check_truncated,
@@ -109,7 +110,7 @@ def _trim_mov_padding(container, stream, audio: np.ndarray, sr: int) -> np.ndarr
 # --------------------------------------------------------------------------------------------
 
 
-def read_audio(path: str | os.PathLike, sr: int = 16000) -> np.ndarray:
+def read_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     """Decode the first audio stream of any file PyAV reads (wav 8/16/24/32-bit and float,
     flac, mp3, ogg/vorbis, opus, m4a/aac, the audio track of a video) to mono float32 at
     ``sr``. Its length is the stream's duration times ``sr`` within one codec frame.
@@ -183,7 +184,7 @@ def audio_window_starts(
 
 def iter_audio_windows(
     path: str | os.PathLike,
-    sr: int = 16000,
+    sr: int = SR,
     window_s: float = 1.0,
     hop_s: float | None = None,
     batch: int = 64,

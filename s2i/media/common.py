@@ -9,6 +9,8 @@ from pathlib import Path
 
 import av
 
+SR = 16000  # Hz: every sound is read at this rate, the rate the audio encoder hears
+
 
 class MediaError(RuntimeError):
     """A file could not be decoded; the message names the file and the reason."""

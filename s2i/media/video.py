@@ -17,6 +17,7 @@ import numpy as np
 from s2i.media.audio import _concat, _MonoAudio, _trim_mov_padding, encode_audio
 from s2i.media.common import (
     _AV_ERRORS,
+    SR,
     MediaError,
     NonFiniteAudio,
     _check_truncated,
@@ -155,7 +156,7 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def read_video(path: str | os.PathLike, sr: int = 16000, size: int | None = None, need_audio: bool = True) -> Video:
+def read_video(path: str | os.PathLike, sr: int = SR, size: int | None = None, need_audio: bool = True) -> Video:
     """Decode a video file's first video stream and first audio stream in one demux pass.
 
     Frames: RGB uint8 (display rotation applied); with ``size``, centre-cropped to a square
@@ -282,7 +283,7 @@ def write_video(
     frames: np.ndarray,
     fps: float,
     audio: np.ndarray | None = None,
-    sr: int = 16000,
+    sr: int = SR,
     crf: int = 12,
     audio_bitrate: int = 64000,
 ) -> Path:

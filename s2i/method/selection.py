@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.media import MediaError, read_video
+from s2i.media import SR, MediaError, read_video
 from s2i.toyworld import world
+from s2i.toyworld.clips import load_index
 from s2i.utils import atomic_path, read_json, write_json
 
 VIDEO_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -43,7 +44,7 @@ class ClipRef:
 def world_clips(world_dir: str | os.PathLike) -> list[ClipRef]:
     """The toy world's clips, from its ``index.json``."""
     world_dir = Path(world_dir)
-    idx = world.load_index(world_dir)
+    idx = load_index(world_dir)
     return [ClipRef(r["clip_id"], world_dir / r["video"], r["split"], world_dir / r["truth"]) for r in idx["clips"]]
 
 
@@ -92,7 +93,7 @@ def decode_clips(
     refs: Iterable[ClipRef],
     window_s: float,
     size: int = world.IMG,
-    sr: int = 16000,
+    sr: int = SR,
     frames_subset: dict[str, Sequence[int]] | None = None,
 ) -> tuple[list[DecodedClip], list[dict]]:
     """Decode clips with PyAV (first video and first audio stream, audio resampled to ``sr``,

@@ -12,9 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from s2i.media import SR  # re-exported: the rate the encoder hears
 from s2i.utils import atomic_path, read_json, write_json
-
-SR = 16000
 
 
 # ----------------------------------------------------------------------------- features
