@@ -14,14 +14,13 @@ import av
 import numpy as np
 
 from s2i.media.common import (
-    _AV_ERRORS,
     SR,
     MediaError,
     NonFiniteAudio,
     _check_truncated,
     _open,
-    _reason,
     _seconds,
+    decoding,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +117,7 @@ def read_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     samples that are not finite)."""
     path = Path(path)
     c = _open(path)
-    try:
+    with decoding(path, c, " audio"):
         if not c.streams.audio:
             raise MediaError(f"{path}: no audio stream")
         st = c.streams.audio[0]
@@ -132,14 +131,6 @@ def read_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
         if not len(audio):
             raise MediaError(f"{path}: no audio samples (the audio stream is empty)")
         return _trim_mov_padding(c, st, audio, sr)
-    except MediaError:
-        raise
-    except NonFiniteAudio as e:
-        raise MediaError(f"{path}: {e}") from None
-    except _AV_ERRORS as e:
-        raise MediaError(f"{path}: cannot decode audio (corrupt or unsupported data): {_reason(e)}") from None
-    finally:
-        c.close()
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,7 +243,7 @@ def _window_gen(
         drop = min(max(next_start - buf_start, 0), len(buf))
         return got, buf[drop:], buf_start + drop, next_start
 
-    try:
+    with decoding(path, c, " audio"):
         st = c.streams.audio[0]
         conv = _MonoAudio(sr)
         # MP4/MOV: samples past the stated length may be codec padding (cut at the end, as
@@ -303,14 +294,6 @@ def _window_gen(
                 n_out += 1
         if n_out:
             yield out_w[:n_out].copy(), out_s[:n_out].copy()
-    except MediaError:
-        raise
-    except NonFiniteAudio as e:
-        raise MediaError(f"{path}: {e}") from None
-    except _AV_ERRORS as e:
-        raise MediaError(f"{path}: cannot decode audio (corrupt or unsupported data): {_reason(e)}") from None
-    finally:
-        c.close()
 
 
 # --------------------------------------------------------------------------------------------

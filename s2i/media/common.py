@@ -5,6 +5,8 @@ stream choice (cover pictures left out) and :func:`probe`."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
@@ -55,6 +57,22 @@ def _reason(e: BaseException) -> str:
         text = e.strerror or str(e)
         return f"{text} ({type(e).__name__})"
     return f"{type(e).__name__}: {e}"
+
+
+@contextmanager
+def decoding(path: Path, container, what: str = "") -> Iterator[None]:
+    """Decode from an open ``container``: any error becomes one :class:`MediaError` naming
+    ``path`` (``what``: e.g. ``" audio"``), and the container is closed whatever happens."""
+    try:
+        yield
+    except MediaError:
+        raise
+    except NonFiniteAudio as e:
+        raise MediaError(f"{path}: {e}") from None
+    except _AV_ERRORS as e:
+        raise MediaError(f"{path}: cannot decode{what} (corrupt or unsupported data): {_reason(e)}") from None
+    finally:
+        container.close()
 
 
 def _check_path(path: Path) -> None:

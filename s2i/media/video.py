@@ -16,15 +16,13 @@ import numpy as np
 
 from s2i.media.audio import _concat, _MonoAudio, _trim_mov_padding, encode_audio
 from s2i.media.common import (
-    _AV_ERRORS,
     SR,
     MediaError,
-    NonFiniteAudio,
     _check_truncated,
     _open,
-    _reason,
     _stream_duration,
     _video_streams,
+    decoding,
 )
 from s2i.utils import atomic_path
 
@@ -168,7 +166,7 @@ def read_video(path: str | os.PathLike, sr: int = SR, size: int | None = None, n
     file, a file without video stream, or without audio stream when ``need_audio``."""
     path = Path(path)
     c = _open(path)
-    try:
+    with decoding(path, c, ""):
         videos = _video_streams(c)
         if not videos:
             cover = " (only a cover picture)" if c.streams.video else ""
@@ -232,14 +230,6 @@ def read_video(path: str | os.PathLike, sr: int = SR, size: int | None = None, n
         _check_truncated(path, c, decoded)
         if need_audio and (audio is None or not len(audio)):
             raise MediaError(f"{path}: no decodable audio in the audio stream")
-    except MediaError:
-        raise
-    except NonFiniteAudio as e:
-        raise MediaError(f"{path}: {e}") from None
-    except _AV_ERRORS as e:
-        raise MediaError(f"{path}: cannot decode (corrupt or unsupported data): {_reason(e)}") from None
-    finally:
-        c.close()
     return Video(str(path), frame_array, t, fps, audio, sr if audio is not None else None, duration)
 
 
