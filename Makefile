@@ -26,7 +26,7 @@ test: lint ## run the whole test suite: lint, unit tests, nbval over every noteb
 	$(BIN)/python -m pytest tests -q
 	$(BIN)/python scripts/nbval_prepare.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
-		--sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
+		--nbval-sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
 
 lint: env ## ruff: lint and format check (configured in pyproject.toml)
 	$(BIN)/ruff check s2i tests scripts notebooks/src
