@@ -165,6 +165,8 @@ def test_generate_shapes_and_determinism(backbones: FullBackbones, images: np.nd
 def test_generate_rejects_wrong_embedding_dim(backbones: FullBackbones) -> None:
     with pytest.raises(ValueError, match=r"dim 16\b.*32-d"):
         backbones.generate(torch.zeros(2, 16))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        backbones.generate(torch.zeros(1, EMBED_DIM), height=36)
 
 
 def test_encoder_and_pipeline_dims_must_match(tmp_path: Path, unclip_dir: str) -> None:

@@ -394,17 +394,20 @@ class FullBackbones:
         CPU ``torch.Generator`` seeded with ``seed``, so a call is reproducible and independent of
         the device. ``guidance``, ``steps`` and ``noise_level`` (an integer timestep of the
         pipeline's ``image_noising_scheduler``, 0 = clean embedding) default to the values from
-        params; ``height``/``width`` (multiples of ``8 * vae_scale_factor``) default to
+        params; ``height``/``width`` (multiples of 8, as the pipeline requires) default to
         ``image_size``. ``batch`` caps the embeddings per network pass (memory); the images then
         depend on ``batch`` too, as the generator's draws are split differently. ``progress``
         shows a progress bar over the steps.
 
         Raises:
-            ValueError: the embeddings' dimension is not the one the pipeline is conditioned on.
+            ValueError: the embeddings' dimension is not the one the pipeline is conditioned on, or
+                the size is not a multiple of 8.
         """
         emb = self._embeddings(embeddings)
         n, n_per = emb.shape[0], int(n_per)
         height, width = height or self.image_size, width or self.image_size
+        if height % 8 or width % 8:
+            raise ValueError(f"height and width must be multiples of 8, got {height} x {width}")
         if n == 0:
             return np.zeros((0, height, width, 3), np.uint8)
         guidance = self.guidance if guidance is None else float(guidance)
