@@ -61,6 +61,8 @@ class Sound2Image:
     """The product's core: audio (file path or array) -> image embedding -> images."""
 
     def __init__(self, backbones: Backbones, audio_encoder: AudioEncoder, window_s: float = 0.5, cache=None):
+        """``audio_encoder``: the trained :class:`AudioEncoder`, or a published one
+        (:func:`s2i.models.published.load_published_audio_encoder`; use its ``window_s``)."""
         self.backbones = backbones
         self.audio_encoder = audio_encoder.eval()
         self.window_s = window_s
@@ -107,7 +109,11 @@ class Sound2Image:
 
     @torch.no_grad()
     def embed_windows(self, windows: np.ndarray) -> torch.Tensor:
-        """(N, S) 16 kHz windows -> (N, D) Z^A."""
+        """(N, S) 16 kHz windows -> (N, D) Z^A. An encoder with its own front end (an
+        ``embed_windows`` method, e.g. :class:`s2i.models.published.PublishedAudioEncoder`) is
+        handed the windows; the trained :class:`AudioEncoder` gets their log-mels."""
+        if hasattr(self.audio_encoder, "embed_windows"):
+            return self.audio_encoder.embed_windows(windows)
         return encode_mels(self.audio_encoder, log_mel(windows))
 
     def embed_audio(self, audio, sr: int | None = None, hop_s: float | None = None) -> torch.Tensor:
