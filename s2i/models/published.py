@@ -93,7 +93,8 @@ def published_spectrogram(windows: np.ndarray | torch.Tensor, sr: int = SR) -> t
 
     Each window is processed as their scripts process one file (module docstring): repeated
     10x, cut to 160000 samples, clipped, PSD spectrogram (nperseg 512, noverlap 353), log,
-    standardised by its own mean and std. Equal to ``scipy.signal.spectrogram`` to float64 rounding."""
+    standardised by its own mean and std; in float64, so it equals their scipy computation up to
+    the final cast to float32."""
     x = torch.as_tensor(np.asarray(windows), dtype=torch.float64)
     if x.ndim != 2:
         raise ValueError(f"windows must be (N, samples), got shape {tuple(x.shape)}")
