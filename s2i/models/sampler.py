@@ -126,7 +126,7 @@ def sample(
             if rg is not None:  # blended diffusion: outside the region, the input
                 x0 = rg * x0 + (1 - rg) * x0_init
             x = scheduler.step(x0, t, x).prev_sample
-        if rg is not None and float(getattr(scheduler, "final_alpha_cumprod", 1.0)) < 1.0:
+        if rg is not None and float(scheduler.final_alpha_cumprod) < 1.0:
             x = rg * x + (1 - rg) * x0_init  # the last step stopped short of t = 0: outside, the input
         out.append(x.cpu())
     return torch.cat(out)
