@@ -4,7 +4,8 @@
 * ``generate(embeddings, ...) -> (N, H, W, 3) uint8``: the generator pretrained to draw an image
   from an image embedding (claim 3);
 * ``compose(terms, ...)``: composed guidance (several weighted, masked embeddings; an init image
-  with a strength) where ``supports_composition`` is true.
+  with a strength) where ``supports_composition`` is true (both profiles, through the one sampler
+  :func:`s2i.models.sampler.sample`).
 
 :func:`load_backbones` returns the profile's implementation, so later stages never ask which
 profile they run: ``toy``/``smoke`` (:mod:`s2i.backbones.toy`, trained here) or ``full``

@@ -20,7 +20,8 @@ class Backbones(Protocol):
 
     Attributes:
         profile: ``"toy"``, ``"smoke"`` or ``"full"``.
-        image_size: side of the square images :meth:`generate` draws (and masks must have).
+        image_size: side of the square images :meth:`generate` draws (and :meth:`compose`'s masks
+            and regions must have); an encoder may take another size (it resizes its input).
         embed_dim: dimension D of the image embeddings.
         guidance: the generator's default classifier-free guidance scale.
         supports_composition: whether :meth:`compose` is available.

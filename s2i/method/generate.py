@@ -16,7 +16,7 @@ import torch
 from s2i.backbones import load_backbones
 from s2i.backbones.base import Backbones
 from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES, compose_mix, mix_conditions
-from s2i.models.audio_encoder import SR, AudioEncoder, encode_mels, log_mel
+from s2i.models.audio_encoder import SR, AudioEncoder
 from s2i.paths import resolve
 
 
@@ -61,6 +61,8 @@ class Sound2Image:
     """The product's core: audio (file path or array) -> image embedding -> images."""
 
     def __init__(self, backbones: Backbones, audio_encoder: AudioEncoder, window_s: float = 0.5, cache=None):
+        """``audio_encoder``: the trained :class:`AudioEncoder`, or a published one
+        (:func:`s2i.models.published.load_published_audio_encoder`; use its ``window_s``)."""
         self.backbones = backbones
         self.audio_encoder = audio_encoder.eval()
         self.window_s = window_s
@@ -107,8 +109,9 @@ class Sound2Image:
 
     @torch.no_grad()
     def embed_windows(self, windows: np.ndarray) -> torch.Tensor:
-        """(N, S) 16 kHz windows -> (N, D) Z^A."""
-        return encode_mels(self.audio_encoder, log_mel(windows))
+        """(N, S) 16 kHz windows -> (N, D) Z^A, through the encoder's own front end (log-mels for
+        the trained :class:`AudioEncoder`, a spectrogram for a published one)."""
+        return self.audio_encoder.embed_windows(windows)
 
     def embed_audio(self, audio, sr: int | None = None, hop_s: float | None = None) -> torch.Tensor:
         """A whole sound -> one (D,) embedding: the mean of its windows' embeddings."""

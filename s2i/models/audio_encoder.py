@@ -90,6 +90,11 @@ class AudioEncoder(nn.Module):
         h = self.stages(self.stem(self.norm(mel)))  # (B, C, M', T')
         return self.proj(h.mean(dim=(2, 3)))  # (B, D)
 
+    @torch.no_grad()
+    def embed_windows(self, windows: np.ndarray) -> torch.Tensor:
+        """(N, S) mono windows at :data:`SR` -> (N, D) Z^A, through its log-mel front end."""
+        return encode_mels(self, log_mel(windows))
+
     def save(self, out_dir: str | os.PathLike, extra: dict | None = None) -> None:
         from safetensors.torch import save_file
 

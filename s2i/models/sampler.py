@@ -1,4 +1,5 @@
-"""The one sampler of the toy generator: DDIM with composed classifier-free guidance.
+"""The one sampler of s2i: DDIM with composed classifier-free guidance, for the toy generator
+(pixels) and for Stable unCLIP in the ``full`` profile (latents, :mod:`s2i.backbones.full`).
 
 Every drawing in s2i goes through :func:`sample`: plain generation (one term, the guidance
 scale as its weight), mixing several sources (one weighted, masked term per source and the
@@ -11,6 +12,10 @@ prediction and ``x0_k`` the prediction under term ``k``::
     x0 = r x0 + (1 - r) x0_init                        (with a region r)
 
 then a DDIM step. One term of weight 1 without masks needs no unconditional pass and skips it.
+A schedule whose last step stops short of t = 0 (``set_alpha_to_one=False``, as in Stable
+Diffusion) leaves ``sqrt(1 - alphas_cumprod[0])`` of the noise in its result; with a region the
+result is then blended once more, ``x = r x + (1 - r) x0_init``, so that outside the region it is
+the input. (With the toy's schedule the last step lands on x0 itself and nothing changes.)
 """
 
 from __future__ import annotations
@@ -61,23 +66,26 @@ def sample(
     """Draw images under composed guidance.
 
     Args:
-        denoise: ``(x, t, e) -> x0``: the generator's prediction of the clean image (an all-zero
-            embedding ``e`` is the unconditional one, as trained with classifier-free dropout).
+        denoise: ``(x, t, e) -> x0``: the generator's prediction of the clean image (or latents;
+            an all-zero ``e`` is the unconditional one, as trained with classifier-free dropout).
+            ``e`` is whatever the generator is conditioned on: the toy's embedding, or Stable
+            unCLIP's class labels (the noised embedding and its noise level's embedding).
         scheduler: a diffusers ``DDIMScheduler`` (``prediction_type="sample"``).
         conds: (K, N, D) embeddings, one per term and item.
         weights: K guidance weights (negative: guide away).
-        noise: (N, 3, H, W) starting noise, on the generator's device.
+        noise: (N, C, H, W) starting noise, on the generator's device.
         steps: DDIM steps.
-        init: optional (N, 3, H, W) images in [-1, 1] to start from, noised to ``strength``
+        init: optional (N, C, H, W) images in [-1, 1] (or latents) to start from, noised to ``strength``
             (1: pure noise, the image is not used; smaller keeps more of it).
         strength: see ``init``.
         masks: optional spatial weights of the terms, from :func:`spatial` (K, N or 1, 1, H, W).
-        region: optional (N or 1, 1, H, W) in [0, 1], with ``init``: drawn inside, kept outside.
+        region: optional (N or 1, 1, H, W) in [0, 1], with ``init``: drawn inside, kept outside
+            (the result is ``init`` exactly where the region is 0).
         bf16: run the network under bfloat16 autocast.
         batch: items per network pass (each pass holds (K + 1) * batch images).
         progress: a progress bar over the steps.
     Returns:
-        (N, 3, H, W) float images in [-1, 1], on the CPU.
+        (N, C, H, W) float images in [-1, 1] (or latents), on the CPU.
     """
     from tqdm.auto import tqdm
 
@@ -118,5 +126,7 @@ def sample(
             if rg is not None:  # blended diffusion: outside the region, the input
                 x0 = rg * x0 + (1 - rg) * x0_init
             x = scheduler.step(x0, t, x).prev_sample
+        if rg is not None and float(scheduler.final_alpha_cumprod) < 1.0:
+            x = rg * x + (1 - rg) * x0_init  # the last step stopped short of t = 0: outside, the input
         out.append(x.cpu())
     return torch.cat(out)
