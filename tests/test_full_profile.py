@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from s2i.backbones.full import FullBackbones
-from s2i.backbones.unclip import load_unclip_pipeline, unclip_embed_dim
 from s2i.backbones.openclip import MissingWeightsError, load_openclip_encoder
+from s2i.backbones.unclip import load_unclip_pipeline, unclip_embed_dim
 from s2i.testing import make_tiny_openclip_checkpoint, make_tiny_unclip_pipeline
 
 EMBED_DIM = 32
