@@ -123,7 +123,7 @@ def test_help_of_each_subcommand(cmd, tmp_path):
     r = s2i(cmd, "--help", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"usage: s2i {cmd}" in r.stdout
-    for opt in ("--profile", "--model-dir", "--run-dir", "--seed", "--out"):
+    for opt in ("--profile", "--model-dir", "--run-dir", "--audio-encoder", "--config", "--seed", "--out"):
         assert opt in r.stdout
 
 

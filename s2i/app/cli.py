@@ -9,7 +9,9 @@
 Every subcommand takes ``--profile`` (toy/smoke/full), ``--model-dir`` and ``--run-dir``,
 defaulting to the current pipeline's trained models (``params.yaml``: ``base.profile``,
 ``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``; with a ``--profile`` other than
-params.yaml's, those of ``profiles/<profile>.yaml``), ``--seed`` and ``-o/--out``.
+params.yaml's, those of ``profiles/<profile>.yaml``), ``--config`` (a YAML file of settings
+merged over those), ``--audio-encoder`` (a published Sound2Vision / Sound2Scene checkpoint used
+instead of the run's trained audio encoder), ``--seed`` and ``-o/--out``.
 
 Errors: every input is checked before the models load. A file that cannot be used is reported
 on one line of stderr, ``s2i COMMAND: error: FILE: reason``. ``generate`` and ``thumbnails``
@@ -35,6 +37,7 @@ from s2i.app.inputs import (
     _scale,
     _write_images,
     check_audio,
+    check_model_options,
     check_video,
     load_model,
     pipeline_defaults,
@@ -186,7 +189,28 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="S",
-        help=f"the audio encoder's window in seconds (default: audio.window_s, {d['window_s']})",
+        help=f"the audio encoder's window in seconds (default: audio.window_s, {d['window_s']}; "
+        "with --audio-encoder, the published encoder's 10 s)",
+    )
+    g.add_argument(
+        "--audio-encoder",
+        default=None,
+        metavar="PATH",
+        help="a published audio encoder's checkpoint (Sound2Vision's sound2vision_env.pth, 1024-d: "
+        "--profile full) used instead of the run's trained one; no trained run is needed then",
+    )
+    g.add_argument(
+        "--audio-encoder-kind",
+        choices=["sound2vision", "sound2scene"],
+        default="sound2vision",
+        help="which published network --audio-encoder holds (default %(default)s)",
+    )
+    g.add_argument(
+        "--config",
+        default=None,
+        metavar="YAML",
+        help="settings deep-merged over the profile's (params.yaml's keys), e.g. a 'full:' section "
+        "naming local OpenCLIP / Stable unCLIP files; its relative paths are from the repository root",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the generator's noise (default %(default)s)")
     g.add_argument(
@@ -336,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             v = vars(args).get(name)
             if v is not None and v < 1:
                 raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+        check_model_options(args)  # before any input is read or model loaded
         return int(args.func(args))
     except KeyboardInterrupt:
         print(f"s2i {args.command}: interrupted", file=sys.stderr)

@@ -61,22 +61,84 @@ def _user_path(p: str | None) -> str | None:
     return None if p is None else str(Path(p).expanduser().resolve())
 
 
+def settings(args) -> dict:
+    """The profile's defaults (:func:`pipeline_defaults`), with ``--config``'s file deep-merged over
+    its settings (``params.yaml``'s keys: e.g. a ``full:`` section naming local model files)."""
+    d = args.defaults if args.profile == args.defaults["profile"] else pipeline_defaults(args.profile)
+    if getattr(args, "config", None) is None:
+        return d
+    from s2i.paths import merge_params
+
+    try:
+        return _from_params(merge_params(d["params"], read_config(args.config)))
+    except (KeyError, TypeError) as e:
+        raise CLIError(f"{args.config}: missing or malformed setting ({type(e).__name__}: {e})") from None
+
+
 def load_model(args):
-    """The Sound2Image of the chosen profile (the slow part: after the inputs are checked)."""
+    """The Sound2Image of the chosen profile (the slow part: after the inputs are checked): its
+    backbones with the audio encoder trained in the run folder, or with the published one given
+    by ``--audio-encoder`` (then no trained run is needed)."""
     from diffusers.utils import logging as dlog
 
     from s2i.method.generate import Sound2Image
 
     dlog.set_verbosity_error()  # diffusers' advice to install accelerate is noise on a command line
-    d = args.defaults if args.profile == args.defaults["profile"] else pipeline_defaults(args.profile)
-    run_dir = _user_path(args.run_dir) or d["run_dir"]
+    if getattr(args, "quiet", False):  # the full profile's loaders draw progress bars of their own
+        from transformers.utils import logging as tlog
+
+        dlog.disable_progress_bar()
+        tlog.disable_progress_bar()
+    d = settings(args)
     model_dir = _user_path(args.model_dir) or d["model_dir"]
-    window_s = args.encoder_window or d["window_s"]
     full = d.get("params", {}).get("full") if args.profile == "full" else None
+    if getattr(args, "audio_encoder", None) is not None:
+        from s2i.backbones import load_backbones
+        from s2i.models.published import load_published_audio_encoder
+
+        enc = load_published_audio_encoder(_user_path(args.audio_encoder), args.audio_encoder_kind)
+        backbones = load_backbones(args.profile, model_dir, full)
+        if enc.embed_dim != backbones.embed_dim:
+            hint = "; use --profile full" if args.profile != "full" and enc.embed_dim == 1024 else ""
+            raise CLIError(
+                f"{Path(args.audio_encoder).name} gives {enc.embed_dim}-d embeddings but the {args.profile} "
+                f"profile's generator takes {backbones.embed_dim}-d ones{hint}"
+            )
+        return Sound2Image(backbones, enc, window_s=args.encoder_window or enc.window_s)
+    run_dir = _user_path(args.run_dir) or d["run_dir"]
+    window_s = args.encoder_window or d["window_s"]
     return Sound2Image.from_run(run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full)
 
 
 # ----------------------------------------------------------------------------- checking inputs
+def read_config(path: str) -> dict:
+    """A ``--config`` file: a YAML mapping of settings; OSError / ValueError naming the file."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such settings file (--config)")
+    try:
+        with open(p) as f:
+            c = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not a readable YAML file ({_one_line(e)})") from None
+    if not isinstance(c, dict):
+        raise ValueError(f"{p}: a settings file must be a YAML mapping (like params.yaml), got {type(c).__name__}")
+    return c
+
+
+def check_model_options(args) -> None:
+    """Fail fast (before any input is read or model loaded) on a ``--config`` that is not a YAML
+    mapping or an ``--audio-encoder`` that is not a file."""
+    if getattr(args, "config", None) is not None:
+        read_config(args.config)
+    if getattr(args, "audio_encoder", None) is not None:
+        from s2i.models.published import published_checkpoint_path
+
+        published_checkpoint_path(_user_path(args.audio_encoder), args.audio_encoder_kind)
+
+
 def check_audio(path: str) -> Path:
     """Fail fast (before loading models) on a missing file or one without an audio stream."""
     from s2i.media import MediaError, probe

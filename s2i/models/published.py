@@ -205,6 +205,27 @@ def _fmt(keys: list[str], limit: int = 20) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def published_checkpoint_path(path: str | os.PathLike | None = None, kind: str = "sound2vision") -> Path:
+    """The file :func:`load_published_audio_encoder` would read (relative paths from the repository
+    root; default ``models/published/<their file name>``), checked without reading it.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+        MissingWeightsError: no file at ``path``; the message says where to download it.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown published encoder {kind!r}: one of {sorted(KINDS)}")
+    fname, _, _, url = KINDS[kind]
+    path = resolve(path if path is not None else Path(DEFAULT_PUBLISHED_DIR) / fname)
+    if not path.is_file():
+        raise MissingWeightsError(
+            f"no {kind} checkpoint at {path}: s2i never downloads weights. Download {fname} from {url} "
+            f"(linked from https://github.com/kaist-ami/Sound2Scene, 'Download Models') and put it at "
+            f"{DEFAULT_PUBLISHED_DIR}/{fname} or pass its path."
+        )
+    return path
+
+
 def load_published_audio_encoder(
     path: str | os.PathLike | None = None,
     kind: str = "sound2vision",
@@ -225,16 +246,7 @@ def load_published_audio_encoder(
         MissingWeightsError: no file at ``path``; the message says where to download it.
         CheckpointLayoutError: the keys or shapes are not the ``kind``'s network (lists them).
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown published encoder {kind!r}: one of {sorted(KINDS)}")
-    fname, _, _, url = KINDS[kind]
-    path = resolve(path if path is not None else Path(DEFAULT_PUBLISHED_DIR) / fname)
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"no {kind} checkpoint at {path}: s2i never downloads weights. Download {fname} from {url} "
-            f"(linked from https://github.com/kaist-ami/Sound2Scene, 'Download Models') and put it at "
-            f"{DEFAULT_PUBLISHED_DIR}/{fname} or pass its path."
-        )
+    path = published_checkpoint_path(path, kind)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # noqa: BLE001 -- torch raises several types for a bad or unsafe pickle
