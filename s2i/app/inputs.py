@@ -65,7 +65,7 @@ def settings(args) -> dict:
     """The profile's defaults (:func:`pipeline_defaults`), with ``--config``'s file deep-merged over
     its settings (``params.yaml``'s keys: e.g. a ``full:`` section naming local model files)."""
     d = args.defaults if args.profile == args.defaults["profile"] else pipeline_defaults(args.profile)
-    if getattr(args, "config", None) is None:
+    if args.config is None:
         return d
     from s2i.paths import merge_params
 
@@ -84,7 +84,7 @@ def load_model(args):
     from s2i.method.generate import Sound2Image
 
     dlog.set_verbosity_error()  # diffusers' advice to install accelerate is noise on a command line
-    if getattr(args, "quiet", False):  # the full profile's loaders draw progress bars of their own
+    if args.quiet:  # the full profile's loaders draw progress bars of their own
         from transformers.utils import logging as tlog
 
         dlog.disable_progress_bar()
@@ -92,7 +92,7 @@ def load_model(args):
     d = settings(args)
     model_dir = _user_path(args.model_dir) or d["model_dir"]
     full = d.get("params", {}).get("full") if args.profile == "full" else None
-    if getattr(args, "audio_encoder", None) is not None:
+    if args.audio_encoder is not None:
         from s2i.backbones import load_backbones
         from s2i.models.published import load_published_audio_encoder
 
@@ -131,9 +131,9 @@ def read_config(path: str) -> dict:
 def check_model_options(args) -> None:
     """Fail fast (before any input is read or model loaded) on a ``--config`` that is not a YAML
     mapping or an ``--audio-encoder`` that is not a file."""
-    if getattr(args, "config", None) is not None:
+    if args.config is not None:
         read_config(args.config)
-    if getattr(args, "audio_encoder", None) is not None:
+    if args.audio_encoder is not None:
         from s2i.models.published import published_checkpoint_path
 
         published_checkpoint_path(_user_path(args.audio_encoder), args.audio_encoder_kind)
