@@ -9,14 +9,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
 from s2i.backbones.openclip import _HF_CONFIG_NAME, _HF_SAFE_WEIGHTS_NAME, _HF_WEIGHTS_NAME
-
-if TYPE_CHECKING:  # imported lazily at run time: diffusers is slow to import
-    pass
 
 
 def make_tiny_openclip_checkpoint(

@@ -275,10 +275,9 @@ def test_compose_masks_and_region(smoke_s2i):
     np.testing.assert_array_equal(
         bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6, masks=torch.stack([ones, ones])), base
     )
-    np.testing.assert_array_equal(
-        bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6, masks=torch.stack([ones, zeros])),
-        bb.compose([za], [2.0], seed=4, steps=6),
-    )
+    dropped = bb.compose([za, zb], [2.0, 1.5], seed=4, steps=6, masks=torch.stack([ones, zeros]))
+    single = bb.compose([za], [2.0], seed=4, steps=6)  # a smaller network batch: equal up to float rounding
+    assert np.abs(dropped.astype(int) - single.astype(int)).max() <= 1
     img = world.render_still(world.Scene(2, [world.SceneObject(3, size=5.0, x=8.0, y=8.0)]))
     region = torch.zeros(32, 32)
     region[:, 16:] = 1  # the right half may change
