@@ -61,13 +61,17 @@ def merge_params(base: dict[str, Any], diff: dict[str, Any]) -> dict[str, Any]:
 
 def compose_profile(name: str) -> dict[str, Any]:
     """The full params of a profile: ``profiles/toy.yaml`` (the default, every key) deep-merged
-    with ``profiles/<name>.yaml`` (only the keys that differ from toy; see :func:`merge_params`)."""
+    with ``profiles/<name>.yaml`` (only the keys that differ from toy; see :func:`merge_params`).
+    A profile whose file says ``extends: <parent>`` is merged over that parent's params instead."""
     p = resolve(Path("profiles") / f"{name}.yaml")
     if not p.exists():
         choices = sorted(q.stem for q in resolve("profiles").glob("*.yaml"))
         raise FileNotFoundError(f"unknown profile {name!r}: {p} does not exist (choices: {choices})")
-    default = load_params(Path("profiles") / f"{DEFAULT_PROFILE}.yaml")
-    return default if name == DEFAULT_PROFILE else merge_params(default, load_params(p))
+    if name == DEFAULT_PROFILE:
+        return load_params(p)
+    diff = load_params(p)
+    parent = diff.pop("extends", DEFAULT_PROFILE)  # e.g. fullsmoke: `extends: full`
+    return merge_params(compose_profile(parent), diff)
 
 
 def write_profile(name: str, path: str | os.PathLike = "params.yaml") -> Path:

@@ -143,11 +143,12 @@ class PublishedAudioEncoder(nn.Module):
 
     window_s = CLIP_SAMPLES / SR
 
-    def __init__(self, kind: str = "sound2vision"):
+    def __init__(self, kind: str = "sound2vision", embed_dim: int | None = None):
         super().__init__()
         if kind not in KINDS:
             raise ValueError(f"unknown published encoder {kind!r}: one of {sorted(KINDS)}")
         _, dim, has_fc2, _ = KINDS[kind]
+        dim = embed_dim or dim  # their network for another embedding space (s2i.real.align trains it)
         self.kind, self.embed_dim, self.checkpoint = kind, dim, None
         self.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

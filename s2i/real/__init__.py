@@ -1,0 +1,1 @@
+"""The real-video path: corpus scan, frame sampling, sharded extraction, distributed alignment."""

@@ -1,0 +1,274 @@
+"""The real-video stages of the ``full`` profile, as functions of the profile's ``real`` section.
+
+=============  =============================================  =====================================
+stage          does                                           writes (under ``real.out_dir``)
+=============  =============================================  =====================================
+``corpus``     scan the video folder (+ manifest)             ``corpus.json`` (clips, skipped files)
+``select``     frame selection by ``real.selection.method``   ``selection/selection.json``, stats
+``extract``    selected (+ random, ablation) frames -> pairs  ``pairs/`` shards + ``index.json``
+``align``      train the audio encoder, test retrieval        ``alignment/`` encoder, metrics
+=============  =============================================  =====================================
+
+``python -m s2i.real STAGE`` runs one (``all``: every one in order); ``extract`` and ``align`` also
+run under ``accelerate launch -m s2i.real ...`` on several GPUs or machines. Every stage resumes:
+the scan is cheap, selection and extraction skip finished shards, alignment continues from its
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2i.paths import resolve
+from s2i.real.corpus import Corpus, scan_corpus
+from s2i.real.select import (
+    agreement,
+    read_sound2scene_json,
+    select_by_scores,
+    select_center,
+    select_random,
+    select_sound2scene,
+)
+from s2i.real.shards import ExtractCfg, Pairs, extract_pairs
+from s2i.utils import read_json, write_json
+
+
+def _state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _encoder(full: dict, device):
+    """The frozen image encoder of the profile, as ``uint8 frames -> (n, D)``, and its input side."""
+    from s2i.backbones.full import FullBackbones
+
+    bb = FullBackbones.from_params(full, device=device, load_generator=False)
+    return bb.encode_images, bb.encoder_image_size, bb.encoder.model_name
+
+
+def _extract_cfg(r: dict, image_size: int, model: str) -> ExtractCfg:
+    e = r["extraction"]
+    return ExtractCfg(
+        fps=float(r["fps"]),
+        window_s=float(r["window_s"]),
+        image_size=image_size,
+        shard_clips=int(e["shard_clips"]),
+        batch=int(e["batch"]),
+        workers=int(e["workers"]),
+        dtype=str(e["dtype"]),
+        model=model,
+    )
+
+
+def run_corpus(p: dict[str, Any]) -> Corpus:
+    r = p["real"]
+    c = r["corpus"]
+    corpus = scan_corpus(
+        resolve(r["video_dir"]),
+        resolve(c["manifest"]) if c.get("manifest") else None,
+        label_from=c.get("label_from", "manifest"),
+        split_fractions=tuple(c.get("split_fractions", (0.8, 0.1, 0.1))),
+        min_seconds=float(c.get("min_seconds", 1.0)),
+        seed=int(p["base"]["seed"]),
+    )
+    out = resolve(r["out_dir"])
+    corpus.save(out / "corpus.json")
+    splits = Counter(cl.split for cl in corpus.clips)
+    write_json(
+        out / "metrics" / "corpus.json",
+        dict(n_usable=len(corpus.clips), n_skipped=len(corpus.skipped), splits=dict(splits), skipped=corpus.skipped),
+    )
+    return corpus
+
+
+def _grid_plan(corpus: Corpus, fps: float, stride: int) -> dict[str, list[tuple[int, str]]]:
+    from s2i.real.select import n_grid
+
+    return {c.clip_id: [(f, "candidate") for f in range(0, n_grid(c, fps), stride)] for c in corpus.clips}
+
+
+def run_select(p: dict[str, Any]) -> dict:
+    """Frame selection by the configured method; with ``bootstrap``, extraction of every
+    ``candidate_stride``-th grid frame, a first alignment round on the training clips and scores."""
+    r, seed = p["real"], int(p["base"]["seed"])
+    s = r["selection"]
+    out = resolve(r["out_dir"])
+    corpus = Corpus.load(out / "corpus.json")
+    fps, k, method = float(r["fps"]), int(s["k"]), s["method"]
+    scores: dict[str, list[float]] = {}
+    missing: list[str] = []
+    if method == "bootstrap":
+        state = _state()
+        encode, size, model = _encoder(p["full"], state.device)
+        cand = out / "selection" / "candidates"
+        extract_pairs(
+            corpus.root,
+            corpus.clips,
+            _grid_plan(corpus, fps, int(s.get("candidate_stride", 1))),
+            encode,
+            cand,
+            _extract_cfg(r, size, model),
+            process_index=state.process_index,
+            num_processes=state.num_processes,
+        )
+        state.wait_for_everyone()
+        from s2i.real.align import RealAlignCfg, embed, front_end, train_real_alignment
+
+        cfg = RealAlignCfg(**dict(r["alignment"], epochs=int(s["epochs"])))
+        train_real_alignment(cand, out / "selection" / "round0", cfg, seed, source="candidate")
+        if not state.is_main_process:
+            return {}
+        from s2i.real.align import load_encoder
+
+        pairs = Pairs(cand)
+        enc = load_encoder(out / "selection" / "round0" / "audio_encoder")
+        idx = np.arange(len(pairs))
+        z_a = embed(enc, pairs, idx, front_end(cfg), "cpu")
+        score = -(z_a - pairs.z(idx)).norm(dim=1).numpy()
+        train = np.array([row["split"] == "train" for row in pairs.rows])
+        threshold = float(np.quantile(score[train], float(s["score_quantile"])))
+        by_clip: dict[str, list[tuple[int, float]]] = {}
+        for row, sc in zip(pairs.rows, score):
+            by_clip.setdefault(row["clip_id"], []).append((row["frame"], float(sc)))
+        selected = {}
+        for cid, fs in by_clip.items():
+            frames, sc = zip(*fs)
+            selected[cid] = [frames[i] for i in select_by_scores(np.array(sc), k, threshold)]
+            scores[cid] = [round(x, 4) for x in sc]
+        skipped = Pairs(cand).skipped
+    else:
+        if method == "sound2scene_json":
+            table = read_sound2scene_json(resolve(s["sound2scene_json"]))
+        selected, skipped = {}, []
+        for c in corpus.clips:
+            if method == "center":
+                selected[c.clip_id] = select_center(c, fps, k)
+            elif method == "random":
+                selected[c.clip_id] = select_random(c, fps, k, seed)
+            elif method == "sound2scene_json":
+                got = select_sound2scene(c, table, fps, k, int(s.get("json_first_frame", 1)))
+                if got:
+                    selected[c.clip_id] = got
+                else:
+                    missing.append(c.clip_id)
+            else:
+                raise ValueError(f"unknown frame selection method {method!r}")
+    split = {c.clip_id: c.split for c in corpus.clips}
+    baselines = {"center": {c.clip_id: select_center(c, fps, k) for c in corpus.clips}}
+    baselines["random"] = {c.clip_id: select_random(c, fps, k, seed) for c in corpus.clips}
+    stats = dict(
+        method=method,
+        n_clips=len(selected),
+        frames_per_clip=dict(Counter(len(v) for v in selected.values())),
+        n_pairs=sum(len(v) for v in selected.values()),
+        not_annotated=missing,
+        skipped=skipped,
+        agreement={name: agreement(selected, b, tolerance=int(fps // 2)) for name, b in baselines.items()},
+    )
+    if scores:
+        allsc = np.concatenate([np.array(v) for v in scores.values()])
+        stats["score_quantiles"] = {q: float(np.quantile(allsc, q)) for q in (0.05, 0.25, 0.5, 0.75, 0.95)}
+        stats["threshold"] = threshold
+    write_json(
+        out / "selection" / "selection.json",
+        dict(
+            method=method,
+            fps=fps,
+            k=k,
+            clips={c: dict(split=split[c], selected=v) for c, v in selected.items()},
+            scores=scores,
+        ),
+    )
+    write_json(out / "metrics" / "selection.json", stats)
+    return stats
+
+
+def run_extract(p: dict[str, Any]) -> dict | None:
+    """Pairs of the selected frames (every split) and, for the training clips, ``k`` random grid
+    frames (source ``random``: the no-selection ablation)."""
+    r, seed = p["real"], int(p["base"]["seed"])
+    out = resolve(r["out_dir"])
+    corpus = Corpus.load(out / "corpus.json")
+    sel = read_json(out / "selection" / "selection.json")
+    fps, k = float(sel["fps"]), int(sel["k"])
+    plan = {}
+    for c in corpus.clips:
+        s = sel["clips"].get(c.clip_id)
+        if s is None:
+            continue
+        items = [(f, "selected") for f in s["selected"]]
+        if c.split == "train":
+            items += [(f, "random") for f in select_random(c, fps, k, seed + 1)]
+        plan[c.clip_id] = items
+    state = _state()
+    encode, size, model = _encoder(p["full"], state.device)
+    index = extract_pairs(
+        corpus.root,
+        corpus.clips,
+        plan,
+        encode,
+        out / "pairs",
+        _extract_cfg(r, size, model),
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+    )
+    state.wait_for_everyone()
+    if index is not None:
+        write_json(
+            out / "metrics" / "extraction.json",
+            dict(
+                n_pairs=index["n_pairs"],
+                n_shards=len(index["shards"]),
+                n_skipped=len(index["skipped"]),
+                skipped=index["skipped"],
+            ),
+        )
+    return index
+
+
+def run_align(p: dict[str, Any]) -> dict:
+    from s2i.real.align import RealAlignCfg, train_real_alignment
+
+    r = p["real"]
+    out = resolve(r["out_dir"])
+    m = train_real_alignment(out / "pairs", out / "alignment", RealAlignCfg(**r["alignment"]), int(p["base"]["seed"]))
+    write_json(out / "metrics" / "alignment.json", m)
+    return m
+
+
+STAGES = {"corpus": run_corpus, "select": run_select, "extract": run_extract, "align": run_align}
+
+
+def prepare_fullsmoke(p: dict[str, Any], videos: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The ``fullsmoke`` profile's models and corpus: tiny random OpenCLIP + Stable unCLIP in
+    their real formats under ``real.out_dir/models`` (:mod:`s2i.testing`) and, unless ``videos``
+    names a folder of your own, the generated real-format corpus (:mod:`s2i.real.synth`).
+    Returns the params pointed at them."""
+    from s2i.real.synth import make_video_corpus
+    from s2i.testing import make_tiny_openclip_checkpoint, make_tiny_unclip_pipeline
+
+    out = resolve(p["real"]["out_dir"])
+    models = out / "models"
+    if not (models / "openclip" / "open_clip_config.json").exists():
+        make_tiny_openclip_checkpoint(models / "openclip", embed_dim=32)
+    unclip = models / "stable-unclip"
+    if not (unclip / "model_index.json").exists():
+        make_tiny_unclip_pipeline(unclip, embed_dim=32)
+    encoder = dict(model=f"local-dir:{models / 'openclip'}", pretrained=None)
+    p = dict(p, full=dict(p["full"], image_encoder=encoder, generator=dict(p["full"]["generator"], path=str(unclip))))
+    real = dict(p["real"])
+    if videos is None:
+        vdir = out / "videos"
+        if not (vdir / "vggsound.csv").exists():
+            make_video_corpus(vdir)
+        real.update(video_dir=str(vdir), corpus=dict(real["corpus"], manifest=str(vdir / "vggsound.csv")))
+    else:
+        real.update(video_dir=str(Path(videos)), corpus=dict(real["corpus"], manifest=None))
+    p["real"] = real
+    return p
