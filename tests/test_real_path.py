@@ -281,11 +281,59 @@ def test_alignment_two_processes_match_one_and_resume(smoke, tmp_path, monkeypat
     (two / "pairs").symlink_to(pairs)
     real = dict(p["real"], tiny=False, out_dir=str(two), alignment=dict(p["real"]["alignment"], **cfg.__dict__))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(dict(p, real=real)))
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+    ]  # torchrun; gloo on CPUs
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     _cli(["align", "--params", str(tmp_path / "params.yaml")], launcher=launch)
     hist_two = json.loads((two / "alignment" / "history.json").read_text())
     curve_two = [x for h in hist_two for x in h["losses"]]
     assert json.loads((two / "alignment" / "metrics.json").read_text())["processes"] == 2
     np.testing.assert_allclose(curve_two, curve_one, rtol=1e-4, atol=1e-5)
-    assert curve_one[-1] < curve_one[0]  # it learns: a test that would catch a frozen model
+
+
+def test_alignment_learns_a_sound_to_embedding_map(tmp_path):
+    """Shards where each pair's sound is one of 4 tones and its image embedding the tone's own
+    vector: the trained encoder retrieves held-out pairs' tones far above chance."""
+    from s2i.real.align import RealAlignCfg, train_real_alignment
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)).astype(np.float32) * 3
+    t = np.arange(8000) / 16000
+    rows, z, audio = [], [], []
+    for i in range(96):
+        c = i % 4
+        audio.append((0.5 * np.sin(2 * np.pi * (300 * 2**c) * t + rng.uniform(0, 6))).astype(np.float32))
+        z.append(centres[c] + 0.1 * rng.normal(size=8).astype(np.float32))
+        split = "test" if i >= 80 else ("val" if i >= 72 else "train")
+        rows.append(dict(clip_id=f"c{i}", frame=0, time=0.0, split=split, label=str(c), source="selected", audio=i))
+    shard = dict(fingerprint="x", skipped=[], n_clips=96)
+    audio16 = (np.stack(audio) * 32767).astype(np.int16)
+    shards_mod._write_shard(tmp_path / "pairs", "shard-00000", torch.from_numpy(np.stack(z)), audio16, rows, shard)
+    shards_mod.write_index(tmp_path / "pairs", 1, ExtractCfg(window_s=0.5))
+    cfg = RealAlignCfg(encoder="s2i", width=8, depth=2, epochs=8, batch=16, lr=3e-3, workers=0, normalize=False)
+    m = train_real_alignment(tmp_path / "pairs", tmp_path / "al", cfg, seed=0, progress=False)
+    assert m["n"] == 16 and m["class_chance"] == pytest.approx(0.25)
+    assert m["class_r1"] >= 0.75  # chance 0.25
+
+
+def test_cli_runs_every_stage_on_a_folder_of_videos(smoke, tmp_path):
+    """`python -m s2i.real all --profile fullsmoke --videos DIR`: the documented install check on
+    your own videos (here: the generated ones, without their manifest), bootstrap selection."""
+    p, corpus = smoke
+    out = tmp_path / "run"
+    _cli(["all", "--profile", "fullsmoke", "--videos", p["real"]["video_dir"], "--out", str(out)])
+    scan = json.loads((out / "metrics" / "corpus.json").read_text())
+    assert scan["n_usable"] == len(corpus.clips) and scan["n_skipped"] == len(corpus.skipped)
+    assert {"train", "test"} <= set(scan["splits"])  # hash split without a manifest
+    sel = json.loads((out / "metrics" / "selection.json").read_text())
+    assert sel["method"] == "bootstrap" and sel["threshold"] <= sel["score_quantiles"]["0.5"]
+    assert any("cannot decode" in s["reason"] for s in sel["skipped"])  # the truncated file, listed
+    m = json.loads((out / "metrics" / "alignment.json").read_text())
+    assert m["n"] == m["n_test"] > 1 and 0 <= m["r1"] <= 1 and m["r10"] >= m["r5"] >= m["r1"]
+    assert (out / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()

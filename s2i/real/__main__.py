@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         p["real"]["out_dir"] = a.out
     if p["real"].get("tiny"):
-        from accelerate import PartialState
+        from s2i.real.pipeline import _state
 
-        with PartialState().main_process_first():
+        with _state().main_process_first():
             p = prepare_fullsmoke(p, a.videos)
     elif a.videos:
         p["real"]["video_dir"] = a.videos

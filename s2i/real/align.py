@@ -209,7 +209,7 @@ def train_real_alignment(
     process of an Accelerate launch (module docstring)."""
     from accelerate import Accelerator
 
-    acc = Accelerator(mixed_precision=cfg.mixed_precision)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())  # cpu: gloo
     rank, world, device = acc.process_index, acc.num_processes, acc.device
     if cfg.batch % world:
         raise ValueError(f"the global batch {cfg.batch} must be a multiple of the number of processes {world}")
@@ -274,7 +274,7 @@ def train_real_alignment(
             opt.step()
             sched.step()
             state["step"] += 1
-            state.setdefault("losses", []).append(float(loss))
+            state.setdefault("losses", []).append(float(loss.detach()))
             if state["step"] % cfg.ckpt_steps == 0 and state["step"] < len(data):
                 save(state)
         losses = state.pop("losses", [])

@@ -39,9 +39,12 @@ from s2i.utils import read_json, write_json
 
 
 def _state():
+    """This process's place in an Accelerate launch (one process without a launcher; on a machine
+    without CUDA, processes of ``torchrun``/``accelerate launch --multi_gpu`` talk through gloo)."""
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _encoder(full: dict, device):
