@@ -215,8 +215,12 @@ def train_real_alignment(
         raise ValueError(f"the global batch {cfg.batch} must be a multiple of the number of processes {world}")
     pairs = Pairs(pairs_dir)
     tr, va, te = (pairs.select(split, source) for split in ("train", "val", "test"))
-    if len(tr) < cfg.batch:
-        raise ValueError(f"{pairs_dir}: {len(tr)} training pairs, fewer than one global batch of {cfg.batch}")
+    if len(tr) < 2 * world:
+        raise ValueError(f"{pairs_dir}: {len(tr)} training pairs of source {source!r}; contrastive training needs more")
+    if len(tr) < cfg.batch:  # a small corpus: one batch of all the pairs (a multiple of the processes)
+        cfg = RealAlignCfg(**dict(asdict(cfg), batch=len(tr) // world * world))
+        if acc.is_main_process:
+            print(f"s2i.real: {len(tr)} training pairs, fewer than the batch; batch = {cfg.batch}", flush=True)
     D = int(pairs.z(tr[:1]).shape[1])
     torch.manual_seed(seed)
     model = build_encoder(cfg, D)

@@ -16,8 +16,9 @@ VGGSound) every frame of a clip gets the clip's whole sound, which is what Sound
 Sound2Vision train on; shorter windows make pairs local in time (the toy world uses 0.5 s).
 
 Decoding is cheap where it can be: only the first video and first audio streams are read, the
-decoder stops after the last wanted time, and only wanted frames are converted to RGB, cropped
-to the centre square and resized (bicubic, as OpenCLIP's preprocess) to ``size``.
+decoder stops after the last wanted time, and only wanted frames are scaled (swscale, shorter
+side to ``size``: area filter when shrinking, bicubic when enlarging), converted to RGB, cropped
+to the centre square and turned upright (display rotation), as :func:`s2i.media.read_video` does.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
 from s2i.media import SR, MediaError, read_audio
 from s2i.media.common import _open, _video_streams, decoding
+from s2i.media.video import _frame_rgb
 
 
 def sample_times(duration: float, fps: float) -> np.ndarray:
@@ -60,16 +61,6 @@ def cut_windows(audio: np.ndarray, starts: np.ndarray, window_s: float, sr: int 
     return out
 
 
-def _square(frame: av.VideoFrame, size: int) -> np.ndarray:
-    """Centre square of a decoded frame, resized to ``size`` (bicubic) -> (size, size, 3) uint8."""
-    w, h = frame.width, frame.height
-    rgb = frame.to_ndarray(format="rgb24")
-    s = min(w, h)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    sq = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb[y0 : y0 + s, x0 : x0 + s]), format="rgb24")
-    return sq.reformat(width=size, height=size, interpolation="BICUBIC").to_ndarray(format="rgb24")
-
-
 def read_frames_at(path: str | os.PathLike, times: np.ndarray, size: int) -> np.ndarray:
     """The frames on screen at ``times`` (seconds from the first frame, increasing) as
     ``(K, size, size, 3)`` uint8; a time past the last frame gets the last frame.
@@ -92,7 +83,7 @@ def read_frames_at(path: str | os.PathLike, times: np.ndarray, size: int) -> np.
             n_frames += 1
             t0 = t if t0 is None else t0
             while k < len(times) and prev is not None and t - t0 > times[k] + 1e-6:
-                prev_img = _square(prev, size) if prev_img is None else prev_img
+                prev_img = _frame_rgb(prev, size) if prev_img is None else prev_img
                 out[k] = prev_img  # the frame on screen at times[k] is the previous one
                 k += 1
             if k == len(times):
@@ -101,7 +92,7 @@ def read_frames_at(path: str | os.PathLike, times: np.ndarray, size: int) -> np.
         if n_frames == 0:
             raise MediaError(f"{path}: no decodable video frames")
         if k < len(times):  # at or past the last frame: the last frame
-            out[k:] = _square(prev, size) if prev_img is None else prev_img
+            out[k:] = _frame_rgb(prev, size) if prev_img is None else prev_img
     return out
 
 

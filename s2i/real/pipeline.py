@@ -18,6 +18,7 @@ checkpoint.
 from __future__ import annotations
 
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ def run_corpus(p: dict[str, Any]) -> Corpus:
         out / "metrics" / "corpus.json",
         dict(n_usable=len(corpus.clips), n_skipped=len(corpus.skipped), splits=dict(splits), skipped=corpus.skipped),
     )
+    for s in corpus.skipped:
+        print(f"s2i.real: skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    if not corpus.clips:
+        raise SystemExit(f"{corpus.root}: no usable video ({len(corpus.skipped)} skipped, listed in {out / 'metrics'})")
     return corpus
 
 
