@@ -337,3 +337,37 @@ def test_cli_runs_every_stage_on_a_folder_of_videos(smoke, tmp_path):
     m = json.loads((out / "metrics" / "alignment.json").read_text())
     assert m["n"] == m["n_test"] > 1 and 0 <= m["r1"] <= 1 and m["r10"] >= m["r5"] >= m["r1"]
     assert (out / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------- evaluation
+def test_image_retrieval_and_baseline_arithmetic():
+    from s2i.real.evaluate import derangement, image_retrieval
+
+    frames = torch.eye(4)
+    exact = image_retrieval(frames.clone(), frames, ["a", "a", "b", "b"])
+    assert exact["r1"] == 1.0 and exact["class_r1"] == 1.0 and exact["class_chance"] == 0.5
+    shifted = image_retrieval(frames[[1, 0, 3, 2]], frames, ["a", "a", "b", "b"])
+    assert shifted["r1"] == 0.0 and shifted["r5"] == 1.0 and shifted["class_r1"] == 1.0  # right class, wrong clip
+    p = derangement(7, seed=3)
+    assert sorted(p) == list(range(7)) and not np.any(p == np.arange(7))
+
+
+def test_evaluation_protocol_on_the_tiny_models(smoke, monkeypatch, tmp_path):
+    from s2i.real.pipeline import run_align, run_evaluate
+
+    p, corpus = smoke
+    p = dict(p, real=dict(p["real"], selection=dict(p["real"]["selection"], method="center")))
+    run_select(p)
+    run_extract(p)
+    run_align(p)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # no Inception weights here
+    m = run_evaluate(p)
+    for name in ("sound", "baseline_random_frame", "upper_bound_true_embedding"):
+        assert m[name]["n"] == m["n"] >= 2 and 0 <= m[name]["r1"] <= m[name]["r5"] <= m[name]["r10"] <= 1
+        assert "class_r1" in m[name]
+    assert m["fid_is"]["skipped"].startswith(f"torch-fidelity's Inception weights are not in {tmp_path}")
+    grid = Path(p["real"]["out_dir"]) / "figures" / "evaluation_grid.png"
+    from PIL import Image
+
+    w, h = Image.open(grid).size
+    assert h > 3 * 32 and w > min(m["n"], 8) * 32  # three rows of n_grid images of the generator's size

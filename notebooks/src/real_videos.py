@@ -31,7 +31,7 @@ import pandas as pd
 
 from s2i import read_json, resolve, seed_everything
 from s2i.paths import compose_profile
-from s2i.real.pipeline import prepare_fullsmoke, run_align, run_corpus, run_extract, run_select
+from s2i.real.pipeline import prepare_fullsmoke, run_align, run_corpus, run_evaluate, run_extract, run_select
 
 seed_everything(seed)
 p = compose_profile(profile)
@@ -71,7 +71,10 @@ if sel["scores"]:
     ax.legend()
 
 # %% [markdown]
-# ## Extraction and alignment
+# ## Extraction, alignment and the field's evaluation protocol
+#
+# R@k of images generated from test sounds, judged by an independent CLIP, beside a random other
+# test frame (baseline) and images generated from the true frames' embeddings (upper bound).
 
 # %%
 index = run_extract(p)
@@ -80,6 +83,14 @@ hist = pd.DataFrame(read_json(out / "alignment" / "history.json")).drop(columns=
 display(hist.round(4))
 shown = ("n", "r1", "r5", "r10", "chance_r1", "class_r1", "class_chance")
 display(pd.Series({k: metrics[k] for k in shown if k in metrics}).to_frame("test").round(3))
+evaluation = run_evaluate(p)
+rows = ("sound", "baseline_random_frame", "upper_bound_true_embedding")
+display(pd.DataFrame({k: evaluation[k] for k in rows}).T.round(3))
+print("FID / IS:", evaluation["fid_is"])
+plt.figure(figsize=(8, 3))
+plt.imshow(plt.imread(out / "figures" / "evaluation_grid.png"))
+plt.axis("off")
+plt.title("from the sound / from the true frame's embedding / the true frame", fontsize=8)
 
 # %%
 # NBVAL_CHECK_OUTPUT

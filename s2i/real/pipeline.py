@@ -7,6 +7,7 @@ stage          does                                           writes (under ``re
 ``select``     frame selection by ``real.selection.method``   ``selection/selection.json``, stats
 ``extract``    selected (+ random, ablation) frames -> pairs  ``pairs/`` shards + ``index.json``
 ``align``      train the audio encoder, test retrieval        ``alignment/`` encoder, metrics
+``evaluate``   generate from test sounds, the field's R@k      ``metrics/evaluation.json``, a grid
 =============  =============================================  =====================================
 
 ``python -m s2i.real STAGE`` runs one (``all``: every one in order); ``extract`` and ``align`` also
@@ -250,7 +251,75 @@ def run_align(p: dict[str, Any]) -> dict:
     return m
 
 
-STAGES = {"corpus": run_corpus, "select": run_select, "extract": run_extract, "align": run_align}
+def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
+    """The frames of ``rows`` decoded again from their videos (pairs keep embeddings, not pixels)."""
+    from s2i.real.frames import read_frames_at
+
+    clips = {c.clip_id: c for c in corpus.clips}
+    out = np.zeros((len(rows), size, size, 3), np.uint8)
+    by_clip: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_clip.setdefault(r["clip_id"], []).append(i)
+    for cid, ii in by_clip.items():
+        ii = sorted(ii, key=lambda i: rows[i]["time"])
+        out[ii] = read_frames_at(corpus.root / clips[cid].path, np.array([rows[i]["time"] for i in ii]), size)
+    return out
+
+
+def run_evaluate(p: dict[str, Any]) -> dict:
+    """The field's protocol (:mod:`s2i.real.evaluate`) on up to ``real.evaluation.n`` test pairs:
+    images from the sounds, from the true frames' embeddings (upper bound) and random other frames
+    (baseline), judged by an independent CLIP; a grid of the first ``n_grid`` (sound / upper
+    bound / true frame)."""
+    from s2i.backbones.full import FullBackbones
+    from s2i.backbones.openclip import load_openclip_encoder
+    from s2i.real.align import load_encoder
+    from s2i.real.evaluate import evaluate
+
+    r, seed = p["real"], int(p["base"]["seed"])
+    ev = r["evaluation"]
+    out = resolve(r["out_dir"])
+    corpus = Corpus.load(out / "corpus.json")
+    pairs = Pairs(out / "pairs")
+    te = pairs.select("test", "selected")
+    te = te[np.random.default_rng(seed).permutation(len(te))[: int(ev["n"])]] if len(te) > int(ev["n"]) else te
+    if len(te) < 2:
+        raise SystemExit(f"{out / 'pairs'}: {len(te)} test pairs; the protocol needs at least 2")
+    rows = [pairs.rows[i] for i in te]
+    state = _state()
+    bb = FullBackbones.from_params(p["full"], device=state.device)
+    enc = load_encoder(out / "alignment" / "audio_encoder").to(state.device)
+    j = ev["judge"]
+    judge = load_openclip_encoder(j["model"], j.get("pretrained"), device=state.device)
+    frames = _test_frames(corpus, rows, bb.image_size)
+    z_audio = enc.embed_windows(pairs.windows(te))
+    steps = ev.get("steps") or None
+    metrics, images = evaluate(
+        frames,
+        z_audio,
+        pairs.z(te),
+        lambda z: bb.generate(z, seed=seed, steps=steps, batch=int(ev.get("batch", 8))),
+        judge.encode,
+        [row["label"] for row in rows],
+        seed,
+    )
+    metrics.update(n=len(te), judge=j["model"], steps=steps or bb.steps)
+    write_json(out / "metrics" / "evaluation.json", metrics)
+    from s2i.viz import grid, save_png
+
+    k = min(int(ev.get("n_grid", 8)), len(te))  # rows: from the sound, from the true embedding, the frame
+    sheet = np.concatenate([images["sound"][:k], images["upper"][:k], frames[:k]])
+    save_png(out / "figures" / "evaluation_grid.png", grid(sheet, ncol=k))
+    return metrics
+
+
+STAGES = {
+    "corpus": run_corpus,
+    "select": run_select,
+    "extract": run_extract,
+    "align": run_align,
+    "evaluate": run_evaluate,
+}
 
 
 def prepare_fullsmoke(p: dict[str, Any], videos: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -265,12 +334,15 @@ def prepare_fullsmoke(p: dict[str, Any], videos: str | os.PathLike | None = None
     models = out / "models"
     if not (models / "openclip" / "open_clip_config.json").exists():
         make_tiny_openclip_checkpoint(models / "openclip", embed_dim=32)
+    if not (models / "judge" / "open_clip_config.json").exists():  # the "independent CLIP"
+        make_tiny_openclip_checkpoint(models / "judge", model_name="s2i-tiny-judge", embed_dim=16, seed=1)
     unclip = models / "stable-unclip"
     if not (unclip / "model_index.json").exists():
         make_tiny_unclip_pipeline(unclip, embed_dim=32)
     encoder = dict(model=f"local-dir:{models / 'openclip'}", pretrained=None)
     p = dict(p, full=dict(p["full"], image_encoder=encoder, generator=dict(p["full"]["generator"], path=str(unclip))))
-    real = dict(p["real"])
+    judge = dict(model=f"local-dir:{models / 'judge'}", pretrained=None)
+    real = dict(p["real"], evaluation=dict(p["real"]["evaluation"], judge=judge))
     if videos is None:
         vdir = out / "videos"
         if not (vdir / "vggsound.csv").exists():

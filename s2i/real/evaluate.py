@@ -1,0 +1,107 @@
+"""The field's evaluation protocol on the test split (Sound2Scene's README, "Evaluation").
+
+For each of ``n`` test pairs (selected frames of test clips), the sound's embedding Z^A (the
+trained audio encoder) is drawn by the profile's generator, and the image is compared with the
+test frames through an **independent** CLIP (``real.evaluation.judge``; OpenCLIP ViT-B/32 by
+default -- not the encoder the audio was aligned to, whose space the generator was conditioned on):
+
+* **R@1/5/10**: the image retrieves its own clip's frame among the ``n`` test frames by cosine
+  similarity in the judge's space (chance ``k / n``); **class R@1** where the corpus has labels:
+  the top-1 frame has the clip's label.
+* beside it, the **baseline**: a random other test frame in place of the generated image (what
+  the protocol gives without any sound), and the **upper bound**: the image generated from the
+  true frame's own image embedding Z^V (what a perfect audio encoder would give).
+* **FID and IS** (torch-fidelity, Inception-v3) between the generated images and the test frames,
+  when torch-fidelity and its Inception weights are on the machine; otherwise a one-line reason.
+  With a few hundred images FID is biased upwards; compare runs of the same ``n`` only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+KS = (1, 5, 10)
+
+
+def image_retrieval(queries: torch.Tensor, frames: torch.Tensor, labels: list | None = None) -> dict:
+    """R@k of query ``i`` retrieving frame ``i`` among all frames by cosine similarity (+ class R@1)."""
+    q, f = F.normalize(queries.float(), dim=-1), F.normalize(frames.float(), dim=-1)
+    sim = q @ f.t()  # (n, n)
+    true = sim.diagonal()[:, None]
+    rank = (sim > true).sum(dim=1)  # 0-based rank of the true frame (ties in its favour)
+    n = len(q)
+    out = {f"r{k}": float((rank < k).float().mean()) for k in KS}
+    out.update(n=n, chance_r1=1.0 / n, median_rank=float(rank.float().median() + 1))
+    if labels is not None and all(lb is not None for lb in labels):
+        lab = np.asarray(labels)
+        out["class_r1"] = float((lab[sim.argmax(dim=1).numpy()] == lab).mean())
+        out["class_chance"] = float(sum((lab == c).mean() ** 2 for c in np.unique(lab)))
+    return out
+
+
+def derangement(n: int, seed: int) -> np.ndarray:
+    """A permutation with no fixed point (the baseline's "another test frame")."""
+    rng = np.random.default_rng(seed)
+    if n < 2:
+        return np.arange(n)
+    while True:
+        p = rng.permutation(n)
+        if not np.any(p == np.arange(n)):
+            return p
+
+
+def fid_is(generated: np.ndarray, real: np.ndarray) -> dict:
+    """FID and IS by torch-fidelity, or ``{"skipped": reason}`` when it or its weights are missing
+    (nothing is downloaded: ``HF_HUB_OFFLINE``-style, the Inception weights must be in torch's hub
+    cache already)."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return dict(skipped="torch-fidelity is not installed (pip install torch-fidelity)")
+    hub = os.path.join(torch.hub.get_dir(), "checkpoints")
+    if not os.path.isdir(hub) or not any(f.startswith("weights-inception-2015-12-05") for f in os.listdir(hub)):
+        return dict(skipped=f"torch-fidelity's Inception weights are not in {hub} (run it once on a machine online)")
+    from torch_fidelity import calculate_metrics
+
+    class _Images(torch.utils.data.Dataset):
+        def __init__(self, x: np.ndarray) -> None:
+            self.x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # uint8 (N, 3, H, W)
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return self.x[i]
+
+    m = calculate_metrics(input1=_Images(generated), input2=_Images(real), fid=True, isc=True, verbose=False)
+    return dict(fid=float(m["frechet_inception_distance"]), is_mean=float(m["inception_score_mean"]))
+
+
+def evaluate(
+    frames: np.ndarray,
+    z_audio: torch.Tensor,
+    z_image: torch.Tensor,
+    generate: Callable[[torch.Tensor], np.ndarray],
+    judge: Callable[[np.ndarray], torch.Tensor],
+    labels: list | None = None,
+    seed: int = 0,
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The protocol on ``n`` test pairs: ``frames`` (n, H, W, 3) uint8, the sounds' ``z_audio`` and
+    the frames' ``z_image`` (n, D); ``generate`` draws embeddings, ``judge`` embeds images. Returns
+    the metrics ``{"sound": ..., "baseline_random_frame": ..., "upper_bound_true_embedding": ...,
+    "fid_is": ...}`` and the images ``{"sound", "upper"}``."""
+    j_frames = judge(frames)
+    images = {"sound": generate(z_audio), "upper": generate(z_image)}
+    other = derangement(len(frames), seed)
+    metrics = {
+        "sound": image_retrieval(judge(images["sound"]), j_frames, labels),
+        "baseline_random_frame": image_retrieval(j_frames[other], j_frames, labels),
+        "upper_bound_true_embedding": image_retrieval(judge(images["upper"]), j_frames, labels),
+        "fid_is": fid_is(images["sound"], frames),
+    }
+    return metrics, images
