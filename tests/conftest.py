@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# The suite never reaches the Hugging Face Hub: models come from local files and hand-made caches
+# (tests/test_hub_cache.py turns this off where it serves a Hub of its own).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_DIR = ROOT / "build" / "nbval"
 SMOKE_STAGES = ("00_world", "00_pretrain", "01_frame_selection", "02_extraction", "03_alignment")

@@ -2,9 +2,17 @@
 ``laion2b_s32b_b79k``, whose 1024-d image embedding is the space Stable unCLIP 2.1 is
 conditioned on).
 
-Nothing here downloads weights: checkpoints are read from local files or from the local Hugging
-Face / OpenCLIP caches, and a missing one raises a single :class:`MissingWeightsError` that says
-what to download and which ``params.yaml`` key to point at it."""
+Where weights come from, as open_clip and diffusers users expect:
+
+* a checkpoint file or a ``local-dir:`` folder is read from disk, never downloaded;
+* a pretrained tag or an ``hf-hub:`` id found complete in the local Hugging Face / OpenCLIP cache
+  is used from there, without contacting the Hub;
+* otherwise, on a machine with internet, open_clip downloads it through its own caches (the
+  Hugging Face cache for Hub-hosted weights, as ``create_model_and_transforms`` would);
+* offline (``HF_HUB_OFFLINE=1``), only local files and caches are used.
+
+A model that is neither here nor downloadable raises a single :class:`MissingWeightsError` that
+says what to download and which ``params.yaml`` key to point at it."""
 
 from __future__ import annotations
 
@@ -47,6 +55,71 @@ _HF_CONFIG_NAME = "open_clip_config.json"  # open_clip.constants.HF_CONFIG_NAME
 
 class MissingWeightsError(FileNotFoundError):
     """Pretrained weights are not on this machine; the message says what to download and where."""
+
+
+#: Appended to download failures: how to stop s2i from trying the network.
+OFFLINE_HINT = "on a machine without internet, HF_HUB_OFFLINE=1 makes s2i use local files and caches only"
+
+
+def hub_offline() -> bool:
+    """Whether s2i must not download: Hugging Face Hub offline mode is on.
+
+    True when ``huggingface_hub`` is in offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``
+    set truthy when it was imported) or when ``HF_HUB_OFFLINE`` is truthy in the environment now
+    (set after that import, e.g. in a notebook).
+    """
+    from huggingface_hub import constants
+
+    return constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in constants.ENV_VARS_TRUE_VALUES
+
+
+def _hub_cache(cache_dir: str | os.PathLike | None) -> str:
+    """The Hugging Face cache folder that ``cache_dir`` stands for (its default when ``None``)."""
+    from huggingface_hub import constants
+
+    return os.fspath(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
+
+
+def _download_errors() -> tuple[type[BaseException], ...]:
+    """What a Hub download raises when the files cannot be had: ``OSError`` (huggingface_hub's
+    ``HfHubHTTPError``, ``LocalEntryNotFoundError``, ``requests`` errors, ...) and the HTTP
+    clients' own errors."""
+    import importlib
+
+    errors: list[type[BaseException]] = [OSError]
+    for module in ("httpx2", "httpx"):  # huggingface_hub 2.x's client, and diffusers'/older ones
+        try:
+            errors.append(importlib.import_module(module).HTTPError)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _hub_unreachable(repo: str, filename: str) -> BaseException | None:
+    """One ``HEAD`` request for ``repo/filename`` on the Hub, without retries.
+
+    ``hf_hub_download`` retries a failed connection for about 25 s per file before it gives up; this
+    tells in one request whether the Hub can be reached at all. Returns the network error, or
+    ``None`` when the Hub answered (with any status: the download that follows reports it).
+    """
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, filename))
+    except HfHubHTTPError:
+        return None
+    except (OfflineModeIsEnabled, *_download_errors()) as e:
+        return e
+    return None
+
+
+def _download_failed(err: BaseException) -> str:
+    """A short account of why a download failed, with the endpoint that was tried."""
+    from huggingface_hub import constants
+
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"downloading from {constants.ENDPOINT} failed ({type(err).__name__}: {' '.join(lines[:2])})"
 
 
 @dataclass
@@ -151,7 +224,7 @@ def _openclip_download_hint(model_name: str, tag: str | None = None) -> str:
 
 
 def _cached_tag_checkpoint(model_name: str, tag: str, cache_dir: str | None) -> tuple[str | None, str]:
-    """Local file of a pretrained tag's weights, looked up in the caches only (never the network).
+    """Local file of a pretrained tag's weights, looked up in the caches only (no network).
 
     Returns ``(path or None, where it was looked for)``.
     """
@@ -195,6 +268,73 @@ def _hf_hub_snapshot(repo: str, cache_dir: str | None) -> str | None:
     return None
 
 
+def _fetch_tag_checkpoint(model_name: str, tag: str, cache_dir: str | None, where: str) -> str:
+    """Download a pretrained tag's weights the way ``open_clip.create_model`` does (Hub-hosted ones
+    into the Hugging Face cache, others into ``cache_dir`` or ``~/.cache/clip``); returns the file.
+
+    Raises:
+        MissingWeightsError: offline (``HF_HUB_OFFLINE``), a tag without a download source, or a
+            failed download; the message says what to download and where ``where`` was looked in.
+    """
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    missing = f"OpenCLIP weights {model_name} {tag!r} are not in {where}"
+    hint = _openclip_download_hint(model_name, tag)
+    if cfg.get("file") or not (cfg.get("hf_hub") or cfg.get("url")):
+        raise MissingWeightsError(f"{missing} and the tag has no download source: {hint}.")
+    if hub_offline():
+        raise MissingWeightsError(
+            f"{missing} and HF_HUB_OFFLINE is set (local files and caches only): {hint}; or unset "
+            f"HF_HUB_OFFLINE to let open_clip download them into that cache."
+        )
+    err = None
+    if cfg.get("hf_hub"):
+        repo, filename = os.path.split(cfg["hf_hub"])
+        err = _hub_unreachable(repo, filename or _HF_WEIGHTS_NAME)
+    if err is None:
+        try:
+            return os.fspath(open_clip.pretrained.download_pretrained(cfg, cache_dir=cache_dir))
+        except (RuntimeError, *_download_errors()) as e:  # open_clip: FileNotFoundError / urllib / checksum
+            err = e
+    raise MissingWeightsError(f"{missing} and {_download_failed(err)}: {hint} ({OFFLINE_HINT}).") from err
+
+
+def _fetch_hf_hub_repo(repo: str, cache_dir: str | None) -> str:
+    """Download an ``hf-hub:`` OpenCLIP repo's config and weights the way ``open_clip.create_model``
+    does (into the Hugging Face cache); returns the snapshot folder holding both.
+
+    Raises:
+        MissingWeightsError: offline (``HF_HUB_OFFLINE``) or a failed download; the message says what
+            to download.
+    """
+    import open_clip
+
+    missing = f"OpenCLIP model hf-hub:{repo} is not in the Hugging Face cache {_hub_cache(cache_dir)}"
+    hint = (
+        f"download its config and weights (e.g. `hf download {repo} {_HF_CONFIG_NAME} {_HF_SAFE_WEIGHTS_NAME} "
+        f"--local-dir {DEFAULT_OPENCLIP_DIR}`) and use model 'local-dir:{DEFAULT_OPENCLIP_DIR}'"
+    )
+    if hub_offline():
+        raise MissingWeightsError(
+            f"{missing} and HF_HUB_OFFLINE is set (local files and caches only): {hint}; or fetch it into "
+            f"that cache with `hf download {repo} {_HF_CONFIG_NAME} {_HF_SAFE_WEIGHTS_NAME}`, or unset "
+            f"HF_HUB_OFFLINE to let open_clip download it."
+        )
+    err = _hub_unreachable(repo, _HF_CONFIG_NAME)
+    if err is None:
+        try:
+            open_clip.pretrained.download_pretrained_from_hf(repo, filename=_HF_CONFIG_NAME, cache_dir=cache_dir)
+            open_clip.pretrained.download_pretrained_from_hf(repo, cache_dir=cache_dir)  # safetensors, else .bin
+        except _download_errors() as e:  # open_clip re-raises every failure as FileNotFoundError
+            err = e
+    snapshot = _hf_hub_snapshot(repo, cache_dir) if err is None else None
+    if snapshot is None:
+        why = _download_failed(err) if err is not None else "its config and weights did not land in one snapshot"
+        raise MissingWeightsError(f"{missing} and {why}: {hint} ({OFFLINE_HINT}).") from err
+    return snapshot
+
+
 def load_openclip_encoder(
     model_name: str,
     pretrained: str | os.PathLike | None,
@@ -202,26 +342,32 @@ def load_openclip_encoder(
     cache_dir: str | os.PathLike | None = None,
     precision: str = "fp32",
 ) -> OpenCLIPEncoder:
-    """Load an OpenCLIP model and its inference preprocess transform, offline.
+    """Load an OpenCLIP model and its inference preprocess transform.
+
+    Pretrained tags and ``hf-hub:`` ids are taken from the local caches when they are complete
+    there (no request to the Hub); otherwise open_clip downloads them into its caches, unless
+    ``HF_HUB_OFFLINE`` is set (see :func:`hub_offline`), in which case only local files count.
 
     Args:
         model_name: an OpenCLIP architecture (``"ViT-H-14"``; tiny test configs registered with
             :func:`make_tiny_openclip_checkpoint` work too), or a ``local-dir:<folder>`` /
             ``hf-hub:<org/repo>`` model id as understood by ``open_clip.create_model``.
-        pretrained: a pretrained tag of ``model_name`` (``"laion2b_s32b_b79k"``), looked up in the
-            local caches only, or a checkpoint file (``.bin``/``.pt``/``.pth``/``.safetensors`` state
-            dict; relative paths are taken from the repository root). ``None`` gives random weights.
-            Ignored for ``local-dir:``/``hf-hub:`` names.
+        pretrained: a pretrained tag of ``model_name`` (``"laion2b_s32b_b79k"``), or a checkpoint file
+            (``.bin``/``.pt``/``.pth``/``.safetensors`` state dict; relative paths are taken from the
+            repository root; never downloaded). ``None`` gives random weights. Ignored for
+            ``local-dir:``/``hf-hub:`` names.
         device: where to put the model.
-        cache_dir: the download cache open_clip / huggingface_hub would use (default: theirs).
+        cache_dir: the download cache open_clip / huggingface_hub use (default: theirs, i.e. the
+            Hugging Face cache ``HF_HUB_CACHE`` for Hub-hosted weights, ``~/.cache/clip`` for others).
         precision: ``open_clip`` precision (``"fp32"``, ``"fp16"``, ``"bf16"``, ...).
 
     Returns:
         An :class:`OpenCLIPEncoder` (model in eval mode + its ``preprocess_val`` transform).
 
     Raises:
-        MissingWeightsError: the weights are not on this machine; the message says what to
-            download and which ``params.yaml`` key to set.
+        MissingWeightsError: the weights are not on this machine and could not be downloaded (or
+            ``HF_HUB_OFFLINE`` is set); the message says what to download and which ``params.yaml``
+            key to set.
     """
     import open_clip
 
@@ -231,14 +377,7 @@ def load_openclip_encoder(
 
     if model_name.startswith("hf-hub:"):
         repo = model_name[len("hf-hub:") :]
-        snapshot = _hf_hub_snapshot(repo, cache_dir)
-        if snapshot is None:
-            raise MissingWeightsError(
-                f"OpenCLIP model {model_name} is not in the local Hugging Face cache and s2i never "
-                f"downloads weights: download its config and weights (e.g. `hf download {repo} "
-                f"{_HF_CONFIG_NAME} {_HF_SAFE_WEIGHTS_NAME} --local-dir {DEFAULT_OPENCLIP_DIR}`) and use "
-                f"model 'local-dir:{DEFAULT_OPENCLIP_DIR}'."
-            )
+        snapshot = _hf_hub_snapshot(repo, cache_dir) or _fetch_hf_hub_repo(repo, cache_dir)
         model_name, checkpoint, pretrained = f"local-dir:{snapshot}", snapshot, None
     elif model_name.startswith("local-dir:"):
         folder = resolve(model_name[len("local-dir:") :])
@@ -256,10 +395,7 @@ def load_openclip_encoder(
             tag = pretrained
             checkpoint, where = _cached_tag_checkpoint(arch, tag, cache_dir)
             if checkpoint is None:
-                raise MissingWeightsError(
-                    f"OpenCLIP weights {model_name} {tag!r} are not in {where} and s2i never downloads "
-                    f"weights: {_openclip_download_hint(arch, tag)}."
-                )
+                checkpoint = _fetch_tag_checkpoint(arch, tag, cache_dir, where)
             # load the cached file, with the preprocessing the tag was trained with
             cfg = open_clip.get_pretrained_cfg(arch, tag)
             kwargs.update(
