@@ -365,9 +365,27 @@ def test_evaluation_protocol_on_the_tiny_models(smoke, monkeypatch, tmp_path):
     for name in ("sound", "baseline_random_frame", "upper_bound_true_embedding"):
         assert m[name]["n"] == m["n"] >= 2 and 0 <= m[name]["r1"] <= m[name]["r5"] <= m[name]["r10"] <= 1
         assert "class_r1" in m[name]
+    vol = {row["gain_db"]: row for row in m["volume"]}
+    assert sorted(vol) == [-12, -6, 0, 6, 12] and vol[0]["z_shift"] == 0 and vol[0]["image_shift"] < 1e-6
+    assert vol[12]["z_shift"] > 0  # s2i's log-mel front end hears level
     assert m["fid_is"]["skipped"].startswith(f"torch-fidelity's Inception weights are not in {tmp_path}")
     grid = Path(p["real"]["out_dir"]) / "figures" / "evaluation_grid.png"
     from PIL import Image
 
     w, h = Image.open(grid).size
     assert h > 3 * 32 and w > min(m["n"], 8) * 32  # three rows of n_grid images of the generator's size
+
+
+def test_level_reaches_both_front_ends_the_log_mel_more():
+    """The volume documentation's figures: -6 dB on a tone in noise moves Sound2Scene's standardised
+    log spectrogram by ~0.2 (its 1e-7 floor sits near quiet bins' power) and s2i's log-mel by ~0.8."""
+    from s2i.real.features import audio_features
+
+    t = np.arange(16000) / 16000
+    w = (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(0).normal(size=t.size)).astype(np.float32)
+    quiet = (w * 10 ** (-6 / 20)).astype(np.float32)
+    rel = {}
+    for kind in ("sound2scene", "logmel"):
+        a, b = audio_features(quiet[None], kind), audio_features(w[None], kind)
+        rel[kind] = float((a - b).norm() / b.norm())
+    assert 0.1 < rel["sound2scene"] < 0.4 and rel["logmel"] > 2 * rel["sound2scene"]

@@ -14,6 +14,17 @@ default -- not the encoder the audio was aligned to, whose space the generator w
 * **FID and IS** (torch-fidelity, Inception-v3) between the generated images and the test frames,
   when torch-fidelity and its Inception weights are on the machine; otherwise a one-line reason.
   With a few hundred images FID is biased upwards; compare runs of the same ``n`` only.
+
+**Volume** (claim 8, :func:`volume_response`): the same test sounds at gains ``gains_db``. A sound's
+level reaches the picture only through the audio encoder, then the embedding: s2i's log-mel front
+end keeps absolute level (a louder sound moves Z^A, and the toy world's encoder learns its size
+law from it). Sound2Scene's front end standardises each clip's log spectrogram, which would cancel
+a gain, but its floor ``log(S + 1e-7)`` sits near the power of quiet bins, so level still moves its
+features, less: -6 dB on a tone in noise moves them by about 0.2 (relative L2) against 0.8 for the
+log-mel (tests/test_real_path.py); above 0 dBFS the waveform clips at +-1. The guidance scale is the
+profile's, whatever the level (mixing derives per-source weights from *relative* levels,
+:mod:`s2i.method.mix`). Measured per gain: how far Z^A moves (relative L2 from 0 dB), how far the
+pictures move (the judge's cosine distance from the 0-dB pictures) and R@1 against the frames.
 """
 
 from __future__ import annotations
@@ -105,3 +116,32 @@ def evaluate(
         "fid_is": fid_is(images["sound"], frames),
     }
     return metrics, images
+
+
+def volume_response(
+    windows: np.ndarray,
+    frames: np.ndarray,
+    embed: Callable[[np.ndarray], torch.Tensor],
+    generate: Callable[[torch.Tensor], np.ndarray],
+    judge: Callable[[np.ndarray], torch.Tensor],
+    gains_db: tuple[float, ...] = (-12.0, -6.0, 0.0, 6.0, 12.0),
+) -> list[dict]:
+    """Per gain: ``z_shift`` (mean ``||Z^A(g) - Z^A(0)|| / ||Z^A(0)||``), ``image_shift`` (mean
+    judge cosine distance between the pictures at ``g`` and at 0 dB, same seed) and ``r1`` of the
+    pictures against ``frames``; ``windows`` (n, S) are the test sounds at their own level."""
+    j_frames = judge(frames)
+    z0 = embed(windows)
+    j0 = F.normalize(judge(generate(z0)).float(), dim=-1)
+    rows = []
+    for g in gains_db:
+        z = z0 if g == 0 else embed(np.clip(windows * 10 ** (g / 20), -1, 1).astype(np.float32))
+        j = j0 if g == 0 else F.normalize(judge(generate(z)).float(), dim=-1)
+        rows.append(
+            dict(
+                gain_db=float(g),
+                z_shift=float(((z - z0).norm(dim=-1) / z0.norm(dim=-1).clamp_min(1e-12)).mean()),
+                image_shift=float((1 - (j * j0).sum(-1)).mean()),
+                r1=image_retrieval(j, j_frames)["r1"],
+            )
+        )
+    return rows

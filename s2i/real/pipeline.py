@@ -304,6 +304,17 @@ def run_evaluate(p: dict[str, Any]) -> dict:
         seed,
     )
     metrics.update(n=len(te), judge=j["model"], steps=steps or bb.steps)
+    from s2i.real.evaluate import volume_response
+
+    nv = min(int(ev.get("n_volume", 16)), len(te))  # a subset: len(gains) pictures per sound
+    metrics["volume"] = volume_response(
+        pairs.windows(te[:nv]),
+        frames[:nv],
+        enc.embed_windows,
+        lambda z: bb.generate(z, seed=seed, steps=steps, batch=int(ev.get("batch", 8))),
+        judge.encode,
+        tuple(float(g) for g in ev.get("gains_db", (-12, -6, 0, 6, 12))),
+    )
     write_json(out / "metrics" / "evaluation.json", metrics)
     from s2i.viz import grid, save_png
 
