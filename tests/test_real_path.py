@@ -389,3 +389,26 @@ def test_level_reaches_both_front_ends_the_log_mel_more():
         a, b = audio_features(quiet[None], kind), audio_features(w[None], kind)
         rel[kind] = float((a - b).norm() / b.norm())
     assert 0.1 < rel["sound2scene"] < 0.4 and rel["logmel"] > 2 * rel["sound2scene"]
+
+
+def test_cli_generates_with_an_encoder_trained_by_s2i_real(smoke, tmp_path):
+    """`s2i generate --profile full --audio-encoder <out_dir>/alignment/audio_encoder`."""
+    import yaml
+
+    from s2i.real.pipeline import run_align
+
+    p, corpus = smoke
+    p = dict(p, real=dict(p["real"], selection=dict(p["real"]["selection"], method="center")))
+    run_select(p)
+    run_extract(p)
+    run_align(p)
+    (tmp_path / "full.yaml").write_text(yaml.safe_dump(dict(full=p["full"])))
+    sound = Path(p["real"]["video_dir"]) / corpus.clips[0].path
+    env = dict(os.environ, PYTHONPATH=str(repo_root()), OMP_NUM_THREADS="1")
+    enc = Path(p["real"]["out_dir"]) / "alignment" / "audio_encoder"
+    cmd = [sys.executable, "-m", "s2i", "generate", "--profile", "full", "--config", str(tmp_path / "full.yaml")]
+    cmd += ["--audio-encoder", str(enc), "-n", "2", "-o", str(tmp_path / "out"), "--quiet", str(sound)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pngs = sorted((tmp_path / "out").glob("*_0?.png"))
+    assert len(pngs) == 2

@@ -94,17 +94,26 @@ def load_model(args):
     full = d.get("params", {}).get("full") if args.profile == "full" else None
     if args.audio_encoder is not None:
         from s2i.backbones import load_backbones
-        from s2i.models.published import load_published_audio_encoder
 
-        enc = load_published_audio_encoder(_user_path(args.audio_encoder), args.audio_encoder_kind)
+        path = _user_path(args.audio_encoder)
+        if Path(path).is_dir() and (Path(path) / "audio_encoder.json").is_file():  # trained by s2i.real
+            from s2i.real.align import encoder_info, load_encoder
+
+            info = encoder_info(path)
+            enc, dim, window = load_encoder(path), info["embed_dim"], info["window_s"]
+        else:  # a published checkpoint
+            from s2i.models.published import load_published_audio_encoder
+
+            enc = load_published_audio_encoder(path, args.audio_encoder_kind)
+            dim, window = enc.embed_dim, enc.window_s
         backbones = load_backbones(args.profile, model_dir, full)
-        if enc.embed_dim != backbones.embed_dim:
-            hint = "; use --profile full" if args.profile != "full" and enc.embed_dim == 1024 else ""
+        if dim != backbones.embed_dim:
+            hint = "; use --profile full" if args.profile != "full" and dim == 1024 else ""
             raise CLIError(
-                f"{Path(args.audio_encoder).name} gives {enc.embed_dim}-d embeddings but the {args.profile} "
+                f"{Path(args.audio_encoder).name} gives {dim}-d embeddings but the {args.profile} "
                 f"profile's generator takes {backbones.embed_dim}-d ones{hint}"
             )
-        return Sound2Image(backbones, enc, window_s=args.encoder_window or enc.window_s)
+        return Sound2Image(backbones, enc, window_s=args.encoder_window or window or d["window_s"])
     run_dir = _user_path(args.run_dir) or d["run_dir"]
     window_s = args.encoder_window or d["window_s"]
     return Sound2Image.from_run(run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full)
@@ -130,13 +139,15 @@ def read_config(path: str) -> dict:
 
 def check_model_options(args) -> None:
     """Fail fast (before any input is read or model loaded) on a ``--config`` that is not a YAML
-    mapping or an ``--audio-encoder`` that is not a file."""
+    mapping or an ``--audio-encoder`` that is neither a checkpoint file nor a trained encoder's folder."""
     if args.config is not None:
         read_config(args.config)
     if args.audio_encoder is not None:
         from s2i.models.published import published_checkpoint_path
 
-        published_checkpoint_path(_user_path(args.audio_encoder), args.audio_encoder_kind)
+        path = Path(_user_path(args.audio_encoder))
+        if not (path.is_dir() and (path / "audio_encoder.json").is_file()):  # else: trained by s2i.real
+            published_checkpoint_path(path, args.audio_encoder_kind)
 
 
 def check_audio(path: str) -> Path:

@@ -133,6 +133,14 @@ def save_encoder(model: nn.Module, cfg: RealAlignCfg, out_dir: str | os.PathLike
     write_json(out / "audio_encoder.json", dict(info, embed_dim=model.embed_dim))
 
 
+def encoder_info(out_dir: str | os.PathLike) -> dict:
+    """What a saved encoder needs around it: ``{"encoder", "embed_dim", "window_s"}``."""
+    meta = read_json(Path(out_dir) / "audio_encoder.json")
+    kind = meta.get("encoder", "s2i")
+    dim = meta["cfg"]["embed_dim"] if kind == "s2i" else meta["embed_dim"]
+    return dict(encoder=kind, embed_dim=int(dim), window_s=meta.get("window_s"))
+
+
 def load_encoder(out_dir: str | os.PathLike) -> nn.Module:
     """An encoder saved by :func:`save_encoder` (eval mode), with ``embed_windows``."""
     from safetensors.torch import load_file
