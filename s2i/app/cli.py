@@ -60,7 +60,15 @@ def cmd_generate(args) -> int:
     def one(p: Path, prefix: str) -> None:
         audio = s2i.load_audio(p)
         images = s2i.generate(
-            audio, sr=SR, n=args.n, seed=args.seed, guidance=args.guidance, steps=args.steps, progress=not args.quiet
+            audio,
+            sr=SR,
+            n=args.n,
+            seed=args.seed,
+            guidance=args.guidance,
+            steps=args.steps,
+            progress=not args.quiet,
+            height=None if args.size is None else args.size[0],
+            width=None if args.size is None else args.size[1],
         )
         written = _write_images(images, out, prefix, _scale(args, images.shape[1]))
         print(f"{p}: {len(images)} images -> {written[0].parent}/{prefix}_*.png", flush=True)
@@ -79,7 +87,9 @@ def cmd_mix(args) -> int:
     from s2i.models.audio_encoder import SR
 
     sounds = [s2i.load_audio(p) for p in paths]
-    images = _as_batch(s2i.generate_mix(sounds, gains, n=args.n, seed=args.seed, sr=SR, steps=args.steps))
+    images = _as_batch(
+        s2i.generate_mix(sounds, gains, n=args.n, seed=args.seed, sr=SR, steps=args.steps, size=args.size)
+    )
     out = Path(args.out)
     _write_images(images, out, "mix", _scale(args, images.shape[1]))
     desc = ", ".join(f"{p.name} {g:+g} dB" for p, g in zip(paths, gains))
@@ -114,7 +124,9 @@ def cmd_video(args) -> int:
     s2i = load_model(args)
     from s2i.method.edit import edit_video
 
-    edit_video(s2i, str(vp), str(ap), str(out), seed=args.seed, steps=args.steps)
+    edit_video(
+        s2i, str(vp), str(ap), str(out), seed=args.seed, steps=args.steps, keep_audio=args.audio_track == "video"
+    )
     print(f"{vp} + {ap} -> {out}")
     return 0
 
@@ -164,6 +176,20 @@ def cmd_thumbnails(args) -> int:
 
 
 # ----------------------------------------------------------------------------- the parser
+SIZE_HELP = (
+    "width x height of the pictures, e.g. 768x512 (full profile: multiples of 8; default: the "
+    "generator's square; the toy generator draws 32x32 only)"
+)
+
+
+def picture_size(text: str) -> tuple[int, int]:
+    """``--size WxH`` -> (height, width); argparse reports a malformed value."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT in pixels, e.g. 768x512, got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
 def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     d = defaults or pipeline_defaults()
     common = argparse.ArgumentParser(add_help=False)
@@ -196,8 +222,9 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         "--audio-encoder",
         default=None,
         metavar="PATH",
-        help="a published audio encoder's checkpoint (Sound2Vision's sound2vision_env.pth, 1024-d: "
-        "--profile full) used instead of the run's trained one; no trained run is needed then",
+        help="an audio encoder used instead of the run's trained one: a published checkpoint (Sound2Vision's "
+        "sound2vision_env.pth, 1024-d: --profile full) or a folder trained by `python -m s2i.real align` "
+        "(<out_dir>/alignment/audio_encoder); no trained run is needed then",
     )
     g.add_argument(
         "--audio-encoder-kind",
@@ -251,6 +278,7 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         help="audio files (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, or a video's audio track)",
     )
     p.add_argument("-n", "--n", type=int, default=4, help="images per file")
+    p.add_argument("--size", type=picture_size, default=None, metavar="WxH", help=SIZE_HELP)
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_generate)
 
@@ -273,6 +301,7 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         "(or repeated: --gain 0 --gain -6); default 0 dB each",
     )
     p.add_argument("-n", "--n", type=int, default=1, help="images")
+    p.add_argument("--size", type=picture_size, default=None, metavar="WxH", help=SIZE_HELP)
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_mix)
 
@@ -295,11 +324,19 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         parents=[common],
         formatter_class=fmt,
         help="video + audio -> video",
-        description="Put what is heard into every frame of a video (claims 15-16).",
+        description="Put what is heard into every frame of a video (claims 15-16): an H.264 + AAC "
+        "MP4 with the input's frame rate, frame count, width x height and audio track; the sound's "
+        "loudness drives the edit frame by frame.",
     )
     p.add_argument("video", help="video file")
     p.add_argument("audio", help="audio file")
     p.add_argument("-o", "--out", default=None, help="output .mp4 (default: <video>_s2i.mp4)")
+    p.add_argument(
+        "--audio-track",
+        choices=["video", "sound"],
+        default="video",
+        help="the output's audio: the video's own track (the sound if it has none), or the sound",
+    )
     p.set_defaults(func=cmd_video)
 
     p = sub.add_parser(

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.method.edit import EDIT_W_SOUND, edit_image, prepare_image
+from s2i.method.edit import EDIT_W_SOUND, edit_image, prepare_image, read_rgb
 from s2i.method.generate import Sound2Image
 from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.models.audio_encoder import SR
@@ -141,7 +141,9 @@ def explore_once(
             ``None`` = one source.
         mix_db: level of the second sound relative to the first (dB).
         image: an image to edit -- ``None`` (sound only), a background (name or index: the toy
-            world's empty still of it), or a uint8 (H, W, 3) array (any size: centre-cropped).
+            world's empty still of it), or a uint8 (H, W, 3) array (any size: centre-cropped to
+            the generator's :meth:`~s2i.backbones.base.Backbones.drawing_size` of it, as
+            :func:`s2i.method.edit.edit_image` does).
         seed: sampling noise (same settings and seed -> the same images).
         guidance: guidance weight of the sound (split over two sources as in
             :func:`s2i.eval.studies.mix_generate`; the sound's weight when editing).
@@ -155,7 +157,7 @@ def explore_once(
         progress: called as ``progress(stage, i, len(STAGES))`` before each stage.
 
     Returns:
-        dict: ``images`` uint8 (n, 32, 32, 3); ``settings`` (every knob, names not indices,
+        dict: ``images`` uint8 (n, h, w, 3) (toy: 32x32); ``settings`` (every knob, names not indices,
         plus ``method``); ``report`` (the judge's dict, ``None`` without a judge); ``audio`` the
         heard mix (mono float32 at ``sr``); ``sr``; ``method`` (``generate``, ``compose`` or
         ``edit``); ``input_image`` (the image edited, or ``None``); ``summary`` (one line
@@ -190,7 +192,8 @@ def explore_once(
             img = still_image(image)
             image_label = f"still:{world.BACKGROUNDS[world.background_index(image)]}"
         else:
-            img = prepare_image(image, s2i.backbones.image_size)
+            rgb = read_rgb(image)
+            img = prepare_image(rgb, s2i.backbones.drawing_size(*rgb.shape[:2]))
             image_label = image_name
     # 3. generate, by the method's own entry points (embeddings memoised in ``cache``)
     say(STAGES[2], 2, len(STAGES))
@@ -330,14 +333,14 @@ def decode_sound(name: str, data: bytes) -> np.ndarray:
     return a
 
 
-def decode_image(name: str, data: bytes) -> np.ndarray:
-    """Uploaded image bytes -> uint8 (32, 32, 3); a ``ValueError`` naming the file if unreadable."""
+def decode_image(name: str, data: bytes, size: int | None = world.IMG) -> np.ndarray:
+    """Uploaded image bytes -> uint8 (size, size, 3) (centre crop + resize), or the image as it
+    is with ``size=None`` (the explorer's widget: :func:`explore_once` prepares it for the
+    generator); a ``ValueError`` naming the file if unreadable."""
     from PIL import Image
-
-    from s2i.method.edit import prepare_image
 
     try:
         img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     except Exception as e:  # PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError...)
         raise ValueError(f"cannot read {name!r} as image: {type(e).__name__}: {e}") from None
-    return prepare_image(img)
+    return img if size is None else prepare_image(img, size)

@@ -65,11 +65,12 @@ class Explorer:
         auto: bool = True,
         precompute: bool = True,
         generate: bool = True,
-        scale: int = 4,
+        scale: int | None = None,
     ):
         import ipywidgets as W
 
-        self.s2i, self.n, self.steps, self.scale = s2i, int(n), steps, int(scale)
+        self.s2i, self.n, self.steps = s2i, int(n), steps
+        self.scale = None if scale is None else int(scale)  # None: small pictures enlarged to >= 128 px
         self.cache = EmbeddingCache()
         self.result: dict | None = None
         self.error: str | None = None
@@ -257,7 +258,9 @@ class Explorer:
         self._uploaded(change, decode_sound, "_uploaded_sound", self.sound_source)
 
     def _image_uploaded(self, change):
-        self._uploaded(change, decode_image, "_uploaded_image", self.image_choice)
+        self._uploaded(
+            change, lambda name, data: decode_image(name, data, size=None), "_uploaded_image", self.image_choice
+        )
 
     def _uploaded(self, change, decode, attr: str, widget):
         """Decode the newest uploaded file into ``attr`` = (name, value), then select "upload"."""
@@ -340,11 +343,13 @@ class Explorer:
     def _show(self, res: dict):
         from s2i.viz import grid
 
-        self.images.value = png_bytes(grid(res["images"], len(res["images"]), scale=self.scale))
+        scale = self.scale or display_scale(res["images"])
+        self.images.value = png_bytes(grid(res["images"], len(res["images"]), scale=scale))
         self.spectrogram.value = png_bytes(spectrogram_image(res["audio"], res["sr"]))
         self.player.value = wav_bytes(res["audio"], res["sr"])
         if res["input_image"] is not None:
-            self.input_image.value = png_bytes(res["input_image"].repeat(self.scale, 0).repeat(self.scale, 1))
+            s = self.scale or display_scale(res["input_image"][None])
+            self.input_image.value = png_bytes(res["input_image"].repeat(s, 0).repeat(s, 1))
             self.input_box.layout.display = None
         else:
             self.input_box.layout.display = "none"
@@ -354,15 +359,22 @@ class Explorer:
         return self.box._repr_mimebundle_(**kwargs)
 
 
-def plot_result(res: dict, scale: int = 4):
+def display_scale(images: np.ndarray) -> int:
+    """The whole factor that shows (N, H, W, 3) pictures at least 128 px high (1 for large ones),
+    as the command line writes them: the toy's 32 px pictures x 4."""
+    return max(1, -(-128 // max(1, int(images.shape[1]))))
+
+
+def plot_result(res: dict, scale: int | None = None):
     """A static matplotlib figure of one :func:`explore_once` result: the images (with the
-    judge's verdicts) and the spectrogram of what is heard."""
+    judge's verdicts) and the spectrogram of what is heard (``scale``: default
+    :func:`display_scale`)."""
     import matplotlib.pyplot as plt
 
     from s2i.viz import grid
 
     fig, (a0, a1) = plt.subplots(1, 2, figsize=(8, 2.6), gridspec_kw=dict(width_ratios=[len(res["images"]), 2]))
-    a0.imshow(grid(res["images"], len(res["images"]), scale=scale))
+    a0.imshow(grid(res["images"], len(res["images"]), scale=scale or display_scale(res["images"])))
     a0.set_axis_off()
     s = res["settings"]
     a0.set_title(

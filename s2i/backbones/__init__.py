@@ -28,7 +28,8 @@ def load_backbones(
     profile: str, model_dir: str | os.PathLike | None = None, full_params: dict | None = None
 ) -> Backbones:
     """The backbones of a profile: ``toy``/``smoke`` load ``model_dir`` (the pretrain stage's
-    output); ``full`` loads OpenCLIP + Stable unCLIP as configured in ``full_params``."""
+    output); ``full`` loads OpenCLIP + Stable unCLIP as configured in ``full_params`` (default:
+    the ``full`` section of ``params.yaml``, else of ``profiles/full.yaml``)."""
     if profile in ("toy", "smoke"):
         if model_dir is None:
             raise ValueError("toy/smoke backbones need model_dir")
@@ -36,8 +37,20 @@ def load_backbones(
     if profile == "full":
         from s2i.backbones.full import FullBackbones
 
-        return FullBackbones.from_params(full_params or {})
+        return FullBackbones.from_params(default_full_params() if full_params is None else full_params)
     raise ValueError(f"unknown profile {profile!r} (toy, smoke or full)")
+
+
+def default_full_params() -> dict:
+    """The ``full`` section of ``params.yaml`` when the active profile has one, else that of the
+    shipped ``full`` profile (``profiles/full.yaml`` composed)."""
+    from s2i.paths import load_params, load_profile
+
+    try:
+        params = load_params()
+    except FileNotFoundError:
+        params = {}
+    return params["full"] if "full" in params else load_profile("full")["full"]
 
 
 def load_judge(model_dir: str | os.PathLike) -> Judge:

@@ -20,8 +20,9 @@ class Backbones(Protocol):
 
     Attributes:
         profile: ``"toy"``, ``"smoke"`` or ``"full"``.
-        image_size: side of the square images :meth:`generate` draws (and :meth:`compose`'s masks
-            and regions must have); an encoder may take another size (it resizes its input).
+        image_size: side of the square images :meth:`generate` and :meth:`compose` draw by default
+            (and their masks and regions then have); an encoder may take another size (it resizes
+            its input). Other sizes: :meth:`drawing_size`.
         embed_dim: dimension D of the image embeddings.
         guidance: the generator's default classifier-free guidance scale.
         supports_composition: whether :meth:`compose` is available.
@@ -39,6 +40,14 @@ class Backbones(Protocol):
         """uint8 (N, H, W, 3) images -> (N, D) float embeddings (Z^V), on the CPU."""
         ...
 
+    def drawing_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) at which the generator draws a picture for a ``height`` x ``width`` frame
+        or image: the frame's aspect where the generator draws other shapes than its square
+        (the full profile: the shorter side at ``image_size``, sides rounded to what its networks
+        take), else its square ``(image_size, image_size)`` (the toy generator). Every size it
+        returns is one :meth:`generate` and :meth:`compose` accept."""
+        ...
+
     def generate(
         self,
         embeddings: torch.Tensor,
@@ -47,9 +56,13 @@ class Backbones(Protocol):
         steps: int | None = None,
         seed: int = 0,
         progress: bool = False,
+        height: int | None = None,
+        width: int | None = None,
     ) -> np.ndarray:
         """(N, D) embeddings -> uint8 (N * n_per, H, W, 3), the ``n_per`` images of each
-        embedding consecutive; the same seed gives the same images."""
+        embedding consecutive; the same seed gives the same images. ``height`` x ``width``: a
+        size from :meth:`drawing_size` (default the square ``image_size``); ValueError for a
+        size the generator does not draw."""
         ...
 
     def compose(
@@ -64,11 +77,13 @@ class Backbones(Protocol):
         masks=None,
         region=None,
         progress: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Composed guidance: K condition tensors (N, D) with K weights (negative: away from),
         optional term masks (K, H, W) or (K, N, H, W), an init image (N, H, W, 3) noised to
-        ``strength`` and a region (drawn inside, kept outside) -> uint8 (N, H, W, 3). Only where
-        ``supports_composition`` is true."""
+        ``strength`` and a region (drawn inside, kept outside) -> uint8 (N, H, W, 3). ``size``:
+        the drawing's (H, W), from :meth:`drawing_size` (default the square ``image_size``);
+        masks and regions have it. Only where ``supports_composition`` is true."""
         ...
 
 

@@ -7,6 +7,7 @@ Weights are only read locally (see :class:`s2i.backbones.openclip.MissingWeights
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # imported lazily at run time: diffusers is slow to import
 from s2i.backbones.unclip import DEFAULT_UNCLIP_DIR, load_unclip_pipeline, unclip_embed_dim
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+MAX_ASPECT = 2.0  # the longest side drawn, in shorter sides: a wider frame is drawn (and edited) in its centre
 
 
 class FullBackbones:
@@ -53,15 +56,20 @@ class FullBackbones:
       draws what ``StableUnCLIPImg2ImgPipeline.__call__`` draws, to float rounding
       (``tests/test_full_profile.py`` checks it).
 
-    Latents have ``unet.config.in_channels`` (4) channels at ``image_size / vae_scale_factor``;
-    init images are VAE-encoded (the mean of the latent distribution) and multiplied by the VAE's
-    ``scaling_factor``; term masks and regions, given at ``image_size``, are averaged down (area)
-    to the latents' resolution.
+    Latents have ``unet.config.in_channels`` (4) channels at the drawing's size over
+    ``vae_scale_factor``; init images are VAE-encoded (the mean of the latent distribution) and
+    multiplied by the VAE's ``scaling_factor``; term masks and regions, given at the drawing's
+    size, are averaged down (area) to the latents' resolution. Drawings need not be square: any
+    ``height`` x ``width`` in multiples of 8 (as the pipeline requires); :meth:`drawing_size`
+    gives the one for a frame's aspect (what editing a non-square photo or video uses).
 
     Attributes:
-        image_size: side of the square images :meth:`generate` draws by default and :meth:`compose`
-            draws (and its masks must have): the pipeline's native resolution,
+        image_size: side of the square images :meth:`generate` and :meth:`compose` draw by default
+            (and their masks then have): the pipeline's native resolution,
             ``unet.config.sample_size * vae_scale_factor``; without a generator, the encoder's.
+        size_step: the sides :meth:`drawing_size` gives are multiples of it: 8 (the pipeline's
+            rule) and the VAE's factor times the UNet's downsampling factor (Stable Diffusion 2:
+            8 * 8 = 64), so the UNet's feature maps halve evenly.
         encoder_image_size: side of the square images the encoder takes (after its own
             preprocessing, which resizes any input to it).
         embed_dim: dimension of the image embeddings (encoder output = unCLIP conditioning).
@@ -92,6 +100,7 @@ class FullBackbones:
         self.encoder_image_size = encoder.image_size
         self.embed_dim = encoder.embed_dim
         self.image_size = self.encoder_image_size
+        self.size_step = 8
         self.scheduler = None
         if pipe is not None:
             if unclip_embed_dim(pipe) != self.embed_dim:
@@ -103,6 +112,8 @@ class FullBackbones:
             from diffusers import DDIMScheduler
 
             self.image_size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+            unet_factor = 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+            self.size_step = math.lcm(8, int(pipe.vae_scale_factor) * unet_factor)
             # the sampler's scheduler: the pipeline's schedule, stepped on x0 predictions
             self.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type="sample")
 
@@ -153,6 +164,27 @@ class FullBackbones:
         return self.encoder.encode(images, batch_size=batch_size)
 
     # ------------------------------------------------------------------------- drawing
+
+    def drawing_size(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) drawn for a ``height`` x ``width`` frame: its aspect, the shorter side at
+        ``image_size`` (the resolution the pipeline was trained at), the longer one at most
+        :data:`MAX_ASPECT` times it, both rounded to multiples of ``size_step``. A frame's
+        aspect is thus kept to within half a step (Stable unCLIP at 768 px: 1080p is drawn at
+        768 x 1344, 1.6 % narrower)."""
+        if height < 1 or width < 1:
+            raise ValueError(f"a frame must have a positive size, got {width}x{height} (WxH)")
+        step, side = self.size_step, self.image_size
+        ratio = min(max(height, width) / min(height, width), MAX_ASPECT)
+        short = max(step, int(round(side / step)) * step)
+        long = max(short, int(round(side * ratio / step)) * step)
+        return (short, long) if height <= width else (long, short)
+
+    def _size(self, height: int | None, width: int | None) -> tuple[int, int]:
+        """(height, width), defaulting to ``image_size``; ValueError unless multiples of 8."""
+        height, width = int(height or self.image_size), int(width or self.image_size)
+        if height % 8 or width % 8 or height < 8 or width < 8:
+            raise ValueError(f"height and width must be multiples of 8, got {height} x {width}")
+        return height, width
 
     def _pipe(self) -> StableUnCLIPImg2ImgPipeline:
         if self.pipe is None:
@@ -225,32 +257,39 @@ class FullBackbones:
         shape = (n, int(pipe.unet.config.in_channels), int(height) // vsf, int(width) // vsf)
         return torch.randn(shape, generator=generator) * pipe.scheduler.init_noise_sigma
 
-    def _to_latent_res(self, m: torch.Tensor | None) -> torch.Tensor | None:
-        """A mask from :func:`s2i.models.sampler.spatial` at ``image_size``, averaged (area) down
-        to the latents' resolution, same leading dimensions."""
+    def _to_latent_res(self, m: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor | None:
+        """A mask from :func:`s2i.models.sampler.spatial` at the drawing's ``size`` (H, W),
+        averaged (area) down to the latents' resolution, same leading dimensions."""
         if m is None:
             return None
-        side = self.image_size // int(self._pipe().vae_scale_factor)
+        vsf = int(self._pipe().vae_scale_factor)
+        hw = (size[0] // vsf, size[1] // vsf)
         lead = m.shape[:-2]
-        small = torch.nn.functional.interpolate(m.reshape(-1, 1, *m.shape[-2:]), size=(side, side), mode="area")
-        return small.reshape(*lead, side, side)
+        small = torch.nn.functional.interpolate(m.reshape(-1, 1, *m.shape[-2:]), size=hw, mode="area")
+        return small.reshape(*lead, *hw)
 
     @torch.no_grad()
-    def encode_latents(self, images: np.ndarray) -> torch.Tensor:
-        """uint8 (N, H, W, 3) images (any size: centre-cropped and resized to ``image_size``) ->
-        (N, C, h, w) float32 latents: the mean of the VAE's latent distribution times its
-        ``scaling_factor``, on the pipeline's device."""
-        from s2i.media import square_resize
+    def encode_latents(self, images: np.ndarray, size: tuple[int, int] | None = None, batch: int = 16) -> torch.Tensor:
+        """uint8 (N, H, W, 3) images (any size: centre-cropped to the aspect of ``size`` (H, W),
+        default the square ``image_size``, and resized to it) -> (N, C, h, w) float32 latents:
+        the mean of the VAE's latent distribution times its ``scaling_factor``, on the
+        pipeline's device; ``batch`` images per VAE pass (a video's frames fit in memory)."""
+        from s2i.media import fit_resize
         from s2i.models.common import to_tensor
 
         vae = self._pipe().vae
+        height, width = self._size(*(size or (None, None)))
         imgs = np.asarray(images)
         if imgs.ndim == 3:
             imgs = imgs[None]
-        if imgs.shape[1:3] != (self.image_size, self.image_size):
-            imgs = np.stack([square_resize(im, self.image_size) for im in imgs])
-        x = to_tensor(imgs).to(device=vae.device, dtype=vae.dtype)
-        return vae.encode(x).latent_dist.mode().float() * vae.config.scaling_factor
+        out = []
+        for s in range(0, len(imgs), max(1, int(batch))):
+            chunk = imgs[s : s + max(1, int(batch))]
+            if chunk.shape[1:3] != (height, width):
+                chunk = np.stack([fit_resize(im, height, width) for im in chunk])
+            x = to_tensor(chunk).to(device=vae.device, dtype=vae.dtype)
+            out.append(vae.encode(x).latent_dist.mode().float() * vae.config.scaling_factor)
+        return torch.cat(out)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, batch: int | None = None) -> np.ndarray:
@@ -324,9 +363,7 @@ class FullBackbones:
         """
         emb = self._embeddings(embeddings)
         n, n_per = emb.shape[0], int(n_per)
-        height, width = height or self.image_size, width or self.image_size
-        if height % 8 or width % 8:
-            raise ValueError(f"height and width must be multiples of 8, got {height} x {width}")
+        height, width = self._size(height, width)
         if n == 0:
             return np.zeros((0, height, width, 3), np.uint8)
         guidance = self.guidance if guidance is None else float(guidance)
@@ -359,6 +396,7 @@ class FullBackbones:
         progress: bool = False,
         noise_level: int | None = None,
         batch: int = 16,
+        size: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Composed guidance (mixing, editing) on Stable unCLIP, through the one sampler:
         ``x0 = x0_u + sum_k w_k m_k (x0_k - x0_u)`` on the latents (see the class docs for how
@@ -372,12 +410,13 @@ class FullBackbones:
             seed: seeds a CPU ``torch.Generator``: the terms' embedding noise (term by term), then
                 the starting latents.
             steps: DDIM steps (default ``self.steps``).
-            init_images: optional uint8 (N or 1, H, W, 3), any size (centre-cropped and resized to
-                ``image_size``), VAE-encoded and noised to ``strength`` (SDEdit; 1 = pure noise).
+            init_images: optional uint8 (N or 1, H, W, 3), any size (centre-cropped to the
+                drawing's aspect and resized to its size), VAE-encoded and noised to ``strength``
+                (SDEdit; 1 = pure noise).
             shared_noise: the same noise (latents and embedding noise) for every item.
-            masks: optional term masks (K, H, W) or (K, N, H, W) in [0, 1] at ``image_size``,
+            masks: optional term masks (K, H, W) or (K, N, H, W) in [0, 1] at the drawing's size,
                 averaged down to the latents.
-            region: optional (H, W) or (N, H, W) in [0, 1] at ``image_size``, with ``init_images``:
+            region: optional (H, W) or (N, H, W) in [0, 1] at the drawing's size, with ``init_images``:
                 drawn inside; outside, every step's x0 is the input's latents (blended diffusion)
                 and so are the final latents (:func:`~s2i.models.sampler.sample` blends once more
                 after Stable Diffusion's last step, which stops short of t = 0). Outside the
@@ -386,8 +425,10 @@ class FullBackbones:
                 attention and group norms see the whole latent).
             noise_level: of the embeddings (default ``self.noise_level``).
             batch: items per network pass (each pass holds K + 1 latents per item).
+            size: the drawing's (height, width), multiples of 8 (:meth:`drawing_size` gives one
+                for a frame's aspect); default ``(image_size, image_size)``.
         Returns:
-            uint8 (N, image_size, image_size, 3).
+            uint8 (N, height, width, 3).
         """
         from s2i.models.sampler import spatial
 
@@ -398,7 +439,7 @@ class FullBackbones:
             raise ValueError(f"all conditions must have the same shape, got {[tuple(e.shape) for e in embs]}")
         if region is not None and init_images is None:
             raise ValueError("region needs init_images (what to keep outside it)")
-        N, size = embs[0].shape[0], self.image_size
+        N, size = embs[0].shape[0], self._size(*(size or (None, None)))
         noise_level = self.noise_level if noise_level is None else int(noise_level)
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
         rows = 1 if shared_noise else N
@@ -408,14 +449,14 @@ class FullBackbones:
                 for e in embs
             ]
         )
-        noise = self._latent_noise(rows, size, size, generator).expand(N, -1, -1, -1)
+        noise = self._latent_noise(rows, *size, generator).expand(N, -1, -1, -1)
         init = None
         if init_images is not None:
-            init = self.encode_latents(init_images)
+            init = self.encode_latents(init_images, size, batch)
             if init.shape[0] == 1:
                 init = init.expand(N, -1, -1, -1)
             if init.shape[0] != N:
                 raise ValueError(f"init_images: {init.shape[0]} images for {N} conditions")
-        mk = self._to_latent_res(None if masks is None else spatial(masks, len(embs), size, "masks"))
-        rg = self._to_latent_res(None if region is None else spatial(region, None, size, "region"))
+        mk = self._to_latent_res(None if masks is None else spatial(masks, len(embs), size, "masks"), size)
+        rg = self._to_latent_res(None if region is None else spatial(region, None, size, "region"), size)
         return self._draw(labels, weights, noise, steps, init, strength, mk, rg, batch, progress)

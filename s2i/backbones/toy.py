@@ -55,6 +55,17 @@ class ToyBackbones:
             imgs = np.stack([square_resize(im, world.IMG) for im in imgs])
         return embed(self.encoder, imgs)
 
+    def drawing_size(self, height: int, width: int) -> tuple[int, int]:
+        """The toy generator draws only its square: ``(image_size, image_size)`` for any frame."""
+        return self.image_size, self.image_size
+
+    def _check_size(self, size: tuple[int | None, int | None]) -> None:
+        """ValueError for a requested (height, width) other than the generator's square."""
+        side = self.image_size
+        if any(s is not None and int(s) != side for s in size):
+            h, w = (side if s is None else int(s) for s in size)
+            raise ValueError(f"the {self.profile} generator draws {side}x{side} pictures only, not {w}x{h} (WxH)")
+
     def generate(
         self,
         embeddings: torch.Tensor,
@@ -66,8 +77,12 @@ class ToyBackbones:
         noise_level: float = 0.0,
         init_images: np.ndarray | None = None,
         strength: float = 1.0,
+        height: int | None = None,
+        width: int | None = None,
     ) -> np.ndarray:
-        """(N, D) embeddings -> uint8 (N * n_per, 32, 32, 3) images. See :class:`ToyGenerator`."""
+        """(N, D) embeddings -> uint8 (N * n_per, 32, 32, 3) images. See :class:`ToyGenerator`.
+        ``height``/``width``: None or the generator's side (ValueError otherwise)."""
+        self._check_size((height, width))
         return self.generator(
             embeddings,
             n_per=n_per,
@@ -92,8 +107,11 @@ class ToyBackbones:
         masks=None,
         region=None,
         progress: bool = False,
+        size: tuple[int, int] | None = None,
     ) -> np.ndarray:
-        """Composed guidance (mixing, editing). See :meth:`ToyGenerator.compose`."""
+        """Composed guidance (mixing, editing). See :meth:`ToyGenerator.compose`. ``size``: None
+        or the generator's square (ValueError otherwise)."""
+        self._check_size((None, None) if size is None else size)
         return self.generator.compose(
             conds,
             weights,

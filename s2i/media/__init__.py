@@ -10,12 +10,15 @@ Public API
 - :func:`read_video` -- one file, first video stream + first audio stream, decoded in a
   single demux pass, as a :class:`Video`.
 - :func:`read_audio` -- first audio stream of any file as mono float32 at ``sr``.
+- :func:`read_audio_track` -- the same stream as it is heard (mono or stereo, its own rate),
+  to write it again.
 - :func:`iter_audio_windows` -- stream an arbitrarily long file as batches of fixed-length
   windows (constant memory); :func:`audio_window_starts` gives the same window grid without
   decoding.
 - :func:`probe` -- container and per-stream facts (codec, fps, duration, rate, channels, size).
 - :func:`read_videos_skipping` -- decode many files, listing the bad ones instead of failing.
 - :func:`write_video` -- H.264 + AAC MP4.
+- :func:`square_resize`, :func:`fit_resize` -- centre-crop to an aspect and resize.
 
 Every failure to read a file raises :class:`MediaError` whose message starts with the
 file path, then ``": "`` and the reason; no raw PyAV/FFmpeg exception escapes.
@@ -40,9 +43,17 @@ Layout
 public is imported from here.
 """
 
-from s2i.media.audio import audio_window_starts, encode_audio, iter_audio_windows, read_audio
+from s2i.media.audio import audio_window_starts, encode_audio, iter_audio_windows, read_audio, read_audio_track
 from s2i.media.common import SR, MediaError, NonFiniteAudio, probe
-from s2i.media.video import Video, read_video, read_videos_skipping, square_resize, write_video
+from s2i.media.video import (
+    Video,
+    aspect_crop,
+    fit_resize,
+    read_video,
+    read_videos_skipping,
+    square_resize,
+    write_video,
+)
 
 __all__ = [
     "SR",
@@ -51,11 +62,14 @@ __all__ = [
     "write_video",
     "read_video",
     "read_audio",
+    "read_audio_track",
     "iter_audio_windows",
     "audio_window_starts",
     "probe",
     "read_videos_skipping",
     "square_resize",
+    "fit_resize",
+    "aspect_crop",
     "encode_audio",
     "NonFiniteAudio",
 ]

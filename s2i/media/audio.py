@@ -1,6 +1,7 @@
 """Audio: decoded frames of any format to mono float32 at a target rate, :func:`read_audio`, the
 window grid (:func:`audio_window_starts`) and streaming windows (:func:`iter_audio_windows`),
-and :func:`encode_audio` for writers."""
+:func:`read_audio_track` (the track as it is heard, to write it again) and :func:`encode_audio`
+for writers."""
 
 from __future__ import annotations
 
@@ -131,6 +132,59 @@ def read_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
         if not len(audio):
             raise MediaError(f"{path}: no audio samples (the audio stream is empty)")
         return _trim_mov_padding(c, st, audio, sr)
+
+
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
+    """The first audio stream of a file as it is heard, to be written again (e.g. as the audio of
+    an edited video): ``(audio, sr, start)``.
+
+    ``audio`` is float32 (C, S): mono stays mono, everything else becomes stereo (more than two
+    channels are downmixed by libswresample); ``sr`` is the stream's own sample rate, or 48 kHz
+    where AAC cannot store it (:data:`AAC_RATES`); ``start`` is the time of its first sample in
+    the file's timestamps, in seconds (0 when unknown). AAC tail padding of MP4/MOV files is cut,
+    as in :func:`read_audio`. Raises :class:`MediaError` like :func:`read_audio`."""
+    path = Path(path)
+    c = _open(path)
+    with decoding(path, c, " audio"):
+        if not c.streams.audio:
+            raise MediaError(f"{path}: no audio stream")
+        st = c.streams.audio[0]
+        rate = int(st.codec_context.sample_rate or 0)
+        sr = rate if rate in AAC_RATES else 48000
+        layout = "mono" if st.codec_context.channels == 1 else "stereo"
+        channels = 1 if layout == "mono" else 2
+        chunks: list[np.ndarray] = []
+        start, res, key = None, None, None
+
+        def take(frames) -> None:  # packed float (see _MonoAudio): (1, S * C) -> (S, C)
+            for fr in frames:
+                chunks.append(fr.to_ndarray().reshape(-1, channels).astype(np.float32, copy=False))
+
+        for pkt in c.demux(st):
+            for fr in pkt.decode():
+                if start is None and fr.time is not None:
+                    start = float(fr.time)
+                k = (fr.format.name, fr.layout.name, fr.sample_rate)
+                if res is not None and k != key:  # a format change mid-stream: flush, restart
+                    take(res.resample(None))
+                    res = None
+                if res is None:
+                    res, key = av.AudioResampler(format="flt", layout=layout, rate=sr), k
+                fr.pts = None
+                take(res.resample(fr))
+        if res is not None:
+            take(res.resample(None))
+        audio = np.concatenate(chunks) if chunks else np.zeros((0, channels), np.float32)
+        if not np.isfinite(audio).all():
+            raise NonFiniteAudio("audio samples are not finite (NaN or infinite values)")
+        _check_truncated(path, c, {st: len(audio) / sr})
+        if not len(audio):
+            raise MediaError(f"{path}: no audio samples (the audio stream is empty)")
+        audio = _trim_mov_padding(c, st, audio, sr)  # along the first axis: samples
+        return np.ascontiguousarray(audio.T), sr, start or 0.0
 
 
 # --------------------------------------------------------------------------------------------

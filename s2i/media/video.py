@@ -1,6 +1,6 @@
 """Video: :class:`Video`, decoded frames to RGB (rotation, square crop and resize in swscale),
 :func:`read_video` (frames and audio in one demux pass), :func:`read_videos_skipping`,
-:func:`square_resize` and the H.264 + AAC MP4 writer :func:`write_video`."""
+:func:`square_resize` / :func:`fit_resize` and the H.264 + AAC MP4 writer :func:`write_video`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from s2i.utils import atomic_path
 @dataclass
 class Video:
     """A decoded video: ``frames`` (T, H, W, 3) uint8, ``times`` (T,) seconds,
-    ``audio`` (S,) float32 mono at ``sr`` (``None`` when the file has no audio)."""
+    ``audio`` (S,) float32 mono at ``sr`` (``None`` when the file has no audio); ``start``: the
+    zero of ``times`` and ``audio`` in the file's own timestamps, in seconds."""
 
     path: str
     frames: np.ndarray
@@ -39,6 +40,7 @@ class Video:
     audio: np.ndarray | None
     sr: int | None
     duration: float
+    start: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -138,15 +140,30 @@ class _Frames:
 def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop an RGB uint8 image to a square and resize it to ``size`` (area filter).
     The result is a new, writable array (``torch.as_tensor`` warns about read-only ones)."""
+    return fit_resize(img, size, size)
+
+
+def aspect_crop(height: int, width: int, aspect: float) -> tuple[int, int, int, int]:
+    """``(y0, x0, h, w)``: the largest centred crop of a ``height`` x ``width`` picture whose
+    width / height is ``aspect`` (rounded to whole pixels)."""
+    if width > height * aspect:
+        h, w = height, max(1, min(width, int(round(height * aspect))))
+    else:
+        h, w = max(1, min(height, int(round(width / aspect)))), width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def fit_resize(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre-crop an RGB uint8 image to the aspect of ``height`` x ``width`` (:func:`aspect_crop`)
+    and resize it to that size (area filter when shrinking, bicubic when enlarging). A new,
+    writable array; :func:`square_resize` is the square case."""
     from PIL import Image
 
-    h, w = img.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    img = img[y0 : y0 + s, x0 : x0 + s]
-    if s == size:
+    y0, x0, h, w = aspect_crop(img.shape[0], img.shape[1], width / height)
+    img = img[y0 : y0 + h, x0 : x0 + w]
+    if (h, w) == (height, width):
         return np.array(img)
-    return np.array(Image.fromarray(img).resize((size, size), Image.BOX if s > size else Image.BICUBIC))
+    return np.array(Image.fromarray(img).resize((width, height), Image.BOX if h > height else Image.BICUBIC))
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +247,7 @@ def read_video(path: str | os.PathLike, sr: int = SR, size: int | None = None, n
         _check_truncated(path, c, decoded)
         if need_audio and (audio is None or not len(audio)):
             raise MediaError(f"{path}: no decodable audio in the audio stream")
-    return Video(str(path), frame_array, t, fps, audio, sr if audio is not None else None, duration)
+    return Video(str(path), frame_array, t, fps, audio, sr if audio is not None else None, duration, origin)
 
 
 def read_videos_skipping(paths: Iterable[str | os.PathLike], **kw) -> tuple[list[Video], list[dict]]:

@@ -21,11 +21,17 @@ whole-picture edit. Design and measurements: ``docs/decisions/editing.md``.
 
 For a video, every frame is edited with the audio window around its time, with the same noise
 for every frame (shared seed) and the sound embedding smoothed over neighbouring frames, so the
-object is stable and its size follows the sound's volume envelope.
+object is stable and its size follows the sound's volume envelope. The edited video keeps the
+input's frame rate, frame count, pixel size and audio track (:func:`edit_video`).
+
+Pictures of any shape: the generator draws at :meth:`~s2i.backbones.base.Backbones.drawing_size`
+of the input -- the full profile at the input's aspect, the toy generator its 32x32 square -- so
+an image is edited whole (full) or in its centre square (toy), see :func:`edit_window`.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -33,7 +39,7 @@ import numpy as np
 import torch
 
 from s2i.backbones.base import require_composition
-from s2i.media import read_video, square_resize, write_video
+from s2i.media import aspect_crop, fit_resize, read_audio_track, read_video, square_resize, write_video
 from s2i.method.generate import Sound2Image
 from s2i.method.mix import AMBIENCE_DB, band_regions
 from s2i.models.audio_encoder import SR
@@ -42,21 +48,27 @@ from s2i.toyworld import world
 EDIT_STRENGTH = 0.6  # how far the input is noised
 EDIT_W_SOUND = 5.0  # guidance weight of the sound's terms (inside the region)
 
+ASPECT_TOLERANCE = 0.1  # a drawing within 10 % of a frame's aspect stands for the whole frame (edit_window)
 
-def edit_region(region, size: int, seed: int = 0) -> torch.Tensor | None:
-    """The region an edit may change, (size, size) in [0, 1]: ``"half"`` -- the soft left or
-    right half of the picture, drawn from ``seed`` (:func:`s2i.method.mix.band_regions`; a side
-    by side split keeps a whole cross-section of the scene, sky and ground, as it was); ``"all"`` / None --
-    the whole picture (returns None); or an array (size, size) in [0, 1]."""
+SMALL_DRAWING = 128  # px: a drawing whose shorter side is below it is enlarged with its own pixels (nearest)
+
+
+def edit_region(region, size: int | tuple[int, int], seed: int = 0) -> torch.Tensor | None:
+    """The region an edit may change, (H, W) in [0, 1] for a picture of ``size`` (its side, or
+    its (H, W)): ``"half"`` -- the soft left or right half of the picture, drawn from ``seed``
+    (:func:`s2i.method.mix.band_regions`; a side by side split keeps a whole cross-section of the
+    scene, sky and ground, as it was); ``"all"`` / None -- the whole picture (returns None); or an
+    array (H, W) in [0, 1]."""
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if region is None or (isinstance(region, str) and region == "all"):
         return None
     if isinstance(region, str):
         if region != "half":
-            raise ValueError(f"unknown edit region {region!r}: 'half', 'all' or a ({size}, {size}) mask")
+            raise ValueError(f"unknown edit region {region!r}: 'half', 'all' or a ({h}, {w}) mask")
         return band_regions(2, size, seed, split="columns")[0]
     m = torch.as_tensor(np.asarray(region, np.float32))
-    if m.shape != (size, size) or not bool(((m >= 0) & (m <= 1)).all()):
-        raise ValueError(f"an edit region mask must be ({size}, {size}) with values in [0, 1], got {tuple(m.shape)}")
+    if m.shape != (h, w) or not bool(((m >= 0) & (m <= 1)).all()):
+        raise ValueError(f"an edit region mask must be ({h}, {w}) with values in [0, 1], got {tuple(m.shape)}")
     return m
 
 
@@ -72,12 +84,15 @@ def compose_edit(
     region="half",
     steps: int | None = None,
     shared_noise: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The edit's composed guidance: the image's term (``z_image``, ``w_image``) everywhere, the
     sound's terms (``conds``, ``weights``, e.g. from :func:`sound_terms`) inside ``region``
-    (:func:`edit_region`), outside which the input is kept; SDEdit from ``init_images``."""
+    (:func:`edit_region`), outside which the input is kept; SDEdit from ``init_images``
+    (N, H, W, 3). Drawn at ``size`` (H, W), one the generator draws
+    (:meth:`~s2i.backbones.base.Backbones.drawing_size`); default its square ``image_size``."""
     require_composition(backbones, "editing")
-    rg = edit_region(region, backbones.image_size, seed)
+    rg = edit_region(region, backbones.image_size if size is None else size, seed)
     masks = None if rg is None else torch.stack([torch.ones_like(rg)] + [rg] * len(conds))
     return backbones.compose(
         [z_image] + conds,
@@ -89,11 +104,12 @@ def compose_edit(
         shared_noise=shared_noise,
         masks=masks,
         region=rg,
+        size=size,
     )
 
 
-def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) -> np.ndarray:
-    """Any RGB image (array or file path) -> uint8 (size, size, 3): centre crop + resize."""
+def read_rgb(image: np.ndarray | str | os.PathLike) -> np.ndarray:
+    """An RGB(A) image (array or file path) -> uint8 (H, W, 3); ValueError naming a bad file."""
     if isinstance(image, (str, os.PathLike)):
         from PIL import Image, UnidentifiedImageError
 
@@ -104,7 +120,16 @@ def prepare_image(image: np.ndarray | str | os.PathLike, size: int = world.IMG) 
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
-    return square_resize(img[..., :3].astype(np.uint8), size)
+    return img[..., :3].astype(np.uint8)
+
+
+def prepare_image(image: np.ndarray | str | os.PathLike, size: int | tuple[int, int] = world.IMG) -> np.ndarray:
+    """Any RGB image (array or file path) -> uint8 (size, size, 3), or (H, W, 3) for ``size`` =
+    (H, W): centre crop to that aspect + resize."""
+    img = read_rgb(image)
+    if isinstance(size, int):
+        return square_resize(img, size)
+    return fit_resize(img, int(size[0]), int(size[1]))
 
 
 def sound_terms(
@@ -132,10 +157,13 @@ def edit_image(
     steps: int | None = None,
     region="half",
 ) -> np.ndarray:
-    """Image + sound -> ``n`` edited images (uint8 (n, 32, 32, 3)).
+    """Image + sound -> ``n`` edited images, uint8 (n, h, w, 3) at the generator's
+    :meth:`~s2i.backbones.base.Backbones.drawing_size` of the image (toy: 32x32; full: the
+    image's aspect).
 
     Args:
-        image: uint8 (H, W, 3) array or an image file; resized to the generator's size.
+        image: uint8 (H, W, 3) array or an image file; centre-cropped to the drawing's aspect
+            and resized to its size.
         audio: a file path or an array (with ``sr``), or a list of them: several sounds, each
             with its own terms and ``w_sound`` shared among them.
         gain_db: volume change of the sound (louder -> bigger object); one per sound, or one for all.
@@ -144,11 +172,13 @@ def edit_image(
         ambience_db: the sound turned down by this much is its negative term (cancels the
             recording's background; see the module docs); None: no cancellation.
         region: where the edit may change the picture (:func:`edit_region`): ``"half"``
-            (default, which half from ``seed``), ``"all"``, or a (32, 32) mask in [0, 1].
+            (default, which half from ``seed``), ``"all"``, or an (h, w) mask in [0, 1].
     """
-    img = prepare_image(image, s2i.backbones.image_size)
+    rgb = read_rgb(image)
+    size = s2i.backbones.drawing_size(*rgb.shape[:2])
+    img = prepare_image(rgb, size)
     require_composition(s2i.backbones, "editing")
-    edit_region(region, s2i.backbones.image_size, seed)  # a bad region fails before any work
+    edit_region(region, size, seed)  # a bad region fails before any work
     many = isinstance(audio, (list, tuple))
     audio, gains = (list(audio), gain_db) if many else ([audio], [gain_db])
     gains = list(gains) if isinstance(gains, (list, tuple)) else [gains] * len(audio)
@@ -172,6 +202,7 @@ def edit_image(
         strength,
         region,
         steps,
+        size=size,
     )
 
 
@@ -206,8 +237,9 @@ def edit_frames(
     region="half",
     steps: int | None = None,
 ) -> np.ndarray:
-    """Edit each frame (uint8 (T, H, W, 3) at the generator's size) with the sound around its
-    time; every frame has the same noise and the same ``region`` (:func:`edit_region`)."""
+    """Edit each frame (uint8 (T, h, w, 3) at a size the generator draws: a
+    :meth:`~s2i.backbones.base.Backbones.drawing_size`) with the sound around its time; every
+    frame has the same noise and the same ``region`` (:func:`edit_region`)."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
     z_q = (
         None
@@ -216,9 +248,50 @@ def edit_frames(
     )
     z_img = s2i.backbones.encode_images(frames)
     conds, weights = sound_terms(z_snd, z_q, w_sound)
+    size = (int(frames.shape[1]), int(frames.shape[2]))
     return compose_edit(
-        s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps, shared_noise=True
+        s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps, True, size
     )
+
+
+def edit_window(height: int, width: int, drawing: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(y0, x0, h, w)``: the part of a ``height`` x ``width`` frame that a drawing of size
+    ``drawing`` (h, w) stands for. The whole frame when the drawing's aspect is within
+    :data:`ASPECT_TOLERANCE` of the frame's (the full profile draws at the frame's aspect, its
+    sides rounded to what its networks take: the small difference is absorbed by resizing);
+    otherwise the frame's largest centred crop of the drawing's aspect (the toy generator's
+    square in a wide frame: its centre square)."""
+    dh, dw = drawing
+    if abs(math.log((dw / dh) / (width / height))) <= math.log1p(ASPECT_TOLERANCE):
+        return 0, 0, height, width
+    return aspect_crop(height, width, dw / dh)
+
+
+def _resize(img: np.ndarray, height: int, width: int, pixels: bool) -> np.ndarray:
+    """``img`` resized to ``height`` x ``width`` (the same array when it has that size already):
+    area filter when shrinking; when enlarging, nearest neighbour if ``pixels`` (a small drawing
+    shown with its own pixels) else bicubic."""
+    from PIL import Image
+
+    if img.shape[:2] == (height, width):
+        return img
+    if img.shape[0] > height:
+        filt = Image.BOX
+    else:
+        filt = Image.NEAREST if pixels else Image.BICUBIC
+    return np.asarray(Image.fromarray(img).resize((width, height), filt))
+
+
+def _video_audio(video_path, v, keep_audio: bool, sound: np.ndarray) -> tuple[np.ndarray, int]:
+    """The edited video's audio track and its rate: the input's own track (its rate and
+    channels, on the frames' clock: a track that starts later than the first frame is delayed,
+    an earlier one cut) when ``keep_audio`` and the input has one, else ``sound`` (mono at SR)."""
+    if not keep_audio or v.audio is None or not len(v.audio):
+        return sound, SR
+    track, rate, start = read_audio_track(video_path)
+    shift = int(round((start - (v.start + float(v.times[0]))) * rate))
+    track = np.pad(track, ((0, 0), (shift, 0))) if shift > 0 else track[:, -shift:]
+    return track, rate
 
 
 def edit_video(
@@ -235,25 +308,48 @@ def edit_video(
     ambience_db: float | None = AMBIENCE_DB,
     region="half",
     steps: int | None = None,
+    keep_audio: bool = True,
 ) -> Path:
-    """Video + sound -> an MP4 (H.264 + AAC) with the same fps and duration whose frames are the
-    input frames with the sound's object added, following the sound's volume over time; the
-    sound is muxed in as the audio track (trimmed or zero-padded to the video's duration).
-    Frames are edited at the generator's resolution (toy: 32x32) and scaled back to the input size."""
+    """Video + sound -> an MP4 (H.264 + AAC) whose frames are the input's with the sound's object
+    added, its size following the sound's volume over time (the sound, trimmed or zero-padded to
+    the video's duration, drives frame ``i`` by the window around its time). Every frame is
+    edited with the same noise (:func:`edit_frames`), so the video does not flicker.
+
+    The output keeps the input's frame rate, frame count (hence duration), pixel size (odd sides
+    lose their last row or column: H.264 4:2:0 needs even ones) and audio: the input's own audio
+    track, re-encoded as AAC at its sample rate, mono or stereo (more channels are downmixed to
+    stereo), with its duration. ``keep_audio=False``, or an input without audio, gives the
+    driving sound as the audio track instead (mono, 16 kHz).
+
+    Geometry: each frame is edited at the generator's
+    :meth:`~s2i.backbones.base.Backbones.drawing_size` for it. The full profile draws at the
+    frame's aspect (shorter side at its resolution, sides rounded to its size step): the whole
+    frame is resized to the drawing and the edit resized back to the frame. The toy generator
+    draws its 32x32 square: the frame's centre square is edited and pasted back into the frame,
+    the rest of which is kept as it was (a square frame is edited whole, as before). See
+    :func:`edit_window`. An edit is enlarged bicubic, or with its own pixels (nearest neighbour,
+    as the command line shows small pictures) where its shorter side is below
+    :data:`SMALL_DRAWING` (the toy's 32 px); it is shrunk by area.
+    """
     v = read_video(video_path, need_audio=False)
     a = s2i.load_audio(audio, sr)
     n = int(round(v.duration * SR))
     a = np.pad(a, (0, max(0, n - len(a))))[:n]
-    size = s2i.backbones.image_size
-    small = np.stack([square_resize(f, size) for f in v.frames])
+    H, W = v.frames.shape[1:3]
+    h, w = s2i.backbones.drawing_size(H, W)
+    y0, x0, ch, cw = edit_window(H, W, (h, w))
+    small = np.stack([_resize(f[y0 : y0 + ch, x0 : x0 + cw], h, w, pixels=False) for f in v.frames])
     out = edit_frames(
         s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region, steps
     )
-    H, W = v.frames.shape[1:3]
-    if (H, W) != (size, size):
-        from PIL import Image
-
-        s = min(H, W)
-        H2, W2 = s - s % 2, s - s % 2
-        out = np.stack([np.asarray(Image.fromarray(f).resize((W2, H2), Image.NEAREST)) for f in out])
-    return write_video(out_path, out, v.fps, a, SR)
+    H2, W2 = H - H % 2, W - W % 2  # H.264 4:2:0
+    pixels = min(h, w) < SMALL_DRAWING
+    frames = v.frames[:, :H2, :W2]  # written over in place: a long video is held once
+    whole = (ch, cw) == (H, W)  # the edit stands for the whole frame, else it is pasted into it
+    for i, f in enumerate(out):
+        if whole:
+            frames[i] = _resize(f, H2, W2, pixels)
+        else:
+            frames[i, y0 : y0 + ch, x0 : x0 + cw] = _resize(f, ch, cw, pixels)[: H2 - y0, : W2 - x0]
+    track, track_sr = _video_audio(video_path, v, keep_audio, a)
+    return write_video(out_path, frames, v.fps, track, track_sr)

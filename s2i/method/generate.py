@@ -134,7 +134,9 @@ class Sound2Image:
         steps: int | None = None,
         **kw,
     ) -> np.ndarray:
-        """Audio -> ``n`` images (uint8 (n, H, W, 3)); the same seed gives the same images."""
+        """Audio -> ``n`` images (uint8 (n, H, W, 3)); the same seed gives the same images.
+        ``kw`` goes to the backbones' ``generate``: e.g. ``height``/``width`` (a size the
+        generator draws, see :meth:`~s2i.backbones.base.Backbones.drawing_size`), ``progress``."""
         z = self.embed_audio(audio, sr)[None]
         return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
 
@@ -152,6 +154,7 @@ class Sound2Image:
         candidates: int = MIX_CANDIDATES,
         steps: int | None = None,
         guidance: float | None = None,
+        size: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
@@ -164,7 +167,8 @@ class Sound2Image:
         noisy image, so unconstrained terms tend to draw their objects at the same spot, one on
         top of the other (:func:`mix_term_masks`). Each image is the best of ``candidates``
         drawn ones, by :func:`pick_nearest_sources` (1: no choice). ``steps``: sampling steps
-        and ``guidance``: the guidance scale the weights derive from (defaults: the generator's)."""
+        and ``guidance``: the guidance scale the weights derive from (defaults: the generator's).
+        ``size``: the pictures' (height, width), one the generator draws (default its square)."""
         gains_db = gains_db or [0.0] * len(sounds)
         if len(gains_db) != len(sounds):
             raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
@@ -177,4 +181,6 @@ class Sound2Image:
             ambience_db,
             ambience_weight,
         )
-        return compose_mix(self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates, steps)
+        return compose_mix(
+            self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates, steps, size
+        )

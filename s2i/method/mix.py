@@ -23,41 +23,52 @@ REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of co
 MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
 
 
+def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    """A picture's (H, W) from its side (square) or its (H, W)."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
 def band_regions(
-    n: int, size: int, seed: int = 0, softness: float = REGION_SOFTNESS, split: str = "any"
+    n: int, size: int | tuple[int, int], seed: int = 0, softness: float = REGION_SOFTNESS, split: str = "any"
 ) -> torch.Tensor:
-    """``n`` soft regions that tile a ``size`` x ``size`` image: equal bands, side by side
-    (``split="columns"``), stacked (``"rows"``) or either (``"any"``, drawn from ``seed``), in
-    an order drawn from ``seed``; sigmoid edges ``softness`` px wide; they sum to 1 at every
-    pixel. (n, size, size) float32; ``n == 1``: the whole image."""
+    """``n`` soft regions that tile a ``size`` x ``size`` image (or an (H, W) one: ``size`` a
+    pair): equal bands, side by side (``split="columns"``), stacked (``"rows"``) or either
+    (``"any"``, drawn from ``seed``), in an order drawn from ``seed``; sigmoid edges
+    ``softness`` px wide; they sum to 1 at every pixel. (n, H, W) float32; ``n == 1``: the
+    whole image."""
     if n < 1:
         raise ValueError(f"need at least one region, got {n}")
     if split not in ("any", "columns", "rows"):
         raise ValueError(f"unknown split {split!r} (any, columns, rows)")
+    h, w = _shape(size)
     if n == 1:
-        return torch.ones(1, size, size)
+        return torch.ones(1, h, w)
     rng = np.random.default_rng([0x5E61, int(seed)])
     vertical = bool(rng.integers(2))  # True: stacked bands (the band index varies down the rows)
     if split != "any":
         vertical = split == "rows"
     order = rng.permutation(n)
-    x = torch.arange(size, dtype=torch.float32) + 0.5
-    edges = [size * j / n for j in range(1, n)]
+    length = h if vertical else w  # the bands' axis
+    x = torch.arange(length, dtype=torch.float32) + 0.5
+    edges = [length * j / n for j in range(1, n)]
     # cumulative sigmoids: s_j(x) = P(x is past edge j); band j = s_{j-1} - s_j
-    s = [torch.ones(size)] + [torch.sigmoid((x - e) / softness) for e in edges] + [torch.zeros(size)]
-    bands = torch.stack([s[j] - s[j + 1] for j in range(n)])[order]  # (n, size)
-    return (
-        bands[:, :, None].expand(n, size, size) if vertical else bands[:, None, :].expand(n, size, size)
-    ).contiguous()
+    s = [torch.ones(length)] + [torch.sigmoid((x - e) / softness) for e in edges] + [torch.zeros(length)]
+    bands = torch.stack([s[j] - s[j + 1] for j in range(n)])[order]  # (n, length)
+    return (bands[:, :, None].expand(n, h, w) if vertical else bands[:, None, :].expand(n, h, w)).contiguous()
 
 
 def mix_term_masks(
-    n_sources: int, ambience_db: float | None, size: int, seed: int = 0, softness: float = REGION_SOFTNESS
+    n_sources: int,
+    ambience_db: float | None,
+    size: int | tuple[int, int],
+    seed: int = 0,
+    softness: float = REGION_SOFTNESS,
 ) -> torch.Tensor:
-    """Spatial masks (K, size, size) for the terms of :func:`mix_conditions` (same order):
-    the place term everywhere, each source's terms in its own band (:func:`band_regions`)."""
+    """Spatial masks (K, H, W) for the terms of :func:`mix_conditions` (same order), ``size``
+    the picture's side or (H, W): the place term everywhere, each source's terms in its own
+    band (:func:`band_regions`)."""
     bands = band_regions(n_sources, size, seed, softness)
-    masks = [] if ambience_db is None else [torch.ones(size, size)]
+    masks = [] if ambience_db is None else [torch.ones(*_shape(size))]
     for b in bands:
         masks += [b] if ambience_db is None else [b, b]
     return torch.stack(masks)
@@ -73,20 +84,23 @@ def compose_mix(
     regions: bool = True,
     candidates: int = MIX_CANDIDATES,
     steps: int | None = None,
+    size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Draw ``n`` images of a mix from the terms of :func:`mix_conditions` (``conds`` (1, D)
     each; ``place_term``: they start with the place's term, as with ``ambience_db``): each
     source's terms in its own band (``regions``, :func:`mix_term_masks`), each image the best of
-    ``candidates`` (:func:`pick_nearest_sources`)."""
+    ``candidates`` (:func:`pick_nearest_sources`). ``size``: the pictures' (H, W), one the
+    generator draws (:meth:`~s2i.backbones.base.Backbones.drawing_size`); default its square."""
     require_composition(backbones, "mixing")
     if candidates < 1:
         raise ValueError(f"candidates must be at least 1, got {candidates}")
     sources = conds[1::2] if place_term else conds  # each source's own embedding, at its gain
     masks = None
     if regions:
-        masks = mix_term_masks(len(sources), AMBIENCE_DB if place_term else None, backbones.image_size, seed)
+        shape = backbones.image_size if size is None else size
+        masks = mix_term_masks(len(sources), AMBIENCE_DB if place_term else None, shape, seed)
     images = backbones.compose(
-        [z.repeat(n * candidates, 1) for z in conds], weights, seed=seed, steps=steps, masks=masks
+        [z.repeat(n * candidates, 1) for z in conds], weights, seed=seed, steps=steps, masks=masks, size=size
     )
     if candidates == 1:
         return images

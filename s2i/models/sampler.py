@@ -26,18 +26,19 @@ import numpy as np
 import torch
 
 
-def spatial(m, n_terms: int | None, size: int, what: str) -> torch.Tensor:
-    """A mask as a float tensor broadcastable to (K, N, 1, size, size) (``n_terms`` = K: term
-    masks, (K, H, W) or (K, N, H, W)) or to (N, 1, size, size) (``n_terms`` None: a region,
-    (H, W) or (N, H, W))."""
+def spatial(m, n_terms: int | None, size: int | tuple[int, int], what: str) -> torch.Tensor:
+    """A mask as a float tensor broadcastable to (K, N, 1, H, W) (``n_terms`` = K: term masks,
+    (K, H, W) or (K, N, H, W)) or to (N, 1, H, W) (``n_terms`` None: a region, (H, W) or
+    (N, H, W)); ``size`` is the drawing's (H, W), or its side when square."""
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     m = torch.as_tensor(np.asarray(m, np.float32) if not torch.is_tensor(m) else m).float()
-    if m.shape[-2:] != (size, size):
-        raise ValueError(f"{what} must be {size}x{size} (the generator's size), got {tuple(m.shape)}")
+    if m.shape[-2:] != (h, w):
+        raise ValueError(f"{what} must be {h}x{w} (the generator's size), got {tuple(m.shape)}")
     if n_terms is None:
-        return m.reshape(1, 1, size, size) if m.ndim == 2 else m.reshape(-1, 1, size, size)
+        return m.reshape(1, 1, h, w) if m.ndim == 2 else m.reshape(-1, 1, h, w)
     if m.shape[0] != n_terms:
         raise ValueError(f"{what}: {m.shape[0]} masks for {n_terms} conditions")
-    return m.reshape(n_terms, 1, 1, size, size) if m.ndim == 3 else m.reshape(n_terms, -1, 1, size, size)
+    return m.reshape(n_terms, 1, 1, h, w) if m.ndim == 3 else m.reshape(n_terms, -1, 1, h, w)
 
 
 def _rows(m: torch.Tensor | None, s: int, batch: int, dim: int) -> torch.Tensor | None:

@@ -38,6 +38,8 @@ from s2i.real.corpus import Clip
 from s2i.real.frames import read_clip
 from s2i.utils import read_json, write_json
 
+_DTYPES = {"float16": torch.float16, "float32": torch.float32}  # numpy stores no bfloat16
+
 #: clip_id -> [(frame index on the fps grid, source), ...]; sources: "selected", "random", "candidate"...
 Plan = dict[str, list[tuple[int, str]]]
 
@@ -175,7 +177,7 @@ def extract_pairs(
         S = int(round(cfg.window_s * SR))
         audio_arr = np.stack(audio) if audio else np.zeros((0, S), np.int16)
         meta = dict(fingerprint=prints[k], skipped=skipped, n_clips=len(shards[k]))
-        _write_shard(out, f"shard-{k:05d}", z.to(getattr(torch, cfg.dtype)), audio_arr, rows, meta)
+        _write_shard(out, f"shard-{k:05d}", z.to(_DTYPES[cfg.dtype]), audio_arr, rows, meta)
     bar.close()
     if process_index != 0:
         return None
