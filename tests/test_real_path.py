@@ -368,6 +368,12 @@ def test_evaluation_protocol_on_the_tiny_models(smoke, monkeypatch, tmp_path):
     vol = {row["gain_db"]: row for row in m["volume"]}
     assert sorted(vol) == [-12, -6, 0, 6, 12] and vol[0]["z_shift"] == 0 and vol[0]["image_shift"] < 1e-6
     assert vol[12]["z_shift"] > 0  # s2i's log-mel front end hears level
+    ed = m["editing"]
+    assert ed["n"] >= 3 and set(ed) >= {"sound", "baseline_other_sound", "upper_bound_true_embedding"}
+    assert all(
+        -1 <= ed[k]["kept"] <= 1 and -2 <= ed[k]["reflected"] <= 2 for k in ("sound", "upper_bound_true_embedding")
+    )
+    assert ed["sound"]["lpips"].startswith("LPIPS needs torchvision's AlexNet weights")
     assert m["fid_is"]["skipped"].startswith(f"torch-fidelity's Inception weights are not in {tmp_path}")
     grid = Path(p["real"]["out_dir"]) / "figures" / "evaluation_grid.png"
     from PIL import Image

@@ -25,6 +25,15 @@ log-mel (tests/test_real_path.py); above 0 dBFS the waveform clips at +-1. The g
 profile's, whatever the level (mixing derives per-source weights from *relative* levels,
 :mod:`s2i.method.mix`). Measured per gain: how far Z^A moves (relative L2 from 0 dB), how far the
 pictures move (the judge's cosine distance from the 0-dB pictures) and R@1 against the frames.
+
+**Image + sound** (claims 9-12, :func:`edit_response`): a test frame edited with the sound of
+another test clip (:func:`s2i.method.edit.compose_edit`, the whole picture, SDEdit strength as
+the CLI's). How much of the input is **kept**: the judge's cosine similarity of the edit to the
+input, and LPIPS (the ``lpips`` package, AlexNet) when its weights are on the machine. How much of
+the sound is **reflected**: how much closer, in the judge's cosine similarity, the edit is to the
+sound's own frame than the input was. Beside it, the baseline: the same edit with the sound of a
+third clip (reflection toward the second clip's frame by chance), and the upper bound: the edit
+driven by the second clip's true frame embedding instead of its sound.
 """
 
 from __future__ import annotations
@@ -145,3 +154,41 @@ def volume_response(
             )
         )
     return rows
+
+
+def lpips_distance(a: np.ndarray, b: np.ndarray) -> float | str:
+    """Mean LPIPS (AlexNet) between uint8 image sets, or the reason it cannot run here."""
+    try:
+        import lpips
+    except ImportError:
+        return "lpips is not installed"
+    hub = os.path.join(torch.hub.get_dir(), "checkpoints")
+    if not os.path.isdir(hub) or not any(f.startswith("alexnet-") for f in os.listdir(hub)):
+        return f"LPIPS needs torchvision's AlexNet weights in {hub} (run it once on a machine online)"
+    net = lpips.LPIPS(net="alex", verbose=False).eval()
+    to = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
+    with torch.no_grad():
+        return float(net(to(a), to(b)).mean())
+
+
+def edit_response(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    edits: dict[str, np.ndarray],
+    judge: Callable[[np.ndarray], torch.Tensor],
+) -> dict:
+    """``inputs`` (n, H, W, 3) edited into ``edits[name]`` by sounds whose own frames are
+    ``targets``; per edit kind: ``kept`` (cosine to the input), ``reflected`` (cosine gain toward the
+    target over the input's), ``lpips`` to the input (or why not)."""
+    norm = lambda x: F.normalize(judge(x).float(), dim=-1)  # noqa: E731
+    j_in, j_tg = norm(inputs), norm(targets)
+    before = (j_in * j_tg).sum(-1)
+    out = {}
+    for name, imgs in edits.items():
+        j = norm(imgs)
+        out[name] = dict(
+            kept=float((j * j_in).sum(-1).mean()),
+            reflected=float(((j * j_tg).sum(-1) - before).mean()),
+            lpips=lpips_distance(imgs, inputs),
+        )
+    return out

@@ -266,6 +266,29 @@ def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
     return out
 
 
+def _edit_study(bb, frames: np.ndarray, z_audio, z_image, judge, ev: dict, seed: int, steps) -> dict:
+    """Test frame ``i`` edited with the sound of clip ``a[i]`` (baseline: of clip ``b[i]``; upper
+    bound: clip ``a[i]``'s frame embedding), measured toward clip ``a[i]``'s frame."""
+    from s2i.method.edit import EDIT_STRENGTH, EDIT_W_SOUND, compose_edit
+    from s2i.real.evaluate import derangement, edit_response
+
+    m = min(int(ev.get("n_edit", 16)), len(frames))
+    if m < 3:
+        return dict(skipped=f"{m} test pairs; the edit study needs 3")
+    a = derangement(m, seed + 1)
+    b = a[derangement(m, seed + 2)]
+    b = np.where(b == np.arange(m), a[a], b)  # a third clip where possible
+    inputs = frames[:m]
+    z_in = bb.encode_images(inputs)
+
+    def edit(z_cond):
+        return compose_edit(bb, z_in, [z_cond], [EDIT_W_SOUND], inputs, 1.0, seed, EDIT_STRENGTH, "all", steps)
+
+    edits = {"sound": edit(z_audio[:m][a]), "baseline_other_sound": edit(z_audio[:m][b])}
+    edits["upper_bound_true_embedding"] = edit(z_image[:m][a])
+    return dict(n=m, strength=EDIT_STRENGTH, w_sound=EDIT_W_SOUND, **edit_response(inputs, frames[:m][a], edits, judge))
+
+
 def run_evaluate(p: dict[str, Any]) -> dict:
     """The field's protocol (:mod:`s2i.real.evaluate`) on up to ``real.evaluation.n`` test pairs:
     images from the sounds, from the true frames' embeddings (upper bound) and random other frames
@@ -315,6 +338,7 @@ def run_evaluate(p: dict[str, Any]) -> dict:
         judge.encode,
         tuple(float(g) for g in ev.get("gains_db", (-12, -6, 0, 6, 12))),
     )
+    metrics["editing"] = _edit_study(bb, frames, z_audio, pairs.z(te), judge.encode, ev, seed, steps)
     write_json(out / "metrics" / "evaluation.json", metrics)
     from s2i.viz import grid, save_png
 
