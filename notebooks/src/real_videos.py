@@ -74,7 +74,8 @@ if sel["scores"]:
 # ## Extraction, alignment and the field's evaluation protocol
 #
 # R@k of images generated from test sounds, judged by an independent CLIP, beside a random other
-# test frame (baseline) and images generated from the true frames' embeddings (upper bound).
+# test frame (baseline) and images generated from the true frames' embeddings (upper bound); the
+# volume response per gain; test frames edited with other clips' sounds (kept / reflected).
 
 # %%
 index = run_extract(p)
@@ -87,6 +88,9 @@ evaluation = run_evaluate(p)
 rows = ("sound", "baseline_random_frame", "upper_bound_true_embedding")
 display(pd.DataFrame({k: evaluation[k] for k in rows}).T.round(3))
 print("FID / IS:", evaluation["fid_is"])
+display(pd.DataFrame(evaluation["volume"]).set_index("gain_db").round(4))
+edits = ("sound", "baseline_other_sound", "upper_bound_true_embedding")
+display(pd.DataFrame({k: evaluation["editing"][k] for k in edits}).T)
 plt.figure(figsize=(8, 3))
 plt.imshow(plt.imread(out / "figures" / "evaluation_grid.png"))
 plt.axis("off")
