@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROFILE ?= toy
 
 .DEFAULT_GOAL := help
-.PHONY: help env repro test lint test-unit profile lab clean-smoke browser-deps
+.PHONY: help env repro test lint test-unit profile lab clean-smoke browser-deps fullsmoke
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-15s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 repro: env ## set up, then run the whole pipeline (.venv/bin/dvc repro) on params.yaml's profile (toy by default)
 	$(BIN)/dvc repro
+
+fullsmoke: env ## the full profile's real-video stages on tiny random models and generated videos (VIDEOS=dir: yours)
+	$(BIN)/python -m s2i.real all --profile fullsmoke $(if $(VIDEOS),--videos $(VIDEOS),)
 
 test: lint ## run the whole test suite: lint, unit tests, nbval over every notebook at smoke size
 	$(BIN)/python -m pytest tests -q
