@@ -109,3 +109,12 @@ def test_bad_kind_and_bad_input():
         audio_features(np.zeros((1, 200), np.float32), "logmel")
     with pytest.raises(ValueError, match=r"\(N, samples\)"):
         audio_features(np.zeros(16000, np.float32), "logmel")
+
+
+@pytest.mark.parametrize("kind", FRONT_ENDS)
+def test_threads_split_the_clips_and_restore_torch_threads(kind):
+    x = _windows(1.0)
+    n = torch.get_num_threads()
+    one = audio_features(x, kind, threads=1)
+    assert torch.equal(audio_features(x, kind, threads=3), one)  # same single-threaded kernels per clip
+    assert torch.get_num_threads() == n
