@@ -21,6 +21,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from cli_matrix import av_audio
 from PIL import Image
 
 from s2i.app.cli import main
@@ -60,19 +61,6 @@ def _sound(sr: int, seconds: float, f0: float = 440.0) -> np.ndarray:
     return np.stack([x, 0.7 * x]).astype(np.float32)
 
 
-def _encode_audio(path: Path, fmt: str, codec: str, sr: int, data: np.ndarray) -> Path:
-    with av.open(str(path), "w", format=fmt) as c:
-        st = c.add_stream(codec, rate=sr, layout="stereo")
-        for s in range(0, data.shape[1], 1152):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, s : s + 1152]), format="fltp", layout="stereo")
-            fr.sample_rate, fr.pts, fr.time_base = sr, s, Fraction(1, sr)
-            for p in st.encode(fr):
-                c.mux(p)
-        for p in st.encode():
-            c.mux(p)
-    return path
-
-
 def _frames(width: int, height: int, n: int) -> np.ndarray:
     """A moving colour gradient, (n, height, width, 3) uint8."""
     yy, xx = np.mgrid[0:height, 0:width]
@@ -110,11 +98,11 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     Image.fromarray(photo).save(d / "photo.jpg", quality=90)
     long = np.concatenate([_sound(16000, 40.0, f)[:1] for f in (300.0, 1200.0, 3000.0)], axis=1)
     return dict(
-        wav=_encode_audio(d / "dog.wav", "wav", "pcm_s16le", 44100, _sound(44100, 1.5)),
-        mp3=_encode_audio(d / "water.mp3", "mp3", "libmp3lame", 44100, _sound(44100, 1.5, 900.0)),
+        wav=av_audio(d / "dog.wav", "wav", "pcm_s16le", _sound(44100, 1.5), 44100),
+        mp3=av_audio(d / "water.mp3", "mp3", "libmp3lame", _sound(44100, 1.5, 900.0), 44100),
         png=d / "photo.png",
         jpg=d / "photo.jpg",
-        long=_encode_audio(d / "programme.wav", "wav", "pcm_s16le", 16000, np.repeat(long, 2, 0)),  # 2 minutes
+        long=av_audio(d / "programme.wav", "wav", "pcm_s16le", np.repeat(long, 2, 0), 16000),  # 2 minutes
         wide25=write_video(d / "wide25.mp4", _frames(160, 90, 25), 25, _sound(44100, 1.0), 44100),
         tall30=write_video(d / "tall30.mp4", _frames(72, 128, 30), 30, _sound(48000, 1.0, 660.0), 48000),
         wide8=write_video(d / "wide8.mp4", _frames(128, 72, 16), 8, _sound(44100, 2.0, 330.0), 44100),

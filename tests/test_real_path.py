@@ -182,32 +182,10 @@ def test_extraction_resumes_after_a_kill_and_splits_over_processes(smoke, tmp_pa
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
 
     # two processes: each writes every other shard, the main one indexes once all exist
-    assert (
-        extract_pairs(
-            corpus.root,
-            corpus.clips,
-            plan,
-            _encode_mean,
-            tmp_path / "two",
-            cfg,
-            process_index=1,
-            num_processes=2,
-            progress=False,
-        )
-        is None
-    )
+    args = (corpus.root, corpus.clips, plan, _encode_mean, tmp_path / "two", cfg)
+    assert extract_pairs(*args, process_index=1, num_processes=2, progress=False) is None
     assert not (tmp_path / "two" / "shard-00000").exists()
-    extract_pairs(
-        corpus.root,
-        corpus.clips,
-        plan,
-        _encode_mean,
-        tmp_path / "two",
-        cfg,
-        process_index=0,
-        num_processes=2,
-        progress=False,
-    )
+    extract_pairs(*args, process_index=0, num_processes=2, progress=False)
     for a, b in zip(whole, _read_all(tmp_path / "two")):
         assert np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
 
