@@ -54,6 +54,7 @@ import av
 import numpy as np
 import soundfile as sf
 import torch
+from benchlib import cpu_model
 from scipy import signal
 
 from s2i.media import read_audio
@@ -62,13 +63,6 @@ from s2i.models.published import published_spectrogram
 from s2i.real.features import audio_features
 
 SECONDS, SR, SR_MP4 = 10, 16000, 44100
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 # ----------------------------------------------------------------------------- clips
