@@ -214,7 +214,9 @@ def _progress(total: int, enabled: bool, process_index: int):
 
 class Pairs:
     """All pairs of an extraction folder, memory-mapped: ``rows`` (list of dicts), ``z(i)`` and
-    ``windows(i)`` for an index array ``i`` (float32 tensors), without loading the corpus."""
+    ``windows(i)`` for an index array ``i`` (float32 tensors), without loading the corpus.
+    The rows themselves are held in memory (about 1 kB each: a million pairs take about a GB;
+    hence the bootstrap selection's ``candidate_stride``)."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
