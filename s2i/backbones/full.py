@@ -232,13 +232,14 @@ class FullBackbones:
         if prediction not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"unsupported prediction_type {prediction!r} of the unCLIP scheduler")
         alphas = self.scheduler.alphas_cumprod  # the pipeline scheduler's schedule (same config)
+        dtype = unet.dtype  # once: diffusers' ModelMixin.dtype walks every submodule per lookup
 
         def denoise(x: torch.Tensor, t: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
             out = unet(
-                x.to(unet.dtype),
+                x.to(dtype),
                 t.to(x.device),
                 encoder_hidden_states=text.expand(x.shape[0], -1, -1),
-                class_labels=e.to(unet.dtype),
+                class_labels=e.to(dtype),
                 return_dict=False,
             )[0].float()
             a = alphas[t.cpu()].to(x.device).view(-1, 1, 1, 1)

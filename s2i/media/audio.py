@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -110,18 +111,25 @@ def _trim_mov_padding(container, stream, audio: np.ndarray, sr: int) -> np.ndarr
 # --------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def _first_audio_stream(path: str | os.PathLike) -> Iterator[tuple[Path, av.container.InputContainer, av.AudioStream]]:
+    """``(path, container, its first audio stream)``, decoded under :func:`decoding` (errors name the
+    file; the container is closed at the end); :class:`MediaError` when there is no audio stream."""
+    path = Path(path)
+    c = _open(path)
+    with decoding(path, c, " audio"):
+        if not c.streams.audio:
+            raise MediaError(f"{path}: no audio stream")
+        yield path, c, c.streams.audio[0]
+
+
 def read_audio(path: str | os.PathLike, sr: int = SR) -> np.ndarray:
     """Decode the first audio stream of any file PyAV reads (wav 8/16/24/32-bit and float,
     flac, mp3, ogg/vorbis, opus, m4a/aac, the audio track of a video) to mono float32 at
     ``sr``. Its length is the stream's duration times ``sr`` within one codec frame.
     Raises :class:`MediaError` (missing, corrupt or truncated file, no audio stream, no samples,
     samples that are not finite)."""
-    path = Path(path)
-    c = _open(path)
-    with decoding(path, c, " audio"):
-        if not c.streams.audio:
-            raise MediaError(f"{path}: no audio stream")
-        st = c.streams.audio[0]
+    with _first_audio_stream(path) as (path, c, st):
         conv, chunks = _MonoAudio(sr), []
         for pkt in c.demux(st):
             for fr in pkt.decode():
@@ -146,12 +154,7 @@ def read_audio_track(path: str | os.PathLike) -> tuple[np.ndarray, int, float]:
     where AAC cannot store it (:data:`AAC_RATES`); ``start`` is the time of its first sample in
     the file's timestamps, in seconds (0 when unknown). AAC tail padding of MP4/MOV files is cut,
     as in :func:`read_audio`. Raises :class:`MediaError` like :func:`read_audio`."""
-    path = Path(path)
-    c = _open(path)
-    with decoding(path, c, " audio"):
-        if not c.streams.audio:
-            raise MediaError(f"{path}: no audio stream")
-        st = c.streams.audio[0]
+    with _first_audio_stream(path) as (path, c, st):
         rate = int(st.codec_context.sample_rate or 0)
         sr = rate if rate in AAC_RATES else 48000
         layout = "mono" if st.codec_context.channels == 1 else "stereo"

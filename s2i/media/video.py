@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from s2i.media.audio import _concat, _MonoAudio, _trim_mov_padding, encode_audio
 from s2i.media.common import (
@@ -48,6 +50,19 @@ class Video:
 # --------------------------------------------------------------------------------------------
 
 
+_REFORMATTERS: dict[tuple[int, int], VideoReformatter] = {}
+
+
+def _reformatter() -> VideoReformatter:
+    """This process's and thread's swscale context: ``VideoFrame.reformat`` sets a new one up (filter
+    coefficients, thread pool) for every frame, which was most of the time of a decode at 10 fps.
+    Keyed by process too: a context is not carried over into a forked DataLoader worker."""
+    key = (os.getpid(), threading.get_ident())
+    if key not in _REFORMATTERS:
+        _REFORMATTERS[key] = VideoReformatter()
+    return _REFORMATTERS[key]
+
+
 def _frame_rgb(fr, size: int | None) -> np.ndarray:
     """RGB uint8 array of a decoded frame, display rotation applied, optionally centre-cropped
     to a square and resized to ``size``. Scaling happens in swscale before RGB conversion of
@@ -64,12 +79,12 @@ def _frame_rgb(fr, size: int | None) -> np.ndarray:
     w, h = fr.width, fr.height
     s = min(w, h)
     if size is None or s == size:
-        img = fr.reformat(format="rgb24", **kw).to_ndarray()
+        img = _reformatter().reformat(fr, format="rgb24", **kw).to_ndarray()
     else:
         nw = max(size, int(round(w * size / s)))
         nh = max(size, int(round(h * size / s)))
         interp = "AREA" if s > size else "BICUBIC"
-        img = fr.reformat(width=nw, height=nh, format="rgb24", interpolation=interp, **kw).to_ndarray()
+        img = _reformatter().reformat(fr, width=nw, height=nh, format="rgb24", interpolation=interp, **kw).to_ndarray()
     if size is not None:
         hh, ww = img.shape[:2]
         y0, x0 = (hh - size) // 2, (ww - size) // 2
