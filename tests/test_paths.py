@@ -82,17 +82,20 @@ def _key_tree(d):
     return {k: _key_tree(v) if isinstance(v, dict) else None for k, v in d.items()}
 
 
-@pytest.mark.parametrize("name", ["toy", "smoke", "full"])
+@pytest.mark.parametrize("name", ["toy", "smoke", "full", "fullsmoke"])
 def test_profiles_share_the_same_keys(name):
     if not (ROOT / "profiles" / f"{name}.yaml").exists():
         pytest.skip(f"profiles/{name}.yaml does not exist yet")
     p = load_profile(name)
-    assert p["base"]["profile"] == name
+    assert p["base"]["profile"] == ("full" if name == "fullsmoke" else name)  # fullsmoke: `extends: full`
     tree, toy = _key_tree(p), _key_tree(load_profile("toy"))
-    if name == "full":  # the full profile may add its own section for the pretrained loaders (s2i.backbones.full)
-        assert set(tree) - set(toy) <= {"full"}, set(tree) - set(toy)
-        tree = {k: v for k, v in tree.items() if k != "full"}
+    if name in ("full", "fullsmoke"):  # their own sections: the pretrained loaders and the real-video stages
+        assert set(tree) - set(toy) <= {"full", "real"}, set(tree) - set(toy)
+        tree = {k: v for k, v in tree.items() if k not in ("full", "real")}
     assert tree == toy
+    if name == "fullsmoke":  # only smaller values and the tiny-models switch over full's keys
+        extra = _key_tree(p)["real"].keys() - _key_tree(load_profile("full"))["real"].keys()
+        assert extra == {"tiny"}
 
 
 def test_profiles_differ_in_size_not_in_shape():
