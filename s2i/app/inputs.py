@@ -75,6 +75,12 @@ def settings(args) -> dict:
         raise CLIError(f"{args.config}: missing or malformed setting ({type(e).__name__}: {e})") from None
 
 
+def _trained_encoder(path: Path) -> bool:
+    """Whether ``--audio-encoder`` names a folder trained by ``python -m s2i.real align`` (else a
+    published checkpoint file)."""
+    return path.is_dir() and (path / "audio_encoder.json").is_file()
+
+
 def load_model(args):
     """The Sound2Image of the chosen profile (the slow part: after the inputs are checked): its
     backbones with the audio encoder trained in the run folder, or with the published one given
@@ -96,7 +102,7 @@ def load_model(args):
         from s2i.backbones import load_backbones
 
         path = _user_path(args.audio_encoder)
-        if Path(path).is_dir() and (Path(path) / "audio_encoder.json").is_file():  # trained by s2i.real
+        if _trained_encoder(Path(path)):
             from s2i.real.align import encoder_info, load_encoder
 
             info = encoder_info(path)
@@ -146,7 +152,7 @@ def check_model_options(args) -> None:
         from s2i.models.published import published_checkpoint_path
 
         path = Path(_user_path(args.audio_encoder))
-        if not (path.is_dir() and (path / "audio_encoder.json").is_file()):  # else: trained by s2i.real
+        if not _trained_encoder(path):
             published_checkpoint_path(path, args.audio_encoder_kind)
 
 

@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.out:
         p["real"]["out_dir"] = a.out
     if p["real"].get("tiny"):
-        from s2i.real.pipeline import _state
+        from s2i.real.pipeline import process_state
 
-        with _state().main_process_first():
+        with process_state().main_process_first():
             p = prepare_fullsmoke(p, a.videos)
     elif a.videos:
         p["real"]["video_dir"] = a.videos

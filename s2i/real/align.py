@@ -43,7 +43,7 @@ import torch.nn as nn
 
 from s2i.method.alignment import alignment_loss, retrieval
 from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg
-from s2i.real.shards import Pairs
+from s2i.real.shards import Pairs, identity
 from s2i.utils import atomic_torch_save, read_json, write_json
 
 ENCODERS = ("s2i", "sound2scene")
@@ -175,10 +175,6 @@ class _Batches(torch.utils.data.Dataset):
         return audio_features(self.pairs.windows(idx), self.kind), self.pairs.z(idx)
 
 
-def _identity(x):
-    return x
-
-
 def _gather(x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
     """All processes' ``x`` concatenated in rank order, this process's slice keeping its gradient."""
     if world == 1:
@@ -274,7 +270,7 @@ def train_real_alignment(
         order = np.random.default_rng([seed, epoch]).permutation(tr)
         data = _Batches(pairs, order, cfg.batch, rank, world, kind)
         sub = torch.utils.data.Subset(data, range(state["step"], len(data)))
-        loader = torch.utils.data.DataLoader(sub, batch_size=None, num_workers=cfg.workers, collate_fn=_identity)
+        loader = torch.utils.data.DataLoader(sub, batch_size=None, num_workers=cfg.workers, collate_fn=identity)
         model.train()
         for feats, z in loader:
             with acc.autocast():

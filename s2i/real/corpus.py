@@ -151,10 +151,10 @@ def _check(info: dict, min_seconds: float) -> tuple[str | None, float]:
         return "broken metadata: audio stream without sample rate or channels", 0.0
     if not v["width"] or not v["height"]:
         return "broken metadata: video stream without a frame size", 0.0
-    durations = [d for d in (v["duration"], a["duration"], info["duration"]) if d]
-    if not durations:
+    streams = [d for d in (v["duration"], a["duration"]) if d]
+    duration = min(streams) if streams else info["duration"]  # the shorter stream, else the container's
+    if not duration:
         return "broken metadata: no duration in the container or its streams", 0.0
-    duration = min(d for d in (v["duration"], a["duration"]) if d) if (v["duration"] or a["duration"]) else durations[0]
     if duration < min_seconds:
         return f"too short: {duration:.2f} s < {min_seconds} s", duration
     return None, duration

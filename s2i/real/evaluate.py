@@ -45,23 +45,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from s2i.method.alignment import retrieval
+
 KS = (1, 5, 10)
 
 
 def image_retrieval(queries: torch.Tensor, frames: torch.Tensor, labels: list | None = None) -> dict:
-    """R@k of query ``i`` retrieving frame ``i`` among all frames by cosine similarity (+ class R@1)."""
+    """R@k of query ``i`` retrieving frame ``i`` among all frames by cosine similarity (+ class R@1
+    where every label is known): :func:`s2i.method.alignment.retrieval` on unit vectors, whose L2
+    order is the cosine order."""
     q, f = F.normalize(queries.float(), dim=-1), F.normalize(frames.float(), dim=-1)
-    sim = q @ f.t()  # (n, n)
-    true = sim.diagonal()[:, None]
-    rank = (sim > true).sum(dim=1)  # 0-based rank of the true frame (ties in its favour)
-    n = len(q)
-    out = {f"r{k}": float((rank < k).float().mean()) for k in KS}
-    out.update(n=n, chance_r1=1.0 / n, median_rank=float(rank.float().median() + 1))
-    if labels is not None and all(lb is not None for lb in labels):
-        lab = np.asarray(labels)
-        out["class_r1"] = float((lab[sim.argmax(dim=1).numpy()] == lab).mean())
-        out["class_chance"] = float(sum((lab == c).mean() ** 2 for c in np.unique(lab)))
-    return out
+    known = labels is not None and all(lb is not None for lb in labels)
+    return retrieval(q, f, np.asarray(labels) if known else None, KS)
 
 
 def derangement(n: int, seed: int) -> np.ndarray:

@@ -40,7 +40,7 @@ from s2i.real.shards import ExtractCfg, Pairs, extract_pairs
 from s2i.utils import read_json, write_json
 
 
-def _state():
+def process_state():
     """This process's place in an Accelerate launch (one process without a launcher; on a machine
     without CUDA, processes of ``torchrun``/``accelerate launch --multi_gpu`` talk through gloo)."""
     import torch
@@ -113,7 +113,7 @@ def run_select(p: dict[str, Any]) -> dict:
     scores: dict[str, list[float]] = {}
     missing: list[str] = []
     if method == "bootstrap":
-        state = _state()
+        state = process_state()
         encode, size, model = _encoder(p["full"], state.device)
         cand = out / "selection" / "candidates"
         extract_pairs(
@@ -150,7 +150,7 @@ def run_select(p: dict[str, Any]) -> dict:
             frames, sc = zip(*fs)
             selected[cid] = [frames[i] for i in select_by_scores(np.array(sc), k, threshold)]
             scores[cid] = [round(x, 4) for x in sc]
-        skipped = Pairs(cand).skipped
+        skipped = pairs.skipped
     else:
         if method == "sound2scene_json":
             table = read_sound2scene_json(resolve(s["sound2scene_json"]))
@@ -215,7 +215,7 @@ def run_extract(p: dict[str, Any]) -> dict | None:
         if c.split == "train":
             items += [(f, "random") for f in select_random(c, fps, k, seed + 1)]
         plan[c.clip_id] = items
-    state = _state()
+    state = process_state()
     encode, size, model = _encoder(p["full"], state.device)
     index = extract_pairs(
         corpus.root,
@@ -309,7 +309,7 @@ def run_evaluate(p: dict[str, Any]) -> dict:
     if len(te) < 2:
         raise SystemExit(f"{out / 'pairs'}: {len(te)} test pairs; the protocol needs at least 2")
     rows = [pairs.rows[i] for i in te]
-    state = _state()
+    state = process_state()
     bb = FullBackbones.from_params(p["full"], device=state.device)
     enc = load_encoder(out / "alignment" / "audio_encoder").to(state.device)
     j = ev["judge"]

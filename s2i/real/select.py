@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -69,8 +70,6 @@ def select_sound2scene(
     clip: Clip, table: dict[tuple[str, int], list[int]], fps: float, k: int, first_frame: int = 1
 ) -> list[int] | None:
     """The clip's first ``k`` annotated frames as grid indices, or ``None`` if it is not annotated."""
-    from pathlib import Path
-
     key = youtube_key(Path(clip.path).stem)
     if key is None or key not in table:
         return None

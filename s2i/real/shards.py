@@ -86,7 +86,8 @@ class _ClipFrames(torch.utils.data.Dataset):
         return dict(i=i, frames=s.frames, windows=s.windows, index=frames)
 
 
-def _identity(x):
+def identity(x):
+    """The DataLoader collate function of items that are already what the consumer takes."""
     return x
 
 
@@ -136,7 +137,7 @@ def extract_pairs(
         _ClipFrames(root, work, plan, cfg),
         batch_size=None,
         num_workers=cfg.workers if work else 0,
-        collate_fn=_identity,
+        collate_fn=identity,
         prefetch_factor=4 if cfg.workers and work else None,
     )
     items = iter(loader)
@@ -243,8 +244,20 @@ class Pairs:
         )
 
     def z(self, idx: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self._z[k][j] for k, j, _ in self._where[idx]]).astype(np.float32))
+        """(len(idx), D) float32 image embeddings."""
+        w = self._where[idx]
+        return torch.from_numpy(_gather(self._z, w[:, 0], w[:, 1]).astype(np.float32))
 
     def windows(self, idx: np.ndarray) -> np.ndarray:
         """(len(idx), S) float32 audio windows."""
-        return np.stack([self._audio[k][a] for k, _, a in self._where[idx]]).astype(np.float32) / 32767.0
+        w = self._where[idx]
+        return _gather(self._audio, w[:, 0], w[:, 2]).astype(np.float32) / 32767.0
+
+
+def _gather(arrays: list[np.ndarray], shard: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``arrays[shard[i]][row[i]]`` for every i, one fancy-indexed read per shard involved."""
+    out = np.empty((len(shard), *arrays[0].shape[1:]), arrays[0].dtype)
+    for k in np.unique(shard):
+        at = shard == k
+        out[at] = arrays[k][row[at]]
+    return out
