@@ -317,30 +317,31 @@ def test_augment_keeps_colours():
 
 def test_make_stills_labels_match_the_rendered_images():
     st = make_stills(48, seed=3, roundtrip=False)
+    scenes = sample_scenes(48, 3)
     assert st.images.shape == (48, 32, 32, 3) and st.presence.shape == st.sizes.shape == (48, len(world.CLASSES))
     single_sizes, single_areas = [], []
-    for i in range(48):
+    for i, scene in enumerate(scenes):
         img = st.images[i]
+        # labels are those of the seeded scene ...
+        assert int(st.bg[i]) == world.background_index(scene.background)
+        assert sorted(np.flatnonzero(st.presence[i])) == sorted(o.cls for o in scene.objects)
         obj = np.zeros((32, 32), bool)
-        for c, col in enumerate(world.COLOURS):
-            px = (img == np.array(col, np.uint8)).all(-1)
-            obj |= px
-            assert bool(px.any()) == bool(st.presence[i, c]), (i, c)  # a class's colour is drawn iff present
-            assert (st.sizes[i, c] > 0) == bool(st.presence[i, c])
-            if st.presence[i, c]:
-                assert world.R_MIN <= st.sizes[i, c] <= world.R_MAX
-        # everything that is not an object is the labelled background
+        for o in scene.objects:
+            assert st.sizes[i, o.cls] == pytest.approx(o.radius()) and world.R_MIN <= o.radius() <= world.R_MAX
+            m = world.object_mask(o.cls, o.radius(), o.x, o.y)
+            obj |= m
+        assert (st.sizes[i] > 0).sum() == len(scene.objects)
+        # ... every object pixel holds one of the scene's palette colours, everything else is the background
+        cols = {world.PALETTE[o.colour] for o in scene.objects}
+        assert {tuple(p) for p in img[obj].tolist()} <= cols
         np.testing.assert_array_equal(img[~obj], world.background_image(int(st.bg[i]))[~obj])
-        if st.presence[i].sum() == 1:
-            c = int(st.presence[i].argmax())
-            single_sizes.append(st.sizes[i, c])
-            single_areas.append(obj.sum() / world.object_mask(c, st.sizes[i, c], 16, 16).sum())
+        if len(scene.objects) == 1:
+            (o,) = scene.objects
+            single_sizes.append(o.radius())
+            single_areas.append(obj.sum() / world.object_mask(o.cls, o.radius(), 16, 16).sum())
     # the drawn area of a lone object is its class's shape at the labelled radius
     assert len(single_areas) >= 10
     assert 0.75 < np.median(single_areas) < 1.3 and min(single_areas) > 0.5 and max(single_areas) < 1.6
-    # labels are those of the seeded scenes
-    scenes = sample_scenes(48, 3)
-    assert [int(b) for b in st.bg] == [world.background_index(s.background) for s in scenes]
 
 
 def test_make_stills_roundtrip_is_close_and_seeded():

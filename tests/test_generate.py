@@ -374,3 +374,37 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     )
     with pytest.raises(ValueError, match="at least 1"):
         smoke_s2i.generate_mix([a, b], n=1, sr=world.SR, candidates=0)
+
+
+def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
+    """Several mixes in one batch: each mix gets its own terms and its own bands (seed + m); the
+    first mix's images are generate_mix's (the same noise, up to the batch's float rounding)."""
+    from s2i.method.mix import compose_mixes, mix_conditions, mix_term_masks
+    from s2i.toyworld import world
+
+    def snd(c, g, s):
+        return world.render_sound(world.Scene(1, [world.SceneObject(c, gain=g)]), 1.0, seed=s)
+
+    m0, m1 = [snd(2, 0.7, 4), snd(6, 0.5, 5)], [snd(0, 0.9, 6), snd(3, 0.4, 7)]
+    both = smoke_s2i.generate_mixes([m0, m1], [[0.0, -3.0], [3.0, 0.0]], n=2, seed=7, sr=world.SR, candidates=2)
+    one = smoke_s2i.generate_mix(m0, [0.0, -3.0], n=2, seed=7, sr=world.SR, candidates=2)
+    assert both.shape == (4, 32, 32, 3)
+    assert np.abs(both[:2].astype(int) - one.astype(int)).mean() < 1.0
+    # one sampler call: mix m's terms on its own rows, its bands drawn from seed + m
+    emb = lambda x: smoke_s2i.embed_audio(x, SR)[None]  # noqa: E731
+    c0, weights = mix_conditions(emb, [m0[0], m0[1] * 10 ** (-3 / 20)], smoke_s2i.backbones.guidance)
+    c1, _ = mix_conditions(emb, [m1[0] * 10 ** (3 / 20), m1[1]], smoke_s2i.backbones.guidance)
+    masks = [mix_term_masks(2, -20.0, 32, s)[:, None].expand(-1, 2, -1, -1) for s in (7, 8)]
+    drawn = smoke_s2i.backbones.compose(
+        [torch.cat([a.repeat(2, 1), b.repeat(2, 1)]) for a, b in zip(c0, c1)],
+        weights,
+        seed=7,
+        masks=torch.cat(masks, dim=1),
+    )
+    np.testing.assert_array_equal(
+        compose_mixes(smoke_s2i.backbones, [c0, c1], weights, n=2, seed=7, candidates=1), drawn
+    )
+    with pytest.raises(ValueError, match="2 mixes but 1"):
+        smoke_s2i.generate_mixes([m0, m1], [[0.0, 0.0]], sr=world.SR)
+    with pytest.raises(ValueError, match="every mix needs"):
+        smoke_s2i.generate_mixes([m0, m1 + [snd(5, 0.5, 8)]], sr=world.SR)

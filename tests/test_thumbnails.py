@@ -30,7 +30,7 @@ from s2i.method.clustering import (
     relative_spread,
 )
 from s2i.method.generate import Sound2Image, windows_of
-from s2i.method.long_audio import _sub_windows, window_embeddings
+from s2i.method.long_audio import _sub_windows, embed_long_windows, window_embeddings
 from s2i.method.thumbnails import (
     _union_length,
     final_cluster,
@@ -68,7 +68,7 @@ PROTOS = np.stack(
 
 class FakeJudge:
     def report(self, images):
-        cols = np.asarray(world.COLOURS, np.float64)
+        cols = np.asarray(world.PALETTE, np.float64)
         mean = np.asarray(images, np.float64).reshape(len(images), -1, 3).mean(1)
         top = np.argmin(((mean[:, None] - cols[None]) ** 2).sum(-1), 1)
         return dict(top_class=top)
@@ -82,7 +82,7 @@ class FakeBackbones:
         cls = np.argmin(((z[:, None] - PROTOS[None]) ** 2).sum(-1), 1)  # nearest class prototype
         img = np.zeros((len(z) * n_per, world.IMG, world.IMG, 3), np.uint8)
         for i, c in enumerate(np.repeat(cls, n_per)):
-            img[i] = world.COLOURS[c]
+            img[i] = world.PALETTE[c]
         return img
 
 
@@ -115,6 +115,19 @@ def test_sub_windows_follow_windows_of():
     short = _sub_windows(x[:, :3000], 0.5)  # shorter than the encoder window: centred, zero-padded
     assert short.shape == (3, 1, 8000)
     np.testing.assert_array_equal(short[:, 0], np.stack([windows_of(a, 0.5)[0] for a in x[:, :3000]]))
+
+
+def test_consecutive_windows_embed_each_shared_sub_window_once():
+    s2i = FakeS2I()
+    x = np.random.default_rng(2).standard_normal(12 * SR).astype(np.float32) * 0.1
+    w = np.stack([x[i * SR : i * SR + 2 * SR] for i in range(10)])  # 2 s windows every 1 s
+    plain = embed_long_windows(s2i, w)
+    shared = embed_long_windows(s2i, w, hop=SR)
+    np.testing.assert_allclose(shared, plain, atol=1e-6)
+    assert s2i.calls == [10 * 7, 9 * 4 + 7]  # 7 sub-windows per window, 4 new ones per second
+    s2i.calls.clear()
+    embed_long_windows(s2i, w, hop=SR // 3)  # not on the sub-window grid: each window on its own
+    assert s2i.calls == [10 * 7]
 
 
 @pytest.mark.parametrize(
@@ -290,9 +303,9 @@ def test_make_thumbnails_report_and_files(tmp_path):
     assert gif.n_frames == 2
     gif.seek(0)
     first = np.asarray(gif.convert("RGB"))
-    assert tuple(first[64, 64]) == world.COLOURS[world.class_index("horn")]  # the first heard comes first
+    assert tuple(first[64, 64]) == world.PALETTE[world.class_index("horn")]  # the first heard comes first
     final = np.asarray(Image.open(tmp_path / "t" / rep["final_thumbnail"]))
-    assert final.shape == (128, 128, 3) and tuple(final[0, 0]) == world.COLOURS[1]
+    assert final.shape == (128, 128, 3) and tuple(final[0, 0]) == world.PALETTE[1]
     m = evaluate_thumbnails(res, prog, s2i.backbones.judge)
     assert m["cluster_purity"] >= 0.9 and m["class_coverage"] == 1.0 and m["final_pick_correct"]
     assert m["cluster_coverage"] == 1.0 and m["final_cluster_correct"] and m["n_classes"] == 2

@@ -33,6 +33,7 @@ import av  # noqa: E402
 from s2i.media import read_video
 from s2i.toyworld import clips
 from s2i.toyworld import world as W
+from s2i.toyworld.stills import sample_scenes
 from s2i.toyworld.world import Scene, SceneObject
 from s2i.utils import read_json, write_json
 
@@ -92,8 +93,8 @@ def _mask_on_canvas(monkeypatch, c, r, cx, cy, lo: float, hi: float, n: int) -> 
     return mask, step * step
 
 
-def _colour_mask(img: np.ndarray, cls: int) -> np.ndarray:
-    return np.all(img == np.array(W.COLOURS[cls], np.uint8), axis=-1)
+def _colour_mask(img: np.ndarray, colour) -> np.ndarray:
+    return np.all(img == np.array(W.colour_rgb(colour), np.uint8), axis=-1)
 
 
 def _band_descriptor(x: np.ndarray, sr: int = W.SR, n: int = 1024, nb: int = 40, floor_db: float = 60) -> np.ndarray:
@@ -261,7 +262,7 @@ def test_clip_objects_drawn_with_recorded_area_and_box(world_seed):
                 assert np.array_equal(img, bg)
                 continue
             (v,) = fr["visible"]
-            m = _colour_mask(img, v["cls"])
+            m = _colour_mask(img, v["colour"])
             assert int(m.sum()) == v["area"] > 0
             ys, xs = np.nonzero(m)
             assert v["box"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
@@ -505,30 +506,36 @@ def test_splits_are_by_clip_and_deterministic(corpus, corpus_again):
 
 # ============================================================================= 6. scene API
 @pytest.mark.parametrize("c", range(len(W.CLASSES)), ids=W.CLASSES)
-def test_render_still_draws_class_colour_with_right_area(c):
+def test_render_still_draws_the_shape_in_its_colour_with_right_area(c):
     for bg in W.BACKGROUNDS:
-        for r, x, y in [(3.0, 16.0, 16.0), (7.5, 14.2, 17.7), (13.0, 16.0, 16.0)]:
-            img = W.render_still(Scene(bg, [SceneObject(W.CLASSES[c], size=r, x=x, y=y)]))
+        for k, (r, x, y) in enumerate([(3.0, 16.0, 16.0), (7.5, 14.2, 17.7), (13.0, 16.0, 16.0)]):
+            colour = (c + 3 * k + W.background_index(bg)) % len(W.PALETTE)  # every class in several colours
+            img = W.render_still(Scene(bg, [SceneObject(W.CLASSES[c], size=r, x=x, y=y, colour=colour)]))
             assert img.shape == (W.IMG, W.IMG, 3) and img.dtype == np.uint8
-            m = _colour_mask(img, c)
+            m = _colour_mask(img, colour)
             assert np.array_equal(m, W.object_mask(c, r, x, y))
             assert 0.55 < m.sum() / (np.pi * r * r) / AREA_FACTOR[W.SHAPES[c]] < 1.5
             assert np.array_equal(img[~m], W.background_image(bg)[~m])
-            assert not _colour_mask(W.background_image(bg), c).any()  # colour never in a background
-    # gain instead of size: the radius follows the loudness law
+        for colour in range(len(W.PALETTE)):
+            assert not _colour_mask(W.background_image(bg), colour).any()  # no palette colour in a background
+    # gain instead of size: the radius follows the loudness law; no colour given: DEFAULT_COLOUR
     img = W.render_still(Scene(0, [SceneObject(c, gain=0.5)]))
-    assert np.array_equal(_colour_mask(img, c), W.object_mask(c, W.R_MAX / 2, 16, 16))
+    assert np.array_equal(_colour_mask(img, W.DEFAULT_COLOUR), W.object_mask(c, W.R_MAX / 2, 16, 16))
+    # a colour by name or as RGB
+    img = W.render_still(Scene(0, [SceneObject(c, size=8, colour="red")]))
+    assert np.array_equal(_colour_mask(img, (220, 30, 30)), W.object_mask(c, 8, 16, 16))
     # invisible objects are not drawn
     img = W.render_still(Scene(0, [SceneObject(c, size=8, visible=False)]))
     assert np.array_equal(img, W.background_image(0))
 
 
 def test_render_still_draws_later_objects_on_top():
-    a, b = SceneObject("bell", size=10, x=14, y=16), SceneObject("horn", size=6, x=18, y=16)
+    a = SceneObject("bell", size=10, x=14, y=16, colour="yellow")
+    b = SceneObject("horn", size=6, x=18, y=16, colour="red")
     img = W.render_still(Scene("night", [a, b]))
     mb = W.object_mask("horn", 6, 18, 16)
-    assert np.array_equal(_colour_mask(img, 1), mb)
-    assert np.array_equal(_colour_mask(img, 0), W.object_mask("bell", 10, 14, 16) & ~mb)
+    assert np.array_equal(_colour_mask(img, "red"), mb)
+    assert np.array_equal(_colour_mask(img, "yellow"), W.object_mask("bell", 10, 14, 16) & ~mb)
 
 
 def test_render_sound_rms_scales_with_gain():
@@ -593,16 +600,18 @@ def test_unknown_names_raise():
         W.render_still(Scene("desert", []))
     with pytest.raises(ValueError, match="desert"):
         W.render_sound(Scene("desert", []))
+    for bad in ("mauve", 8, (1, 2), (0, 0, 300)):
+        with pytest.raises(ValueError, match="colour"):
+            W.render_still(Scene(0, [SceneObject("bell", size=5, colour=bad)]))
     with pytest.raises(ValueError, match="size or a gain"):
         W.render_still(Scene(0, [SceneObject("bell")]))
 
 
 # ============================================================================= 7. distinct classes
 def test_classes_look_distinct():
-    assert len(W.CLASSES) == len(W.SHAPES) == len(W.COLOURS) == 8
-    assert len(set(W.SHAPES)) == 8 and len(set(W.COLOURS)) == 8
-    assert len(set(zip(W.SHAPES, W.COLOURS))) == 8
-    cols = np.array(W.COLOURS, np.float64)
+    assert len(W.CLASSES) == len(W.SHAPES) == len(W.PALETTE) == len(W.COLOUR_NAMES) == 8
+    assert len(set(W.SHAPES)) == 8 and len(set(W.PALETTE)) == 8
+    cols = np.array(W.PALETTE, np.float64)
     dist = np.linalg.norm(cols[:, None] - cols[None], axis=-1) + np.eye(8) * 1e9
     assert dist.min() > 60
     for r in (W.R_MIN, 8.0, W.R_MAX):
@@ -632,3 +641,38 @@ def test_classes_sound_distinct():
                 Scene(0, [SceneObject(c, size=10)]), duration=2.0, seed=11 + c, pitch=p, rate=p, ambience=False
             )
             assert int(np.argmax(desc @ _band_descriptor(x))) == c, (W.CLASSES[c], p)
+
+
+# ============================================================================= 8. colour is not a class cue
+def _majority_colour_reader_acc(cls: np.ndarray, col: np.ndarray) -> float:
+    """Accuracy of the best possible colour -> class rule (the majority class per colour)."""
+    hits = sum(np.bincount(cls[col == k], minlength=8).max() for k in np.unique(col))
+    return hits / len(cls)
+
+
+def test_stills_draw_every_class_in_every_colour():
+    scenes = sample_scenes(4000, seed=0)
+    objs = [o for s in scenes for o in s.objects]
+    cls = np.array([o.cls for o in objs])
+    col = np.array([o.colour for o in objs])
+    counts = np.zeros((8, 8))
+    np.add.at(counts, (cls, col), 1)
+    expected = len(objs) / 64
+    assert counts.min() > 0.6 * expected and counts.max() < 1.4 * expected
+    assert _majority_colour_reader_acc(cls, col) < 0.2  # chance is 1/8
+    # the colours come from their own stream: the rest of the scenes is what the seed drew before
+    rng = np.random.default_rng(0)
+    k = int(rng.choice(3, p=(0.1, 0.45, 0.45)))
+    assert [o.cls for o in scenes[0].objects] == list(rng.choice(8, size=k, replace=False))
+
+
+def test_clips_draw_segment_colours_independently_of_class():
+    cls, col = [], []
+    for i in range(600):
+        spec = clips.sample_clip(f"c{i}", clips.clip_seed(0, i))
+        for seg in spec.segments:
+            cls.append(seg["cls"])
+            col.append(seg["colour"])
+    cls, col = np.array(cls), np.array(col)
+    assert set(col.tolist()) == set(range(8))
+    assert _majority_colour_reader_acc(cls, col) < 0.2

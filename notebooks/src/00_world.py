@@ -60,12 +60,15 @@ fig.savefig(resolve(run_dir) / "world" / "samples.png", dpi=80)
 
 # %% [markdown]
 # ## The catalogue: every class (columns) on every background (rows), one size each
+#
+# Colours are shared: every object takes one of the 8 palette colours at random, so the class
+# is the shape (and the sound), never the colour. Here each row shifts the colours by three.
 
 # %%
 from s2i.viz import grid
 
 stills = [
-    world.render_still(world.Scene(b, [world.SceneObject(c, size=9)]))
+    world.render_still(world.Scene(b, [world.SceneObject(c, size=9, colour=(c + 3 * b) % len(world.PALETTE))]))
     for b in range(len(world.BACKGROUNDS))
     for c in range(len(world.CLASSES))
 ]

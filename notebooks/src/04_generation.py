@@ -4,7 +4,13 @@
 # Held-out sounds rendered by the toy world with seeds never used in training (plus timbres
 # outside the training range) go through the trained audio encoder into the image-embedding
 # space, and the pretrained generator draws them. The judge says what was drawn. Upper bound:
-# the same generator from the paired *image* embeddings of the held-out test clips.
+# the same generator from the paired *image* embeddings of the held-out test clips. Baseline:
+# chance, 1/8.
+#
+# The judge reads shapes: colours are shared by all classes, and the colour-swap check
+# (:mod:`s2i.eval.judge_check`: every shape in every palette colour and in six colours no class
+# ever had, on held-out stills) gives its accuracy as the shape, beside how often it names the
+# class whose colour the shape wears (the old world gave every class its own colour).
 
 # %% tags=["parameters"]
 seed: int = 0
@@ -21,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
+from s2i.eval.judge_check import colour_swap_check
 from s2i.eval.studies import confusion, eval_generation
 from s2i.method.generate import Sound2Image
 from s2i.method.selection import load_pairs, subset
@@ -40,6 +47,7 @@ te_rows, te_z, _ = subset(rows, z, m, "test", "test_gt")
 img_up = s2i.backbones.generate(te_z, n_per=1, seed=seed)
 rep_up = s2i.backbones.judge.report(img_up)
 te_cls = np.array([r["sound_class"] for r in te_rows])
+swap = colour_swap_check(s2i.backbones.judge)
 metrics = dict(
     class_acc_audio=res["class_acc"],
     class_present_audio=res["present_acc"],
@@ -47,6 +55,11 @@ metrics = dict(
     class_acc_audio_novel_timbre=res_novel["class_acc"],
     bg_acc_audio_novel_timbre=res_novel["bg_acc"],
     class_acc_image=float((rep_up["top_class"] == te_cls).mean()),
+    class_chance=1 / len(world.CLASSES),
+    judge_colour_swap_shape_acc=swap["shape_acc_palette"],
+    judge_colour_swap_shape_acc_off_palette=swap["shape_acc_off_palette"],
+    judge_colour_swap_old_colour_rate=swap["old_colour_rate"],
+    judge_colour_swap_n=swap["n"],
     n_sounds=len(res["cls"]) // n_images,
     n_images_per_sound=n_images,
     n_image_pairs=len(te_cls),

@@ -133,7 +133,7 @@ plt.axis("off")
 # %%
 fig, ax = plt.subplots(figsize=(12, 2.6))
 for r in prog.timeline:
-    colour = np.array(world.COLOURS[r["cls"]]) / 255 if r["cls"] is not None else (0.8, 0.8, 0.8)
+    colour = plt.get_cmap("tab10")(r["cls"]) if r["cls"] is not None else (0.8, 0.8, 0.8)
     ax.broken_barh([(r["start"], r["end"] - r["start"])], (1.1, 0.8), facecolors=colour, edgecolor="k", lw=0.3)
     ax.text((r["start"] + r["end"]) / 2, 1.5, r["name"] or "-", ha="center", va="center", fontsize=7)
 judged = s2i.backbones.judge.report(demo.images)["top_class"]

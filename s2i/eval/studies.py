@@ -96,14 +96,16 @@ _COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_gen
 
 def mix_generate(
     s2i: Sound2Image,
-    sounds: list[np.ndarray],
-    gains_db: list[float],
+    mixes: list[list[np.ndarray]],
+    gains_db: list[list[float]],
     method: str,
     n: int = 1,
     seed: int = 0,
     weight: float | None = None,
 ) -> np.ndarray:
-    """Several sources -> one image.
+    """Several mixes of sources -> ``n`` images each, (len(mixes) * n, H, W, 3) grouped by mix,
+    drawn together in the sampler's batches (starting noise from ``seed``; mix ``m``'s bands
+    from ``seed + m``).
 
     * ``waveform``: the audio encoder on the mixed waveform;
     * ``mean``: the mean of the per-source embeddings, one guided sample;
@@ -117,16 +119,21 @@ def mix_generate(
     * ``compose`` (the product's): as ``compose_bands``, each image the best of
       :data:`s2i.method.mix.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
       every source (:func:`s2i.method.mix.pick_nearest_sources`).
-    Gains (dB) scale each source's recording before encoding/mixing."""
+    Gains (dB, one list per mix) scale each source's recording before encoding/mixing."""
     if method == "waveform":
-        z = s2i.embed_audio(mix_audio(sounds, gains_db), world.SR)[None]
+        z = torch.stack([s2i.embed_audio(mix_audio(m, g), world.SR) for m, g in zip(mixes, gains_db)])
         return s2i.backbones.generate(z, n_per=n, seed=seed)
     if method == "mean":
-        zs = [s2i.embed_audio(s * 10 ** (g / 20), world.SR)[None] for s, g in zip(sounds, gains_db)]
-        return s2i.backbones.generate(torch.cat(zs).mean(0, keepdim=True), n_per=n, seed=seed)
+        z = torch.stack(
+            [
+                torch.stack([s2i.embed_audio(s * 10 ** (x / 20), world.SR) for s, x in zip(m, g)]).mean(0)
+                for m, g in zip(mixes, gains_db)
+            ]
+        )
+        return s2i.backbones.generate(z, n_per=n, seed=seed)
     if method in _COMPOSE_VARIANTS:
-        return s2i.generate_mix(
-            sounds, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, **_COMPOSE_VARIANTS[method]
+        return s2i.generate_mixes(
+            mixes, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, **_COMPOSE_VARIANTS[method]
         )
     raise ValueError(f"unknown mixing method {method!r}; choose from {MIX_METHODS}")
 
@@ -179,29 +186,39 @@ def mixing_study(
     n_ratio = n_pairs if n_ratio_pairs is None else min(int(n_ratio_pairs), n_pairs)
     if n_ratio < 1:
         raise ValueError(f"n_ratio_pairs must be at least 1, got {n_ratio_pairs}")
+    sounds = [[sa.render(), sb.render()] for sa, sb in pairs]
+    ia = np.array([sa.cls for sa, _ in pairs])
+    ib = np.array([sb.cls for _, sb in pairs])
     out = {}
     for m in methods:
-        both, rhos, ex = [], [], None
-        for i, (sa, sb) in enumerate(pairs):
-            A, Bs = sa.render(), sb.render()
-            ys = []
-            for r in ratios_db if i < n_ratio else [0.0]:
-                img = mix_generate(s2i, [A, Bs], [r / 2, -r / 2], m, n=n_images if r == 0 else 1, seed=seed + i)
-                rep = s2i.backbones.judge.report(img)
-                if r == 0:
-                    both += [bool(x) for x in rep["present"][:, sa.cls] & rep["present"][:, sb.cls]]
-                    ex = img[:1] if ex is None else np.concatenate([ex, img[:1]])
-                pa, pb = rep["present"][0, sa.cls], rep["present"][0, sb.cls]
-                sa_, sb_ = rep["size"][0, sa.cls] if pa else 0.5, rep["size"][0, sb.cls] if pb else 0.5
-                ys.append(np.log(max(sa_, 0.5) / max(sb_, 0.5)))
-            if i < n_ratio:
-                rhos.append(0.0 if np.ptp(ys) == 0 else float(spearmanr(ratios_db, ys).statistic))
-        per_pair = np.asarray(both, float).reshape(len(pairs), -1).mean(1)
+        # equal levels: every pair, n_images each, in one batch
+        img = mix_generate(s2i, sounds, [[0.0, 0.0]] * len(pairs), m, n=n_images, seed=seed)
+        rep = s2i.backbones.judge.report(img)
+        k = np.repeat(np.arange(len(pairs)), n_images)
+        both = rep["present"][np.arange(len(k)), ia[k]] & rep["present"][np.arange(len(k)), ib[k]]
+        first = np.arange(len(pairs)) * n_images  # each pair's first image, also the sweep's 0 dB point
+        # relative-volume sweep: the first n_ratio pairs, one image each, one batch per ratio
+        ys = np.zeros((n_ratio, len(ratios_db)))
+        for j, r in enumerate(ratios_db):
+            if r == 0:
+                rp, idx = rep, first[:n_ratio]
+            else:
+                rp = s2i.backbones.judge.report(
+                    mix_generate(s2i, sounds[:n_ratio], [[r / 2, -r / 2]] * n_ratio, m, n=1, seed=seed)
+                )
+                idx = np.arange(n_ratio)
+            for i in range(n_ratio):
+                pa, pb = rp["present"][idx[i], ia[i]], rp["present"][idx[i], ib[i]]
+                sa_ = rp["size"][idx[i], ia[i]] if pa else 0.5
+                sb_ = rp["size"][idx[i], ib[i]] if pb else 0.5
+                ys[i, j] = np.log(max(sa_, 0.5) / max(sb_, 0.5))
+        rhos = [0.0 if np.ptp(y) == 0 else float(spearmanr(ratios_db, y).statistic) for y in ys]
+        per_pair = both.reshape(len(pairs), n_images).mean(1)
         out[m] = dict(
-            both_present=float(np.mean(both)),
+            both_present=float(both.mean()),
             both_per_pair=per_pair.tolist(),
             ratio_spearman=float(np.mean(rhos)),
-            examples=ex,
+            examples=img[first],
         )
     out["pairs"] = [(world.CLASSES[a.cls], world.CLASSES[b.cls]) for a, b in pairs]
     return out
@@ -218,6 +235,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     from s2i.method.edit import edit_image
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
+    crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
     added, kept, rhos, examples = [], [], [], []
     for i in range(n_edits):
         c = int(rng.integers(len(world.CLASSES)))
@@ -226,7 +244,8 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         objs = []
         if i % 2 == 1:
             other = int((c + rng.integers(1, len(world.CLASSES))) % len(world.CLASSES))
-            objs.append(world.SceneObject(other, size=float(rng.uniform(4, 7)), x=8.0, y=22.0))
+            colour = int(crng.integers(len(world.PALETTE)))
+            objs.append(world.SceneObject(other, size=float(rng.uniform(4, 7)), x=8.0, y=22.0, colour=colour))
         img = world.render_still(world.Scene(bg_img, objs))
         snd = TestSound(c, bg_snd, 0.5, TEST_SEED_OFFSET + 700_000 + i)
         outs = [edit_image(s2i, img, snd.render(), world.SR, gain_db=g, seed=seed + i, **edit_kw)[0] for g in gains_db]

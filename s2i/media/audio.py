@@ -30,53 +30,94 @@ from s2i.media.common import (
 # --------------------------------------------------------------------------------------------
 
 
+_SCALE = {"flt": None, "fltp": None, "s16": 1.0 / 32768, "s16p": 1.0 / 32768}  # as libswresample converts
+
+
 class _MonoAudio:
     """Turns decoded AudioFrames of any format/layout/rate into mono float32 chunks at ``sr``.
 
-    Each channel is resampled by libswresample (layout kept), then the channels are averaged.
-    The resampler's output is *packed* float (``flt``: one plane, channels interleaved), never
-    planar: PyAV reads a planar frame of eight or more channels past its plane pointers
-    (``AVFrame.data`` holds eight; the rest are in ``extended_data``), which crashes the process.
-    Timestamps are dropped, so the resampler works on sample counts. A change of format, layout
-    or rate inside the stream flushes and restarts the resampler. Samples that are not finite
-    raise :class:`NonFiniteAudio`: they would turn every later computation into NaN."""
+    Frames of 16-bit or float samples with one or two channels (what WAV, FLAC and the AAC,
+    MP3, Vorbis and Opus decoders give) are converted in numpy exactly as libswresample converts
+    them (a float kept, a 16-bit integer scaled by 2**-15), gathered into blocks of at least
+    ``block`` samples, averaged over the channels, and only then resampled to ``sr`` by
+    libswresample (one call per block, one channel). Other frames (more channels, other sample
+    formats) are resampled channel by channel by libswresample and then averaged. Averaging
+    before resampling differs from averaging after it only by float rounding; at ``sr`` already
+    nothing is resampled. The resampler's output is *packed* float (``flt``: one plane, channels
+    interleaved), never planar: PyAV reads a planar frame of eight or more channels past its
+    plane pointers (``AVFrame.data`` holds eight; the rest are in ``extended_data``), which
+    crashes the process. Timestamps are dropped, so the resampler works on sample counts. A
+    change of format, layout or rate inside the stream flushes and restarts the conversion.
+    Samples that are not finite raise :class:`NonFiniteAudio`: they would turn every later
+    computation into NaN."""
 
-    def __init__(self, sr: int):
+    def __init__(self, sr: int, block: int = 16384):
         self.sr = int(sr)
-        self._res = None
+        self.block = int(block)
+        self._res = None  # the resampler: mono flt at self._rate, or the frames' own format
         self._key = None
+        self._rate = None
+        self._buf: list[np.ndarray] = []  # (samples, channels) float32 at self._rate
+        self._buffered = 0
 
     @staticmethod
-    def _mono(frames) -> list[np.ndarray]:
+    def _mean(x: np.ndarray) -> np.ndarray:
+        m = x[:, 0].astype(np.float32, copy=True) if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
+        if not np.isfinite(m).all():
+            raise NonFiniteAudio("audio samples are not finite (NaN or infinite values)")
+        return m
+
+    def _resample(self, frames) -> list[np.ndarray]:
+        """Mono chunks of the resampler's packed float output frames."""
         out = []
         for fr in frames:
-            channels = len(fr.layout.channels)
-            x = fr.to_ndarray().reshape(-1, channels)  # flt: (1, samples * channels) -> (samples, channels)
-            if x.shape[0] == 0:
-                continue
-            m = x[:, 0].astype(np.float32, copy=True) if channels == 1 else x.mean(axis=1, dtype=np.float32)
-            if not np.isfinite(m).all():
-                raise NonFiniteAudio("audio samples are not finite (NaN or infinite values)")
-            out.append(m)
+            x = fr.to_ndarray().reshape(-1, len(fr.layout.channels))  # flt: (1, samples * channels)
+            if len(x):
+                out.append(self._mean(x))
         return out
+
+    def _release(self) -> list[np.ndarray]:
+        """Average the buffered block over its channels; resample it unless already at ``sr``."""
+        if not self._buf:
+            return []
+        x = self._buf[0] if len(self._buf) == 1 else np.concatenate(self._buf)
+        self._buf, self._buffered = [], 0
+        m = self._mean(x)
+        if self._rate == self.sr:
+            return [m]
+        if self._res is None:
+            self._res = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
+        fr = av.AudioFrame.from_ndarray(m[None], format="flt", layout="mono")
+        fr.sample_rate = self._rate
+        return self._resample(self._res.resample(fr))
 
     def push(self, frame) -> list[np.ndarray]:
         out: list[np.ndarray] = []
-        key = (frame.format.name, frame.layout.name, frame.sample_rate)
-        if self._res is not None and key != self._key:
+        fmt, channels = frame.format.name, len(frame.layout.channels)
+        key = (fmt, frame.layout.name, frame.sample_rate)
+        if self._key is not None and key != self._key:
             out += self.flush()
+        self._key = key
+        if fmt in _SCALE and channels <= 2:
+            self._rate = frame.sample_rate
+            x = frame.to_ndarray()  # planar: (channels, samples); packed: (1, samples * channels)
+            x = x.T if frame.format.is_planar else x.reshape(-1, channels)
+            scale = _SCALE[fmt]
+            x = x.astype(np.float32) * np.float32(scale) if scale is not None else x.astype(np.float32, copy=False)
+            if len(x):
+                self._buf.append(x)
+                self._buffered += len(x)
+            return out + (self._release() if self._buffered >= self.block else [])
         if self._res is None:
             self._res = av.AudioResampler(format="flt", rate=self.sr)
-            self._key = key
         frame.pts = None  # resample on sample counts, not on possibly odd timestamps
-        out += self._mono(self._res.resample(frame))
-        return out
+        return out + self._resample(self._res.resample(frame))
 
     def flush(self) -> list[np.ndarray]:
-        if self._res is None:
-            return []
-        out = self._mono(self._res.resample(None))
-        self._res, self._key = None, None
+        out = self._release()
+        if self._res is not None:
+            out += self._resample(self._res.resample(None))
+        self._res, self._key, self._rate = None, None, None
         return out
 
 

@@ -84,13 +84,31 @@ def _check_path(path: Path) -> None:
         raise MediaError(f"{path}: empty file (0 bytes)")
 
 
+def _is_pcm_wav(path: Path) -> bool:
+    """A RIFF/WAVE file whose first chunk is a ``fmt `` chunk of PCM, IEEE float or extensible
+    samples: everything FFmpeg needs is in that header, so it is opened without probing."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(22)
+    except OSError:
+        return False
+    return (
+        len(head) == 22
+        and head[:4] == b"RIFF"
+        and head[8:16] == b"WAVEfmt "
+        and int.from_bytes(head[20:22], "little") in (1, 3, 0xFFFE)
+    )
+
+
 def _open(path: Path, check_riff: bool = True):
-    """Open ``path`` for reading or raise MediaError."""
+    """Open ``path`` for reading or raise MediaError. PCM WAVs skip FFmpeg's format probing
+    (about 3 ms a file; their header says everything)."""
     _check_path(path)
     if check_riff:
         _check_riff_size(path)
+    quick = dict(format="wav", options={"probesize": "2048"}) if _is_pcm_wav(path) else {}
     try:
-        return av.open(str(path), mode="r", metadata_errors="ignore")
+        return av.open(str(path), mode="r", metadata_errors="ignore", **quick)
     except _AV_ERRORS as e:
         raise MediaError(f"{path}: cannot open: {_reason(e)}") from None
 

@@ -15,7 +15,7 @@ import torch
 
 from s2i.backbones import load_backbones
 from s2i.backbones.base import Backbones
-from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES, compose_mix, mix_conditions
+from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES, compose_mixes, mix_conditions
 from s2i.models.audio_encoder import SR, AudioEncoder
 from s2i.paths import resolve
 
@@ -169,18 +169,55 @@ class Sound2Image:
         drawn ones, by :func:`pick_nearest_sources` (1: no choice). ``steps``: sampling steps
         and ``guidance``: the guidance scale the weights derive from (defaults: the generator's).
         ``size``: the pictures' (height, width), one the generator draws (default its square)."""
-        gains_db = gains_db or [0.0] * len(sounds)
-        if len(gains_db) != len(sounds):
-            raise ValueError(f"{len(sounds)} sounds but {len(gains_db)} gains")
-        audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains_db)]
-        conds, weights = mix_conditions(
-            lambda a: self.embed_audio(a, SR)[None],
-            audio,
-            self.backbones.guidance if guidance is None else guidance,
+        return self.generate_mixes(
+            [sounds],
+            None if gains_db is None else [gains_db],
+            n,
+            seed,
+            sr,
             weight,
             ambience_db,
             ambience_weight,
+            regions,
+            candidates,
+            steps,
+            guidance,
+            size,
         )
-        return compose_mix(
-            self.backbones, conds, weights, n, seed, ambience_db is not None, regions, candidates, steps, size
+
+    def generate_mixes(
+        self,
+        mixes: list[list],
+        gains_db: list[list[float]] | None = None,
+        n: int = 1,
+        seed: int = 0,
+        sr: int | None = None,
+        weight: float | None = None,
+        ambience_db: float | None = AMBIENCE_DB,
+        ambience_weight: float | None = None,
+        regions: bool = True,
+        candidates: int = MIX_CANDIDATES,
+        steps: int | None = None,
+        guidance: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """:meth:`generate_mix` for several mixes of as many sources each, drawn together in the
+        sampler's batches (:func:`~s2i.method.mix.compose_mixes`: mix ``m``'s bands from
+        ``seed + m``). Returns (len(mixes) * n, H, W, 3), grouped by mix; one mix gives exactly
+        :meth:`generate_mix`'s images."""
+        gains_db = gains_db or [[0.0] * len(sounds) for sounds in mixes]
+        if len(gains_db) != len(mixes):
+            raise ValueError(f"{len(mixes)} mixes but {len(gains_db)} lists of gains")
+        guidance = self.backbones.guidance if guidance is None else guidance
+        terms, weights = [], None
+        for sounds, gains in zip(mixes, gains_db):
+            if len(gains) != len(sounds):
+                raise ValueError(f"{len(sounds)} sounds but {len(gains)} gains")
+            audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains)]
+            conds, weights = mix_conditions(
+                lambda a: self.embed_audio(a, SR)[None], audio, guidance, weight, ambience_db, ambience_weight
+            )
+            terms.append(conds)
+        return compose_mixes(
+            self.backbones, terms, weights, n, seed, ambience_db is not None, regions, candidates, steps, size
         )

@@ -56,15 +56,31 @@ def _sub_windows(windows: np.ndarray, enc_window_s: float) -> np.ndarray:
     return view[:, starts]
 
 
-def embed_long_windows(s2i, windows: np.ndarray) -> np.ndarray:
+def embed_long_windows(s2i, windows: np.ndarray, hop: int | None = None) -> np.ndarray:
     """(B, W) 16 kHz windows of any length -> (B, D) float32: for each window, the mean of its
-    encoder-window embeddings (what :meth:`Sound2Image.embed_audio` gives for that clip)."""
+    encoder-window embeddings (what :meth:`Sound2Image.embed_audio` gives for that clip).
+
+    ``hop``: the windows are consecutive, ``hop`` samples apart (a multiple of the sub-window
+    hop, as with windows of 2 s every 1 s): the sub-windows they share are then embedded once,
+    on the grid of the audio the batch covers (7 sub-windows per window become 4)."""
     windows = np.asarray(windows, np.float32)
+    B, W = windows.shape
+    S, h = int(round(s2i.window_s * SR)), int(round(s2i.window_s / 2 * SR))
+    if hop is not None and B > 1 and S < W and 0 < hop <= W and hop % h == 0:
+        span = np.concatenate([windows[0], *(w[W - hop :] for w in windows[1:])])  # the audio they cover
+        grid = np.lib.stride_tricks.sliding_window_view(span, S)[::h]  # every sub-window once
+        z = _as_array(s2i.embed_windows(np.ascontiguousarray(grid)))  # (n_grid, D)
+        n_sub = (W - S) // h + 1
+        idx = np.arange(B)[:, None] * (hop // h) + np.arange(n_sub)[None]  # (B, n_sub) grid rows
+        return z[idx].mean(axis=1)
     sub = _sub_windows(windows, s2i.window_s)  # (B, n_sub, S)
-    B, n_sub, S = sub.shape
-    z = s2i.embed_windows(np.ascontiguousarray(sub.reshape(B * n_sub, S)))  # (B * n_sub, D)
-    z = np.asarray(z.detach().cpu().numpy() if torch.is_tensor(z) else z, np.float32)
+    n_sub = sub.shape[1]
+    z = _as_array(s2i.embed_windows(np.ascontiguousarray(sub.reshape(B * n_sub, S))))  # (B * n_sub, D)
     return z.reshape(B, n_sub, -1).mean(axis=1)
+
+
+def _as_array(z) -> np.ndarray:
+    return np.asarray(z.detach().cpu().numpy() if torch.is_tensor(z) else z, np.float32)
 
 
 def _array_batches(
@@ -126,9 +142,11 @@ def window_embeddings(
         total = len(audio_window_starts(len(a), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
     zs, ss = [], []
     last = None
+    hop = int(round((window_s - overlap_s) * SR))
     with tqdm(total=total, desc="embed windows", unit="win", disable=not progress) as bar:
         for w, s in it:
-            zs.append(embed_long_windows(s2i, w))  # (B, D)
+            consecutive = len(s) > 1 and np.allclose(np.diff(s) * SR, hop, atol=0.5)
+            zs.append(embed_long_windows(s2i, w, hop if consecutive else None))  # (B, D)
             ss.append(s)
             last = w[-1].copy()
             bar.update(len(s))

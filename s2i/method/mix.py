@@ -91,20 +91,54 @@ def compose_mix(
     source's terms in its own band (``regions``, :func:`mix_term_masks`), each image the best of
     ``candidates`` (:func:`pick_nearest_sources`). ``size``: the pictures' (H, W), one the
     generator draws (:meth:`~s2i.backbones.base.Backbones.drawing_size`); default its square."""
+    return compose_mixes(backbones, [conds], weights, n, seed, place_term, regions, candidates, steps, size)
+
+
+def compose_mixes(
+    backbones,
+    mixes: list[list[torch.Tensor]],
+    weights: list[float],
+    n: int = 1,
+    seed: int = 0,
+    place_term: bool = True,
+    regions: bool = True,
+    candidates: int = MIX_CANDIDATES,
+    steps: int | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """:func:`compose_mix` for several mixes at once, in the sampler's batches: ``mixes`` holds
+    each mix's terms (the same number of terms each, sharing ``weights``); mix ``m``'s bands
+    are drawn from ``seed + m``, the starting noise of all from ``seed``. Returns
+    (len(mixes) * n, H, W, 3), grouped by mix; one mix gives exactly :func:`compose_mix`'s images."""
     require_composition(backbones, "mixing")
     if candidates < 1:
         raise ValueError(f"candidates must be at least 1, got {candidates}")
-    sources = conds[1::2] if place_term else conds  # each source's own embedding, at its gain
+    if not mixes or any(len(c) != len(weights) for c in mixes):
+        raise ValueError(f"every mix needs {len(weights)} terms, one per weight; got {[len(c) for c in mixes]}")
+    per = n * candidates  # images drawn per mix
     masks = None
     if regions:
         shape = backbones.image_size if size is None else size
-        masks = mix_term_masks(len(sources), AMBIENCE_DB if place_term else None, shape, seed)
-    images = backbones.compose(
-        [z.repeat(n * candidates, 1) for z in conds], weights, seed=seed, steps=steps, masks=masks, size=size
-    )
+        ambience = AMBIENCE_DB if place_term else None
+        n_src = (len(weights) - 1) // 2 if place_term else len(weights)
+        masks = torch.cat(
+            [
+                mix_term_masks(n_src, ambience, shape, seed + m)[:, None].expand(-1, per, -1, -1)
+                for m in range(len(mixes))
+            ],
+            dim=1,
+        )  # (K, len(mixes) * per, H, W)
+        if len(mixes) == 1:
+            masks = masks[:, 0]  # one mix: the same masks for every item
+    conds = [torch.cat([c[k].reshape(1, -1).repeat(per, 1) for c in mixes]) for k in range(len(weights))]
+    images = backbones.compose(conds, weights, seed=seed, steps=steps, masks=masks, size=size)
     if candidates == 1:
         return images
-    return pick_nearest_sources(backbones, images, torch.cat(sources), candidates)
+    picked = []
+    for m, c in enumerate(mixes):
+        sources = c[1::2] if place_term else c  # each source's own embedding, at its gain
+        picked.append(pick_nearest_sources(backbones, images[m * per : (m + 1) * per], torch.cat(sources), candidates))
+    return np.concatenate(picked)
 
 
 def pick_nearest_sources(backbones, images: np.ndarray, sources: torch.Tensor, candidates: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from s2i.toyworld.world import (
     AMBIENT_RMS,
     BACKGROUNDS,
     CLASSES,
-    COLOURS,
+    PALETTE,
     DURATION,
     FPS,
     IMG,
@@ -35,6 +35,7 @@ from s2i.toyworld.world import (
     SR,
     ambient_signal,
     background_image,
+    colour_rng,
     envelope_to_samples,
     gain_from_size,
     mask_box,
@@ -53,7 +54,7 @@ class ClipSpec:
     seed: int
     background: int
     cls: int
-    segments: list[dict]  # {type, start, end, cls, r0, r1, x0, y0, x1, y1}
+    segments: list[dict]  # {type, start, end, cls, colour, r0, r1, x0, y0, x1, y1}
     pitch: float
     rate: float
     ambient_gain: float
@@ -70,8 +71,10 @@ def _segment_bounds(rng: np.random.Generator, n_frames: int, n_seg: int, min_len
 
 def sample_clip(clip_id: str, seed: int, p_match: float = 0.55, n_frames: int = int(DURATION * FPS)) -> ClipSpec:
     """Draw a clip's scenario from ``seed``: a background, the clip's sound class and 3-5
-    segments of the types in ``SEGMENT_TYPES`` (at least one ``match``)."""
+    segments of the types in ``SEGMENT_TYPES`` (at least one ``match``). Each segment's object
+    takes a ``PALETTE`` colour drawn from :func:`~s2i.toyworld.world.colour_rng`."""
     rng = np.random.default_rng(seed)
+    crng = colour_rng(seed)
     b = int(rng.integers(len(BACKGROUNDS)))
     c = int(rng.integers(len(CLASSES)))
     n_seg = int(rng.integers(3, 6))
@@ -94,6 +97,7 @@ def sample_clip(clip_id: str, seed: int, p_match: float = 0.55, n_frames: int = 
                 start=s,
                 end=e,
                 cls=seg_cls,
+                colour=int(crng.integers(len(PALETTE))),
                 r0=float(r0),
                 r1=float(r1),
                 x0=float(x0),
@@ -133,9 +137,18 @@ def render_clip(spec: ClipSpec, fps: int = FPS, sr: int = SR) -> tuple[np.ndarra
             visible, sounding = [], []
             if seg["type"] in ("match", "silent"):
                 m = object_mask(seg["cls"], r, x, y)
-                frames[f][m] = COLOURS[seg["cls"]]
+                frames[f][m] = PALETTE[seg["colour"]]
                 visible.append(
-                    dict(cls=seg["cls"], name=CLASSES[seg["cls"]], size=r, x=x, y=y, area=int(m.sum()), box=mask_box(m))
+                    dict(
+                        cls=seg["cls"],
+                        name=CLASSES[seg["cls"]],
+                        colour=seg["colour"],
+                        size=r,
+                        x=x,
+                        y=y,
+                        area=int(m.sum()),
+                        box=mask_box(m),
+                    )
                 )
             if seg["type"] in ("match", "offscreen"):
                 gain_env[f] = gain_from_size(r)

@@ -14,10 +14,12 @@ from s2i.toyworld import world
 
 
 # ----------------------------------------------------------------------------- pretraining data
-def sample_scenes(n: int, seed: int, p_objects: Sequence[float] = (0.15, 0.6, 0.25)) -> list[world.Scene]:
+def sample_scenes(n: int, seed: int, p_objects: Sequence[float] = (0.1, 0.45, 0.45)) -> list[world.Scene]:
     """Random still scenes for pretraining: a background and 0, 1 or 2 objects of distinct
-    classes with random radius in [R_MIN, R_MAX] and position (fully inside the frame)."""
+    classes with random radius in [R_MIN, R_MAX], position (fully inside the frame) and
+    ``PALETTE`` colour (drawn from :func:`~s2i.toyworld.world.colour_rng`)."""
     rng = np.random.default_rng(seed)
+    crng = world.colour_rng(seed)
     scenes = []
     for _ in range(n):
         k = int(rng.choice(len(p_objects), p=p_objects))
@@ -26,7 +28,8 @@ def sample_scenes(n: int, seed: int, p_objects: Sequence[float] = (0.15, 0.6, 0.
         for c in cls:
             r = float(rng.uniform(world.R_MIN, world.R_MAX))
             x, y = rng.uniform(r + 0.5, world.IMG - r - 0.5, size=2)
-            objs.append(world.SceneObject(int(c), size=r, x=float(x), y=float(y)))
+            colour = int(crng.integers(len(world.PALETTE)))
+            objs.append(world.SceneObject(int(c), size=r, x=float(x), y=float(y), colour=colour))
         scenes.append(world.Scene(int(rng.integers(len(world.BACKGROUNDS))), objs))
     return scenes
 

@@ -2,7 +2,13 @@
 
 Everything here is deterministic from a seed.
 
-* **Objects**: 8 classes, each a distinct look (shape x colour) and a distinct sound.
+* **Objects**: 8 classes, each a distinct shape and a distinct sound. **Colour is not a class
+  cue**: every object instance takes one of the 8 ``PALETTE`` colours, drawn at random and shared
+  by all classes (every class appears in every colour, equally often), so a picture's class can be
+  read only from its shape -- and a model that reads colour scores at chance (1/8). Clips draw
+  one colour per segment, pretraining stills one per object, each from its own random stream
+  (:func:`colour_rng`), so the rest of a scene (class, size, place, sound) is drawn exactly as
+  before colours were shared.
 * **Backgrounds**: 4 kinds, each with its own ambient sound.
 * **Loudness law** (documented, tested): an object's sound amplitude is proportional to
   its apparent size. With radius ``r`` pixels, the source's RMS is
@@ -39,16 +45,18 @@ AMBIENT_DB_RANGE = 6.0  # ... varied per clip by +-6 dB: places differ in how lo
 
 CLASSES = ["bell", "horn", "engine", "bird", "water", "siren", "drum", "buzzer"]
 SHAPES = ["circle", "square", "triangle", "diamond", "ring", "cross", "bar", "x"]
-COLOURS = [
-    (255, 215, 0),  # bell: yellow circle
-    (220, 30, 30),  # horn: red square
-    (40, 80, 255),  # engine: blue triangle
-    (230, 40, 200),  # bird: magenta diamond
-    (0, 230, 230),  # water: cyan ring
-    (255, 130, 0),  # siren: orange cross
-    (245, 245, 245),  # drum: white bar
-    (20, 255, 90),  # buzzer: green x
+PALETTE = [  # object colours, shared by every class; none occurs in any background
+    (255, 215, 0),  # yellow
+    (220, 30, 30),  # red
+    (40, 80, 255),  # blue
+    (230, 40, 200),  # magenta
+    (0, 230, 230),  # cyan
+    (255, 130, 0),  # orange
+    (245, 245, 245),  # white
+    (20, 255, 90),  # green
 ]
+COLOUR_NAMES = ["yellow", "red", "blue", "magenta", "cyan", "orange", "white", "green"]
+DEFAULT_COLOUR = 6  # white: the colour of an object whose colour is not given
 SOUNDS = [
     "struck bell: inharmonic partials at 1046 Hz, re-struck twice a second",
     "horn: 196 Hz harmonic tone (sawtooth-like partials 1..10)",
@@ -88,6 +96,31 @@ def background_index(b: int | str) -> int:
     if b not in BACKGROUNDS:
         raise ValueError(f"unknown background {b!r}; backgrounds are {BACKGROUNDS}")
     return BACKGROUNDS.index(b)
+
+
+def colour_rgb(colour: int | str | Sequence[int] | None) -> tuple[int, int, int]:
+    """RGB of a palette colour (index or name), of an explicit RGB triple, or of
+    ``DEFAULT_COLOUR`` for ``None``."""
+    if colour is None:
+        return PALETTE[DEFAULT_COLOUR]
+    if isinstance(colour, str):
+        if colour not in COLOUR_NAMES:
+            raise ValueError(f"unknown colour {colour!r}; colours are {COLOUR_NAMES}")
+        return PALETTE[COLOUR_NAMES.index(colour)]
+    if isinstance(colour, (int, np.integer)):
+        if not 0 <= int(colour) < len(PALETTE):
+            raise ValueError(f"colour index {colour} out of range 0..{len(PALETTE) - 1}")
+        return PALETTE[int(colour)]
+    rgb = tuple(int(v) for v in colour)
+    if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+        raise ValueError(f"colour {colour!r} is not an RGB triple in 0..255")
+    return rgb
+
+
+def colour_rng(seed: int) -> np.random.Generator:
+    """The random stream object colours are drawn from, separate from the one that draws the
+    rest of a scene from the same ``seed``."""
+    return np.random.default_rng([int(seed), 0xC01])
 
 
 def gain_from_size(r: float | np.ndarray) -> float | np.ndarray:
@@ -264,7 +297,8 @@ def envelope_to_samples(env: np.ndarray, n: int, fps: float = FPS, sr: int = SR,
 @dataclass
 class SceneObject:
     """One object of a scene. Give ``size`` (radius px) or ``gain`` (linear); the other
-    follows the loudness law unless both are given. ``visible`` / ``audible`` switch the
+    follows the loudness law unless both are given. ``colour``: a ``PALETTE`` index or name, an
+    RGB triple, or ``None`` for ``DEFAULT_COLOUR``. ``visible`` / ``audible`` switch the
     picture and the sound of the object separately."""
 
     cls: int | str
@@ -272,6 +306,7 @@ class SceneObject:
     gain: float | None = None
     x: float = IMG / 2
     y: float = IMG / 2
+    colour: int | str | tuple[int, int, int] | None = None
     visible: bool = True
     audible: bool = True
 
@@ -300,7 +335,7 @@ def render_still(scene: Scene) -> np.ndarray:
     img = background_image(scene.background).copy()
     for o in scene.objects:
         if o.visible:
-            img[object_mask(o.cls, o.radius(), o.x, o.y)] = COLOURS[class_index(o.cls)]
+            img[object_mask(o.cls, o.radius(), o.x, o.y)] = colour_rgb(o.colour)
     return img
 
 

@@ -1,4 +1,7 @@
-"""SimCLR pretraining of the toy image encoder (NT-Xent on two augmented views; no labels)."""
+"""SimCLR pretraining of the toy image encoder (NT-Xent on two augmented views; no labels).
+
+Colour jitter and grayscale views make the embedding encode the object's shape: two views of
+one still may differ in colour, so colour alone cannot match them."""
 
 from __future__ import annotations
 
@@ -15,9 +18,21 @@ from s2i.toyworld.stills import StillSet
 
 
 # ----------------------------------------------------------------------------- image encoder (SimCLR)
-def augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 3, noise: float = 0.03) -> torch.Tensor:
-    """SimCLR views that keep colour and object size: a random translation (replicate
-    padding), a horizontal flip and a little pixel noise. No colour jitter, no scale crops."""
+_CHANNEL_ORDERS = torch.tensor([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])  # every non-identity order
+
+
+def augment(
+    x: torch.Tensor,
+    g: torch.Generator,
+    max_shift: int = 3,
+    noise: float = 0.03,
+    colour_p: float = 0.0,
+    gray_p: float = 0.0,
+) -> torch.Tensor:
+    """Augmented views that keep object size: a random translation (replicate padding), a
+    horizontal flip and a little pixel noise; with probability ``colour_p`` the RGB channels
+    reordered (a colour jitter that maps the palette onto other saturated colours) and with
+    probability ``gray_p`` the view turned grey. No scale crops: size is what loudness means."""
     B, _, H, W = x.shape
     p = max_shift
     xp = F.pad(x, (p, p, p, p), mode="replicate")
@@ -26,6 +41,14 @@ def augment(x: torch.Tensor, g: torch.Generator, max_shift: int = 3, noise: floa
     out = torch.stack([xp[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
     flip = torch.rand(B, generator=g) < 0.5
     out[flip] = out[flip].flip(-1)
+    if colour_p > 0:
+        swap = torch.rand(B, generator=g) < colour_p
+        order = _CHANNEL_ORDERS[torch.randint(0, len(_CHANNEL_ORDERS), (B,), generator=g)]
+        out[swap] = torch.gather(out[swap], 1, order[swap][:, :, None, None].expand(-1, -1, H, W))
+    if gray_p > 0:
+        gray = torch.rand(B, generator=g) < gray_p
+        lum = (0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2])[:, None].expand(-1, 3, -1, -1)
+        out = torch.where(gray[:, None, None, None], lum, out)
     return out + noise * torch.randn(out.shape, generator=g)
 
 
@@ -47,7 +70,9 @@ class EncoderCfg:
     lr: float = 1e-3
     temperature: float = 0.2
     max_shift: int = 3
-    bf16: bool = True
+    colour_p: float = 0.5  # colour jitter: views whose channels are reordered
+    gray_p: float = 0.1  # views turned grey
+    bf16: bool = False  # fp32: faster than bf16 autocast for these small models on CPU, and the same on every CPU
 
 
 def train_encoder(
@@ -73,7 +98,8 @@ def train_encoder(
     for step in range(cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
         x = x_all[idx]
-        v = torch.cat([augment(x, g, cfg.max_shift), augment(x, g, cfg.max_shift)]).to(dev)  # (2B, 3, H, W)
+        views = [augment(x, g, cfg.max_shift, colour_p=cfg.colour_p, gray_p=cfg.gray_p) for _ in range(2)]
+        v = torch.cat(views).to(dev)  # (2B, 3, H, W)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             z = head(enc(v)).float()
         loss = nt_xent(*z.chunk(2), cfg.temperature)

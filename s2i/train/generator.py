@@ -30,7 +30,7 @@ def train_generator(
     """DDPM training of the embedding-conditioned decoder on (image embedding, image) pairs.
 
     x0 ("sample") prediction with min-SNR-gamma loss weights, classifier-free dropout of the
-    embedding, Gaussian noise augmentation of the embedding, bf16 autocast on CPU, an EMA of
+    embedding, Gaussian noise augmentation of the embedding, optional bf16 autocast, an EMA of
     the weights (the EMA is what is saved). Resumes from ``ckpt_path`` when it exists.
     Trains on ``resolve_device(device)`` (noise drawn on the CPU); returns the generator on the CPU."""
     from diffusers import DDPMScheduler
