@@ -888,3 +888,34 @@ def test_an_empty_audio_stream_is_refused(tmp_path):
     for read in (lambda: read_audio(path, SR), lambda: list(iter_audio_windows(path, sr=SR, window_s=0.5))):
         with pytest.raises(MediaError, match=r"header_only\.wav: no audio samples"):
             read()
+
+
+def test_wav_at_the_target_rate_reads_the_same_samples_as_ffmpeg(tmp_path, monkeypatch):
+    """16-bit and float WAVs at 16 kHz are read whole by libsndfile: the same mono samples to the
+    bit as FFmpeg's packets, the same checks."""
+    import soundfile as sf
+
+    from s2i.media import audio as A
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((SR * 2, 2)) * 0.2).clip(-1, 1)
+    paths = []
+    for ch in (1, 2):
+        for sub in ("PCM_16", "FLOAT"):
+            paths.append(tmp_path / f"a{ch}_{sub}.wav")
+            sf.write(paths[-1], x[:, :ch], SR, subtype=sub)
+    fast = [read_audio(p) for p in paths]
+    assert all(A._read_wav_at(p, SR) is not None for p in paths)  # the libsndfile path was taken
+    with monkeypatch.context() as m:
+        m.setattr(A, "_read_wav_at", lambda path, sr: None)
+        for p, got in zip(paths, fast):
+            np.testing.assert_array_equal(got, read_audio(p))
+    # another rate or a 24-bit WAV: FFmpeg decodes it
+    sf.write(tmp_path / "b.wav", x, 22050, subtype="PCM_24")
+    assert A._read_wav_at(tmp_path / "b.wav", SR) is None
+    assert abs(len(read_audio(tmp_path / "b.wav")) - 2 * SR * SR / 22050) < 16  # 1.45 s at 16 kHz
+    bad = x.astype(np.float32)
+    bad[100, 0] = np.nan
+    sf.write(tmp_path / "nan.wav", bad, SR, subtype="FLOAT")
+    with pytest.raises(MediaError, match=r"nan\.wav: audio samples are not finite"):
+        read_audio(tmp_path / "nan.wav")
