@@ -73,7 +73,7 @@ def test_model_config_is_registered_with_open_clip():
     import open_clip
 
     register_model_configs()
-    assert {"s2i-smoke-vit", "s2i-toy-vit"} <= set(open_clip.list_models())
+    assert {"s2i-smoke-vit", "s2i-toy-rn"} <= set(open_clip.list_models())
     m = open_clip.create_model("s2i-smoke-vit", pretrained=None)  # open_clip's own factory
     cfg = json.loads((CONFIG_DIR / "s2i-smoke-vit.json").read_text())
     assert m.visual.output_dim == cfg["embed_dim"]
@@ -404,3 +404,38 @@ def test_resolve_device_explicit_env_and_default(monkeypatch):
     assert resolve_device() == torch.device("cpu")
     monkeypatch.delenv("S2I_DEVICE")
     assert resolve_device().type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ----------------------------------------------------------------------------- captions (the image encoder's text)
+def test_captions_say_what_the_still_shows():
+    from s2i.toyworld.stills import CAPTION_LEN, END, VOCAB, caption, caption_tokens
+
+    scene = world.Scene("beach", [world.SceneObject("horn", size=4.0, x=5.0, y=27.0, colour="green")])
+    assert caption(scene) == ["beach", "square", "green", "tiny", "left", "bottom"]
+    two = world.Scene(0, scene.objects + [world.SceneObject("bell", size=12.9, x=16.0, y=16.0, colour=0)])
+    assert caption(two)[6:] == ["and", "circle", "yellow", "huge", "centre", "middle"]
+    assert caption(world.Scene("city", [])) == ["city", "nothing"]
+    t = caption_tokens(two)
+    assert t.shape == (CAPTION_LEN,) and int(t.argmax()) == 12 and t[12] == END  # open_clip pools at the argmax
+    assert [VOCAB[i] for i in t[:12]] == caption(two) and not t[13:].any()
+    st = make_stills(8, seed=1, roundtrip=False)
+    np.testing.assert_array_equal(st.tokens, np.stack([caption_tokens(s) for s in sample_scenes(8, 1)]))
+
+
+def test_hard_negative_captions_change_the_shapes_only():
+    from s2i.toyworld.stills import VOCAB, caption_tokens
+    from s2i.train.encoder import shapes_only, swap_shapes
+
+    scenes = sample_scenes(64, seed=2)
+    tok = torch.as_tensor(np.stack([caption_tokens(s) for s in scenes]))
+    neg = swap_shapes(tok, torch.Generator().manual_seed(0))
+    shape_ids = {VOCAB.index(s) for s in world.SHAPES}
+    for a, b in zip(tok.tolist(), neg.tolist()):
+        for x, y in zip(a, b):
+            assert (x != y) == (x in shape_ids) and (y in shape_ids) == (x in shape_ids)
+    keep = torch.arange(64) % 2 == 0
+    short = shapes_only(tok, keep)
+    assert torch.equal(short[keep], tok[keep])
+    for s, row in zip([sc for i, sc in enumerate(scenes) if i % 2], short[~keep].tolist()):
+        words = [VOCAB[i] for i in row if i and i != 63]
+        assert words == (" and ".join(world.SHAPES[o.cls] for o in s.objects).split() or ["nothing"])

@@ -1,4 +1,4 @@
-"""The toy/smoke backbones: the SimCLR open_clip encoder, the miniature unCLIP generator and
+"""The toy/smoke backbones: the open_clip image encoder pretrained here, the miniature unCLIP generator and
 the judge, loaded from the pretrain stage's folder."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from s2i.toyworld import world
 
 # ----------------------------------------------------------------------------- the interface
 class ToyBackbones:
-    """toy/smoke backbones (:class:`s2i.backbones.base.Backbones`): ``encode_images`` (open_clip
-    ViT trained by SimCLR here), ``generate`` and ``compose`` (miniature unCLIP decoder, one
+    """toy/smoke backbones (:class:`s2i.backbones.base.Backbones`): ``encode_images`` (the open_clip
+    model pretrained here on captioned stills), ``generate`` and ``compose`` (miniature unCLIP decoder, one
     sampler), and ``judge`` (the measuring instrument)."""
 
     profile = "toy"

@@ -116,6 +116,9 @@ class AudioEncoder(nn.Module):
 
 
 @torch.no_grad()
-def encode_mels(model: AudioEncoder, mels: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def encode_mels(model: AudioEncoder, mels: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """The embeddings of log-mels (N, 1, n_mels, T), ``batch`` at a time: batches of 64 keep each
+    activation under glibc's mmap threshold (32 MB), so its memory is reused instead of mapped
+    and unmapped on every call (a third of the time of 224 at once went to page faults)."""
     model.eval()
     return torch.cat([model(mels[i : i + batch]) for i in range(0, len(mels), batch)])

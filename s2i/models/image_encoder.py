@@ -1,6 +1,7 @@
-"""The toy/smoke image encoder: an open_clip ViT registered from ``s2i/models/configs/*.json``
-and created through open_clip's own factory (trained with SimCLR by :mod:`s2i.train.encoder`;
-no labels, no text). Its embedding space Z^V is the one the audio encoder is aligned to."""
+"""The toy/smoke image encoder: an open_clip model registered from ``s2i/models/configs/*.json``
+(toy: a ModifiedResNet, the architecture of CLIP's ResNet towers; smoke: a tiny ViT) and created
+through open_clip's own factory, pretrained by :mod:`s2i.train.encoder` as CLIP is, on stills and
+their captions (plus SimCLR). Its embedding space Z^V is the one the audio encoder is aligned to."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ _registered = False
 
 
 def register_model_configs() -> None:
-    """Register s2i's open_clip architectures (``s2i/model_configs/*.json``) with open_clip,
+    """Register s2i's open_clip architectures (``s2i/models/configs/*.json``) with open_clip,
     the way open_clip's own ``model_configs`` are registered."""
     global _registered
     if not _registered:

@@ -50,15 +50,64 @@ def codec_roundtrip(frames: np.ndarray, chunk: int = 32, crf: int = 12) -> np.nd
     return np.concatenate(out)
 
 
+# ----------------------------------------------------------------------------- captions
+# A still's caption, as a list of word ids: the place, then each object (shape, colour, size,
+# column, row) joined by "and", then the end token. The end token has the largest id, where
+# open_clip's text tower pools (``pool_type="argmax"``); 0 pads.
+CAPTION_LEN = 16
+SIZE_WORDS = ["tiny", "small", "medium", "large", "huge"]  # radius in five equal bins of [R_MIN, R_MAX]
+COLUMN_WORDS, ROW_WORDS = ["left", "centre", "right"], ["top", "middle", "bottom"]
+VOCAB = (
+    ["<pad>"]
+    + world.SHAPES
+    + world.COLOUR_NAMES
+    + SIZE_WORDS
+    + COLUMN_WORDS
+    + ROW_WORDS
+    + world.BACKGROUNDS
+    + ["and", "nothing"]
+)
+END = 63  # the text tower's vocabulary is 64 words
+
+
+def _word(w: str) -> int:
+    return VOCAB.index(w)
+
+
+def caption(scene: world.Scene) -> list[str]:
+    """The words of a still's caption, e.g. ``["beach", "ring", "red", "small", "left", "top"]``."""
+    words = [world.BACKGROUNDS[world.background_index(scene.background)]]
+    objs = [o for o in scene.objects if o.visible]
+    for k, o in enumerate(objs):
+        r = o.radius()
+        size = min(int((r - world.R_MIN) / (world.R_MAX - world.R_MIN) * len(SIZE_WORDS)), len(SIZE_WORDS) - 1)
+        col = min(int(o.x / world.IMG * 3), 2)
+        row = min(int(o.y / world.IMG * 3), 2)
+        colour = world.COLOUR_NAMES[world.PALETTE.index(world.colour_rgb(o.colour))]
+        words += (["and"] if k else []) + [world.SHAPES[world.class_index(o.cls)], colour]
+        words += [SIZE_WORDS[size], COLUMN_WORDS[col], ROW_WORDS[row]]
+    return words if objs else words + ["nothing"]
+
+
+def caption_tokens(scene: world.Scene) -> np.ndarray:
+    """(CAPTION_LEN,) int64 word ids of :func:`caption`, the end token, then padding."""
+    ids = [_word(w) for w in caption(scene)] + [END]
+    if len(ids) > CAPTION_LEN:
+        raise ValueError(f"a caption of {len(ids)} tokens is longer than {CAPTION_LEN}")
+    return np.array(ids + [0] * (CAPTION_LEN - len(ids)), np.int64)
+
+
 @dataclass
 class StillSet:
     """Pretraining stills with their ground truth (``labels``: presence (N, C) float,
-    ``sizes``: radius per class (N, C) px, 0 where absent; ``bg``: (N,) int)."""
+    ``sizes``: radius per class (N, C) px, 0 where absent; ``bg``: (N,) int; ``tokens``:
+    (N, CAPTION_LEN) caption word ids, :func:`caption_tokens`)."""
 
     images: np.ndarray
     presence: np.ndarray
     sizes: np.ndarray
     bg: np.ndarray
+    tokens: np.ndarray | None = None
 
 
 def make_stills(n: int, seed: int, roundtrip: bool = True) -> StillSet:
@@ -73,4 +122,5 @@ def make_stills(n: int, seed: int, roundtrip: bool = True) -> StillSet:
         for o in s.objects:
             pres[i, o.cls] = 1
             sizes[i, o.cls] = o.radius()
-    return StillSet(imgs, pres, sizes, np.array([s.background for s in scenes]))
+    tokens = np.stack([caption_tokens(s) for s in scenes])
+    return StillSet(imgs, pres, sizes, np.array([s.background for s in scenes]), tokens)

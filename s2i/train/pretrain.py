@@ -90,7 +90,7 @@ def run_pretrain(
     log_every: bool = True,
     device: str | None = None,
 ) -> PretrainResult:
-    """Train the image encoder (SimCLR), the judge (supervised on ground truth) and the
+    """Train the image encoder (captions + SimCLR), the judge (supervised on ground truth) and the
     generator (embedding-conditioned diffusion on frozen encoder embeddings); save them in
     ``model_dir``; measure everything on held-out stills (a different seed).
 
