@@ -8,7 +8,8 @@
 Pairs of held-out sounds of two different classes over one background are drawn from each
 seed (:func:`s2i.eval.studies.mix_pairs` with sound seeds offset by ``100 * seed``, so seed 0 is not
 the mixing study's draw either), each pair -> ``--images`` images by
-:meth:`s2i.method.generate.Sound2Image.generate_mix` with the given settings, and the judge reports,
+:meth:`s2i.method.generate.Sound2Image.generate_mixes` with the given settings (all pairs of a seed in
+one batch; pair i's bands from seed + i), and the judge reports,
 per seed: how often each source's object is drawn (first, second) and both together, and how
 often the background is the pair's. The mixing study (stage ``studies``) reports seed 0 with
 the settings in ``s2i.method.generate`` and ``s2i.method.mix``; tune here, never on that draw.
@@ -64,15 +65,15 @@ def main(argv: list[str] | None = None) -> dict:
     report = dict(settings=kw, seeds={})
     for seed in a.seeds:
         t0 = time.time()
-        first, second, both, bg = [], [], [], []
-        for i, (sa, sb) in enumerate(mix_pairs(a.pairs, seed, sound_seed=100 * seed)):
-            imgs = s2i.generate_mix([sa.render(), sb.render()], n=a.images, seed=seed + i, sr=SR, **kw)
-            rep = judge.report(imgs)
-            pa, pb = rep["present"][:, sa.cls].astype(bool), rep["present"][:, sb.cls].astype(bool)
-            first += list(pa)
-            second += list(pb)
-            both += list(pa & pb)
-            bg += list(rep["bg"] == sa.bg)
+        pairs = mix_pairs(a.pairs, seed, sound_seed=100 * seed)
+        imgs = s2i.generate_mixes([[sa.render(), sb.render()] for sa, sb in pairs], n=a.images, seed=seed, sr=SR, **kw)
+        rep = judge.report(imgs)
+        k = np.repeat(np.arange(len(pairs)), a.images)
+        ca, cb = np.array([sa.cls for sa, _ in pairs])[k], np.array([sb.cls for _, sb in pairs])[k]
+        first = rep["present"][np.arange(len(k)), ca]
+        second = rep["present"][np.arange(len(k)), cb]
+        both = first & second
+        bg = rep["bg"] == np.array([sa.bg for sa, _ in pairs])[k]
         row = dict(
             first=float(np.mean(first)),
             second=float(np.mean(second)),

@@ -439,3 +439,19 @@ def test_hard_negative_captions_change_the_shapes_only():
     for s, row in zip([sc for i, sc in enumerate(scenes) if i % 2], short[~keep].tolist()):
         words = [VOCAB[i] for i in row if i and i != 63]
         assert words == (" and ".join(world.SHAPES[o.cls] for o in s.objects).split() or ["nothing"])
+
+
+def test_judge_stills_take_any_colour_that_stands_out():
+    from s2i.toyworld.stills import _background_colours
+
+    plain, mixed = sample_scenes(300, seed=4), sample_scenes(300, seed=4, p_any_colour=0.5)
+    assert [(o.cls, o.size, o.x, o.y) for s in plain for o in s.objects] == [
+        (o.cls, o.size, o.x, o.y) for s in mixed for o in s.objects
+    ]  # the same scenes, only colours differ
+    rgb = [o.colour for s in mixed for o in s.objects if isinstance(o.colour, tuple)]
+    assert 0.4 < len(rgb) / sum(len(s.objects) for s in mixed) < 0.6
+    bg = _background_colours().astype(float)
+    assert min(np.linalg.norm(bg - np.array(c), axis=1).min() for c in rgb) >= 80
+    assert len(set(rgb)) > 0.9 * len(rgb)  # not a handful of colours
+    st = make_stills(8, seed=4, roundtrip=False, p_any_colour=0.5)
+    assert st.tokens is None and st.images.shape == (8, 32, 32, 3)

@@ -20,13 +20,13 @@ from s2i.toyworld import world
 from s2i.toyworld.heldout import TEST_SEED_OFFSET
 from s2i.toyworld.stills import codec_roundtrip
 
-OFF_PALETTE = [  # colours no class ever had, for "any colour"
-    (150, 150, 150),  # grey
+OFF_PALETTE = [  # colours no class ever had, each at least 80 (RGB distance) from every background colour
     (120, 60, 20),  # brown
     (150, 255, 150),  # pale green
-    (255, 170, 200),  # pink
+    (255, 255, 120),  # pale yellow
     (100, 0, 160),  # purple
-    (0, 120, 120),  # teal
+    (255, 90, 140),  # pink
+    (180, 255, 0),  # lime
 ]
 
 

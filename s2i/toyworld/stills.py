@@ -14,10 +14,27 @@ from s2i.toyworld import world
 
 
 # ----------------------------------------------------------------------------- pretraining data
-def sample_scenes(n: int, seed: int, p_objects: Sequence[float] = (0.1, 0.45, 0.45)) -> list[world.Scene]:
+def _background_colours() -> np.ndarray:
+    return np.unique(np.concatenate([world.background_image(b).reshape(-1, 3) for b in world.BACKGROUNDS]), axis=0)
+
+
+def any_colour(rng: np.random.Generator, min_distance: float = 80.0) -> tuple[int, int, int]:
+    """A random RGB colour at least ``min_distance`` away from every background colour."""
+    bg = _background_colours().astype(np.float64)
+    while True:
+        c = rng.integers(0, 256, size=3)
+        if np.linalg.norm(bg - c, axis=1).min() >= min_distance:
+            return tuple(int(v) for v in c)
+
+
+def sample_scenes(
+    n: int, seed: int, p_objects: Sequence[float] = (0.1, 0.45, 0.45), p_any_colour: float = 0.0
+) -> list[world.Scene]:
     """Random still scenes for pretraining: a background and 0, 1 or 2 objects of distinct
     classes with random radius in [R_MIN, R_MAX], position (fully inside the frame) and
-    ``PALETTE`` colour (drawn from :func:`~s2i.toyworld.world.colour_rng`)."""
+    ``PALETTE`` colour (drawn from :func:`~s2i.toyworld.world.colour_rng`) -- or, with
+    probability ``p_any_colour``, any colour that stands out from the backgrounds
+    (:func:`any_colour`: the judge's training stills, so that it reads shapes in any colour)."""
     rng = np.random.default_rng(seed)
     crng = world.colour_rng(seed)
     scenes = []
@@ -29,6 +46,8 @@ def sample_scenes(n: int, seed: int, p_objects: Sequence[float] = (0.1, 0.45, 0.
             r = float(rng.uniform(world.R_MIN, world.R_MAX))
             x, y = rng.uniform(r + 0.5, world.IMG - r - 0.5, size=2)
             colour = int(crng.integers(len(world.PALETTE)))
+            if p_any_colour and crng.uniform() < p_any_colour:
+                colour = any_colour(crng)
             objs.append(world.SceneObject(int(c), size=r, x=float(x), y=float(y), colour=colour))
         scenes.append(world.Scene(int(rng.integers(len(world.BACKGROUNDS))), objs))
     return scenes
@@ -110,9 +129,10 @@ class StillSet:
     tokens: np.ndarray | None = None
 
 
-def make_stills(n: int, seed: int, roundtrip: bool = True) -> StillSet:
-    """Render ``n`` random scenes (seeded) and their labels."""
-    scenes = sample_scenes(n, seed)
+def make_stills(n: int, seed: int, roundtrip: bool = True, p_any_colour: float = 0.0) -> StillSet:
+    """Render ``n`` random scenes (seeded, :func:`sample_scenes`) and their labels; captions only
+    when every colour is a palette colour (``p_any_colour`` 0)."""
+    scenes = sample_scenes(n, seed, p_any_colour=p_any_colour)
     imgs = np.stack([world.render_still(s) for s in scenes])
     if roundtrip:
         imgs = codec_roundtrip(imgs)
@@ -122,5 +142,5 @@ def make_stills(n: int, seed: int, roundtrip: bool = True) -> StillSet:
         for o in s.objects:
             pres[i, o.cls] = 1
             sizes[i, o.cls] = o.radius()
-    tokens = np.stack([caption_tokens(s) for s in scenes])
+    tokens = None if p_any_colour else np.stack([caption_tokens(s) for s in scenes])
     return StillSet(imgs, pres, sizes, np.array([s.background for s in scenes]), tokens)

@@ -27,6 +27,8 @@ from s2i.train.generator import train_generator
 from s2i.train.judge import JudgeCfg, train_judge
 from s2i.utils import seed_everything, write_json
 
+JUDGE_ANY_COLOUR = 0.5  # share of the judge's training objects in any colour, not the palette's
+
 
 @dataclass
 class PretrainResult:
@@ -90,7 +92,9 @@ def run_pretrain(
     log_every: bool = True,
     device: str | None = None,
 ) -> PretrainResult:
-    """Train the image encoder (captions + SimCLR), the judge (supervised on ground truth) and the
+    """Train the image encoder (captions + SimCLR), the judge (supervised on ground truth, on
+    stills of its own where half the objects take any colour: it must read shapes whatever the
+    colour, :mod:`s2i.eval.judge_check`) and the
     generator (embedding-conditioned diffusion on frozen encoder embeddings); save them in
     ``model_dir``; measure everything on held-out stills (a different seed).
 
@@ -122,7 +126,9 @@ def run_pretrain(
     enc = ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
 
     t = time.time()
-    jd = train_judge(train, JudgeCfg(**judge), seed, log, device=dev)
+    judge_stills = make_stills(n_stills, seed + 2_000_003, p_any_colour=JUDGE_ANY_COLOUR)
+    timings["judge_data_s"] = time.time() - t
+    jd = train_judge(judge_stills, JudgeCfg(**judge), seed, log, device=dev)
     timings["judge_s"] = time.time() - t
     jd.save(model_dir / "judge")
 
