@@ -6,10 +6,14 @@
 # toy world (not the alignment clips), and its output `models/toy/` is shipped in git like a
 # pretrained checkpoint: `dvc repro` finds it up to date; `dvc repro -f pretrain` rebuilds it.
 #
-# * image encoder: an open_clip ViT (`s2i/model_configs/`), SimCLR, no labels, no text
+# * image encoder: an open_clip ModifiedResNet (`s2i/models/configs/`), pretrained as CLIP is, on
+#   the stills and their captions ("beach ring red small left top"; the same caption with its
+#   shapes swapped as a hard negative), plus SimCLR
+# * colours are shared by every class: the class of a still is its shape
 # * generator: a miniature unCLIP decoder (diffusers `UNet2DConditionModel`, FiLM + cross-attention
 #   on the embedding, x0-prediction, min-SNR weights, CFG dropout, embedding noise, EMA, DDIM)
 # * judge: a CNN trained on real toy stills with their ground truth -- the measuring instrument
+#   (its own stills, half the objects in any colour: it reads shapes, `s2i.eval.judge_check`)
 
 # %% tags=["parameters"]
 seed: int = 0
@@ -31,10 +35,10 @@ gen_attn_levels: int = 1
 gen_tokens: int = 2
 gen_steps: int = 30
 gen_batch: int = 32
-gen_lr: float = 0.0005
+gen_lr: float = 0.0007
 gen_cfg_dropout: float = 0.1
 gen_max_noise_level: float = 0.1
-gen_ema_decay: float = 0.999
+gen_ema_decay: float = 0.995
 gen_sample_steps: int = 5
 gen_guidance: float = 2.0
 

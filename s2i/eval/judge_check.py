@@ -9,7 +9,8 @@ the judge sees. A shape reader scores near 1 in every colour; a colour reader sc
 
 ``old_colour_rate`` measures the failure the check exists for: how often a shape drawn in
 the colour that class ``k`` had when every class owned a colour (``PALETTE[k]``) is judged as
-class ``k``. A shape reader gives about 1/8 there too; the pre-palette judge gave 1.0.
+class ``k``: 0 for a perfect shape reader (it names the shape, never the colour's owner), about
+1/8 for a guess, 1.0 for the judge of the world where every class owned its colour.
 """
 
 from __future__ import annotations
