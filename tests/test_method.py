@@ -16,10 +16,12 @@ from s2i.media import read_video, write_video
 from s2i.method.selection import (
     ClipRef,
     DecodedClip,
+    correspondence_scores,
     decode_clips,
     folder_clips,
     frame_windows,
     load_pairs,
+    reference_sounds,
     save_pairs,
     select_frames,
     selection_metrics,
@@ -108,6 +110,59 @@ def test_select_frames_threshold_and_fallback():
     np.testing.assert_array_equal(select_frames(-s, 3, 0.0), [0])  # all negative: best is the first frame
     # ties keep the earlier frame first (stable), so the result is deterministic
     np.testing.assert_array_equal(select_frames(np.array([0.5, 0.9, 0.9, 0.9]), 2, 0.0), [1, 2])
+
+
+# --------------------------------------------------------------------------------------------
+# correspondence_scores
+# --------------------------------------------------------------------------------------------
+def _colour_world(n_obj: int = 400, n_empty: int = 100, seed: int = 0):
+    """Embeddings as in a world whose sounds say an object's shape and place but not its colour:
+    a frame is background + shape + place + colour (one-hot blocks, + a little noise); its
+    sound's prediction is the background plus half the shape and place (an unsure predictor's
+    pull toward the average); an empty frame is its background, and its sound (ambience)
+    predicts just that."""
+    g = torch.Generator().manual_seed(seed)
+    bgs, shapes, places, colours = (3.0 * torch.eye(16)).split(4)
+    b, s, p, c = (torch.randint(0, 4, (n_obj,), generator=g) for _ in range(4))
+    noise = lambda m: 0.1 * torch.randn(m, 16, generator=g)  # noqa: E731
+    v_obj = bgs[b] + shapes[s] + places[p] + colours[c] + noise(n_obj)
+    a_obj = bgs[b] + 0.5 * (shapes[s] + places[p]) + noise(n_obj)
+    be = torch.randint(0, 4, (n_empty,), generator=g)
+    return torch.cat([a_obj, bgs[be] + noise(n_empty)]), torch.cat([v_obj, bgs[be] + noise(n_empty)]), n_obj
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_correspondence_scores_prefer_the_heard_object_to_an_empty_scene(seed):
+    """Every empty scene is nearer its own sound's prediction than any object is to its own, so
+    the frames the plain distance ranks first are all empty; the score, which divides out how
+    near all sounds put a frame, ranks frames of the heard object first, and the same frames
+    with another clip's sound last."""
+    a, v, n_obj = _colour_world(seed=seed)
+    n_empty = len(v) - n_obj
+    dist = (a - v).norm(dim=1).numpy()
+    assert (np.argsort(dist)[:n_empty] >= n_obj).all()  # the failure of the plain distance
+    s = correspondence_scores(a, v, a, temperature=0.3)
+    assert s.shape == (len(v),) and s.dtype == np.float32
+    assert (np.argsort(-s)[:n_empty] < n_obj).mean() >= 0.85  # the best-scoring frames show the object
+    assert np.median(s[:n_obj]) > np.median(s[n_obj:]) + 0.5
+    perm = torch.randperm(n_obj, generator=torch.Generator().manual_seed(seed))
+    mismatched = correspondence_scores(a[:n_obj][perm], v[:n_obj], a, temperature=0.3)
+    assert np.median(mismatched) < np.median(s[n_obj:]) - 3  # another clip's sound: far below
+
+
+def test_correspondence_scores_chunking_normalisation_and_shapes():
+    a, v, _ = _colour_world(n_obj=60, n_empty=20)
+    ref = reference_sounds(a, np.arange(len(a)) % 2 == 0, n=30, seed=1)
+    assert ref.shape == (30, 16)
+    whole = correspondence_scores(a, v, ref, 0.5)
+    np.testing.assert_allclose(correspondence_scores(a, v, ref, 0.5, batch=7), whole, rtol=1e-5, atol=1e-5)
+    scaled = correspondence_scores(3 * a, 3 * v, 3 * ref, 0.5, normalize=True)  # scale-free when normalised
+    np.testing.assert_allclose(scaled, correspondence_scores(a, v, ref, 0.5, normalize=True), atol=1e-4)
+    with pytest.raises(ValueError, match="must be"):
+        correspondence_scores(a, v[:5], ref, 0.5)
+    # the reference is a seeded sample of training frames only
+    np.testing.assert_array_equal(reference_sounds(a, np.arange(len(a)) % 2 == 0, n=30, seed=1), ref)
+    assert len(reference_sounds(a, np.arange(len(a)) < 5, n=30)) == 5
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 #
 # From each video, keep the frames whose picture and sound agree. Only the videos are used --
 # never the ground truth: a first alignment round (the patent's InfoNCE on *all* frame/audio
-# pairs of the training videos, noisy as they are) scores every frame by how close its sound's
-# embedding lands to its picture's, and the top-k frames per clip above a threshold are kept.
+# pairs of the training videos, noisy as they are) scores every frame by how much better its own
+# sound's embedding explains its picture's than sounds in general do (the pointwise mutual
+# information the InfoNCE critic estimates, `correspondence_scores`), and the top-k frames per
+# clip above a threshold are kept.
 # The ground truth of the toy world is used afterwards, only to measure the selection.
 
 # %% tags=["parameters"]
@@ -30,7 +32,14 @@ import pandas as pd
 from s2i import resolve, seed_everything, write_json
 from s2i.backbones import load_backbones
 from s2i.method.alignment import AlignCfg, train_alignment
-from s2i.method.selection import decode_clips, select_frames, selection_metrics, world_clips
+from s2i.method.selection import (
+    correspondence_scores,
+    decode_clips,
+    reference_sounds,
+    select_frames,
+    selection_metrics,
+    world_clips,
+)
 from s2i.models.audio_encoder import AudioEncoderCfg, encode_mels, log_mel
 
 seed_everything(seed)
@@ -60,7 +69,7 @@ scorer, hist = train_alignment(
     seed,
 )
 z_aud = encode_mels(scorer, mels)
-scores = -(z_aud - z_img).norm(dim=1).numpy()
+scores = correspondence_scores(z_aud, z_img, reference_sounds(z_aud, is_train, seed=seed), temperature)
 threshold = float(np.quantile(scores[is_train], score_quantile))
 selected = {c.ref.clip_id: select_frames(scores[owner == i], k, threshold) for i, c in enumerate(clips)}
 

@@ -67,7 +67,7 @@ if sel["scores"]:
     fig, ax = plt.subplots(figsize=(6, 2.5))
     ax.hist(np.concatenate([np.array(s) for s in sel["scores"].values()]), bins=30, color="gray")
     ax.axvline(stats["threshold"], color="red", ls="--", label="threshold")
-    ax.set_xlabel("score = -||Z^A - Z^V||")
+    ax.set_xlabel("correspondence score (nats)")
     ax.legend()
 
 # %% [markdown]

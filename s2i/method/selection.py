@@ -6,10 +6,19 @@ measured) or a folder of real videos (``full`` profile; no ground truth needed).
 Frame selection is a bootstrap from a first alignment round, using only the videos: an
 audio encoder is trained with the patent's InfoNCE on *every* (frame, audio window) pair of
 the training videos -- noisy pairs, since a third or more of the frames disagree with their
-sound -- and each frame is then scored by how close its sound's embedding lands to its
-picture's embedding, ``score = -||Z^A(audio_t) - Z^V(frame_t)||``. Matched pairs dominate
-the data, so the model learns the true correspondence and mismatched frames score low.
+sound -- and each frame is then scored by how much better its own sound explains its picture
+than sounds in general do (:func:`correspondence_scores`): the log-ratio that the InfoNCE critic
+estimates, ``log p(frame | its sound) / p(frame)``. Matched pairs dominate the data, so the
+model learns the true correspondence and mismatched frames score low.
 The top-k frames of each clip above a score threshold are kept.
+
+Why a ratio and not the distance itself, ``-||Z^A(audio_t) - Z^V(frame_t)||``: a sound does
+not say everything a picture shows (the toy world's objects take any colour of a palette; a
+real dog's sound does not say its breed or the lawn). The embedding predicted from a sound is
+then an average over what the sound leaves open, and the frames nearest it are the plainest
+ones -- an empty scene lies closer to "some ring, colour unknown" than any coloured ring does.
+The ratio divides that out: an empty scene is as near every sound's prediction as its own, a
+frame showing the heard object is nearer its own sound's than most.
 """
 
 from __future__ import annotations
@@ -117,6 +126,59 @@ def decode_clips(
             keep = np.asarray(frames_subset.get(ref.clip_id, []), int)
         out.append(DecodedClip(ref, v.frames[keep], v.times[keep], wins[keep], None if match is None else match[keep]))
     return out, skipped
+
+
+def correspondence_scores(
+    z_aud: torch.Tensor,
+    z_img: torch.Tensor,
+    reference: torch.Tensor,
+    temperature: float,
+    normalize: bool = False,
+    batch: int = 4096,
+) -> np.ndarray:
+    """Each frame's audio-visual correspondence score: how much better its own sound explains
+    its picture than a reference sample of sounds does, in the critic's own units,
+
+        ``score_i = -d(a_i, v_i) / T - log mean_j exp(-d(r_j, v_i) / T)``
+
+    with ``d`` the L2 distance of the alignment loss (between L2-normalised embeddings when
+    ``normalize``), ``T`` its temperature, ``a_i = Z^A`` of the frame's own audio window,
+    ``v_i = Z^V`` of the frame and ``r_j`` the reference sounds' ``Z^A`` (a random sample of
+    the training frames' sounds; a few thousand are plenty). This is the pointwise mutual
+    information that an InfoNCE critic estimates (Oord et al. 2018; Poole et al. 2019): about 0
+    for a frame that every sound explains equally well, positive when its own sound explains it
+    better. Computed in chunks of ``batch`` frames.
+
+    Args:
+        z_aud, z_img: (N, D) audio and image embeddings of the N frames.
+        reference: (M, D) audio embeddings of the reference sounds.
+        temperature, normalize: those the first alignment round was trained with.
+    Returns:
+        (N,) float32 scores."""
+    import torch.nn.functional as F
+
+    if z_aud.shape != z_img.shape or reference.ndim != 2 or reference.shape[1] != z_img.shape[1]:
+        raise ValueError(
+            f"z_aud {tuple(z_aud.shape)}, z_img {tuple(z_img.shape)} and reference {tuple(reference.shape)} "
+            "must be (N, D), (N, D) and (M, D)"
+        )
+    a, v, r = z_aud.float(), z_img.float(), reference.float()
+    if normalize:
+        a, v, r = F.normalize(a, dim=-1), F.normalize(v, dim=-1), F.normalize(r, dim=-1)
+    out = []
+    for s in range(0, len(v), batch):
+        own = -(a[s : s + batch] - v[s : s + batch]).norm(dim=1) / temperature
+        others = -torch.cdist(v[s : s + batch], r) / temperature  # (B, M)
+        out.append(own - (torch.logsumexp(others, dim=1) - np.log(len(r))))
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def reference_sounds(z_aud: torch.Tensor, is_train: np.ndarray, n: int = 4096, seed: int = 0) -> torch.Tensor:
+    """A seeded random sample of at most ``n`` training frames' audio embeddings: the reference
+    of :func:`correspondence_scores`."""
+    idx = np.flatnonzero(is_train)
+    rng = np.random.default_rng(seed)
+    return z_aud[np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False))]
 
 
 def select_frames(scores: np.ndarray, k: int, threshold: float) -> np.ndarray:

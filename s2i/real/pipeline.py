@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from s2i.method.selection import correspondence_scores, reference_sounds
 from s2i.paths import resolve
 from s2i.real.corpus import Corpus, scan_corpus
 from s2i.real.select import (
@@ -37,7 +38,7 @@ from s2i.real.select import (
     select_sound2scene,
 )
 from s2i.real.shards import ExtractCfg, Pairs, extract_pairs
-from s2i.utils import read_json, write_json
+from s2i.utils import as_bool, read_json, write_json
 
 
 def process_state():
@@ -139,8 +140,9 @@ def run_select(p: dict[str, Any]) -> dict:
         enc = load_encoder(out / "selection" / "round0" / "audio_encoder")
         idx = np.arange(len(pairs))
         z_a = embed(enc, pairs, idx, front_end(cfg), "cpu")
-        score = -(z_a - pairs.z(idx)).norm(dim=1).numpy()
         train = np.array([row["split"] == "train" for row in pairs.rows])
+        ref = reference_sounds(z_a, train, seed=seed)
+        score = correspondence_scores(z_a, pairs.z(idx), ref, cfg.temperature, as_bool(cfg.normalize))
         threshold = float(np.quantile(score[train], float(s["score_quantile"])))
         by_clip: dict[str, list[tuple[int, float]]] = {}
         for row, sc in zip(pairs.rows, score):

@@ -3,10 +3,11 @@
 Every method returns, per clip, frame indices on the ``fps`` grid of :mod:`s2i.real.frames`:
 
 * ``bootstrap`` -- the method of s2i (as on the toy world, :mod:`s2i.method.selection`): a first
-  alignment round on *every* grid frame of the training clips, then each frame scored by
-  ``-||Z^A(audio_t) - Z^V(frame_t)||`` and the top ``k`` above the ``score_quantile`` of the
-  training scores kept (:func:`select_by_scores`). Needs the candidates extracted and a round of
-  training (:func:`s2i.real.pipeline.frame_selection` does both).
+  alignment round on *every* grid frame of the training clips, then each frame scored by how much
+  better its own sound explains it than sounds in general do
+  (:func:`s2i.method.selection.correspondence_scores`) and the top ``k`` above the
+  ``score_quantile`` of the training scores kept (:func:`select_by_scores`). Needs the candidates
+  extracted and a round of training (:func:`s2i.real.pipeline.frame_selection` does both).
 * ``center`` -- the ``k`` grid frames nearest the clip's middle (a common baseline).
 * ``random`` -- ``k`` grid frames drawn with a generator seeded by the clip id and the seed.
 * ``sound2scene_json`` -- Sound2Scene's published selection for VGGSound,
