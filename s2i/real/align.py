@@ -44,7 +44,7 @@ import torch.nn as nn
 from s2i.method.alignment import alignment_loss, retrieval
 from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg
 from s2i.real.shards import Pairs, identity
-from s2i.utils import atomic_torch_save, read_json, write_json
+from s2i.utils import as_bool, atomic_torch_save, read_json, write_json
 
 ENCODERS = ("s2i", "sound2scene")
 
@@ -64,6 +64,9 @@ class RealAlignCfg:
     ckpt_steps: int = 500
     mixed_precision: str = "no"  # "no", "fp16" or "bf16" (GPU)
     workers: int = 2  # DataLoader workers computing the audio front end
+
+    def __post_init__(self):
+        self.normalize = as_bool(self.normalize)  # "false" from a command line must not be truthy
 
 
 # ----------------------------------------------------------------------------- model

@@ -38,7 +38,7 @@ from s2i.real.select import (
     select_sound2scene,
 )
 from s2i.real.shards import ExtractCfg, Pairs, extract_pairs
-from s2i.utils import as_bool, read_json, write_json
+from s2i.utils import read_json, write_json
 
 
 def process_state():
@@ -142,7 +142,7 @@ def run_select(p: dict[str, Any]) -> dict:
         z_a = embed(enc, pairs, idx, front_end(cfg), "cpu")
         train = np.array([row["split"] == "train" for row in pairs.rows])
         ref = reference_sounds(z_a, train, seed=seed)
-        score = correspondence_scores(z_a, pairs.z(idx), ref, cfg.temperature, as_bool(cfg.normalize))
+        score = correspondence_scores(z_a, pairs.z(idx), ref, cfg.temperature, cfg.normalize)
         threshold = float(np.quantile(score[train], float(s["score_quantile"])))
         by_clip: dict[str, list[tuple[int, float]]] = {}
         for row, sc in zip(pairs.rows, score):
