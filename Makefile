@@ -25,11 +25,11 @@ repro: env ## set up, then run the whole pipeline (.venv/bin/dvc repro) on param
 fullsmoke: env ## the full profile's real-video stages on tiny random models and generated videos (VIDEOS=dir: yours)
 	$(BIN)/python -m s2i.real all --profile fullsmoke $(if $(VIDEOS),--videos $(VIDEOS),)
 
-test: lint ## run the whole test suite: lint, unit tests, nbval over every notebook at smoke size
-	$(BIN)/python -m pytest tests -q
+test: lint ## run the whole test suite: lint, nbval over every notebook at smoke size, unit tests
 	$(BIN)/python scripts/nbval_prepare.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
+	$(BIN)/python -m pytest tests -q
 
 lint: env ## ruff: lint and format check (configured in pyproject.toml)
 	$(BIN)/ruff check s2i tests scripts notebooks/src
