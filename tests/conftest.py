@@ -5,7 +5,8 @@
 needs trained (tiny) models asks for it; it is built with papermill the first time any test
 asks (about 3 minutes on 2 cores) and reused afterwards, so no test depends on another having
 run first. ``make test`` runs nbval before the unit tests: its notebooks run at the same smoke
-size into the same folder, so the unit tests find the run ready and do not build it twice. ``smoke_s2i`` is that run loaded as a :class:`~s2i.method.generate.Sound2Image`.
+size into the same folder, so the unit tests find the run ready and do not build it twice.
+``smoke_s2i`` is that run loaded as a :class:`~s2i.method.generate.Sound2Image`.
 """
 
 from __future__ import annotations
