@@ -48,9 +48,20 @@ def smoke_ready() -> bool:
 
 
 def build_smoke_run() -> Path:
-    """Execute the smoke notebooks into ``build/nbval`` unless their outputs are all there."""
+    """Execute the smoke notebooks into ``build/nbval`` unless their outputs are all there.
+    Parallel test workers (pytest-xdist) wait on a file lock: one builds, the others reuse."""
+    from filelock import FileLock
+
     if smoke_ready():
         return SMOKE_DIR
+    SMOKE_DIR.mkdir(parents=True, exist_ok=True)
+    with FileLock(SMOKE_DIR.parent / "nbval.lock"):
+        if not smoke_ready():  # another worker may have built it while this one waited
+            _execute_smoke_notebooks()
+    return SMOKE_DIR
+
+
+def _execute_smoke_notebooks() -> None:
     (SMOKE_DIR / "notebooks").mkdir(parents=True, exist_ok=True)
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}  # the kernel's tools
@@ -69,7 +80,6 @@ def build_smoke_run() -> Path:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=env)
         assert p.returncode == 0, f"building the smoke run failed at {name}:\n{p.stderr[-3000:]}"
     assert smoke_ready(), f"papermill ran but {SMOKE_DIR} is incomplete"
-    return SMOKE_DIR
 
 
 @pytest.fixture(scope="session")
