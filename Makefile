@@ -29,7 +29,7 @@ test: lint ## run the whole test suite: lint, nbval over every notebook at smoke
 	$(BIN)/python scripts/nbval_prepare.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg build/nbval_notebooks
-	$(BIN)/python -m pytest tests -q -n auto
+	$(BIN)/python -m pytest tests -q -n auto --dist worksteal
 
 lint: env ## ruff: lint and format check (configured in pyproject.toml)
 	$(BIN)/ruff check s2i tests scripts notebooks/src
@@ -39,7 +39,7 @@ browser-deps: env ## headless Chromium (Debian apt, needs root) + playwright for
 	PYTHON=$(BIN)/python scripts/install_browser.sh
 
 test-unit: env ## unit tests only
-	$(BIN)/python -m pytest tests -q -n auto
+	$(BIN)/python -m pytest tests -q -n auto --dist worksteal
 
 profile: env ## switch the active profile: make profile PROFILE=smoke writes params.yaml = profiles/toy.yaml + the diff in profiles/smoke.yaml (PROFILE=toy: the default back)
 	$(BIN)/python -m s2i.stage --profile $(PROFILE)

@@ -22,6 +22,9 @@ import torch
 # The suite never reaches the Hugging Face Hub: models come from local files and hand-made caches
 # (tests/test_hub_cache.py turns this off where it serves a Hub of its own).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The command-line tests' subprocesses run on one thread too (as the ``_one_thread`` fixture runs
+# the tests themselves): with one test worker per core, more threads only contend.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_DIR = ROOT / "build" / "nbval"
