@@ -143,12 +143,10 @@ def run_one(args, path: Path, warm: Path, profile_html: str | None) -> dict:
     import torch
 
     milestones["import torch"] = rss_mb()
-    import sklearn.cluster  # noqa: F401  (imported by the clustering stage anyway)
-
     from s2i.method.generate import Sound2Image
     from s2i.method.thumbnails import make_thumbnails
 
-    milestones["import s2i.method + sklearn"] = rss_mb()
+    milestones["import s2i.method"] = rss_mb()
     if args.threads:
         torch.set_num_threads(args.threads)
     t = time.perf_counter()

@@ -25,9 +25,11 @@ from s2i.method.clustering import (
     cluster_embeddings,
     cosine_distances,
     cut_tree,
+    kmeans,
     longest_run,
     merge_transient,
     relative_spread,
+    silhouette,
 )
 from s2i.method.generate import Sound2Image, windows_of
 from s2i.method.long_audio import _sub_windows, embed_long_windows, window_embeddings
@@ -190,6 +192,51 @@ def blobs(sequence, n_per=20, D=8, spread=0.05, seed=0):
     centres = rng.standard_normal((max(sequence) + 1, D)) * 2 + 5
     z = np.concatenate([centres[c] + spread * rng.standard_normal((n_per, D)) for c in sequence])
     return z.astype(np.float32), np.repeat(sequence, n_per)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_silhouette_matches_scikit_learn(seed):
+    """The numpy silhouette gives scikit-learn's on the same points: clusters of unequal sizes,
+    overlapping, one of a single point (its silhouette is 0)."""
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(seed)
+    z = np.concatenate([rng.standard_normal((n, 6)) + m for n, m in ((40, 0.0), (25, 1.5), (70, -1.0), (1, 9.0))])
+    labels = np.repeat([3, 0, 7, 5], [40, 25, 70, 1])
+    assert silhouette(z, labels, chunk=16) == pytest.approx(silhouette_score(z, labels), abs=1e-10)
+    noisy = rng.integers(0, 4, len(z))  # a poor partition: silhouette near 0 or below
+    assert silhouette(z, noisy) == pytest.approx(silhouette_score(z, noisy), abs=1e-10)
+    sub = silhouette(z, labels, sample=60, seed=seed)  # a seeded sample: the same twice
+    assert sub == silhouette(z, labels, sample=60, seed=seed) and -1 <= sub <= 1
+    with pytest.raises(ValueError, match="2 to n - 1 clusters"):
+        silhouette(z, np.zeros(len(z), int))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kmeans_matches_scikit_learn(seed):
+    """Separated blobs: the very partition scikit-learn's KMeans finds. Structureless data: an
+    inertia within 2 % of scikit-learn's (both are local optima from random seeds)."""
+    from sklearn.cluster import KMeans
+
+    z, truth = blobs([0, 1, 2, 3, 4], n_per=30, D=8, spread=0.3, seed=seed)
+    ours = kmeans(z, 5, seed=seed)
+    theirs = KMeans(n_clusters=5, random_state=seed, n_init=4).fit_predict(z.astype(np.float64))
+    pairs = lambda lab: lab[:, None] == lab[None]  # noqa: E731  (the partition, whatever the numbering)
+    np.testing.assert_array_equal(pairs(ours), pairs(theirs))
+    np.testing.assert_array_equal(pairs(ours), pairs(truth))
+
+    x = np.random.default_rng(seed).standard_normal((500, 16))
+
+    def inertia(lab):
+        return sum(((x[lab == c] - x[lab == c].mean(0)) ** 2).sum() for c in np.unique(lab))
+
+    ours = inertia(kmeans(x, 6, seed=seed))
+    theirs = inertia(KMeans(n_clusters=6, random_state=seed, n_init=4).fit_predict(x))
+    assert ours <= 1.02 * theirs
+    assert (kmeans(x, 6, seed=seed) == kmeans(x, 6, seed=seed)).all()  # seeded
+    assert len(np.unique(kmeans(np.repeat(x[:3], 4, axis=0), 3))) == 3  # duplicates: still k clusters
+    with pytest.raises(ValueError, match="k must be in"):
+        kmeans(x[:4], 5)
 
 
 def test_clustering_recovers_a_two_class_programme_in_order_of_appearance():
@@ -547,11 +594,13 @@ def toy_s2i():
 
 def test_toy_final_thumbnail_is_the_object_heard_longest(toy_s2i):
     """A horn heard 50 s in two places against a bird heard 35 s in one: the largest cluster is
-    the bird's, the final thumbnail (sound grouping, the default) the horn's. (One case, not a
-    metric.)"""
+    the bird's, the final thumbnail (sound grouping, the default) is drawn from the horn's. (One
+    case, not a metric. The rule picks clusters; whether the drawn picture shows a horn is the
+    generator's part, measured by the thumbnails stage's final-pick figure.)"""
     prog = make_programme(0, segments=[("horn", "meadow", 25.0), ("bird", "night", 35.0), ("horn", "beach", 25.0)])
     res = make_thumbnails(toy_s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)
     m = evaluate_thumbnails(res, prog, toy_s2i.backbones.judge)
     horn, bird = world.class_index("horn"), world.class_index("bird")
-    assert m["cluster_majority"][res.largest] == bird and m["largest_pick_correct"] is False
-    assert m["cluster_majority"][res.final] == horn and m["final_pick_correct"] is True
+    assert m["cluster_majority"][res.largest] == bird and m["largest_cluster_correct"] is False
+    assert m["cluster_majority"][res.final] == horn and m["final_cluster_correct"] is True
+    assert res.final != res.largest

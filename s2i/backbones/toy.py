@@ -4,7 +4,8 @@ the judge, loaded from the pretrain stage's folder."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,12 +27,34 @@ class ToyBackbones:
     profile = "toy"
     supports_composition = True
 
-    def __init__(self, encoder: ImageEncoder, generator: ToyGenerator, judge: Judge | None = None):
-        self.encoder = encoder.eval()
+    def __init__(
+        self,
+        encoder: ImageEncoder | Callable[[], ImageEncoder],
+        generator: ToyGenerator,
+        judge: Judge | Callable[[], Judge] | None = None,
+    ):
+        """``encoder`` and ``judge``: the models, or functions that load them when first used
+        (:meth:`load` defers both, so a job that only draws -- thumbnails -- never loads them
+        nor imports open_clip: about 100 MB less memory)."""
+        self._encoder = encoder.eval() if isinstance(encoder, ImageEncoder) else encoder
+        self._judge = judge
         self.generator = generator
-        self.judge = judge
         self.image_size = generator.image_size
-        self.embed_dim = encoder.embed_dim
+        self.embed_dim = generator.decoder.embed_dim  # the generator draws from the encoder's embeddings
+
+    @property
+    def encoder(self) -> ImageEncoder:
+        """The frozen image encoder (loaded on first use when deferred)."""
+        if not isinstance(self._encoder, ImageEncoder):
+            self._encoder = self._encoder().eval()
+        return self._encoder
+
+    @property
+    def judge(self) -> Judge | None:
+        """The judge, the measuring instrument (loaded on first use when deferred)."""
+        if self._judge is not None and not isinstance(self._judge, Judge):
+            self._judge = self._judge()
+        return self._judge
 
     @property
     def guidance(self) -> float:
@@ -139,7 +162,7 @@ class ToyBackbones:
                 "run the pretrain stage: dvc repro pretrain"
             )
         return cls(
-            ImageEncoder.load(model_dir / "image_encoder"),
+            partial(ImageEncoder.load, model_dir / "image_encoder"),
             ToyGenerator.load(model_dir / "generator"),
-            Judge.load(model_dir / "judge"),
+            partial(Judge.load, model_dir / "judge"),
         )

@@ -1,10 +1,15 @@
 """Clustering of window embeddings and the choice of each cluster's representative (claim 20,
 patent fig. 15 S900-S1000).
 
-k-means (scikit-learn, ``random_state=seed``) in the raw Z^A space with the Euclidean metric,
-the metric the alignment was trained with. ``k`` is given, or chosen by the mean silhouette
-over ``k = 2..k_max``. The silhouette is scale-free, so the sound is **one cluster** when the
-windows' relative spread is below ``min_spread``, when the best silhouette is below
+k-means (Lloyd's algorithm from greedy k-means++ seeds, the best of ``n_init`` runs by inertia,
+as scikit-learn's ``KMeans`` does; seeded) in the raw Z^A space with the Euclidean metric, the
+metric the alignment was trained with. k-means and the silhouette are written here in numpy and
+checked against scikit-learn's in the tests: importing scikit-learn costs a long-sound job about
+120 MB of memory (it pulls in SciPy's and pandas' libraries), a tenth of its peak.
+
+``k`` is given, or chosen by the mean silhouette over ``k = 2..k_max``. The silhouette is
+scale-free, so the sound is **one cluster** when the windows' relative spread is below
+``min_spread``, when the best silhouette is below
 ``min_silhouette`` (Kaufman & Rousseeuw's "no substantial structure"), or when there are fewer
 than three windows or two distinct embeddings. With automatic k, a cluster that never lasts
 ``min_run`` consecutive windows (windows straddling a change of sound) is merged into the
@@ -33,10 +38,91 @@ class Clustering:
     reason: str = ""
 
 
-def _kmeans(z: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
+def _sq_dists(x: np.ndarray, c: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """(N, K) squared Euclidean distances of rows ``x`` to rows ``c`` (``xx``: the rows' squared norms)."""
+    return np.maximum(xx[:, None] - 2.0 * (x @ c.T) + (c * c).sum(1)[None], 0.0)
 
-    return KMeans(n_clusters=k, random_state=seed, n_init=n_init).fit_predict(z.astype(np.float64))
+
+def _kmeans_pp(x: np.ndarray, xx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeds (Arthur & Vassilvitskii 2007): each next centre is the best of
+    ``2 + log k`` candidates drawn in proportion to the squared distance to the nearest centre."""
+    trials = 2 + int(np.log(k))
+    centres = [x[rng.integers(len(x))]]
+    d2 = _sq_dists(x, centres[0][None], xx)[:, 0]
+    for _ in range(1, k):
+        total = d2.sum()
+        if total <= 0:  # every point is already a centre: any point will do
+            cand = rng.integers(len(x), size=trials)
+        else:
+            cand = np.searchsorted(np.cumsum(d2), rng.uniform(size=trials) * total).clip(max=len(x) - 1)
+        d_cand = np.minimum(d2[None], _sq_dists(x, x[cand], xx).T)  # (trials, N)
+        best = int(d_cand.sum(1).argmin())
+        centres.append(x[cand[best]])
+        d2 = d_cand[best]
+    return np.stack(centres)
+
+
+def kmeans(z: np.ndarray, k: int, seed: int = 0, n_init: int = 4, max_iter: int = 300, tol: float = 1e-4) -> np.ndarray:
+    """(N,) labels of k-means on ``z`` (N, D): ``n_init`` runs of Lloyd's algorithm from greedy
+    k-means++ seeds, the run of least inertia kept. A run stops when the centres move less than
+    ``tol`` times the data's mean variance (scikit-learn's criterion) or after ``max_iter``
+    steps. An emptied cluster gets the point farthest from its centre."""
+    x = np.asarray(z, np.float64)
+    if not 1 <= k <= len(x):
+        raise ValueError(f"k must be in [1, {len(x)}], got {k}")
+    xx = (x * x).sum(1)
+    stop = tol * float(x.var(0).mean())
+    rng = np.random.default_rng(seed)
+    best_labels, best_inertia = None, np.inf
+    for _ in range(n_init):
+        c = _kmeans_pp(x, xx, k, rng)
+        for _ in range(max_iter):
+            d = _sq_dists(x, c, xx)
+            labels = d.argmin(1)
+            counts = np.bincount(labels, minlength=k)
+            new = np.eye(k)[labels].T @ x  # (k, D): each cluster's sum
+            for j in np.flatnonzero(counts == 0):
+                far = int(d[np.arange(len(x)), labels].argmax())
+                new[j], counts[j] = x[far], 1
+            new /= counts[:, None]
+            shift = float(((new - c) ** 2).sum())
+            c = new
+            if shift <= stop:
+                break
+        d = _sq_dists(x, c, xx)
+        labels = d.argmin(1)
+        inertia = float(d[np.arange(len(x)), labels].sum())
+        if inertia < best_inertia:
+            best_labels, best_inertia = labels, inertia
+    return best_labels
+
+
+def silhouette(z: np.ndarray, labels: np.ndarray, sample: int | None = None, seed: int = 0, chunk: int = 256) -> float:
+    """Mean silhouette (Rousseeuw 1987), Euclidean: for each point, ``(b - a) / max(a, b)`` with
+    ``a`` its mean distance to the rest of its cluster and ``b`` the least mean distance to
+    another cluster (0 for a point alone in its cluster). ``sample``: computed on that many
+    points drawn without replacement (seeded), as scikit-learn's ``sample_size``."""
+    x, lab = np.asarray(z, np.float64), np.asarray(labels)
+    if sample is not None and sample < len(x):
+        keep = np.random.default_rng(seed).permutation(len(x))[:sample]
+        x, lab = x[keep], lab[keep]
+    ks, lab = np.unique(lab, return_inverse=True)
+    if not 2 <= len(ks) <= len(x) - 1:
+        raise ValueError(f"the silhouette needs 2 to n - 1 clusters, got {len(ks)} for {len(x)} points")
+    xx = (x * x).sum(1)
+    onehot = np.eye(len(ks))[lab]  # (N, K)
+    sums = np.empty((len(x), len(ks)))  # summed distance of each point to each cluster
+    for i in range(0, len(x), chunk):  # a few MB of distances at a time
+        d = np.sqrt(_sq_dists(x[i : i + chunk], x, xx[i : i + chunk]))
+        d[np.arange(len(d)), np.arange(i, i + len(d))] = 0.0  # rounding can leave a point off itself
+        sums[i : i + chunk] = d @ onehot
+    size = onehot.sum(0)
+    own = size[lab]
+    a = sums[np.arange(len(x)), lab] / np.maximum(own - 1, 1)
+    other = np.where(onehot > 0, np.inf, sums / size[None])
+    b = other.min(1)
+    s = np.where(own > 1, (b - a) / np.maximum(np.maximum(a, b), 1e-300), 0.0)
+    return float(s.mean())
 
 
 def _by_first_appearance(labels: np.ndarray) -> np.ndarray:
@@ -105,8 +191,6 @@ def cluster_embeddings(
     (no run of ``min_run`` consecutive windows, :func:`merge_transient`) merged into lasting
     ones, scored by the mean silhouette; the best wins unless it is below ``min_silhouette``
     (then one cluster). The resulting ``k`` is the number of clusters left."""
-    from sklearn.metrics import silhouette_score
-
     z = np.asarray(z, np.float64)
     n = len(z)
     if n == 0:
@@ -124,7 +208,7 @@ def cluster_embeddings(
         k = min(int(k), n_distinct)
         if k == 1:
             return single("k=1 given" if n_distinct > 1 else "all windows have the same embedding")
-        labels, method = _kmeans(z, k, seed, n_init), "given"
+        labels, method = kmeans(z, k, seed, n_init), "given"
     else:
         if k_max < 2:
             raise ValueError(f"k_max must be >= 2, got {k_max}")
@@ -138,11 +222,11 @@ def cluster_embeddings(
         sample = silhouette_sample if n > silhouette_sample else None
         merged = {}
         for kk in range(2, hi + 1):
-            lab, merged[kk] = merge_transient(z, _kmeans(z, kk, seed, n_init), min_run)
+            lab, merged[kk] = merge_transient(z, kmeans(z, kk, seed, n_init), min_run)
             if len(np.unique(lab)) < 2:
                 continue
             fits[kk] = lab
-            sil[kk] = float(silhouette_score(z, lab, sample_size=sample, random_state=seed))
+            sil[kk] = silhouette(z, lab, sample, seed)
         if not sil:
             return single("k-means found one cluster only")
         best = max(sil, key=lambda kk: (sil[kk], -kk))  # ties: the smaller k
