@@ -164,6 +164,40 @@ def test_window_embedding_is_embed_audio_of_the_window():
     np.testing.assert_allclose(w.z[-1], s2i.embed_audio(a[s:], SR).numpy(), atol=1e-6)
 
 
+def test_read_ahead_keeps_order_raises_in_place_and_stops_when_closed():
+    import threading
+    import time
+
+    from s2i.method.long_audio import read_ahead
+
+    assert list(read_ahead(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        yield 2
+        raise MediaError("x.flac: corrupt packet")
+
+    got = []
+    with pytest.raises(MediaError, match="corrupt packet"):
+        for v in read_ahead(failing()):
+            got.append(v)
+    assert got == [1, 2]  # the items before the error, then the error
+
+    produced = []
+
+    def endless():
+        for i in range(10_000):
+            produced.append(i)
+            yield i
+
+    it = read_ahead(endless(), depth=2)
+    assert next(it) == 0
+    time.sleep(0.2)
+    it.close()  # stops the producer: it had read ahead a few items only
+    assert len(produced) <= 5
+    assert not any(t.name == "s2i-read-ahead" and t.is_alive() for t in threading.enumerate())
+
+
 def test_array_needs_sr_and_windows_must_be_valid():
     s2i = FakeS2I()
     with pytest.raises(ValueError, match="sample rate"):
@@ -396,8 +430,9 @@ def test_streaming_files_of_several_formats(tmp_path, suffix, codec):
 
 
 def test_streaming_memory_does_not_grow_with_length(tmp_path):
-    """Peak Python-heap memory of embedding a 20 s and a 200 s WAV (16-bit, written with the
-    ``wave`` module) differ by far less than the 200 s signal (6.4 MB as float32)."""
+    """Peak Python-heap memory of embedding a 40 s and a 400 s WAV (16-bit, written with the
+    ``wave`` module) differ by far less than the 400 s signal (12.8 MB as float32). Both are
+    long enough to fill the read-ahead (a few batches of windows in flight)."""
     s2i = FakeS2I()
     rng = np.random.default_rng(0)
 
@@ -409,7 +444,7 @@ def test_streaming_memory_does_not_grow_with_length(tmp_path):
         return path
 
     peaks = []
-    for seconds in (20, 200):
+    for seconds in (40, 400):
         p = wav(tmp_path / f"n{seconds}.wav", seconds)
         tracemalloc.start()
         w = window_embeddings(s2i, p, window_s=2.0, overlap_s=1.0, batch=8)

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import math
 import os
+import queue
+import threading
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +103,48 @@ def _array_batches(
         yield out, s / SR
 
 
+def read_ahead(items: Iterator, depth: int = 1) -> Iterator:
+    """Yield ``items`` in order while a thread produces up to ``depth`` more: a file's windows
+    are decoded (PyAV releases the GIL) while the encoder embeds the previous batch, instead of
+    in turn. An error in the producer is raised here, after the items before it. Closing this
+    iterator early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as e:  # noqa: BLE001 -- handed to the consumer, raised there
+            put(("error", e))
+            return
+        put(("end", None))
+
+    thread = threading.Thread(target=produce, name="s2i-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
 def window_embeddings(
     s2i,
     audio: str | os.PathLike | np.ndarray,
@@ -123,7 +168,7 @@ def window_embeddings(
         from s2i.media import audio_window_starts, iter_audio_windows, probe
 
         source = str(audio)
-        it = iter_audio_windows(audio, SR, window_s, batch=batch, overlap_s=overlap_s, min_fill=min_fill)
+        it = read_ahead(iter_audio_windows(audio, SR, window_s, batch=batch, overlap_s=overlap_s, min_fill=min_fill))
         info = probe(audio)
         stated = (info["audio"] or {}).get("duration") or info["duration"]
         total = (
@@ -143,7 +188,7 @@ def window_embeddings(
     zs, ss = [], []
     last = None
     hop = int(round((window_s - overlap_s) * SR))
-    with tqdm(total=total, desc="embed windows", unit="win", disable=not progress) as bar:
+    with closing(it), tqdm(total=total, desc="embed windows", unit="win", disable=not progress) as bar:
         for w, s in it:
             consecutive = len(s) > 1 and np.allclose(np.diff(s) * SR, hop, atol=0.5)
             zs.append(embed_long_windows(s2i, w, hop if consecutive else None))  # (B, D)
