@@ -431,8 +431,9 @@ def test_streaming_files_of_several_formats(tmp_path, suffix, codec):
 
 def test_streaming_memory_does_not_grow_with_length(tmp_path):
     """Peak Python-heap memory of embedding a 40 s and a 400 s WAV (16-bit, written with the
-    ``wave`` module) differ by far less than the 400 s signal (12.8 MB as float32). Both are
-    long enough to fill the read-ahead (a few batches of windows in flight)."""
+    ``wave`` module) differ by far less than the 400 s signal (12.8 MB as float32): by at most
+    the few batches of windows in flight (1 MB each: 8 windows of 2 s), which the read-ahead
+    thread's timing can vary."""
     s2i = FakeS2I()
     rng = np.random.default_rng(0)
 
@@ -451,7 +452,7 @@ def test_streaming_memory_does_not_grow_with_length(tmp_path):
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
         assert len(w.starts) == len(audio_window_starts(seconds * SR, SR, 2.0, overlap_s=1.0))
-    assert peaks[1] - peaks[0] < 1.5e6, peaks
+    assert peaks[1] - peaks[0] < 4e6, peaks
 
 
 def test_unreadable_files_raise_media_error(tmp_path):

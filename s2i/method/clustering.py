@@ -81,9 +81,11 @@ def kmeans(z: np.ndarray, k: int, seed: int = 0, n_init: int = 4, max_iter: int 
             labels = d.argmin(1)
             counts = np.bincount(labels, minlength=k)
             new = np.eye(k)[labels].T @ x  # (k, D): each cluster's sum
-            for j in np.flatnonzero(counts == 0):
-                far = int(d[np.arange(len(x)), labels].argmax())
-                new[j], counts[j] = x[far], 1
+            if (counts == 0).any():  # each emptied cluster takes the point farthest from its own centre
+                own = d[np.arange(len(x)), labels]
+                for j in np.flatnonzero(counts == 0):
+                    far = int(own.argmax())
+                    new[j], counts[j], own[far] = x[far], 1, -1.0
             new /= counts[:, None]
             shift = float(((new - c) ** 2).sum())
             c = new
