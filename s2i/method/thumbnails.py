@@ -253,7 +253,7 @@ def make_thumbnails(
         audio: a file path (any format PyAV reads; streamed) or an array (needs ``sr``).
         window_s, overlap_s: T and N of the patent: windows of T s overlapping by N s.
         k: number of clusters; None chooses it by silhouette over 2..``k_max``.
-        seed: k-means ``random_state``, silhouette sample and the generator's noise.
+        seed: seeds k-means, the silhouette sample and the generator's noise.
         batch: windows embedded per encoder call (memory: ``batch`` windows).
         representative: ``"nearest"`` (member nearest the centroid) or ``"centroid"``.
         min_silhouette, min_spread: below either the sound is one cluster (see the module docs).
