@@ -11,14 +11,16 @@ image encoder's embeddings:
 2. a diffusers ``UNet2DConditionModel`` on its latents (scaled to unit variance), conditioned as
    the shipped generator is (FiLM through a projection class embedding + cross-attention to 4
    tokens), with the shipped recipe (x0 prediction, min-SNR weights, classifier-free dropout,
-   embedding noise, EMA), for ``--gen-minutes`` of wall time;
+   embedding noise, EMA; its values read from the shipped ``manifest.json``), for
+   ``--gen-minutes`` of wall time or ``--gen-steps`` steps;
 
 then draws the first 128 stills of a **tuning** draw (seed 1,000,005; never a reported draw)
-from their image embeddings (DDIM 25 steps, guidance 2) and lets the shipped judge read the
+from their image embeddings (the shipped DDIM steps and guidance: 25, 2) and lets the shipped judge read the
 single-object ones: the shape read (chance 0.125) and the size Spearman, beside the same
 figures for the autoencoder's own reconstructions (the ceiling the latent space allows).
 
-    .venv/bin/python scripts/probe_latent_generator.py --ae-steps 1500 --gen-steps 900
+    .venv/bin/python scripts/probe_latent_generator.py --ae-steps 1500 --gen-minutes 20   # docs/results.md
+    .venv/bin/python scripts/probe_latent_generator.py --ae-steps 1500 --gen-steps 891    # the same, by steps
 
 Prints one JSON line; writes ``--out``/latent_probe_grid.png (rows: stills, autoencoder
 reconstructions, drawings).
@@ -64,35 +66,32 @@ def autoencoder(c: int) -> tuple[nn.Module, nn.Module]:
     return enc, dec
 
 
-class LatentDecoder(nn.Module):
-    """(z_t, t, e) -> z_0: the shipped generator's conditioning, on 8x8 latents."""
+def latent_decoder(c: int, embed_dim: int, channels: tuple[int, ...], n_tokens: int = 4) -> nn.Module:
+    """The shipped generator's ``EmbeddingDecoder`` (FiLM + cross-attention to ``n_tokens``
+    tokens) around a UNet on 8x8xC latents: ``(z_t, t, e) -> z_0``."""
+    from diffusers import UNet2DConditionModel
 
-    def __init__(self, c: int, embed_dim: int, channels: tuple[int, ...], n_tokens: int = 4):
-        super().__init__()
-        from diffusers import UNet2DConditionModel
+    from s2i.models.generator import EmbeddingDecoder, GeneratorCfg
 
-        n = len(channels)
-        self.unet = UNet2DConditionModel(
-            sample_size=8,
-            in_channels=c,
-            out_channels=c,
-            block_out_channels=channels,
-            layers_per_block=1,
-            down_block_types=("DownBlock2D",) * (n - 2) + ("CrossAttnDownBlock2D",) * 2,
-            up_block_types=("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",) * (n - 2),
-            cross_attention_dim=channels[-1],
-            attention_head_dim=32,
-            class_embed_type="projection",
-            projection_class_embeddings_input_dim=embed_dim,
-            resnet_time_scale_shift="scale_shift",
-            norm_num_groups=32,
-        )
-        self.to_tokens = nn.Linear(embed_dim, n_tokens * channels[-1])
-        self.n_tokens = n_tokens
-
-    def forward(self, z, t, e):
-        ctx = self.to_tokens(e).view(z.shape[0], self.n_tokens, -1)
-        return self.unet(z, t, encoder_hidden_states=ctx, class_labels=e).sample
+    n = len(channels)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=c,
+        out_channels=c,
+        block_out_channels=channels,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * (n - 2) + ("CrossAttnDownBlock2D",) * 2,
+        up_block_types=("CrossAttnUpBlock2D",) * 2 + ("UpBlock2D",) * (n - 2),
+        cross_attention_dim=channels[-1],
+        attention_head_dim=32,
+        class_embed_type="projection",
+        projection_class_embeddings_input_dim=embed_dim,
+        resnet_time_scale_shift="scale_shift",
+        norm_num_groups=32,
+    )
+    to_tokens = nn.Linear(embed_dim, n_tokens * channels[-1])
+    cfg = GeneratorCfg(block_out_channels=channels, n_tokens=n_tokens)
+    return EmbeddingDecoder(embed_dim, cfg, unet=unet, to_tokens=to_tokens)
 
 
 def main() -> None:
@@ -112,11 +111,13 @@ def main() -> None:
     from scipy.stats import spearmanr
 
     from s2i.models.common import to_tensor, to_uint8
+    from s2i.models.generator import GeneratorCfg
     from s2i.models.image_encoder import ImageEncoder, embed
     from s2i.models.judge import Judge
     from s2i.models.sampler import sample
     from s2i.toyworld.stills import make_stills
 
+    recipe = json.loads((Path(a.models) / "manifest.json").read_text())["generator"]  # the shipped recipe
     image_encoder = ImageEncoder.load(Path(a.models) / "image_encoder")
     judge = Judge.load(Path(a.models) / "judge")
     train, tune = make_stills(16000, 0), make_stills(128, TUNING_SEED)  # seed 0: the pretraining stills
@@ -159,20 +160,22 @@ def main() -> None:
         recon = to_uint8(dec(enc(x_tune)))
 
     # 2. the latent diffusion model, the shipped recipe
-    model = LatentDecoder(a.latent_channels, e_train.shape[1], tuple(int(c) for c in a.channels.split(",")))
+    model = latent_decoder(a.latent_channels, e_train.shape[1], tuple(int(c) for c in a.channels.split(",")))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=7e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe["lr"])
     ddpm = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample")
     snr = ddpm.alphas_cumprod / (1 - ddpm.alphas_cumprod)
-    w_t = snr.clamp(max=5.0)
+    w_t = snr.clamp(max=GeneratorCfg.min_snr_gamma)
+    B = recipe["batch"]
     rms = float(e_train.pow(2).mean().sqrt())
     t0, step = time.time(), 0
     while (step < a.gen_steps) if a.gen_steps else (time.time() - t0 < a.gen_minutes * 60):
-        idx = torch.randint(0, len(z_train), (64,), generator=g)
+        idx = torch.randint(0, len(z_train), (B,), generator=g)
         z0, e = z_train[idx], e_train[idx]
-        e = e + torch.rand(64, 1, generator=g) * 0.1 * rms * torch.randn(e.shape, generator=g)
-        e = torch.where((torch.rand(64, generator=g) < 0.1)[:, None], torch.zeros_like(e), e)
-        t = torch.randint(0, 1000, (64,), generator=g)
+        lvl = torch.rand(B, 1, generator=g) * recipe["max_noise_level"] * rms
+        e = e + lvl * torch.randn(e.shape, generator=g)
+        e = torch.where((torch.rand(B, generator=g) < recipe["cfg_dropout"])[:, None], torch.zeros_like(e), e)
+        t = torch.randint(0, 1000, (B,), generator=g)
         zt = ddpm.add_noise(z0, torch.randn(z0.shape, generator=g), t)
         loss = (((model(zt, t, e) - z0) ** 2).mean(dim=(1, 2, 3)) * w_t[t]).mean()
         opt.zero_grad()
@@ -180,7 +183,7 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
-            d = min(0.995, (1 + step) / (10 + step))
+            d = min(recipe["ema_decay"], (1 + step) / (10 + step))
             for pe, p in zip(ema.parameters(), model.parameters()):
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
         step += 1
@@ -191,7 +194,9 @@ def main() -> None:
     )
     noise = torch.randn((len(e_tune), a.latent_channels, 8, 8), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        drawn = to_uint8(dec(sample(ema, ddim, e_tune[None], [2.0], noise, 25) * z_scale))
+        drawn = to_uint8(
+            dec(sample(ema, ddim, e_tune[None], [recipe["guidance"]], noise, recipe["sample_steps"]) * z_scale)
+        )
     print(
         json.dumps(
             dict(
