@@ -59,6 +59,13 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
                     "gen_ema_decay",
                     "gen_sample_steps",
                     "gen_guidance",
+                    "gen_kind",
+                    "gen_ae_steps",
+                    "gen_ae_width",
+                    "gen_ae_latent_noise",
+                    "gen_latent_denoiser",
+                    "gen_latent_width",
+                    "gen_latent_depth",
                 )
             },
         },

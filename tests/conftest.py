@@ -33,7 +33,7 @@ SMOKE_FILES = (
     "alignment/audio_encoder/audio_encoder.safetensors",
     "models/manifest.json",
     "models/judge/judge.safetensors",
-    "models/generator/unet",
+    "models/generator/s2i_generator.json",
 )
 
 

@@ -261,7 +261,7 @@ def test_toy_backbones_load_incomplete_folder(tmp_path, encoder):
     with pytest.raises(FileNotFoundError) as e:
         ToyBackbones.load(tmp_path / "m")
     msg = str(e.value)
-    assert "generator/unet" in msg and "judge/judge.safetensors" in msg
+    assert "generator/s2i_generator.json" in msg and "judge/judge.safetensors" in msg
     assert "image_encoder" not in msg.split("missing")[1]  # present parts are not listed as missing
     assert str(tmp_path / "m") in msg
     with pytest.raises(FileNotFoundError, match="image_encoder/open_clip_model.safetensors"):

@@ -11,7 +11,9 @@
 #   shapes swapped as a hard negative), plus SimCLR
 # * colours are shared by every class: the class of a still is its shape
 # * generator: a miniature unCLIP decoder (diffusers `UNet2DConditionModel`, FiLM + cross-attention
-#   on the embedding, x0-prediction, min-SNR weights, CFG dropout, embedding noise, EMA, DDIM)
+#   on the embedding, x0-prediction, min-SNR weights, CFG dropout, embedding noise, EMA, DDIM);
+#   `gen_kind: latent` trains instead an autoencoder and a denoiser on its latents, as Stable
+#   unCLIP is built (`s2i/models/latent.py`)
 # * judge: a CNN trained on real toy stills with their ground truth -- the measuring instrument
 #   (its own stills, half the objects in any colour: it reads shapes, `s2i.eval.judge_check`)
 
@@ -41,6 +43,13 @@ gen_max_noise_level: float = 0.1
 gen_ema_decay: float = 0.995
 gen_sample_steps: int = 5
 gen_guidance: float = 2.0
+gen_kind: str = "pixel"
+gen_ae_steps: int = 1500
+gen_ae_width: int = 16
+gen_ae_latent_noise: float = 0.2
+gen_latent_denoiser: str = "conv"
+gen_latent_width: int = 128
+gen_latent_depth: int = 6
 
 # %%
 import matplotlib.pyplot as plt
@@ -66,6 +75,15 @@ generator = dict(
     ema_decay=gen_ema_decay,
     sample_steps=gen_sample_steps,
     guidance=gen_guidance,
+    kind=gen_kind,
+    latent=dict(
+        ae_steps=gen_ae_steps,
+        ae_width=gen_ae_width,
+        ae_latent_noise=gen_ae_latent_noise,
+        denoiser=gen_latent_denoiser,
+        width=gen_latent_width,
+        depth=gen_latent_depth,
+    ),
 )
 out = resolve(run_dir)
 

@@ -1,5 +1,5 @@
-"""The toy/smoke backbones: the open_clip image encoder pretrained here, the miniature unCLIP generator and
-the judge, loaded from the pretrain stage's folder."""
+"""The toy/smoke backbones: the open_clip image encoder pretrained here, the miniature unCLIP generator
+(pixel or latent, :mod:`s2i.models.latent`) and the judge, loaded from the pretrain stage's folder."""
 
 from __future__ import annotations
 
@@ -153,7 +153,11 @@ class ToyBackbones:
         model_dir = resolve(model_dir)
         missing = [
             p
-            for p in ("image_encoder/open_clip_model.safetensors", "generator/unet", "judge/judge.safetensors")
+            for p in (
+                "image_encoder/open_clip_model.safetensors",
+                "generator/s2i_generator.json",
+                "judge/judge.safetensors",
+            )
             if not (model_dir / p).exists()
         ]
         if missing:
@@ -163,6 +167,6 @@ class ToyBackbones:
             )
         return cls(
             partial(ImageEncoder.load, model_dir / "image_encoder"),
-            ToyGenerator.load(model_dir / "generator"),
+            ToyGenerator.load(model_dir / "generator"),  # a latent generator's folder loads as one
             partial(Judge.load, model_dir / "judge"),
         )

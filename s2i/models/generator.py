@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,8 @@ class GeneratorCfg:
     sample_steps: int = 25
     guidance: float = 2.0
     bf16: bool = False  # fp32: faster than bf16 autocast for these small models on CPU, and the same on every CPU
+    kind: str = "pixel"  # "pixel": the UNet draws pictures; "latent": s2i.models.latent (the UNet settings unused)
+    latent: dict = field(default_factory=dict)  # kind "latent": s2i.models.latent.LatentCfg's fields
 
 
 class EmbeddingDecoder(nn.Module):
@@ -91,9 +93,13 @@ class EmbeddingDecoder(nn.Module):
 
 
 class ToyGenerator:
-    """Sampling side of the miniature unCLIP decoder (DDIM + classifier-free guidance)."""
+    """Sampling side of the miniature unCLIP decoder (DDIM + classifier-free guidance), drawing
+    pixels; :class:`s2i.models.latent.LatentGenerator` draws latents with the same interface."""
 
-    def __init__(self, decoder: EmbeddingDecoder, cfg: GeneratorCfg, emb_rms: float):
+    kind = "pixel"
+    clip_sample = True  # x0 predictions are pictures in [-1, 1]
+
+    def __init__(self, decoder: nn.Module, cfg: GeneratorCfg, emb_rms: float):
         from diffusers import DDIMScheduler
 
         self.decoder = decoder.eval()
@@ -103,13 +109,18 @@ class ToyGenerator:
             num_train_timesteps=cfg.train_timesteps,
             beta_schedule="squaredcos_cap_v2",
             prediction_type="sample",
-            clip_sample=True,
+            clip_sample=self.clip_sample,
         )
 
     @property
     def image_size(self) -> int:
         """Side of the square images it draws."""
         return self.decoder.image_size
+
+    @property
+    def noise_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the sampler denoises: here the picture itself."""
+        return (3, self.image_size, self.image_size)
 
     def __call__(
         self,
@@ -153,7 +164,7 @@ class ToyGenerator:
                 raise ValueError(
                     f"init_images: {init_images.shape[0] // n_per} images for {e.shape[0] // n_per} embeddings"
                 )
-        noise = torch.randn((e.shape[0], 3, self.image_size, self.image_size), generator=g)
+        noise = torch.randn((e.shape[0], *self.noise_shape), generator=g)
         return self._draw([e], [guidance], noise, steps, init_images, strength, None, None, batch, progress)
 
     def compose(
@@ -190,7 +201,7 @@ class ToyGenerator:
             raise ValueError(f"all conditions must have the same shape, got {[tuple(c.shape) for c in conds]}")
         size = self.image_size
         g = torch.Generator().manual_seed(seed)
-        noise = torch.randn((1 if shared_noise else N, 3, size, size), generator=g).expand(N, -1, -1, -1)
+        noise = torch.randn((1 if shared_noise else N, *self.noise_shape), generator=g).expand(N, -1, -1, -1)
         init = None if init_images is None else to_tensor(init_images)
         mk = None if masks is None else spatial(masks, len(conds), size, "masks")
         if region is not None and init is None:
@@ -244,12 +255,17 @@ class ToyGenerator:
 
     @classmethod
     def load(cls, out_dir: str | os.PathLike) -> ToyGenerator:
-        """``UNet2DConditionModel.from_pretrained`` + the token projection."""
+        """``UNet2DConditionModel.from_pretrained`` + the token projection; a folder saved by a
+        :class:`s2i.models.latent.LatentGenerator` (``kind: latent``) loads as one."""
         from diffusers import UNet2DConditionModel
         from safetensors.torch import load_file
 
         out_dir = Path(out_dir)
         meta = json.loads((out_dir / "s2i_generator.json").read_text())
+        if meta.get("kind", "pixel") == "latent":
+            from s2i.models.latent import LatentGenerator
+
+            return LatentGenerator.load(out_dir)
         cfg = GeneratorCfg(**{**meta["cfg"], "block_out_channels": tuple(meta["cfg"]["block_out_channels"])})
         unet = UNet2DConditionModel.from_pretrained(out_dir / "unet")
         tok = nn.Linear(meta["embed_dim"], cfg.n_tokens * cfg.block_out_channels[-1])

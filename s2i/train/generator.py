@@ -1,6 +1,8 @@
 """Training of the toy generator: x0-prediction with min-SNR weighting, classifier-free
 dropout of the embedding, embedding noise augmentation and an EMA of the weights;
-checkpointed and resumable."""
+checkpointed and resumable. ``GeneratorCfg.kind`` chooses what is denoised: the pictures
+(``pixel``, :class:`s2i.models.generator.EmbeddingDecoder`) or the latents of an autoencoder
+trained first on the same pictures (``latent``, :mod:`s2i.models.latent`)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from s2i.models.common import resolve_device, to_tensor
 from s2i.models.generator import EmbeddingDecoder, GeneratorCfg, ToyGenerator
+
+
+def _cosine(step: int, total: int, warmup: int = 0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0.1 of the rate at ``total``."""
+    ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return ramp * (0.5 * (1 + math.cos(math.pi * min(step, total) / total)) * 0.9 + 0.1)
 
 
 def train_generator(
@@ -27,45 +37,69 @@ def train_generator(
     ckpt_every: int = 500,
     device: str | torch.device | None = None,
 ) -> ToyGenerator:
-    """DDPM training of the embedding-conditioned decoder on (image embedding, image) pairs.
+    """DDPM training of the embedding-conditioned generator on (image embedding, image) pairs.
 
     x0 ("sample") prediction with min-SNR-gamma loss weights, classifier-free dropout of the
     embedding, Gaussian noise augmentation of the embedding, optional bf16 autocast, an EMA of
-    the weights (the EMA is what is saved). Resumes from ``ckpt_path`` when it exists.
-    Trains on ``resolve_device(device)`` (noise drawn on the CPU); returns the generator on the CPU."""
-    from diffusers import DDPMScheduler
-
+    the weights (the EMA is what is saved). With ``cfg.kind == "latent"`` an autoencoder is
+    trained on the images first (:func:`train_autoencoder`) and the diffusion runs on its latents.
+    Resumes from ``ckpt_path`` when it exists (in either phase). Trains on
+    ``resolve_device(device)`` (noise drawn on the CPU); returns the generator on the CPU."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 2)
     D = emb.shape[1]
     dev = resolve_device(device)
+    ck = torch.load(ckpt_path, weights_only=False, map_location=dev) if _exists(ckpt_path) else None
+    if cfg.kind == "latent":
+        from s2i.models.latent import LatentCfg, LatentGenerator, build
+
+        ae, model = build(cfg, D, images.shape[1])
+        ae = train_autoencoder(ae, images, LatentCfg(**cfg.latent), g, log, ckpt_path, ckpt_every, dev, ck)
+        x_all = encode_images(ae, images, dev)
+        ema, emb_rms = _fit(model.to(dev), x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, ae)
+        return LatentGenerator(ema.cpu(), ae.cpu(), cfg, emb_rms, images.shape[1])
+    if cfg.kind != "pixel":
+        raise ValueError(f"generator kind must be 'pixel' or 'latent', got {cfg.kind!r}")
     dec = EmbeddingDecoder(D, cfg).to(dev)
-    ema = copy.deepcopy(dec).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(dec.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / 200) * (0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)) * 0.9 + 0.1),
-    )
+    ema, emb_rms = _fit(dec, to_tensor(images), emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck)
+    return ToyGenerator(ema.cpu(), cfg, emb_rms)
+
+
+def _exists(path) -> bool:
+    return path is not None and Path(path).exists()
+
+
+def _save(state: dict, path) -> None:
+    from s2i.utils import atomic_torch_save
+
+    atomic_torch_save(state, path)
+
+
+def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoencoder=None) -> tuple[nn.Module, float]:
+    """The diffusion loop on targets ``x_all`` (pictures or latents); returns (EMA model, embedding RMS)."""
+    from diffusers import DDPMScheduler
+
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, cfg.steps, warmup=200))
     ddpm = DDPMScheduler(
         num_train_timesteps=cfg.train_timesteps, beta_schedule="squaredcos_cap_v2", prediction_type="sample"
     )
     ac = ddpm.alphas_cumprod
     snr = ac / (1 - ac)
     w_t = torch.clamp(snr, max=cfg.min_snr_gamma)  # min-SNR weights for x0 prediction
-    x_all = to_tensor(images)
     e_all = emb.float()
     emb_rms = float(e_all.pow(2).mean().sqrt())
     start = 0
-    if ckpt_path is not None and Path(ckpt_path).exists():
-        ck = torch.load(ckpt_path, weights_only=False, map_location=dev)
-        dec.load_state_dict(ck["model"])
+    if ck is not None and ck.get("phase", "diffusion") == "diffusion":
+        model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         g.set_state(ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
         start = ck["step"]
-    dec.train()
+    model.train()
     for step in range(start, cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
         x0, e = x_all[idx], e_all[idx]
@@ -82,33 +116,93 @@ def train_generator(
         x0, xt, e, wt, t = x0.to(dev), xt.to(dev), e.to(dev), w_t[t].to(dev), t.to(dev)
         # 3. predict x0, min-SNR weighted MSE
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            pred = dec(xt, t, e)
+            pred = model(xt, t, e)
         loss = ((pred.float() - x0) ** 2).mean(dim=(1, 2, 3))
         loss = (loss * wt).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(dec.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         with torch.no_grad():
             d = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), dec.parameters()):
+            for pe, p in zip(ema.parameters(), model.parameters()):
                 pe.mul_(d).add_(p.detach(), alpha=1 - d)
         if log and (step % 25 == 0 or step == cfg.steps - 1):
             log(dict(part="generator", step=step, loss=loss.item()))
         if ckpt_path is not None and ((step + 1) % ckpt_every == 0) and step + 1 < cfg.steps:
-            from s2i.utils import atomic_torch_save
-
-            atomic_torch_save(
-                dict(
-                    model=dec.state_dict(),
-                    ema=ema.state_dict(),
-                    opt=opt.state_dict(),
-                    sched=sched.state_dict(),
-                    rng=g.get_state(),
-                    torch_rng=torch.get_rng_state(),
-                    step=step + 1,
-                ),
-                ckpt_path,
+            state = dict(
+                phase="diffusion",
+                model=model.state_dict(),
+                ema=ema.state_dict(),
+                opt=opt.state_dict(),
+                sched=sched.state_dict(),
+                rng=g.get_state(),
+                torch_rng=torch.get_rng_state(),
+                step=step + 1,
             )
-    return ToyGenerator(ema.cpu(), cfg, emb_rms)
+            if autoencoder is not None:
+                state["autoencoder"] = autoencoder.state_dict()
+            _save(state, ckpt_path)
+    return ema, emb_rms
+
+
+def train_autoencoder(ae, images, lat, g, log=None, ckpt_path=None, ckpt_every=500, device=None, ck=None):
+    """Train the latent generator's :class:`s2i.models.latent.Autoencoder` (MSE; the decoder
+    also sees latents with noise ``lat.ae_latent_noise`` x their std, so that it decodes the
+    near-misses a denoiser makes), then set its ``scaling_factor`` so that the training
+    pictures' latents have unit variance. Batches come from ``g``; checkpointed in
+    ``ckpt_path`` and resumed from ``ck`` (a later phase's checkpoint holds the trained
+    autoencoder: then nothing is trained). Returns the frozen autoencoder on ``device``."""
+    dev = resolve_device(device)
+    ae = ae.to(dev)
+    if ck is not None and "autoencoder" in ck:  # trained already: the diffusion phase saved it
+        ae.load_state_dict(ck["autoencoder"])
+        return ae.eval().requires_grad_(False)
+    opt = torch.optim.AdamW(ae.parameters(), lr=lat.ae_lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, lat.ae_steps))
+    start = 0
+    if ck is not None and ck.get("phase") == "autoencoder":
+        ae.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        g.set_state(ck["rng"])
+        start = ck["step"]
+    x_all = to_tensor(images)
+    ae.train()
+    for step in range(start, lat.ae_steps):
+        x = x_all[torch.randint(0, len(x_all), (lat.ae_batch,), generator=g)]
+        noise = torch.randn((x.shape[0], lat.channels, x.shape[2] // 4, x.shape[3] // 4), generator=g)
+        x = x.to(dev)
+        z = ae.enc(x)
+        z_in = z + lat.ae_latent_noise * z.detach().std() * noise.to(dev)
+        loss = F.mse_loss(ae.dec(z_in), x) + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log and (step % 25 == 0 or step == lat.ae_steps - 1):
+            log(dict(part="autoencoder", step=step, loss=loss.item()))
+        if ckpt_path is not None and ((step + 1) % ckpt_every == 0) and step + 1 < lat.ae_steps:
+            state = dict(
+                phase="autoencoder",
+                model=ae.state_dict(),
+                opt=opt.state_dict(),
+                sched=sched.state_dict(),
+                rng=g.get_state(),
+                step=step + 1,
+            )
+            _save(state, ckpt_path)
+    ae.eval().requires_grad_(False)
+    with torch.no_grad():
+        z = torch.cat([ae.enc(x_all[s : s + 512].to(dev)) for s in range(0, len(x_all), 512)])
+        ae.scaling_factor.fill_(1.0 / float(z.std()))
+    return ae
+
+
+@torch.no_grad()
+def encode_images(ae, images: np.ndarray, device=None, batch: int = 512) -> torch.Tensor:
+    """uint8 (N, 32, 32, 3) pictures -> (N, C, 8, 8) scaled latents on the CPU."""
+    dev = resolve_device(device)
+    x = to_tensor(images)
+    return torch.cat([ae.encode(x[s : s + batch].to(dev)).cpu() for s in range(0, len(x), batch)])
