@@ -43,27 +43,13 @@ import torch.nn.functional as F
 TUNING_SEED = 1_000_005
 
 
-class Res(nn.Module):
-    def __init__(self, c: int):
-        super().__init__()
-        self.norm = nn.GroupNorm(8, c)
-        self.a = nn.Conv2d(c, c, 3, padding=1)
-        self.b = nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.b(F.gelu(self.a(F.gelu(self.norm(x)))))
-
-
 def autoencoder(c: int) -> tuple[nn.Module, nn.Module]:
-    enc = nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), Res(32), nn.Conv2d(32, 64, 4, 2, 1), Res(64),
-        nn.Conv2d(64, 128, 4, 2, 1), Res(128), nn.GELU(), nn.Conv2d(128, c, 1),
-    )  # fmt: skip
-    dec = nn.Sequential(
-        nn.Conv2d(c, 128, 3, padding=1), Res(128), nn.ConvTranspose2d(128, 64, 4, 2, 1), Res(64),
-        nn.ConvTranspose2d(64, 32, 4, 2, 1), Res(32), nn.GELU(), nn.Conv2d(32, 3, 3, padding=1),
-    )  # fmt: skip
-    return enc, dec
+    """The encoder and decoder of :class:`s2i.models.latent.Autoencoder` at width 32 (used bare:
+    the probe scales the latents itself)."""
+    from s2i.models.latent import Autoencoder
+
+    ae = Autoencoder(c, width=32)
+    return ae.enc, ae.dec
 
 
 def latent_decoder(c: int, embed_dim: int, channels: tuple[int, ...], n_tokens: int = 4) -> nn.Module:
