@@ -6,9 +6,11 @@ Why a latent model for the toy: the pixel generator (:mod:`s2i.models.generator`
 colour, place and size of an object within a CPU budget, but not its shape (circle, ring, cross,
 x ... come out as blobs; ``docs/results.md``, "Generator: recipes tried"). Here the autoencoder
 carries the drawing of shapes (its reconstructions keep them), and the denoiser only has to place
-them in an 8x8 grid of latents: a residual MLP on the flattened latents, each block FiLM-conditioned
-on the timestep and the embedding, about 0.13 s per training step on 2 CPU cores against 1.4-3.4 s
-for the pixel UNet, so it can afford the steps the drawing needs.
+them in an 8x8 grid of latents. The denoiser is small and FiLM-conditioned on the timestep and
+the embedding: FiLM residual convolutions on the grid (:class:`ConvDenoiser`, the default, 0.29 s
+a training step on 2 CPU cores) or a residual MLP on the flattened latents
+(:class:`LatentDenoiser`, 0.16 s), against 1.4-3.4 s for the pixel UNet, so it can afford the
+steps the drawing needs (``docs/results.md``, fourth round).
 
 :class:`LatentGenerator` has the pixel generator's interface (``__call__``, ``compose`` with term
 masks and a region, ``save``/``load``) and samples with the same sampler
@@ -197,7 +199,8 @@ def _area(m: torch.Tensor | None, side: int) -> torch.Tensor | None:
 
 class LatentGenerator(ToyGenerator):
     """The latent toy generator: :class:`ToyGenerator`'s interface and sampler, drawing latents
-    with a :class:`LatentDenoiser` and decoding them with an :class:`Autoencoder`."""
+    with a :class:`ConvDenoiser` or a :class:`LatentDenoiser` and decoding them with an
+    :class:`Autoencoder`."""
 
     kind = "latent"
     clip_sample = False  # x0 predictions are latents of unit variance, not pictures in [-1, 1]
