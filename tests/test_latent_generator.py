@@ -15,7 +15,7 @@ from s2i.models.common import to_tensor
 from s2i.models.generator import GeneratorCfg, ToyGenerator
 from s2i.models.latent import Autoencoder, ConvDenoiser, LatentDenoiser, LatentGenerator, build
 from s2i.toyworld.stills import make_stills
-from s2i.train.generator import encode_images, train_generator
+from s2i.train.generator import train_generator
 
 LATENT = dict(channels=4, ae_width=8, ae_steps=4, ae_batch=8, width=64, depth=1)
 CFG = GeneratorCfg(kind="latent", latent=LATENT, steps=3, batch=8, sample_steps=3)
@@ -46,7 +46,7 @@ def test_latent_generator_draws_pictures_deterministically(gen, emb):
 
 
 def test_autoencoder_latents_have_unit_variance(gen, stills):
-    z = encode_images(gen.autoencoder, stills.images)
+    z = gen.autoencoder.encode_all(to_tensor(stills.images))
     assert z.shape == (32, 4, 8, 8)
     assert float(z.std()) == pytest.approx(1.0, rel=1e-4)  # scaling_factor set on these very pictures
 

@@ -94,6 +94,13 @@ class Autoencoder(nn.Module):
         """(N, C, 8, 8) scaled latents -> (N, 3, 32, 32), about [-1, 1] (not clamped)."""
         return self.dec(z / self.scaling_factor)
 
+    @torch.no_grad()
+    def encode_all(self, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """:meth:`encode` of (N, 3, 32, 32) pictures in [-1, 1], ``batch`` at a time, on the
+        autoencoder's device."""
+        dev = self.scaling_factor.device
+        return torch.cat([self.encode(x[s : s + batch].to(dev)) for s in range(0, len(x), batch)])
+
 
 # ----------------------------------------------------------------------------- the denoiser
 def timestep_features(t: torch.Tensor, n: int = 64) -> torch.Tensor:
@@ -228,9 +235,7 @@ class LatentGenerator(ToyGenerator):
         dev, side = self.device, self.noise_shape[-1]
         c = torch.stack([torch.as_tensor(x).float() for x in conds])
         init_px = None if init is None else to_tensor(init).to(dev)
-        z_init = None
-        if init_px is not None:
-            z_init = torch.cat([self.autoencoder.encode(init_px[s : s + 256]) for s in range(0, len(init_px), 256)])
+        z_init = None if init_px is None else self.autoencoder.encode_all(init_px)
         z = sample(
             self.decoder,
             self.scheduler,

@@ -55,7 +55,7 @@ def train_generator(
 
         ae, model = build(cfg, D, images.shape[1])
         ae = train_autoencoder(ae, images, LatentCfg(**cfg.latent), g, log, ckpt_path, ckpt_every, dev, ck)
-        x_all = encode_images(ae, images, dev)
+        x_all = ae.encode_all(to_tensor(images)).cpu()
         ema, emb_rms = _fit(model.to(dev), x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, ae)
         return LatentGenerator(ema.cpu(), ae.cpu(), cfg, emb_rms, images.shape[1])
     if cfg.kind != "pixel":
@@ -194,15 +194,5 @@ def train_autoencoder(ae, images, lat, g, log=None, ckpt_path=None, ckpt_every=5
             )
             _save(state, ckpt_path)
     ae.eval().requires_grad_(False)
-    with torch.no_grad():
-        z = torch.cat([ae.enc(x_all[s : s + 512].to(dev)) for s in range(0, len(x_all), 512)])
-        ae.scaling_factor.fill_(1.0 / float(z.std()))
+    ae.scaling_factor.fill_(1.0 / float(ae.encode_all(x_all).std()))  # the factor is 1 until here
     return ae
-
-
-@torch.no_grad()
-def encode_images(ae, images: np.ndarray, device=None, batch: int = 512) -> torch.Tensor:
-    """uint8 (N, 32, 32, 3) pictures -> (N, C, 8, 8) scaled latents on the CPU."""
-    dev = resolve_device(device)
-    x = to_tensor(images)
-    return torch.cat([ae.encode(x[s : s + batch].to(dev)).cpu() for s in range(0, len(x), batch)])
