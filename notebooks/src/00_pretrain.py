@@ -10,10 +10,11 @@
 #   the stills and their captions ("beach ring red small left top"; the same caption with its
 #   shapes swapped as a hard negative), plus SimCLR
 # * colours are shared by every class: the class of a still is its shape
-# * generator: a miniature unCLIP decoder (diffusers `UNet2DConditionModel`, FiLM + cross-attention
-#   on the embedding, x0-prediction, min-SNR weights, CFG dropout, embedding noise, EMA, DDIM);
-#   `gen_kind: latent` trains instead an autoencoder and a denoiser on its latents, as Stable
-#   unCLIP is built (`s2i/models/latent.py`)
+# * generator: a miniature latent unCLIP decoder, built as Stable unCLIP is (`s2i/models/latent.py`):
+#   an autoencoder 32x32x3 <-> 8x8x8, then a denoiser on its latents (FiLM residual blocks on the
+#   8x8 grid, conditioned on the embedding; x0-prediction, min-SNR weights, CFG dropout, embedding
+#   noise, EMA, DDIM). `gen_kind: pixel` trains instead a diffusers `UNet2DConditionModel` on the
+#   pixels (the earlier recipe: it draws colour, place and size, not shape)
 # * judge: a CNN trained on real toy stills with their ground truth -- the measuring instrument
 #   (its own stills, half the objects in any colour: it reads shapes, `s2i.eval.judge_check`)
 
@@ -42,14 +43,14 @@ gen_cfg_dropout: float = 0.1
 gen_max_noise_level: float = 0.1
 gen_ema_decay: float = 0.995
 gen_sample_steps: int = 5
-gen_guidance: float = 2.0
-gen_kind: str = "pixel"
-gen_ae_steps: int = 1500
+gen_guidance: float = 5.0
+gen_kind: str = "latent"
+gen_ae_steps: int = 30
 gen_ae_width: int = 16
 gen_ae_latent_noise: float = 0.2
 gen_latent_denoiser: str = "conv"
-gen_latent_width: int = 128
-gen_latent_depth: int = 6
+gen_latent_width: int = 32
+gen_latent_depth: int = 2
 
 # %%
 import matplotlib.pyplot as plt
