@@ -175,7 +175,7 @@ def test_explore_once_result_and_settings(smoke):
         mix_db=None,
         image=None,
         seed=1,
-        guidance=2.0,
+        guidance=smoke.backbones.guidance,  # None: the generator's own
         n=2,
         method="generate",
         strength=None,
@@ -185,7 +185,7 @@ def test_explore_once_result_and_settings(smoke):
     np.testing.assert_allclose(r["audio"], catalogue_sound("horn", "beach") * 10 ** (3 / 20), rtol=1e-6)
     assert [s for s, _, _ in stages] == list(STAGES) and stages[-1][2] == len(STAGES)
     # the plain path is exactly Sound2Image.generate on the catalogue sound at that volume
-    ref = smoke.generate(catalogue_sound("horn", "beach") * 10 ** (3 / 20), sr=SR, n=2, seed=1, guidance=2.0)
+    ref = smoke.generate(catalogue_sound("horn", "beach") * 10 ** (3 / 20), sr=SR, n=2, seed=1)
     np.testing.assert_array_equal(r["images"], ref)
 
 
@@ -207,16 +207,18 @@ def test_explore_once_mixing_path_is_compose(smoke):
     r = explore_once(smoke, "bell", "meadow", -3, second_class="water", mix_db=-6, seed=2, n=2)
     assert r["method"] == "compose" and r["settings"]["second"] == "water" and r["settings"]["mix_db"] == -6.0
     a, b = catalogue_sound("bell", "meadow"), catalogue_sound("water", "meadow", slot=1)
-    ref = smoke.generate_mix([a, b], [-3, -9], n=2, seed=2, sr=SR, weight=2.0, ambience_weight=1.0)
+    g = smoke.backbones.guidance  # the explorer's default: each source at the guidance, the place at half
+    ref = smoke.generate_mix([a, b], [-3, -9], n=2, seed=2, sr=SR, weight=g, ambience_weight=g / 2)
     np.testing.assert_array_equal(r["images"], ref)
     np.testing.assert_allclose(r["audio"], a * 10 ** (-3 / 20) + b * 10 ** (-9 / 20), rtol=1e-5, atol=1e-7)
 
 
 def test_explore_once_edit_path_is_edit_image(smoke):
-    from s2i.method.edit import edit_image
+    from s2i.method.edit import EDIT_STRENGTH, edit_image
 
     r = explore_once(smoke, "drum", "city", 0, image="beach", seed=3, n=2)
-    assert r["method"] == "edit" and r["settings"]["image"] == "still:beach" and r["settings"]["strength"] == 0.6
+    assert r["method"] == "edit" and r["settings"]["image"] == "still:beach"
+    assert r["settings"]["strength"] == EDIT_STRENGTH and r["settings"]["guidance"] == smoke.backbones.guidance
     np.testing.assert_array_equal(r["input_image"], still_image("beach"))
     ref = edit_image(
         smoke,
@@ -226,9 +228,7 @@ def test_explore_once_edit_path_is_edit_image(smoke):
         gain_db=0,
         seed=3,
         n=2,
-        strength=0.6,
-        w_image=1.0,
-    )  # the explorer's default guidance: edit_image's weights
+    )  # the explorer's defaults (the generator's guidance): edit_image's
     np.testing.assert_array_equal(r["images"], ref)
     arr = explore_once(smoke, "drum", "city", 0, image=still_image("beach"), image_name="mine", seed=3, n=2)
     assert arr["settings"]["image"] == "mine"

@@ -157,7 +157,7 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     """The edit's sound enters as +w on the sound and -w on the same sound turned down by
     ambience_db; with ambience_db=None it is the plain two-term composition; by default the
     sound's terms act in the seed's half of the picture and the rest is the input's."""
-    from s2i.method.edit import EDIT_W_SOUND, edit_image, edit_region, sound_terms
+    from s2i.method.edit import EDIT_STRENGTH, default_w_sound, edit_image, edit_region, sound_terms
     from s2i.method.mix import band_regions
     from s2i.toyworld import world
 
@@ -171,11 +171,13 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
     z_img = smoke_s2i.backbones.encode_images(img[None])
     z_snd = smoke_s2i.embed_audio(snd, world.SR)[None]
-    ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None], strength=0.6)
+    ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None], strength=EDIT_STRENGTH)
     np.testing.assert_array_equal(plain, ref)
     z_q = smoke_s2i.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
-    w = EDIT_W_SOUND
-    ref_q = smoke_s2i.backbones.compose([z_img, z_snd, z_q], [1.0, w, -w], seed=1, init_images=img[None], strength=0.6)
+    w = default_w_sound(smoke_s2i.backbones)
+    ref_q = smoke_s2i.backbones.compose(
+        [z_img, z_snd, z_q], [1.0, w, -w], seed=1, init_images=img[None], strength=EDIT_STRENGTH
+    )
     np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
     # default region: the seed's half (band_regions), the image's term everywhere
@@ -186,7 +188,7 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
         [1.0, w, -w],
         seed=1,
         init_images=img[None],
-        strength=0.6,
+        strength=EDIT_STRENGTH,
         masks=torch.stack([torch.ones(32, 32), r, r]),
         region=r,
     )

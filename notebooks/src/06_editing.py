@@ -21,9 +21,9 @@ window_s: float = 0.5
 n_edits: int = 4
 edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
-strength: float = 0.6
+strength: float = 0.8
 w_image: float = 1.0
-w_sound: float = 5.0
+w_sound: float = 16.0
 ambience_db: float = -20.0
 region: str = "half"
 

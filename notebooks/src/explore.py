@@ -24,7 +24,7 @@ window_s: float = 0.5
 sound_class: str = "bell"
 background: str = "meadow"
 volume_db: int = 0
-guidance: float = 2.0
+guidance: float | None = None  # None: the generator's own (toy: 5)
 n_images: int = 2
 
 # %%

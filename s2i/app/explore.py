@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.method.edit import EDIT_W_SOUND, edit_image, prepare_image, read_rgb
+from s2i.method.edit import EDIT_STRENGTH, EDIT_W_SOUND_PER_GUIDANCE, edit_image, prepare_image, read_rgb
 from s2i.method.generate import Sound2Image
 from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.models.audio_encoder import SR
@@ -37,11 +37,6 @@ CATALOGUE_SEED = TEST_SEED_OFFSET + 800_000  # held-out seeds: never a training 
 
 
 MIX_WEIGHT = 1.0  # editing with two sounds: each sound's guidance = the one-sound weight * MIX_WEIGHT / K
-
-
-GUIDANCE = (
-    2.0  # the guidance slider's default; an edit's sound weight is s2i.method.edit's scaled by guidance / GUIDANCE
-)
 
 
 STAGES = ("sound", "embedding", "generating", "judging")
@@ -118,13 +113,13 @@ def explore_once(
     mix_db: float = 0.0,
     image: np.ndarray | int | str | None = None,
     seed: int = 0,
-    guidance: float = 2.0,
+    guidance: float | None = None,
     n: int = 2,
     *,
     sound: np.ndarray | None = None,
     sound_name: str = "upload",
     image_name: str = "image",
-    strength: float = 0.6,
+    strength: float = EDIT_STRENGTH,
     w_image: float = 1.0,
     ambience_db: float | None = AMBIENCE_DB,
     steps: int | None = None,
@@ -146,7 +141,8 @@ def explore_once(
             :func:`s2i.method.edit.edit_image` does).
         seed: sampling noise (same settings and seed -> the same images).
         guidance: guidance weight of the sound (split over two sources as in
-            :func:`s2i.eval.studies.mix_generate`; the sound's weight when editing).
+            :func:`s2i.eval.studies.mix_generate`; when editing, the sound's weight is
+            :data:`s2i.method.edit.EDIT_W_SOUND_PER_GUIDANCE` times it); None: the generator's.
         n: images to draw.
         sound: a mono 16 kHz float array (e.g. an uploaded file) used instead of the catalogue
             sound; ``sound_name`` labels it in the settings.
@@ -164,6 +160,7 @@ def explore_once(
         per image: what the judge sees).
     """
     cache = cache if cache is not None else EmbeddingCache()
+    guidance = float(s2i.backbones.guidance if guidance is None else guidance)
     say = progress or (lambda *a: None)
     bg = world.background_index(background)
     # 1. the sound(s): (mono 16 kHz array, gain dB)
@@ -201,7 +198,7 @@ def explore_once(
     sounds, gains = [a for a, _ in srcs], [g for _, g in srcs]
     if img is not None:
         method = "edit"
-        w_sound = EDIT_W_SOUND * guidance / GUIDANCE * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
+        w_sound = EDIT_W_SOUND_PER_GUIDANCE * guidance * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
         images = edit_image(
             model,
             img,

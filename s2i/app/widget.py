@@ -59,7 +59,7 @@ class Explorer:
         background: str = "meadow",
         volume_db: int = 0,
         seed: int = 0,
-        guidance: float = 2.0,
+        guidance: float | None = None,
         n: int = 2,
         steps: int | None = None,
         auto: bool = True,
@@ -143,9 +143,9 @@ class Explorer:
             value=int(seed), min=0, max=2**31 - 1, description="seed", layout=lay, style=style, continuous_update=False
         )
         self.guidance = W.FloatSlider(
-            value=float(guidance),
+            value=float(s2i.backbones.guidance if guidance is None else guidance),
             min=1.0,
-            max=6.0,
+            max=10.0,
             step=0.25,
             description="guidance",
             continuous_update=False,

@@ -45,8 +45,16 @@ from s2i.method.mix import AMBIENCE_DB, band_regions
 from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
 
-EDIT_STRENGTH = 0.6  # how far the input is noised
-EDIT_W_SOUND = 5.0  # guidance weight of the sound's terms (inside the region)
+EDIT_STRENGTH = 0.8  # how far the input is noised
+EDIT_W_SOUND_PER_GUIDANCE = 3.2  # the sound's terms' weight, in units of the generator's guidance scale
+
+
+def default_w_sound(backbones) -> float:
+    """The sound's guidance weight when none is given: :data:`EDIT_W_SOUND_PER_GUIDANCE` times
+    the generator's own guidance scale (toy: 16 at guidance 5, tuned on editing draws that are not
+    the reported one; ``docs/decisions/editing.md``)."""
+    return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.guidance)
+
 
 ASPECT_TOLERANCE = 0.1  # a drawing within 10 % of a frame's aspect stands for the whole frame (edit_window)
 
@@ -152,7 +160,7 @@ def edit_image(
     n: int = 1,
     strength: float = EDIT_STRENGTH,
     w_image: float = 1.0,
-    w_sound: float = EDIT_W_SOUND,
+    w_sound: float | None = None,
     ambience_db: float | None = AMBIENCE_DB,
     steps: int | None = None,
     region="half",
@@ -168,7 +176,8 @@ def edit_image(
             with its own terms and ``w_sound`` shared among them.
         gain_db: volume change of the sound (louder -> bigger object); one per sound, or one for all.
         strength: how far the input is noised (0 keeps it, 1 ignores it).
-        w_image, w_sound: guidance weights of the image's and the sound's embeddings.
+        w_image, w_sound: guidance weights of the image's and the sound's embeddings (``w_sound``
+            None: :func:`default_w_sound`).
         ambience_db: the sound turned down by this much is its negative term (cancels the
             recording's background; see the module docs); None: no cancellation.
         region: where the edit may change the picture (:func:`edit_region`): ``"half"``
@@ -185,6 +194,7 @@ def edit_image(
     if not audio or len(gains) != len(audio):
         raise ValueError(f"{len(audio)} sounds but {len(gains)} gains")
     sounds = [s2i.load_audio(x, sr) * 10 ** (g / 20) for x, g in zip(audio, gains)]
+    w_sound = default_w_sound(s2i.backbones) if w_sound is None else w_sound
     z_img = s2i.embed_images(img[None])
     conds, weights = [], []
     for a in sounds:  # each sound with its ambience cancelled, its weight shared among the sounds
@@ -231,7 +241,7 @@ def edit_frames(
     seed: int = 0,
     strength: float = EDIT_STRENGTH,
     w_image: float = 1.0,
-    w_sound: float = EDIT_W_SOUND,
+    w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
     region="half",
@@ -247,7 +257,7 @@ def edit_frames(
         else frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth)
     )
     z_img = s2i.backbones.encode_images(frames)
-    conds, weights = sound_terms(z_snd, z_q, w_sound)
+    conds, weights = sound_terms(z_snd, z_q, default_w_sound(s2i.backbones) if w_sound is None else w_sound)
     size = (int(frames.shape[1]), int(frames.shape[2]))
     return compose_edit(
         s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps, True, size
@@ -303,7 +313,7 @@ def edit_video(
     seed: int = 0,
     strength: float = EDIT_STRENGTH,
     w_image: float = 1.0,
-    w_sound: float = EDIT_W_SOUND,
+    w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
     region="half",

@@ -271,7 +271,7 @@ def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
 def _edit_study(bb, frames: np.ndarray, z_audio, z_image, judge, ev: dict, seed: int, steps) -> dict:
     """Test frame ``i`` edited with the sound of clip ``a[i]`` (baseline: of clip ``b[i]``; upper
     bound: clip ``a[i]``'s frame embedding), measured toward clip ``a[i]``'s frame."""
-    from s2i.method.edit import EDIT_STRENGTH, EDIT_W_SOUND, compose_edit
+    from s2i.method.edit import EDIT_STRENGTH, compose_edit, default_w_sound
     from s2i.real.evaluate import derangement, edit_response
 
     m = min(int(ev.get("n_edit", 16)), len(frames))
@@ -283,12 +283,14 @@ def _edit_study(bb, frames: np.ndarray, z_audio, z_image, judge, ev: dict, seed:
     inputs = frames[:m]
     z_in = bb.encode_images(inputs)
 
+    w_sound = default_w_sound(bb)
+
     def edit(z_cond):
-        return compose_edit(bb, z_in, [z_cond], [EDIT_W_SOUND], inputs, 1.0, seed, EDIT_STRENGTH, "all", steps)
+        return compose_edit(bb, z_in, [z_cond], [w_sound], inputs, 1.0, seed, EDIT_STRENGTH, "all", steps)
 
     edits = {"sound": edit(z_audio[:m][a]), "baseline_other_sound": edit(z_audio[:m][b])}
     edits["upper_bound_true_embedding"] = edit(z_image[:m][a])
-    return dict(n=m, strength=EDIT_STRENGTH, w_sound=EDIT_W_SOUND, **edit_response(inputs, frames[:m][a], edits, judge))
+    return dict(n=m, strength=EDIT_STRENGTH, w_sound=w_sound, **edit_response(inputs, frames[:m][a], edits, judge))
 
 
 def run_evaluate(p: dict[str, Any]) -> dict:
