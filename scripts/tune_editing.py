@@ -30,8 +30,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--run-dir", default="results")
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--model-dir", default="models/toy")
-    ap.add_argument("--strength", type=float, default=0.6)
-    ap.add_argument("--w-sound", type=float, default=5.0)
+    ap.add_argument("--strength", type=float, default=None, help="default: the product's (EDIT_STRENGTH)")
+    ap.add_argument("--w-sound", type=float, default=None, help="default: the product's (default_w_sound)")
     ap.add_argument("--w-image", type=float, default=1.0)
     ap.add_argument("--ambience-db", type=float, default=-20.0)
     ap.add_argument("--region", default="half")
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.eval.studies import edit_study
+    from s2i.method.edit import EDIT_STRENGTH, default_w_sound
     from s2i.method.generate import Sound2Image
 
     torch.manual_seed(0)
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     if a.grid:
         settings = list(itertools.product(*[[float(v) for v in s.split(",")] for s in a.grid]))
     else:
-        settings = [(a.strength, a.w_sound)]
+        strength = EDIT_STRENGTH if a.strength is None else a.strength
+        settings = [(strength, default_w_sound(s2i.backbones) if a.w_sound is None else a.w_sound)]
     rows = []
     for strength, w_sound in settings:
         kw = dict(strength=strength, w_image=a.w_image, w_sound=w_sound, ambience_db=a.ambience_db, region=a.region)
