@@ -25,6 +25,7 @@ from .paths import load_params, repo_root, resolve, write_profile
 
 _BASE = {"seed": "base.seed", "run_dir": "base.run_dir"}
 _MODELS = {"profile": "base.profile", "model_dir": "pretrain.model_dir", "window_s": "audio.window_s"}
+_DRAWS = {**_MODELS, "sample_steps": "sampling.steps"}  # the stages that draw pictures
 
 #: stage -> (notebook in notebooks/, {notebook parameter: dotted params.yaml key})
 STAGES: dict[str, tuple[str, dict[str, str]]] = {
@@ -109,13 +110,13 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "generation": (
         "04_generation",
-        {**_BASE, **_MODELS, "n_per_class": "generation.n_per_class", "n_images": "generation.n_images"},
+        {**_BASE, **_DRAWS, "n_per_class": "generation.n_per_class", "n_images": "generation.n_images"},
     ),
     "studies": (
         "05_studies",
         {
             **_BASE,
-            **_MODELS,
+            **_DRAWS,
             **{
                 k: f"studies.{k}"
                 for k in (
@@ -134,7 +135,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
         "06_editing",
         {
             **_BASE,
-            **_MODELS,
+            **_DRAWS,
             **{
                 k: f"editing.{k}"
                 for k in (
@@ -154,7 +155,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
         "07_thumbnails",
         {
             **_BASE,
-            **_MODELS,
+            **_DRAWS,
             "thumb_window_s": "thumbnails.window_s",
             "thumb_overlap_s": "thumbnails.overlap_s",
             **{

@@ -26,14 +26,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--run-dir", default="results")
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--model-dir", default="models/toy")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the profile's sampling.steps)")
     a = ap.parse_args(argv)
 
     from s2i.eval.studies import TEST_SEED_OFFSET, TestSound
     from s2i.method.edit import edit_image
     from s2i.method.generate import Sound2Image
+    from s2i.paths import compose_profile
     from s2i.toyworld import world
 
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
+    steps = compose_profile(a.profile)["sampling"]["steps"] if a.steps is None else a.steps
+    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir, sample_steps=steps)
     judge = s2i.backbones.judge
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + a.seed)
     nbg = len(world.BACKGROUNDS)

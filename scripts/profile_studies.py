@@ -6,9 +6,9 @@ passes counted per mixing method.
     .venv/bin/python scripts/profile_studies.py [--pairs 4] [--html out.html]
 
 Needs a finished run (``results/``: the trained audio encoder) and the toy models. Prints, per
-part, the seconds and the network passes (images through the UNet, summed over the sampling
-steps), then the top of the profile. The passes scale linearly with the study's size, so the
-full stage's split follows from these shares.
+part, the seconds and the network passes (images through the generator's network, the UNet or
+the latent denoiser, summed over the sampling steps), then the top of the profile. The passes
+scale linearly with the study's size, so the full stage's split follows from these shares.
 """
 
 from __future__ import annotations
@@ -30,12 +30,15 @@ def main() -> None:
 
     from s2i.eval.studies import MIX_METHODS, mixing_study, volume_sweep
     from s2i.method.generate import Sound2Image
+    from s2i.paths import compose_profile
     from s2i.toyworld.heldout import sound_bank
 
-    s2i = Sound2Image.from_run("results", "toy", "models/toy", 0.5)
-    unet = s2i.backbones.generator.decoder.unet
+    steps = compose_profile("toy")["sampling"]["steps"]
+    s2i = Sound2Image.from_run("results", "toy", "models/toy", 0.5, sample_steps=steps)
+    dec = s2i.backbones.generator.decoder  # the pixel generator's UNet wrapper, or the latent denoiser
+    net = getattr(dec, "unet", dec)
     passes = [0]
-    unet.register_forward_hook(lambda m, i, o: passes.__setitem__(0, passes[0] + i[0].shape[0]))
+    net.register_forward_hook(lambda m, i, o: passes.__setitem__(0, passes[0] + i[0].shape[0]))
     gains = [-24.0, -18.0, -12.0, -6.0, -3.0, 0.0, 3.0, 6.0]
     ratios = [-12.0, -6.0, 0.0, 6.0, 12.0]
     print(f"CPU: {cpu_model()} | torch threads {torch.get_num_threads()}")
@@ -53,11 +56,11 @@ def main() -> None:
         rows.append((f"mixing: {m}, {args.pairs} pairs", time.perf_counter() - t, passes[0]))
     prof.stop()
     total_s, total_p = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    print(f"\n{'part':42s} {'seconds':>8s} {'share':>6s} {'UNet images':>12s} {'share':>6s}")
+    print(f"\n{'part':42s} {'seconds':>8s} {'share':>6s} {'net images':>12s} {'share':>6s}")
     for name, s, p in rows:
         print(f"{name:42s} {s:8.1f} {s / total_s:6.1%} {p:12d} {p / total_p:6.1%}")
     print(f"{'total':42s} {total_s:8.1f} {'':6s} {total_p:12d}")
-    print(f"seconds per 1,000 UNet images: {1000 * total_s / max(total_p, 1):.2f}")
+    print(f"seconds per 1,000 network images: {1000 * total_s / max(total_p, 1):.2f}")
     print(prof.output_text(unicode=False, color=False, show_all=False)[:4000])
     if args.html:
         with open(args.html, "w") as f:

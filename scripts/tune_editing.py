@@ -8,7 +8,8 @@
 Each seed is a draw of :func:`s2i.eval.studies.edit_study` (held-out stills and sounds, the
 sound recorded at another background) with the settings given; the editing stage reports seed
 0 with the settings in ``params.yaml``, so tune here, never on that draw. Per seed and setting it
-prints object added and background kept at 0 dB and the volume Spearman, as the stage does.
+prints object added (the heard class and no class the input lacked), the heard class present
+(among any others) and background kept at 0 dB, and the volume Spearman, as the stage does.
 One seed of 32 edits x 4 gains takes about 20 s per setting on 2 CPU cores.
 """
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--run-dir", default="results")
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--model-dir", default="models/toy")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the profile's sampling.steps)")
     ap.add_argument("--strength", type=float, default=None, help="default: the product's (EDIT_STRENGTH)")
     ap.add_argument("--w-sound", type=float, default=None, help="default: the product's (default_w_sound)")
     ap.add_argument("--w-image", type=float, default=1.0)
@@ -45,7 +47,10 @@ def main(argv: list[str] | None = None) -> dict:
     from s2i.method.generate import Sound2Image
 
     torch.manual_seed(0)
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
+    from s2i.paths import compose_profile
+
+    steps = compose_profile(a.profile)["sampling"]["steps"] if a.steps is None else a.steps
+    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir, sample_steps=steps)
     gains = [float(g) for g in a.gains.split(",")]
     if a.grid:
         settings = list(itertools.product(*[[float(v) for v in s.split(",")] for s in a.grid]))
@@ -59,9 +64,11 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in a.seeds:
             t0 = time.time()
             r = edit_study(s2i, a.edits, seed, gains, **kw)
-            per_seed[seed] = {k: r[k] for k in ("edit_object_added", "edit_background_kept", "edit_volume_spearman")}
+            keys = ("edit_object_added", "edit_heard_class_present", "edit_background_kept", "edit_volume_spearman")
+            per_seed[seed] = {k: r[k] for k in keys}
             print(
-                f"strength {strength:.2f} w_sound {w_sound:.1f} seed {seed}: added {r['edit_object_added']:.3f}, "
+                f"strength {strength:.2f} w_sound {w_sound:.1f} seed {seed}: added {r['edit_object_added']:.3f} "
+                f"(heard class present {r['edit_heard_class_present']:.3f}), "
                 f"kept {r['edit_background_kept']:.3f}, volume {r['edit_volume_spearman']:.3f}  "
                 f"[{time.time() - t0:.0f} s]",
                 flush=True,

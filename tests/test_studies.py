@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i.eval.studies import bootstrap_ci, mix_pairs, mixing_study
+from s2i.eval.studies import bootstrap_ci, edit_study, judged_exactly, mix_pairs, mixing_study
 
 
 def test_bootstrap_ci_of_a_constant_is_that_constant():
@@ -47,5 +47,21 @@ def test_mixing_study_sweeps_volume_on_the_first_pairs_only(smoke_s2i):
     assert three["both_per_pair"][0] == one["both_per_pair"][0]  # the same first pair, the same images
     assert three["ratio_spearman"] == one["ratio_spearman"]  # the sweep ran on that pair alone
     assert three["both_present"] == pytest.approx(np.mean(three["both_per_pair"]))
+    assert 0.0 <= three["both_only"] <= three["both_present"]
     with pytest.raises(ValueError, match="n_ratio_pairs"):
         mixing_study(smoke_s2i, 2, seed=0, ratios_db=R, methods=("mean",), n_ratio_pairs=0)
+
+
+def test_judged_exactly_counts_the_wanted_classes_and_nothing_the_input_lacked():
+    row = np.array([False, True, False, True, False])  # the judge reads classes 1 and 3
+    assert judged_exactly(row, [1, 3])
+    assert judged_exactly(row, [1], allowed=[3])  # 3 was in the input already
+    assert not judged_exactly(row, [1])  # 3 is new: a second object, or a smear read as two
+    assert not judged_exactly(row, [1, 2])  # 2 is missing
+    assert not judged_exactly(np.zeros(5, bool), [0])
+
+
+def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(smoke_s2i):
+    r = edit_study(smoke_s2i, 4, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)
+    assert 0.0 <= r["edit_object_added"] <= r["edit_heard_class_present"] <= 1.0
+    assert len(r["examples"]) == 4

@@ -18,6 +18,7 @@ run_dir: str = "build/nbval"
 profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
+sample_steps: int | None = None  # sampling.steps (None: the generator's own)
 n_per_class: int = 2
 n_images: int = 2
 
@@ -37,7 +38,7 @@ from s2i.viz import grid, save_png
 
 seed_everything(seed)
 out = resolve(run_dir)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
+s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
 
 # %%
 res = eval_generation(s2i, sound_bank(n_per_class, seed), n_images, seed)

@@ -25,6 +25,7 @@ run_dir: str = "build/nbval"
 profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
+sample_steps: int | None = None  # sampling.steps (None: the generator's own)
 n_volume_per_class: int = 1
 gains_db: str = "-24,-18,-12,-6,-3,0,3,6"
 n_mix_pairs: int = 3
@@ -46,7 +47,7 @@ from s2i.viz import grid, save_png
 
 seed_everything(seed)
 out = resolve(run_dir)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
+s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
 G = [float(g) for g in gains_db.split(",")]
 R = [float(r) for r in ratios_db.split(",")]
 
@@ -56,7 +57,15 @@ vol = volume_sweep(s2i, bank, G, seed, mode="whole")
 vol_obj = volume_sweep(s2i, bank, G, seed, mode="object")
 mix = mixing_study(s2i, n_mix_pairs, seed, R, n_images=n_mix_images, n_ratio_pairs=n_mix_ratio_pairs)
 table = pd.DataFrame(
-    [dict(method=m, both_present=mix[m]["both_present"], ratio_spearman=mix[m]["ratio_spearman"]) for m in MIX_METHODS]
+    [
+        dict(
+            method=m,
+            both_present=mix[m]["both_present"],
+            both_only=mix[m]["both_only"],
+            ratio_spearman=mix[m]["ratio_spearman"],
+        )
+        for m in MIX_METHODS
+    ]
 )
 metrics = dict(
     volume_size_spearman=vol["spearman"],
@@ -65,6 +74,7 @@ metrics = dict(
     mix_method=mix_method,
     mix_both_present=mix[mix_method]["both_present"],
     mix_both_present_ci95=bootstrap_ci(mix[mix_method]["both_per_pair"], seed=seed),
+    mix_both_only=mix[mix_method]["both_only"],  # both and no third class
     mix_ratio_spearman=mix[mix_method]["ratio_spearman"],
     mix_table=table.to_dict("records"),
     n_volume_sounds=len(bank),

@@ -18,12 +18,13 @@ run_dir: str = "build/nbval"
 profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
+sample_steps: int | None = None  # sampling.steps (None: the generator's own)
 n_edits: int = 4
 edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
-strength: float = 0.8
+strength: float = 0.9
 w_image: float = 1.0
-w_sound: float = 16.0
+w_sound: float = 4.0
 ambience_db: float = -20.0
 region: str = "half"
 
@@ -41,7 +42,7 @@ seed_everything(seed)
 out = resolve(run_dir)
 edir = out / "editing"
 edir.mkdir(parents=True, exist_ok=True)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
+s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
 G = [float(g) for g in edit_gains_db.split(",")]
 kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambience_db, region=region)
 
@@ -49,11 +50,13 @@ kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambie
 ed = edit_study(s2i, n_edits, seed, G, **kw)
 vid = video_study(s2i, n_videos, seed, edir, **kw)
 metrics = dict(
-    edit_object_added=ed["edit_object_added"],
+    edit_object_added=ed["edit_object_added"],  # the heard class and no class the input lacked
+    edit_heard_class_present=ed["edit_heard_class_present"],  # among any: an upper bound
     edit_background_kept=ed["edit_background_kept"],
     edit_volume_spearman=ed["edit_volume_spearman"],
     video_size_envelope_corr=vid["video_size_envelope_corr"],
     video_object_present=vid["video_object_present"],
+    video_object_alone=vid["video_object_alone"],
     video_bg_kept=vid["video_bg_kept"],
     video_probes=vid["probes"],
     n_edits=n_edits,

@@ -21,6 +21,7 @@ run_dir: str = "build/nbval"
 profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
+sample_steps: int | None = None  # sampling.steps (None: the generator's own)
 sound_class: str = "bell"
 background: str = "meadow"
 volume_db: int = 0
@@ -36,7 +37,7 @@ from s2i.app.widget import Explorer, plot_result
 from s2i.method.generate import Sound2Image
 
 seed_everything(seed)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s)
+s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
 
 # %% [markdown]
 # ## One call, statically

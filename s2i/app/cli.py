@@ -8,7 +8,7 @@
 
 Every subcommand takes ``--profile`` (toy/smoke/full), ``--model-dir`` and ``--run-dir``,
 defaulting to the current pipeline's trained models (``params.yaml``: ``base.profile``,
-``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``; with a ``--profile`` other than
+``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``, ``sampling.steps``; with a ``--profile`` other than
 params.yaml's, those of ``profiles/<profile>.yaml``), ``--config`` (a YAML file of settings
 merged over those), ``--audio-encoder`` (a published Sound2Vision / Sound2Scene checkpoint used
 instead of the run's trained audio encoder), ``--seed`` and ``-o/--out``.
@@ -247,7 +247,12 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         help="classifier-free guidance of generate and thumbnails (default: the generator's; mix, "
         "edit and video weigh their terms themselves)",
     )
-    g.add_argument("--steps", type=int, default=None, help="sampling steps (default: the generator's)")
+    g.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="sampling steps (default: the profile's sampling.steps, else the generator's)",
+    )
     g.add_argument(
         "--scale",
         type=int,

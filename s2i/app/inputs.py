@@ -98,6 +98,7 @@ def load_model(args):
     d = settings(args)
     model_dir = _user_path(args.model_dir) or d["model_dir"]
     full = d.get("params", {}).get("full") if args.profile == "full" else None
+    steps = (d.get("params", {}).get("sampling") or {}).get("steps")  # the profile's; --steps overrides it per call
     if args.audio_encoder is not None:
         from s2i.backbones import load_backbones
 
@@ -112,7 +113,7 @@ def load_model(args):
 
             enc = load_published_audio_encoder(path, args.audio_encoder_kind)
             dim, window = enc.embed_dim, enc.window_s
-        backbones = load_backbones(args.profile, model_dir, full)
+        backbones = load_backbones(args.profile, model_dir, full, steps)
         if dim != backbones.embed_dim:
             hint = "; use --profile full" if args.profile != "full" and dim == 1024 else ""
             raise CLIError(
@@ -122,7 +123,9 @@ def load_model(args):
         return Sound2Image(backbones, enc, window_s=args.encoder_window or window or d["window_s"])
     run_dir = _user_path(args.run_dir) or d["run_dir"]
     window_s = args.encoder_window or d["window_s"]
-    return Sound2Image.from_run(run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full)
+    return Sound2Image.from_run(
+        run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full, sample_steps=steps
+    )
 
 
 # ----------------------------------------------------------------------------- checking inputs

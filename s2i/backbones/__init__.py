@@ -25,19 +25,27 @@ __all__ = ["Backbones", "ToyBackbones", "load_backbones", "load_judge", "require
 
 
 def load_backbones(
-    profile: str, model_dir: str | os.PathLike | None = None, full_params: dict | None = None
+    profile: str,
+    model_dir: str | os.PathLike | None = None,
+    full_params: dict | None = None,
+    sample_steps: int | None = None,
 ) -> Backbones:
     """The backbones of a profile: ``toy``/``smoke`` load ``model_dir`` (the pretrain stage's
     output); ``full`` loads OpenCLIP + Stable unCLIP as configured in ``full_params`` (default:
-    the ``full`` section of ``params.yaml``, else of ``profiles/full.yaml``)."""
+    the ``full`` section of ``params.yaml``, else of ``profiles/full.yaml``). ``sample_steps``
+    (a profile's ``sampling.steps``) replaces the generator's default number of sampling steps
+    (toy: the saved model's; full: ``full.generator.steps``); None keeps it."""
     if profile in ("toy", "smoke"):
         if model_dir is None:
             raise ValueError("toy/smoke backbones need model_dir")
-        return ToyBackbones.load(model_dir)
+        return ToyBackbones.load(model_dir, sample_steps)
     if profile == "full":
         from s2i.backbones.full import FullBackbones
 
-        return FullBackbones.from_params(default_full_params() if full_params is None else full_params)
+        fp = default_full_params() if full_params is None else full_params
+        if sample_steps is not None:
+            fp = {**fp, "generator": {**fp["generator"], "steps": int(sample_steps)}}
+        return FullBackbones.from_params(fp)
     raise ValueError(f"unknown profile {profile!r} (toy, smoke or full)")
 
 

@@ -149,7 +149,9 @@ class ToyBackbones:
         )
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> ToyBackbones:
+    def load(cls, model_dir: str | os.PathLike, sample_steps: int | None = None) -> ToyBackbones:
+        """The backbones saved in ``model_dir``; ``sample_steps`` replaces the generator's own
+        default number of sampling steps (its ``cfg.sample_steps``) when given."""
         model_dir = resolve(model_dir)
         missing = [
             p
@@ -165,8 +167,8 @@ class ToyBackbones:
                 f"{model_dir}: not a complete s2i backbones folder (missing {missing}); "
                 "run the pretrain stage: dvc repro pretrain"
             )
-        return cls(
-            partial(ImageEncoder.load, model_dir / "image_encoder"),
-            ToyGenerator.load(model_dir / "generator"),  # a latent generator's folder loads as one
-            partial(Judge.load, model_dir / "judge"),
-        )
+        generator = ToyGenerator.load(model_dir / "generator")  # a latent generator's folder loads as one
+        if sample_steps is not None:
+            generator.cfg.sample_steps = int(sample_steps)
+        encoder = partial(ImageEncoder.load, model_dir / "image_encoder")
+        return cls(encoder, generator, partial(Judge.load, model_dir / "judge"))

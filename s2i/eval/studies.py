@@ -24,6 +24,16 @@ def judged_size(rep: dict, cls: np.ndarray) -> np.ndarray:
     return np.where(rep["present"][i, cls], rep["size"][i, cls], 0.0)
 
 
+def judged_exactly(present: np.ndarray, wanted, allowed=()) -> bool:
+    """Whether one picture's judged classes (a row of the judge's ``present``) hold every class in
+    ``wanted`` and none outside ``wanted`` and ``allowed`` (classes the input already held). A
+    smear that the judge reads as several classes at once holds the wanted ones among others:
+    it counts for "present" but not here."""
+    ok = np.zeros(len(present), bool)
+    ok[list(wanted) + list(allowed)] = True
+    return bool(present[list(wanted)].all() and not (present & ~ok).any())
+
+
 def eval_generation(
     s2i: Sound2Image, bank: list[TestSound], n_images: int, seed: int, guidance: float | None = None
 ) -> dict:
@@ -175,11 +185,11 @@ def mixing_study(
 ) -> dict:
     """Two held-out sounds of different classes (same background) -> one image, per method:
     both present (the judge sees both classes; ``n_images`` images per pair at equal levels,
-    all ``n_pairs`` pairs), and over a relative-volume sweep (the first image; the first
-    ``n_ratio_pairs`` pairs, default all) the Spearman between the relative gain and the log
-    ratio of the two judged sizes. Both-present is a proportion, noisier between draws of pairs
-    than the per-pair correlation, so it is measured on more pairs. ``both_per_pair``: each
-    pair's share of images with both objects."""
+    all ``n_pairs`` pairs; ``both_only``: both and no third class), and over a relative-volume
+    sweep (the first image; the first ``n_ratio_pairs`` pairs, default all) the Spearman between
+    the relative gain and the log ratio of the two judged sizes. Both-present is a proportion,
+    noisier between draws of pairs than the per-pair correlation, so it is measured on more
+    pairs. ``both_per_pair``: each pair's share of images with both objects."""
     from scipy.stats import spearmanr
 
     pairs = mix_pairs(n_pairs, seed)
@@ -196,6 +206,7 @@ def mixing_study(
         rep = s2i.backbones.judge.report(img)
         k = np.repeat(np.arange(len(pairs)), n_images)
         both = rep["present"][np.arange(len(k)), ia[k]] & rep["present"][np.arange(len(k)), ib[k]]
+        both_only = [judged_exactly(rep["present"][j], [ia[k[j]], ib[k[j]]]) for j in range(len(k))]
         first = np.arange(len(pairs)) * n_images  # each pair's first image, also the sweep's 0 dB point
         # relative-volume sweep: the first n_ratio pairs, one image each, one batch per ratio
         ys = np.zeros((n_ratio, len(ratios_db)))
@@ -216,6 +227,7 @@ def mixing_study(
         per_pair = both.reshape(len(pairs), n_images).mean(1)
         out[m] = dict(
             both_present=float(both.mean()),
+            both_only=float(np.mean(both_only)),
             both_per_pair=per_pair.tolist(),
             ratio_spearman=float(np.mean(rhos)),
             examples=img[first],
@@ -228,15 +240,18 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     """Image + sound -> edited image, on held-out toy stills (a background, half of them with a
     silent object of another class already in the scene) and held-out sounds recorded at a
     *different* background (so keeping the input's background is a real test).
-    Metrics: the judge finds the sound's class; the judged background equals the input's; the
-    sound's volume sweep gives a monotonic size (mean per-edit Spearman)."""
+    Metrics at 0 dB: the object added (the judge finds the sound's class and no class the input
+    did not hold besides it: a many-coloured smear that the judge reads as several classes at
+    once does not count); the heard class present (among any others: an upper bound of the
+    first); the judged background equals the input's. Over the gains: the sound's volume sweep
+    gives a monotonic size (mean per-edit Spearman)."""
     from scipy.stats import spearmanr
 
     from s2i.method.edit import edit_image
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
     crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
-    added, kept, rhos, examples = [], [], [], []
+    added, present, kept, rhos, examples = [], [], [], [], []
     for i in range(n_edits):
         c = int(rng.integers(len(world.CLASSES)))
         bg_img = int(rng.integers(len(world.BACKGROUNDS)))
@@ -251,13 +266,15 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         outs = [edit_image(s2i, img, snd.render(), world.SR, gain_db=g, seed=seed + i, **edit_kw)[0] for g in gains_db]
         rep = s2i.backbones.judge.report(np.stack(outs))
         i0 = gains_db.index(0.0) if 0.0 in gains_db else len(gains_db) // 2
-        added.append(bool(rep["present"][i0, c]))
+        present.append(bool(rep["present"][i0, c]))
+        added.append(judged_exactly(rep["present"][i0], [c], [o.cls for o in objs]))
         kept.append(bool(rep["bg"][i0] == bg_img))
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         rhos.append(0.0 if np.ptp(sz) == 0 else float(spearmanr(gains_db, sz).statistic))
         examples.append(np.stack([img] + outs))
     return dict(
         edit_object_added=float(np.mean(added)),
+        edit_heard_class_present=float(np.mean(present)),
         edit_background_kept=float(np.mean(kept)),
         edit_volume_spearman=float(np.mean(rhos)),
         examples=examples,
@@ -277,8 +294,9 @@ def envelope(kind: str, n_frames: int) -> np.ndarray:
 def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: int = 32, **edit_kw) -> dict:
     """Video + sound -> edited video. Inputs: held-out toy videos of a background (written as
     MP4), sounds of a class whose gain follows a ramp or a swell. The output MP4 is decoded
-    back and every frame judged: the heard class present, its size against the envelope
-    (Pearson per video, averaged), the background kept; the container is probed."""
+    back and every frame judged: the heard class present (among any others), the heard object
+    alone (its class and no other: the inputs hold none), its size against the envelope (Pearson
+    per video, averaged), the background kept; the container is probed."""
     from pathlib import Path
 
     from s2i.media import probe, read_video, square_resize, write_video
@@ -286,7 +304,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
 
     work_dir = Path(work_dir)
     rng = np.random.default_rng(TEST_SEED_OFFSET + 13 + seed)
-    corrs, present, kept, probes, outs = [], [], [], [], []
+    corrs, present, alone, kept, probes, outs = [], [], [], [], [], []
     for i in range(n_videos):
         c = int(rng.integers(len(world.CLASSES)))
         bg = int(rng.integers(len(world.BACKGROUNDS)))
@@ -304,6 +322,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         corrs.append(0.0 if np.ptp(sz) == 0 else float(np.corrcoef(sz, env[: len(sz)])[0, 1]))
         present.append(float(rep["present"][:, c].mean()))
+        alone.append(float(np.mean([judged_exactly(p, [c]) for p in rep["present"]])))
         kept.append(float((rep["bg"] == bg).mean()))
         p = probe(vout)
         probes.append(
@@ -318,6 +337,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
     return dict(
         video_size_envelope_corr=float(np.mean(corrs)),
         video_object_present=float(np.mean(present)),
+        video_object_alone=float(np.mean(alone)),
         video_bg_kept=float(np.mean(kept)),
         probes=probes,
         frames=outs,

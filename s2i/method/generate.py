@@ -88,14 +88,17 @@ class Sound2Image:
         model_dir: str | os.PathLike = "models/toy",
         window_s: float = 0.5,
         full_params: dict | None = None,
+        sample_steps: int | None = None,
     ) -> Sound2Image:
-        """Load the backbones of ``profile`` and the audio encoder trained in ``run_dir``."""
+        """Load the backbones of ``profile`` and the audio encoder trained in ``run_dir``
+        (``sample_steps``: the profile's ``sampling.steps``, see :func:`load_backbones`)."""
         enc_dir = resolve(run_dir) / "alignment" / "audio_encoder"
         if not (enc_dir / "audio_encoder.safetensors").exists():
             raise FileNotFoundError(
                 f"{enc_dir}: no trained audio encoder; run the pipeline first (dvc repro alignment)"
             )
-        return cls(load_backbones(profile, model_dir, full_params), AudioEncoder.load(enc_dir), window_s)
+        backbones = load_backbones(profile, model_dir, full_params, sample_steps)
+        return cls(backbones, AudioEncoder.load(enc_dir), window_s)
 
     def load_audio(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> np.ndarray:
         """A path (any format PyAV decodes) or an array with its sample rate -> mono 16 kHz."""
