@@ -9,7 +9,9 @@ Each seed is a draw of :func:`s2i.eval.studies.edit_study` (held-out stills and 
 sound recorded at another background) with the settings given; the editing stage reports seed
 0 with the settings in ``params.yaml``, so tune here, never on that draw. Per seed and setting it
 prints object added (the heard class and no class the input lacked), the heard class present
-(among any others) and background kept at 0 dB, and the volume Spearman, as the stage does.
+(among any others) and background kept at 0 dB, and the volume Spearman, as the stage does;
+with ``--videos N``, also the video study on N videos per seed (size-envelope r, heard class
+present, heard object alone, background kept per frame).
 One seed of 32 edits x 4 gains takes about 20 s per setting on 2 CPU cores.
 """
 
@@ -38,17 +40,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--ambience-db", type=float, default=-20.0)
     ap.add_argument("--region", default="half")
     ap.add_argument("--grid", nargs=2, metavar=("STRENGTHS", "W_SOUNDS"), help="comma lists: every pair is run")
+    ap.add_argument("--videos", type=int, default=0, help="also edit this many videos per seed (the video study)")
     a = ap.parse_args(argv)
+
+    import tempfile
 
     import torch
 
-    from s2i.eval.studies import edit_study
+    from s2i.eval.studies import edit_study, video_study
     from s2i.method.edit import EDIT_STRENGTH, default_w_sound
     from s2i.method.generate import Sound2Image
-
-    torch.manual_seed(0)
     from s2i.paths import compose_profile
 
+    torch.manual_seed(0)
     steps = compose_profile(a.profile)["sampling"]["steps"] if a.steps is None else a.steps
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir, sample_steps=steps)
     gains = [float(g) for g in a.gains.split(",")]
@@ -66,6 +70,17 @@ def main(argv: list[str] | None = None) -> dict:
             r = edit_study(s2i, a.edits, seed, gains, **kw)
             keys = ("edit_object_added", "edit_heard_class_present", "edit_background_kept", "edit_volume_spearman")
             per_seed[seed] = {k: r[k] for k in keys}
+            if a.videos:
+                with tempfile.TemporaryDirectory() as work:
+                    v = video_study(s2i, a.videos, seed, work, **kw)
+                vkeys = ("video_size_envelope_corr", "video_object_present", "video_object_alone", "video_bg_kept")
+                per_seed[seed].update({k: v[k] for k in vkeys})
+                print(
+                    f"  video seed {seed}: r {v['video_size_envelope_corr']:.3f}, "
+                    f"present {v['video_object_present']:.3f}, alone {v['video_object_alone']:.3f}, "
+                    f"kept {v['video_bg_kept']:.3f}",
+                    flush=True,
+                )
             print(
                 f"strength {strength:.2f} w_sound {w_sound:.1f} seed {seed}: added {r['edit_object_added']:.3f} "
                 f"(heard class present {r['edit_heard_class_present']:.3f}), "

@@ -322,7 +322,7 @@ def test_a_broken_file_in_a_batch_is_reported_and_the_others_are_written(files, 
     assert sorted(q.name for q in (tmp_path / "th").iterdir()) == ["a", "s16"]
     assert (tmp_path / "th" / "a" / "thumbnails.json").exists()
 
-    r = s2i("generate", files["wav16"], files["flac"], "-o", "ok", *models, cwd=tmp_path)
+    r = s2i_here("generate", files["wav16"], files["flac"], "-o", "ok", *models, cwd=tmp_path)
     assert r.returncode == 0 and r.stderr.strip() == "s2i generate: 2 of 2 files done, 0 failed"
 
 

@@ -217,6 +217,10 @@ def test_from_params_resolves_repo_relative_paths(
     torch.testing.assert_close(fb.encode_images(images), _reference_embeddings(name, 0, images), rtol=0, atol=1e-6)
     out = fb.generate(fb.encode_images(images[:1]), seed=3)
     assert out.shape == (1, 32, 32, 3)
+    from s2i.backbones import load_backbones
+
+    assert load_backbones("full", full_params=p, sample_steps=3).steps == 3  # a profile's sampling.steps
+    assert p["generator"]["steps"] == 1  # the caller's params are left as they were
 
     p["generator"]["path"] = "models/full/nothing-here"
     with pytest.raises(MissingWeightsError, match=str(root / "models" / "full" / "nothing-here")):

@@ -410,3 +410,19 @@ def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
         smoke_s2i.generate_mixes([m0, m1], [[0.0, 0.0]], sr=world.SR)
     with pytest.raises(ValueError, match="every mix needs"):
         smoke_s2i.generate_mixes([m0, m1 + [snd(5, 0.5, 8)]], sr=world.SR)
+
+
+def test_a_profiles_sampling_steps_replace_the_generators_default(smoke_run):
+    """``sampling.steps`` (load_backbones' ``sample_steps``) sets how many network passes a drawing
+    takes; None keeps the saved model's own default."""
+    import torch
+
+    from s2i.backbones import load_backbones
+
+    saved = load_backbones("smoke", smoke_run / "models").generator.cfg.sample_steps
+    b = load_backbones("smoke", smoke_run / "models", sample_steps=saved + 2)
+    assert b.generator.cfg.sample_steps == saved + 2
+    calls = []
+    b.generator.decoder.register_forward_hook(lambda *_: calls.append(1))
+    b.generate(torch.zeros(1, b.embed_dim), n_per=1, seed=0)
+    assert len(calls) == saved + 2  # one pass per step (guidance batches both terms into one)

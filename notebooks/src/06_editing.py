@@ -83,10 +83,11 @@ plt.imshow(img)
 plt.axis("off")
 
 # %% [markdown]
-# ## Edited videos: every 4th frame (the sound's gain ramps up in the first, swells in the second)
+# ## Edited videos: every 4th frame of the first four (the sound's gain ramps up in the first and
+# third, swells in the second and fourth)
 
 # %%
-img = grid(np.concatenate([f[::4] for f in vid["frames"]]), 8, scale=3)
+img = grid(np.concatenate([f[::4] for f in vid["frames"][:4]]), 8, scale=3)
 save_png(out / "figures" / "video_frames.png", img)
 plt.figure(figsize=(10, 3))
 plt.imshow(img)
