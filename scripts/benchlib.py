@@ -1,5 +1,6 @@
-"""What every benchmark script prints about the machine it ran on (imported by scripts/bench_*.py,
-which run as ``python scripts/bench_NAME.py``, so this folder is on their path)."""
+"""What every benchmark script prints about the machine it ran on, and how the scripts load a
+run's models (imported by the scripts here, which run as ``python scripts/NAME.py``, so this
+folder is on their path)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,13 @@ def cpu_model() -> str:
     except OSError:
         pass
     return "unknown"
+
+
+def load_run(run_dir, profile: str = "toy", model_dir="models/toy", window_s: float = 0.5, steps: int | None = None):
+    """The run's :class:`~s2i.method.generate.Sound2Image`, drawing with the profile's
+    ``sampling.steps`` as the stages and the command line do (``steps`` replaces it)."""
+    from s2i.method.generate import Sound2Image
+    from s2i.paths import compose_profile
+
+    steps = compose_profile(profile)["sampling"]["steps"] if steps is None else steps
+    return Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=steps)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from benchlib import load_run
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -31,12 +32,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     from s2i.eval.studies import TEST_SEED_OFFSET, TestSound
     from s2i.method.edit import edit_image
-    from s2i.method.generate import Sound2Image
-    from s2i.paths import compose_profile
     from s2i.toyworld import world
 
-    steps = compose_profile(a.profile)["sampling"]["steps"] if a.steps is None else a.steps
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir, sample_steps=steps)
+    s2i = load_run(a.run_dir, a.profile, a.model_dir, steps=a.steps)
     judge = s2i.backbones.judge
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + a.seed)
     nbg = len(world.BACKGROUNDS)

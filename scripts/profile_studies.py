@@ -17,7 +17,7 @@ import argparse
 import time
 
 import torch
-from benchlib import cpu_model
+from benchlib import cpu_model, load_run
 
 
 def main() -> None:
@@ -29,12 +29,9 @@ def main() -> None:
     from pyinstrument import Profiler
 
     from s2i.eval.studies import MIX_METHODS, mixing_study, volume_sweep
-    from s2i.method.generate import Sound2Image
-    from s2i.paths import compose_profile
     from s2i.toyworld.heldout import sound_bank
 
-    steps = compose_profile("toy")["sampling"]["steps"]
-    s2i = Sound2Image.from_run("results", "toy", "models/toy", 0.5, sample_steps=steps)
+    s2i = load_run("results", "toy", "models/toy", 0.5)
     dec = s2i.backbones.generator.decoder  # the pixel generator's UNet wrapper, or the latent denoiser
     net = getattr(dec, "unet", dec)
     passes = [0]

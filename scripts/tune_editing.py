@@ -23,6 +23,7 @@ import json
 import time
 
 import numpy as np
+from benchlib import load_run
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -49,12 +50,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from s2i.eval.studies import edit_study, video_study
     from s2i.method.edit import EDIT_STRENGTH, default_w_sound
-    from s2i.method.generate import Sound2Image
-    from s2i.paths import compose_profile
 
     torch.manual_seed(0)
-    steps = compose_profile(a.profile)["sampling"]["steps"] if a.steps is None else a.steps
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir, sample_steps=steps)
+    s2i = load_run(a.run_dir, a.profile, a.model_dir, steps=a.steps)
     gains = [float(g) for g in a.gains.split(",")]
     if a.grid:
         settings = list(itertools.product(*[[float(v) for v in s.split(",")] for s in a.grid]))

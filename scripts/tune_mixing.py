@@ -24,6 +24,7 @@ import json
 import time
 
 import numpy as np
+from benchlib import load_run
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -48,12 +49,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.eval.studies import mix_pairs
-    from s2i.method.generate import Sound2Image
     from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES
     from s2i.models.audio_encoder import SR
 
     torch.manual_seed(0)
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
+    s2i = load_run(a.run_dir, a.profile, a.model_dir)
     judge = s2i.backbones.judge
     kw = dict(
         weight=a.weight,

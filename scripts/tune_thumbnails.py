@@ -23,6 +23,8 @@ import json
 import time
 from collections import Counter
 
+from benchlib import load_run
+
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -39,13 +41,12 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.eval.thumbnails import evaluate_thumbnails, programme_durations
-    from s2i.method.generate import Sound2Image
     from s2i.method.long_audio import window_embeddings
     from s2i.method.thumbnails import SOUND_MAX_DIST, make_thumbnails
     from s2i.toyworld.programmes import make_programme
 
     torch.manual_seed(0)
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
+    s2i = load_run(a.run_dir, a.profile, a.model_dir)
     sound_max_dist = SOUND_MAX_DIST if a.sound_max_dist is None else a.sound_max_dist
     right = dict(sound=0, largest=0, oracle=0)
     rows = []
