@@ -109,9 +109,7 @@ def test_profiles_differ_in_size_not_in_shape():
         for k, v in toy[section].items():
             s = smoke[section][k]
             assert (
-                type(s) is type(v)
-                or {type(v), type(s)} <= {int, float}
-                or ((section, k) in nullable and s is None)
+                type(s) is type(v) or {type(v), type(s)} <= {int, float} or ((section, k) in nullable and s is None)
             ), (section, k)
 
 
