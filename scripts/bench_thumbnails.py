@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import load_run
+
 
 def rss_mb() -> float:
     """Current resident set size (MiB), from /proc (Linux)."""
@@ -59,10 +61,9 @@ def write_file(path: Path, minutes: float, seed: int) -> dict:
 
 
 def run_one(args, path: Path) -> dict:
-    from s2i.method.generate import Sound2Image
     from s2i.method.thumbnails import make_thumbnails
 
-    s2i = Sound2Image.from_run(args.run_dir, profile=args.profile, model_dir=args.model_dir)
+    s2i = load_run(args.run_dir, args.profile, args.model_dir)  # the profile's sampling steps, as the CLI
     base = rss_mb()
     t = time.perf_counter()
     res = make_thumbnails(

@@ -13,15 +13,15 @@ peak memory; this one measures one long file against a target and profiles it.)
 A toy programme (:func:`s2i.toyworld.programmes.make_programme`, ``--minutes`` long, 16 kHz mono)
 is streamed to a FLAC file once (kept in ``--workdir``), then a **fresh process** builds the model
 as the CLI's ``s2i thumbnails`` does (``Sound2Image.from_run(run_dir, profile, model_dir,
-window_s)``), runs ``make_thumbnails`` once untimed on a 2-minute programme (warm-up), then once
-timed on the long file with the CLI's settings (window 2 s, overlap 1 s, batch 32, k chosen over
-2..8, ``out_dir`` written as ``res.save`` does). Reported: seconds, real-time factor (audio seconds
-/ wall seconds), RSS after the models loaded, the process's peak RSS (``ru_maxrss``; the child
-ends with ``os._exit`` so interpreter teardown does not count), and per stage -- the stage
-functions ``make_thumbnails`` calls are wrapped in the measuring process (nothing in s2i is
-edited) -- seconds and the peak RSS reached during it (a thread samples ``/proc/self/statm``
-every 5 ms): decode (the streaming window reader), embed (audio encoder), cluster (k-means +
-silhouettes), draw (the generator), save.
+window_s, sample_steps)`` with the profile's ``sampling.steps``), runs ``make_thumbnails`` once
+untimed on a 2-minute programme (warm-up), then once timed on the long file with the CLI's
+settings (window 2 s, overlap 1 s, batch 32, k chosen over 2..8, ``out_dir`` written as
+``res.save`` does). Reported: seconds, real-time factor (audio seconds / wall seconds), RSS after
+the models loaded, the process's peak RSS (``ru_maxrss``; the child ends with ``os._exit`` so
+interpreter teardown does not count), and per stage -- the stage functions ``make_thumbnails``
+calls are wrapped in the measuring process (nothing in s2i is edited) -- seconds and the peak RSS
+reached during it (a thread samples ``/proc/self/statm`` every 5 ms): decode (the streaming window
+reader), embed (audio encoder), cluster (k-means + silhouettes), draw (the generator), save.
 
 ``--profile-html`` runs a third process with pyinstrument around the timed call and prints the
 top of the profile. Targets: >= 300 x real time and <= 1 GB peak.
@@ -41,7 +41,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import cpu_model
+from benchlib import cpu_model, load_run
 
 SECTIONS = ("decode", "embed", "cluster", "draw", "save")
 
@@ -143,14 +143,13 @@ def run_one(args, path: Path, warm: Path, profile_html: str | None) -> dict:
     import torch
 
     milestones["import torch"] = rss_mb()
-    from s2i.method.generate import Sound2Image
     from s2i.method.thumbnails import make_thumbnails
 
     milestones["import s2i.method"] = rss_mb()
     if args.threads:
         torch.set_num_threads(args.threads)
     t = time.perf_counter()
-    s2i = Sound2Image.from_run(args.run_dir, profile=args.profile, model_dir=args.model_dir, window_s=args.window)
+    s2i = load_run(args.run_dir, args.profile, args.model_dir, args.window)  # the profile's sampling steps, as the CLI
     load_s = time.perf_counter() - t
     milestones["models loaded (from_run)"] = rss_mb()
     kw = dict(window_s=2.0, overlap_s=1.0, batch=args.batch, seed=0)
