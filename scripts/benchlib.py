@@ -26,3 +26,16 @@ def load_run(run_dir, profile: str = "toy", model_dir="models/toy", window_s: fl
 
     steps = compose_profile(profile)["sampling"]["steps"] if steps is None else steps
     return Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=steps)
+
+
+def print_row(row: dict) -> None:
+    """One result row on one line: ``key value`` pairs, floats to 3 decimals."""
+    print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+
+
+def print_means(rows: list[dict], by: str, skip=("seed",)) -> None:
+    """The mean of every other numeric column of ``rows`` for each value of column ``by``."""
+    for value in dict.fromkeys(r[by] for r in rows):
+        rs = [r for r in rows if r[by] == value]
+        keys = [k for k in rs[0] if k != by and k not in skip]
+        print(f"mean {value}: " + " ".join(f"{k} {sum(r[k] for r in rs) / len(rs):.3f}" for k in keys), flush=True)

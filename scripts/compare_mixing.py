@@ -16,8 +16,7 @@ import argparse
 import json
 import time
 
-import numpy as np
-from benchlib import load_run
+from benchlib import load_run, print_means, print_row
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -51,11 +50,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 seconds=time.perf_counter() - t0,
             )
             rows.append(row)
-            print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
-    for m in a.methods:
-        rs = [r for r in rows if r["method"] == m]
-        keys = ("both_present", "both_only", "ratio_spearman")
-        print(f"mean {m}: " + " ".join(f"{k} {np.mean([r[k] for r in rs]):.3f}" for k in keys), flush=True)
+            print_row(row)
+    print_means(rows, "method")
     print(json.dumps(rows))
     return rows
 

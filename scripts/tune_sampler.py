@@ -22,7 +22,7 @@ import argparse
 import json
 import time
 
-import numpy as np
+from benchlib import print_means, print_row
 
 
 def _scheduler(kind: str, ddim):
@@ -78,13 +78,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 seconds=time.perf_counter() - t0,
             )
             rows.append(row)
-            print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+            print_row(row)
     gen.scheduler, gen.cfg.sample_steps = ddim, default_steps
-    print("mean over seeds:")
-    for spec in a.samplers:
-        rs = [r for r in rows if r["sampler"] == spec]
-        keys = [k for k in rs[0] if k not in ("seed", "sampler")]
-        print(spec, " ".join(f"{k} {np.mean([r[k] for r in rs]):.3f}" for k in keys), flush=True)
+    print_means(rows, "sampler")
     print(json.dumps(rows))
     return rows
 
