@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.method.edit import EDIT_STRENGTH, EDIT_W_SOUND_PER_GUIDANCE, edit_image, prepare_image, read_rgb
+from s2i.method.edit import EDIT_STRENGTH, default_w_sound, edit_image, prepare_image, read_rgb
 from s2i.method.generate import Sound2Image
 from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.models.audio_encoder import SR
@@ -142,7 +142,7 @@ def explore_once(
         seed: sampling noise (same settings and seed -> the same images).
         guidance: guidance weight of the sound (split over two sources as in
             :func:`s2i.eval.studies.mix_generate`; when editing, the sound's weight is
-            :data:`s2i.method.edit.EDIT_W_SOUND_PER_GUIDANCE` times it); None: the generator's.
+            :func:`s2i.method.edit.default_w_sound` at it); None: the generator's.
         n: images to draw.
         sound: a mono 16 kHz float array (e.g. an uploaded file) used instead of the catalogue
             sound; ``sound_name`` labels it in the settings.
@@ -198,7 +198,7 @@ def explore_once(
     sounds, gains = [a for a, _ in srcs], [g for _, g in srcs]
     if img is not None:
         method = "edit"
-        w_sound = EDIT_W_SOUND_PER_GUIDANCE * guidance * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
+        w_sound = default_w_sound(model.backbones, guidance) * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
         images = edit_image(
             model,
             img,
