@@ -71,7 +71,12 @@ class AudioEncoderCfg:
 
 
 class AudioEncoder(nn.Module):
-    """log-mel (B, 1, M, T) -> ResNet stages -> global average pool -> MLP -> (B, D) = Z^A."""
+    """log-mel (B, 1, M, T) -> ResNet stages -> global average pool -> MLP -> (B, D) = Z^A.
+
+    Its convolutions run in channels-last memory (weights and activations): on CPU, oneDNN's
+    convolutions are faster in that layout for these narrow, stride-1 layers over a 64-band
+    log-mel (a training step on 128 half-second windows 28 % faster, inference 22 %;
+    ``docs/benchmarks.md``). Saved weights are contiguous, so files do not depend on it."""
 
     def __init__(self, cfg: AudioEncoderCfg):
         super().__init__()
@@ -85,8 +90,10 @@ class AudioEncoder(nn.Module):
             cin = c
         self.stages = nn.Sequential(*layers)
         self.proj = nn.Sequential(nn.Linear(cin, 2 * cin), nn.ReLU(), nn.Linear(2 * cin, cfg.embed_dim))
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        mel = mel.contiguous(memory_format=torch.channels_last)
         h = self.stages(self.stem(self.norm(mel)))  # (B, C, M', T')
         return self.proj(h.mean(dim=(2, 3)))  # (B, D)
 
