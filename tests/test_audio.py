@@ -5,7 +5,11 @@ training loop (learning, per-epoch checkpoint, resume) and the encoder's save/lo
 
 from __future__ import annotations
 
+import copy
 import math
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -436,9 +440,43 @@ def test_audio_encoder_forward_shape():
     assert encode_mels(enc, torch.randn(7, 1, 64, 26), batch=3).shape == (7, 24)
 
 
-def test_audio_encoder_save_load_roundtrip(tmp_path):
+def test_audio_encoder_layout_follows_its_width():
+    """Channels-last where every stage's width is a multiple of 8; the same weights give the
+    same embeddings in either layout."""
     torch.manual_seed(0)
-    enc = AudioEncoder(AudioEncoderCfg(embed_dim=12, width=4, depth=2))
+    wide, narrow = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=8, depth=2)), AudioEncoder(AudioEncoderCfg(width=4))
+    assert wide.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert wide.stages[1].c1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not narrow.stages[0].c1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = copy.deepcopy(wide).to(memory_format=torch.contiguous_format)
+    plain.memory_format = torch.contiguous_format
+    assert not plain.stages[1].c1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(6, 1, 64, 26)
+    torch.testing.assert_close(encode_mels(wide, x), encode_mels(plain, x), rtol=1e-4, atol=1e-5)
+
+
+def test_a_four_channel_encoder_trains_to_the_end():
+    """Four channels stay contiguous: in channels-last, the backward pass of their stride-2 1x1
+    skip convolution never returns on these shapes (torch 2.11, CPU). A subprocess, so that a
+    hang is a failure and not a stuck suite."""
+    code = (
+        "import torch\n"
+        "from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg\n"
+        "m = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=4, depth=2))\n"
+        "for T in (26, 51):\n"
+        "    for _ in range(10):\n"
+        "        m(torch.randn(16, 1, 64, T)).pow(2).mean().backward()\n"
+        "print('trained')\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0 and "trained" in p.stdout, p.stderr[-2000:]
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_audio_encoder_save_load_roundtrip(tmp_path, width):
+    torch.manual_seed(0)
+    enc = AudioEncoder(AudioEncoderCfg(embed_dim=12, width=width, depth=2))
     # move the BatchNorm running statistics off their defaults, so that buffers matter too
     enc.train()
     with torch.no_grad():
@@ -448,12 +486,12 @@ def test_audio_encoder_save_load_roundtrip(tmp_path):
     assert (tmp_path / "enc" / "audio_encoder.safetensors").exists()
     assert not list((tmp_path / "enc").glob(".*tmp*"))
     meta = read_json(tmp_path / "enc" / "audio_encoder.json")
-    assert meta["cfg"] == dict(embed_dim=12, width=4, depth=2, n_mels=64) and meta["loss"] == "infonce_l2"
+    assert meta["cfg"] == dict(embed_dim=12, width=width, depth=2, n_mels=64) and meta["loss"] == "infonce_l2"
     back = AudioEncoder.load(tmp_path / "enc")
     assert not back.training
     x = torch.randn(4, 1, 64, 26)
     assert torch.equal(encode_mels(enc, x), encode_mels(back, x))
-    fresh = AudioEncoder(AudioEncoderCfg(embed_dim=12, width=4, depth=2)).eval()
+    fresh = AudioEncoder(AudioEncoderCfg(embed_dim=12, width=width, depth=2)).eval()
     assert not torch.allclose(encode_mels(fresh, x), encode_mels(back, x))
 
 

@@ -62,6 +62,15 @@ class ResBlock(nn.Module):
         return F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))) + self.skip(x))
 
 
+def channels_last_ok(width: int) -> bool:
+    """Whether an encoder of this first-stage ``width`` may run in channels-last memory: every
+    stage's width (``width`` x 2**i) a multiple of 8. With 4 channels, the backward pass of the
+    stride-2 1x1 skip convolution never returns on some log-mel shapes (torch 2.11 on CPU: 4 -> 4
+    or 4 -> 8 channels on a 64x26 or 32x26 input; 8 to 64 channels measured fine on every shape
+    tried), so narrower encoders keep the contiguous layout."""
+    return width % 8 == 0
+
+
 @dataclass
 class AudioEncoderCfg:
     embed_dim: int = 256
@@ -73,10 +82,11 @@ class AudioEncoderCfg:
 class AudioEncoder(nn.Module):
     """log-mel (B, 1, M, T) -> ResNet stages -> global average pool -> MLP -> (B, D) = Z^A.
 
-    Its convolutions run in channels-last memory (weights and activations): on CPU, oneDNN's
-    convolutions are faster in that layout for these narrow, stride-1 layers over a 64-band
-    log-mel (a training step on 128 half-second windows 28 % faster, inference 22 %;
-    ``docs/benchmarks.md``). Saved weights are contiguous, so files do not depend on it."""
+    Its convolutions run in channels-last memory (weights and activations) when every stage's
+    width is a multiple of 8 (:func:`channels_last_ok`): on CPU, oneDNN's convolutions are faster
+    in that layout for these narrow layers over a 64-band log-mel (a training step on 128
+    half-second windows about a quarter faster; ``docs/benchmarks.md``). Saved weights are
+    contiguous, so files do not depend on it."""
 
     def __init__(self, cfg: AudioEncoderCfg):
         super().__init__()
@@ -90,10 +100,11 @@ class AudioEncoder(nn.Module):
             cin = c
         self.stages = nn.Sequential(*layers)
         self.proj = nn.Sequential(nn.Linear(cin, 2 * cin), nn.ReLU(), nn.Linear(2 * cin, cfg.embed_dim))
-        self.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if channels_last_ok(cfg.width) else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        mel = mel.contiguous(memory_format=torch.channels_last)
+        mel = mel.contiguous(memory_format=self.memory_format)
         h = self.stages(self.stem(self.norm(mel)))  # (B, C, M', T')
         return self.proj(h.mean(dim=(2, 3)))  # (B, D)
 
