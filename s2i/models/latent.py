@@ -214,9 +214,9 @@ class LatentGenerator(ToyGenerator):
 
     def __init__(self, denoiser: nn.Module, autoencoder: Autoencoder, cfg: GeneratorCfg, emb_rms: float, image_size=32):
         super().__init__(denoiser, cfg, emb_rms)
-        # Drawing runs in channels-last memory: oneDNN's 3x3 convolutions on the 8x8 grid are
-        # about 20 % faster in that layout on CPU (docs/benchmarks.md). Only the layout of the
-        # weights changes (training is untouched; saved files are contiguous).
+        # Drawing runs in channels-last memory: a denoiser pass on the 8x8 grid is 10-20 % faster
+        # in that layout on CPU (docs/benchmarks.md, section 5). Only the layout of the weights
+        # changes (training is untouched; saved files are contiguous).
         self.decoder.to(memory_format=torch.channels_last)
         self.autoencoder = autoencoder.eval().to(memory_format=torch.channels_last)
         self._image_size = image_size
