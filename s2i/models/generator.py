@@ -257,15 +257,16 @@ class ToyGenerator:
     def load(cls, out_dir: str | os.PathLike) -> ToyGenerator:
         """``UNet2DConditionModel.from_pretrained`` + the token projection; a folder saved by a
         :class:`s2i.models.latent.LatentGenerator` (``kind: latent``) loads as one."""
-        from diffusers import UNet2DConditionModel
-        from safetensors.torch import load_file
-
         out_dir = Path(out_dir)
         meta = json.loads((out_dir / "s2i_generator.json").read_text())
         if meta.get("kind", "pixel") == "latent":
             from s2i.models.latent import LatentGenerator
 
             return LatentGenerator.load(out_dir)
+        # only here: importing diffusers' UNet costs seconds (it pulls in transformers)
+        from diffusers import UNet2DConditionModel
+        from safetensors.torch import load_file
+
         cfg = GeneratorCfg(**{**meta["cfg"], "block_out_channels": tuple(meta["cfg"]["block_out_channels"])})
         unet = UNet2DConditionModel.from_pretrained(out_dir / "unet")
         tok = nn.Linear(meta["embed_dim"], cfg.n_tokens * cfg.block_out_channels[-1])
