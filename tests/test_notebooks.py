@@ -97,3 +97,13 @@ def test_profiles_share_their_keys():
     toy, smoke, full = (load_profile(n) for n in ("toy", "smoke", "full"))
     assert keys(toy) == keys(smoke)
     assert keys(toy) <= keys(full)
+
+
+def test_make_test_runs_the_smoke_run_first_in_pipeline_order():
+    """`make test` runs the notebooks that build the smoke run one after the other, in the order
+    tests/conftest.py builds them, before the notebooks that only read it run side by side."""
+    from conftest import SMOKE_STAGES
+
+    make = (ROOT / "Makefile").read_text()
+    listed = re.search(r"NB_SMOKE := \$\(addprefix \$\(NB_DIR\)/,(.*?)\)\n", make, re.S).group(1)
+    assert listed.replace("\\", " ").split() == [f"{name}.ipynb" for name in SMOKE_STAGES]
