@@ -131,7 +131,8 @@ def instrument(s2i, stages: Stages) -> None:
     import s2i.method.thumbnails as th
 
     media.iter_audio_windows = stages.wrap_iter(media.iter_audio_windows, "decode")  # imported at call time
-    s2i.embed_windows = stages.wrap(s2i.embed_windows, "embed")
+    s2i.embed_windows = stages.wrap(s2i.embed_windows, "embed")  # the last, shorter window
+    s2i.embed_window_grid = stages.wrap(s2i.embed_window_grid, "embed")  # the rest (the toy encoder's own grid)
     th.cluster_embeddings = stages.wrap(th.cluster_embeddings, "cluster")
     s2i.backbones.generate = stages.wrap(s2i.backbones.generate, "draw")
     th.ThumbnailResult.save = stages.wrap(th.ThumbnailResult.save, "save")
@@ -140,6 +141,10 @@ def instrument(s2i, stages: Stages) -> None:
 # ----------------------------------------------------------------------------- child: one timed run
 def run_one(args, path: Path, warm: Path, profile_html: str | None) -> dict:
     milestones = {"python": rss_mb()}
+    if not args.glibc_defaults:
+        from s2i.app.cli import keep_freed_memory
+
+        keep_freed_memory()  # as the s2i command does
     import torch
 
     milestones["import torch"] = rss_mb()
@@ -194,7 +199,7 @@ def run_one(args, path: Path, warm: Path, profile_html: str | None) -> dict:
 def child_cmd(args, extra: list[str]) -> list[str]:
     cmd = [sys.executable, os.path.abspath(__file__), "--profile", args.profile, "--run-dir", args.run_dir]
     cmd += ["--model-dir", args.model_dir, "--window", str(args.window), "--batch", str(args.batch)]
-    cmd += ["--threads", str(args.threads)]
+    cmd += ["--threads", str(args.threads)] + (["--glibc-defaults"] if args.glibc_defaults else [])
     return cmd + extra
 
 
@@ -207,6 +212,9 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=0.5, help="the audio encoder's window (params audio.window_s)")
     ap.add_argument("--batch", type=int, default=32, help="windows per encoder call (the CLI's default)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument(
+        "--glibc-defaults", action="store_true", help="leave malloc as glibc sets it (the s2i command tunes it)"
+    )
     ap.add_argument("--workdir", default=None, help="where the sound files go (kept; default: a temporary folder)")
     ap.add_argument("--profile-html", default=None, help="also run once under pyinstrument, HTML written here")
     ap.add_argument("--_write", nargs=3, default=None, help=argparse.SUPPRESS)

@@ -15,4 +15,9 @@ else
     exit 127
   fi
 fi
+# glibc's malloc: freed blocks up to 32 MiB stay in the heap, and its top is kept up to 256 MiB, so
+# torch's activations are reused instead of page-faulted in on every call (the same floats; the
+# values of s2i.app.cli.keep_freed_memory, docs/benchmarks.md section 4). Values already set win.
+: "${MALLOC_MMAP_THRESHOLD_:=33554432}" "${MALLOC_TRIM_THRESHOLD_:=268435456}"
+export MALLOC_MMAP_THRESHOLD_ MALLOC_TRIM_THRESHOLD_
 exec "$py" -m s2i.stage "$@"

@@ -27,7 +27,7 @@ from s2i.method.alignment import (
     retrieval,
     train_alignment,
 )
-from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg, LogMel, encode_mels, log_mel
+from s2i.models.audio_encoder import AudioEncoder, AudioEncoderCfg, LogMel, conv_bn, encode_mels, log_mel, log_mel_grid
 from s2i.utils import atomic_torch_save, read_json
 
 SR = 16000
@@ -302,6 +302,38 @@ def test_logmel_tone_peaks_at_its_frequency():
     assert int(lo[0].mean(-1).argmax()) < int(hi[0].mean(-1).argmax())
 
 
+@pytest.mark.parametrize(
+    "samples, window, hop",
+    [
+        (16_000 * 33, 8000, 4000),  # the long-audio grid: half-second windows every quarter second
+        (8000, 8000, 4000),  # one window
+        (20_000, 8000, 160),  # every STFT frame a window start
+        (20_500, 8100, 4000),  # a window that is not a whole number of STFT hops
+        (9000, 1200, 320),  # short windows: two inner frames
+        (20_000, 8000, 1000),  # a hop off the STFT grid: log_mel itself
+    ],
+)
+def test_log_mel_grid_is_log_mel_of_the_windows(samples, window, hop):
+    x = np.random.default_rng(0).standard_normal(samples).astype(np.float32) * 0.1
+    windows = np.lib.stride_tricks.sliding_window_view(x, window)[::hop]
+    torch.testing.assert_close(log_mel_grid(x, window, hop), log_mel(windows.copy()), rtol=0, atol=1e-5)
+
+
+def test_log_mel_grid_needs_a_whole_window():
+    with pytest.raises(ValueError, match="5000 samples holds no window of 8000"):
+        log_mel_grid(np.zeros(5000, np.float32), 8000, 4000)
+
+
+def test_the_encoder_embeds_a_grid_as_its_windows():
+    torch.manual_seed(0)
+    enc = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=8, depth=2)).eval()
+    x = np.random.default_rng(1).standard_normal(3 * SR).astype(np.float32) * 0.1
+    windows = np.lib.stride_tricks.sliding_window_view(x, SR // 2)[:: SR // 4].copy()
+    got = enc.embed_grid(x, SR // 2, SR // 4)
+    assert got.shape == (11, 16)
+    torch.testing.assert_close(got, enc.embed_windows(windows), rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------------------------------------
 # training on a tiny synthetic problem
 # --------------------------------------------------------------------------------------------
@@ -453,6 +485,48 @@ def test_audio_encoder_layout_follows_its_width():
     assert not plain.stages[1].c1.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(6, 1, 64, 26)
     torch.testing.assert_close(encode_mels(wide, x), encode_mels(plain, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv_bn_folds_the_norm_in_eval_mode_only(bias):
+    torch.manual_seed(0)
+    conv, bn = torch.nn.Conv2d(3, 8, 3, 2, 1, bias=bias), torch.nn.BatchNorm2d(8)
+    with torch.no_grad():  # statistics and affine parameters off their defaults
+        (
+            bn.running_mean.uniform_(-1, 1),
+            bn.running_var.uniform_(0.5, 2),
+            bn.weight.uniform_(0.5, 2),
+            bn.bias.uniform_(-1, 1),
+        )
+    x = torch.randn(4, 3, 16, 12)
+    torch.testing.assert_close(conv_bn(conv, bn, x), bn(conv(x)), rtol=0, atol=0)  # training: the two modules
+    bn.eval()
+    folded = conv_bn(conv, bn, x)
+    torch.testing.assert_close(folded, bn(conv(x)), rtol=1e-5, atol=1e-5)
+    assert not torch.equal(folded, conv(x))  # the norm is applied
+
+
+def test_the_encoder_in_eval_mode_is_its_trained_function():
+    """Eval mode folds each batch norm into its convolution: the same embeddings (up to float
+    rounding) as the layers run one after the other with the norms' running statistics."""
+    torch.manual_seed(0)
+    enc = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=8, depth=3))
+    enc.train()
+    with torch.no_grad():
+        for _ in range(3):
+            enc(torch.randn(16, 1, 64, 26) * 2 + 1)  # running statistics off their defaults
+    enc.eval()
+    x = torch.randn(5, 1, 64, 26).contiguous(memory_format=enc.memory_format)
+
+    def unfolded(m: AudioEncoder, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(m.stem[1](m.stem[0](m.norm(x))))
+        for b in m.stages:
+            skip = b.skip(h)
+            h = torch.relu(b.b2(b.c2(torch.relu(b.b1(b.c1(h))))) + skip)
+        return m.proj(h.mean(dim=(2, 3)))
+
+    with torch.no_grad():
+        torch.testing.assert_close(enc(x), unfolded(enc, x), rtol=1e-4, atol=1e-5)
 
 
 def test_a_four_channel_encoder_trains_to_the_end():

@@ -199,3 +199,44 @@ def test_dvc_repro_world_on_smoke_from_a_fresh_shell(tmp_path):
     assert "n_clips = 60" in "".join(injected[0]["source"])
     assert "world:" in (repo / "dvc.lock").read_text()
     assert "up to date" in run(".venv/bin/dvc", "status", "world").stdout
+
+
+# --------------------------------------------------------------------------------------------
+# the allocator settings of the stages and of the command line
+# --------------------------------------------------------------------------------------------
+def _stage_sh_env(tmp_path: Path, env: dict) -> dict:
+    """The MALLOC_ variables the Python that scripts/stage.sh starts would see."""
+    show = tmp_path / "show_env.sh"
+    show.write_text('#!/bin/sh\nenv | grep "^MALLOC_" || true\n')
+    show.chmod(0o755)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run(
+        ["sh", str(ROOT / "scripts/stage.sh"), "world"],
+        env={**clean, **env, "S2I_PYTHON": str(show)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def test_the_stages_run_with_the_command_lines_malloc_settings(tmp_path):
+    from s2i.app.cli import MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD
+
+    assert _stage_sh_env(tmp_path, {}) == {
+        "MALLOC_MMAP_THRESHOLD_": str(MALLOC_MMAP_THRESHOLD),
+        "MALLOC_TRIM_THRESHOLD_": str(MALLOC_TRIM_THRESHOLD),
+    }
+    mine = _stage_sh_env(tmp_path, {"MALLOC_MMAP_THRESHOLD_": "131072"})  # a value set by the user wins
+    assert mine["MALLOC_MMAP_THRESHOLD_"] == "131072"
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_the_command_line_tunes_malloc_unless_the_environment_does(monkeypatch):
+    from s2i.app.cli import keep_freed_memory
+
+    for k in [k for k in os.environ if k.startswith("MALLOC_")] + ["GLIBC_TUNABLES"]:
+        monkeypatch.delenv(k, raising=False)
+    assert keep_freed_memory()
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert not keep_freed_memory()

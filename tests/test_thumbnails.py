@@ -93,6 +93,7 @@ class FakeS2I(Sound2Image):
 
     def __init__(self, window_s: float = 0.5):
         self.backbones = FakeBackbones()
+        self.audio_encoder = None  # embed_window_grid: through embed_windows
         self.window_s = window_s
         self.cache = None
         self.calls = []

@@ -24,6 +24,8 @@ taken from the working directory; the defaults from ``params.yaml`` from the rep
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import sys
 from pathlib import Path
 
@@ -388,8 +390,33 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+#: glibc malloc settings (bytes): freed blocks up to 32 MiB stay in the heap instead of being
+#: unmapped, and the heap's top is not given back below 256 MiB, so torch's activations of a few
+#: MiB are reused instead of page-faulted in on every call. ``scripts/stage.sh`` gives the
+#: pipeline's stages the same values through the environment (``docs/benchmarks.md``, section 4).
+MALLOC_MMAP_THRESHOLD, MALLOC_TRIM_THRESHOLD = 32 << 20, 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Apply :data:`MALLOC_MMAP_THRESHOLD` and :data:`MALLOC_TRIM_THRESHOLD` to this process
+    (``mallopt``), unless the environment sets glibc's malloc already. The same floats, less
+    time: the 1-hour thumbnails about a fifth faster, drawing about a tenth. Returns whether they
+    were applied (False off glibc)."""
+    if any(k.startswith("MALLOC_") for k in os.environ) or "malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``s2i`` console script; returns the exit status."""
+    keep_freed_memory()
     try:
         defaults = pipeline_defaults()
     except CLIError as e:

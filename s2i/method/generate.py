@@ -116,6 +116,17 @@ class Sound2Image:
         the trained :class:`AudioEncoder`, a spectrogram for a published one)."""
         return self.audio_encoder.embed_windows(windows)
 
+    @torch.no_grad()
+    def embed_window_grid(self, signal: np.ndarray, hop: int) -> torch.Tensor:
+        """The embeddings of the encoder windows of a 16 kHz ``signal`` that start every ``hop``
+        samples (as many as fit): :meth:`embed_windows` of those windows. The trained
+        :class:`AudioEncoder` computes the STFT frames they share once
+        (:meth:`AudioEncoder.embed_grid`)."""
+        S = int(round(self.window_s * SR))
+        if isinstance(self.audio_encoder, AudioEncoder):
+            return self.audio_encoder.embed_grid(signal, S, hop)
+        return self.embed_windows(np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(signal, S)[::hop]))
+
     def embed_audio(self, audio, sr: int | None = None, hop_s: float | None = None) -> torch.Tensor:
         """A whole sound -> one (D,) embedding: the mean of its windows' embeddings."""
         a = self.load_audio(audio, sr)

@@ -65,14 +65,14 @@ def embed_long_windows(s2i, windows: np.ndarray, hop: int | None = None) -> np.n
 
     ``hop``: the windows are consecutive, ``hop`` samples apart (a multiple of the sub-window
     hop, as with windows of 2 s every 1 s): the sub-windows they share are then embedded once,
-    on the grid of the audio the batch covers (7 sub-windows per window become 4)."""
+    on the grid of the audio the batch covers (7 sub-windows per window become 4; with the
+    trained encoder their log-mels also share STFT frames, :meth:`Sound2Image.embed_window_grid`)."""
     windows = np.asarray(windows, np.float32)
     B, W = windows.shape
     S, h = int(round(s2i.window_s * SR)), int(round(s2i.window_s / 2 * SR))
     if hop is not None and B > 1 and S < W and 0 < hop <= W and hop % h == 0:
         span = np.concatenate([windows[0], *(w[W - hop :] for w in windows[1:])])  # the audio they cover
-        grid = np.lib.stride_tricks.sliding_window_view(span, S)[::h]  # every sub-window once
-        z = _as_array(s2i.embed_windows(np.ascontiguousarray(grid)))  # (n_grid, D)
+        z = _as_array(s2i.embed_window_grid(span, h))  # (n_grid, D): every sub-window once
         n_sub = (W - S) // h + 1
         idx = np.arange(B)[:, None] * (hop // h) + np.arange(n_sub)[None]  # (B, n_sub) grid rows
         return z[idx].mean(axis=1)
