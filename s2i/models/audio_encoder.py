@@ -54,11 +54,11 @@ def log_mel_grid(signal: np.ndarray | torch.Tensor, window: int, hop: int, pool:
     quarter second (the long-audio grid), 29 frames per window instead of 51; other hops, or
     windows too short to have inner frames, go through :func:`log_mel`."""
     x = torch.as_tensor(np.asarray(signal, np.float32)).flatten()
+    if len(x) < window:
+        raise ValueError(f"a signal of {len(x)} samples holds no window of {window}")
     lm = LogMel(pool=pool)
     stft, fb = lm.mel.spectrogram, lm.mel.mel_scale.fb  # (n_fft,) window, (n_fft // 2 + 1, n_mels)
     n_fft, step, half = stft.n_fft, stft.hop_length, stft.n_fft // 2
-    if len(x) < window:
-        raise ValueError(f"a signal of {len(x)} samples holds no window of {window}")
     n, T = (len(x) - window) // hop + 1, window // step + 1  # windows, frames per window
     if hop % step or window < n_fft + 2 * step:
         return log_mel(x.unfold(0, window, hop), pool)
@@ -67,8 +67,8 @@ def log_mel_grid(signal: np.ndarray | torch.Tensor, window: int, hop: int, pool:
         spec = torch.fft.rfft(frames * stft.window)
         return torch.log((spec.real.square() + spec.imag.square()) @ fb + 1e-6)
 
-    # Inner frames 2 .. T-3 of window i start at i * hop + 160 * (j - 2) + 64: one grid over the signal.
-    first = 2 * step - half  # where frame 2 of the first window starts
+    # Frame j (2 <= j <= T-3) of window i starts at i * hop + step * (j - 2) + first: one grid over the signal.
+    first = 2 * step - half  # where frame 2 of the first window starts (64)
     inner = mel_of(x[first:].unfold(0, n_fft, step))  # (M, n_mels)
     idx = (torch.arange(n) * (hop // step))[:, None] + torch.arange(T - 4)[None]
     wins = x.unfold(0, window, hop)  # (n, window), a view
