@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,14 @@ import torch.nn.functional as F
 from s2i.media import SR  # re-exported: the rate the encoder hears
 from s2i.utils import atomic_path, read_json, write_json
 
-
 # ----------------------------------------------------------------------------- features
+N_FFT, HOP = 512, 160  # the log-mel's STFT: 32 ms frames every 10 ms at 16 kHz
+
+
 class LogMel(nn.Module):
     """Waveform (B, S) at 16 kHz -> log-mel (B, 1, n_mels, T), average-pooled ``pool`` x in time."""
 
-    def __init__(self, n_mels: int = 64, n_fft: int = 512, hop: int = 160, pool: int = 2, sr: int = SR):
+    def __init__(self, n_mels: int = 64, n_fft: int = N_FFT, hop: int = HOP, pool: int = 2, sr: int = SR):
         super().__init__()
         import torchaudio
 
@@ -44,6 +47,14 @@ def log_mel(wavs: np.ndarray | torch.Tensor, pool: int = 2, batch: int = 1024) -
         return torch.cat([lm(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
+@cache
+def stft_constants() -> tuple[torch.Tensor, torch.Tensor]:
+    """The STFT window (N_FFT,) and the mel filter bank (N_FFT // 2 + 1, 64) of :class:`LogMel`'s
+    defaults, built once (front ends that compute the same log-mel frame by frame use them)."""
+    mel = LogMel().mel
+    return mel.spectrogram.window.clone(), mel.mel_scale.fb.clone()
+
+
 def log_mel_grid(signal: np.ndarray | torch.Tensor, window: int, hop: int, pool: int = 2) -> torch.Tensor:
     """:func:`log_mel` of the windows ``signal[i * hop : i * hop + window]`` (as many as fit),
     up to float rounding, computing once each STFT frame that overlapping windows share.
@@ -56,15 +67,14 @@ def log_mel_grid(signal: np.ndarray | torch.Tensor, window: int, hop: int, pool:
     x = torch.as_tensor(np.asarray(signal, np.float32)).flatten()
     if len(x) < window:
         raise ValueError(f"a signal of {len(x)} samples holds no window of {window}")
-    lm = LogMel(pool=pool)
-    stft, fb = lm.mel.spectrogram, lm.mel.mel_scale.fb  # (n_fft,) window, (n_fft // 2 + 1, n_mels)
-    n_fft, step, half = stft.n_fft, stft.hop_length, stft.n_fft // 2
+    taper, fb = stft_constants()
+    n_fft, step, half = N_FFT, HOP, N_FFT // 2
     n, T = (len(x) - window) // hop + 1, window // step + 1  # windows, frames per window
     if hop % step or window < n_fft + 2 * step:
         return log_mel(x.unfold(0, window, hop), pool)
 
     def mel_of(frames: torch.Tensor) -> torch.Tensor:  # (..., n_fft) -> (..., n_mels) log-mel
-        spec = torch.fft.rfft(frames * stft.window)
+        spec = torch.fft.rfft(frames * taper)
         return torch.log((spec.real.square() + spec.imag.square()) @ fb + 1e-6)
 
     # Frame j (2 <= j <= T-3) of window i starts at i * hop + step * (j - 2) + first: one grid over the signal.

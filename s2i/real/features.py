@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy.signal import get_window
 
-from s2i.models.audio_encoder import LogMel
+from s2i.models.audio_encoder import stft_constants
 from s2i.models.published import CLIP_SAMPLES, NOVERLAP, NPERSEG, REPEATS
 
 FRONT_ENDS = ("logmel", "sound2scene")
@@ -109,8 +109,7 @@ class _Work:
 def _constants(kind: str) -> tuple[torch.Tensor, ...]:
     """The window (and the mel filter bank) of ``kind``."""
     if kind == "logmel":
-        mel = LogMel().mel
-        return mel.spectrogram.window.clone(), mel.mel_scale.fb.clone()
+        return stft_constants()
     w = get_window(("tukey", 0.25), NPERSEG)  # float64, periodic, as scipy.signal.spectrogram
     # 2: one-sided; 1e7: log(S + 1e-7) = log(1 + 1e7 S) + const; 1 / (16000 sum w^2): scaling="density"
     return (torch.from_numpy(w * math.sqrt(2e7 / (16000 * np.square(w).sum()))).float(),)
