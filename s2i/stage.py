@@ -110,7 +110,13 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
     ),
     "generation": (
         "04_generation",
-        {**_BASE, **_DRAWS, "n_per_class": "generation.n_per_class", "n_images": "generation.n_images"},
+        {
+            **_BASE,
+            **_DRAWS,
+            "n_per_class": "generation.n_per_class",
+            "n_images": "generation.n_images",
+            "candidates": "generation.candidates",
+        },
     ),
     "studies": (
         "05_studies",

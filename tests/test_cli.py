@@ -217,6 +217,19 @@ def test_generate_from_many_formats(files, models, tmp_path):
     assert len(r.stdout.strip().splitlines()) == len(keys)
 
 
+def test_generate_keeps_the_best_of_its_candidates(files, models, smoke_s2i, tmp_path):
+    r = s2i_here(
+        "generate", files["wav16"], "--n", "2", "--candidates", "3", "--scale", "1", "-o", "k3", *models, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    got = np.stack([np.asarray(Image.open(tmp_path / "k3" / f"s16_{i:02d}.png")) for i in range(2)])
+    want = smoke_s2i.generate(files["wav16"], n=2, seed=0, steps=1, candidates=3)
+    np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(want, smoke_s2i.generate(files["wav16"], n=2, seed=0, steps=1))
+    r = s2i_here("generate", files["wav16"], "--candidates", "0", *models, cwd=tmp_path)
+    assert r.returncode == 1 and "--candidates must be >= 1" in r.stderr
+
+
 def test_thumbnails_end_to_end(files, models, tmp_path):
     r = s2i(
         "thumbnails",

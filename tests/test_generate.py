@@ -359,6 +359,49 @@ def test_pick_nearest_sources_prefers_the_picture_with_every_source():
         pick_nearest_sources(_MeanColour(), images, sources, 4)
 
 
+def test_draw_best_of_keeps_the_candidate_nearest_its_own_embedding(smoke_s2i):
+    from s2i.method.generate import best_of, draw_best_of
+
+    bb = smoke_s2i.backbones
+    z = torch.randn(3, bb.embed_dim, generator=torch.Generator().manual_seed(0))
+    one, _ = draw_best_of(bb, z, n_per=2, candidates=1, seed=4)
+    np.testing.assert_array_equal(one, bb.generate(z, n_per=2, seed=4))  # K = 1: plain drawing
+    got, cos = draw_best_of(bb, z, n_per=2, candidates=3, seed=4)
+    assert got.shape == (6, 32, 32, 3) and cos.shape == (6,)
+    drawn = bb.generate(z, n_per=6, seed=4)  # each embedding's 2 x 3 candidates, consecutive
+    sims = torch.nn.functional.cosine_similarity(bb.encode_images(drawn), z.repeat_interleave(6, 0), dim=1)
+    sims = sims.view(6, 3)  # (image, candidate): each image's own group of 3, its embedding's target
+    np.testing.assert_array_equal(got, drawn[(torch.arange(6) * 3 + sims.argmax(1)).numpy()])
+    torch.testing.assert_close(cos, sims.max(1).values)
+    assert (sims.max(1).values > sims.min(1).values).all()  # the choice is not a tie
+    audio = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    np.testing.assert_array_equal(
+        smoke_s2i.generate(audio, sr=SR, n=2, seed=1, candidates=2),
+        draw_best_of(bb, smoke_s2i.embed_audio(audio, SR)[None], 2, 2, seed=1)[0],
+    )
+    with pytest.raises(ValueError, match="candidates"):
+        draw_best_of(bb, z, candidates=0)
+    with pytest.raises(ValueError, match="do not split"):
+        best_of(bb, z, bb.generate(z[:1], n_per=4, seed=0), candidates=3)
+
+
+def test_eval_generation_reports_the_best_of_and_any_of_its_candidates(smoke_s2i):
+    from s2i.eval.studies import eval_generation
+    from s2i.method.generate import draw_best_of
+    from s2i.toyworld.heldout import sound_bank
+
+    bank = sound_bank(1, 0)
+    one = eval_generation(smoke_s2i, bank, 2, seed=3)
+    assert one["class_acc_any_candidate"] == one["class_acc"]
+    best = eval_generation(smoke_s2i, bank, 2, seed=3, candidates=3, z=one["z"])
+    np.testing.assert_array_equal(best["images"], draw_best_of(smoke_s2i.backbones, one["z"], 2, 3, seed=3)[0])
+    drawn = smoke_s2i.backbones.generate(one["z"], n_per=6, seed=3)
+    top = smoke_s2i.backbones.judge.report(drawn)["top_class"].reshape(-1, 3)
+    want = (top == best["cls"][:, None]).any(1).mean()
+    assert best["class_acc_any_candidate"] == pytest.approx(want)
+    assert best["class_acc_any_candidate"] >= best["class_acc"]
+
+
 def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     from s2i.method.mix import mix_conditions, mix_term_masks, pick_nearest_sources
     from s2i.toyworld import world

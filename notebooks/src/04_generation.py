@@ -21,6 +21,7 @@ window_s: float = 0.5
 sample_steps: int | None = None  # sampling.steps (None: the generator's own)
 n_per_class: int = 2
 n_images: int = 2
+candidates: int = 4  # the re-ranked figures: each image the best of this many drawings by the image encoder
 
 # %%
 import matplotlib.pyplot as plt
@@ -30,7 +31,7 @@ import pandas as pd
 from s2i import resolve, seed_everything, write_json
 from s2i.eval.judge_check import colour_swap_check
 from s2i.eval.studies import confusion, eval_generation
-from s2i.method.generate import Sound2Image
+from s2i.method.generate import Sound2Image, draw_best_of
 from s2i.method.selection import load_pairs, subset
 from s2i.toyworld import world
 from s2i.toyworld.heldout import sound_bank
@@ -48,6 +49,23 @@ te_rows, te_z, _ = subset(rows, z, m, "test", "test_gt")
 img_up = s2i.backbones.generate(te_z, n_per=1, seed=seed)
 rep_up = s2i.backbones.judge.report(img_up)
 te_cls = np.array([r["sound_class"] for r in te_rows])
+
+# %% [markdown]
+# ## Re-ranked by the image encoder
+#
+# The same sounds and image embeddings, each image now the best of `candidates` drawings: the one
+# the frozen image encoder embeds nearest to the embedding it was drawn from
+# (`s2i.method.generate.draw_best_of`; `s2i generate --candidates K`). The judge plays no part in
+# the choice. Upper bound of the re-ranking: the share of sounds for which any of the candidates
+# shows the heard class.
+
+# %%
+best = eval_generation(s2i, sound_bank(n_per_class, seed), n_images, seed, candidates=candidates, z=res["z"])
+best_novel = eval_generation(
+    s2i, sound_bank(n_per_class, seed + 1, novel=True), n_images, seed, candidates=candidates, z=res_novel["z"]
+)
+img_up_best, _ = draw_best_of(s2i.backbones, te_z, 1, candidates, seed)
+rep_up_best = s2i.backbones.judge.report(img_up_best)
 swap = colour_swap_check(s2i.backbones.judge)
 metrics = dict(
     class_acc_audio=res["class_acc"],
@@ -56,6 +74,12 @@ metrics = dict(
     class_acc_audio_novel_timbre=res_novel["class_acc"],
     bg_acc_audio_novel_timbre=res_novel["bg_acc"],
     class_acc_image=float((rep_up["top_class"] == te_cls).mean()),
+    candidates=candidates,
+    class_acc_audio_best_of=best["class_acc"],
+    bg_acc_audio_best_of=best["bg_acc"],
+    class_acc_audio_novel_timbre_best_of=best_novel["class_acc"],
+    class_acc_image_best_of=float((rep_up_best["top_class"] == te_cls).mean()),
+    class_acc_audio_any_candidate=best["class_acc_any_candidate"],
     class_chance=1 / len(world.CLASSES),
     judge_colour_swap_shape_acc=swap["shape_acc_palette"],
     judge_colour_swap_shape_acc_off_palette=swap["shape_acc_off_palette"],

@@ -68,6 +68,7 @@ def cmd_generate(args) -> int:
             seed=args.seed,
             guidance=args.guidance,
             steps=args.steps,
+            candidates=args.candidates,
             progress=not args.quiet,
             height=None if args.size is None else args.size[0],
             width=None if args.size is None else args.size[1],
@@ -285,6 +286,14 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         help="audio files (any format FFmpeg reads: wav, flac, mp3, ogg, opus, m4a, or a video's audio track)",
     )
     p.add_argument("-n", "--n", type=int, default=4, help="images per file")
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        metavar="K",
+        help="draw K pictures for each image and keep the one the image encoder puts nearest to the "
+        "sound's embedding (K times the drawing time)",
+    )
     p.add_argument("--size", type=picture_size, default=None, metavar="WxH", help=SIZE_HELP)
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_generate)
@@ -425,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(defaults).parse_args(argv)
     args.defaults = defaults
     try:
-        for name in ("n", "k", "k_max", "batch", "steps", "scale"):
+        for name in ("n", "k", "k_max", "batch", "steps", "scale", "candidates"):
             v = vars(args).get(name)
             if v is not None and v < 1:
                 raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {v}")

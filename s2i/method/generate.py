@@ -3,6 +3,7 @@ embedding space and the pretrained generator draws it.
 
     s2i = Sound2Image.from_run("results", profile="toy", model_dir="models/toy")
     images = s2i.generate("dog.wav", n=4, seed=0)          # uint8 (4, 32, 32, 3)
+    best = s2i.generate("dog.wav", n=4, candidates=4)      # each the best of 4, by the image encoder
 """
 
 from __future__ import annotations
@@ -55,6 +56,47 @@ def windows_of(audio: np.ndarray, window_s: float, hop_s: float | None = None) -
         return np.pad(audio, (pad // 2, pad - pad // 2))[None]
     starts = np.arange(0, len(audio) - S + 1, hop)
     return np.stack([audio[s : s + S] for s in starts])
+
+
+def best_of(
+    backbones: Backbones, embeddings: torch.Tensor, drawn: np.ndarray, candidates: int
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Pick, in each consecutive group of ``candidates`` pictures of ``drawn``, the one the frozen
+    image encoder puts nearest (cosine) to the embedding it was drawn from -- the re-ranking by the
+    image encoder of DALL-E and unCLIP's samples, with the encoder whose space the embeddings live
+    in. ``drawn`` is what ``backbones.generate(embeddings, n_per=n * candidates)`` returns: the
+    pictures of each embedding consecutive, so each of its ``n`` images owns ``candidates`` of them.
+
+    Returns the chosen pictures' (N * n,) indices into ``drawn`` and their cosines."""
+    if int(candidates) != candidates or candidates < 1:
+        raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+    z = torch.as_tensor(embeddings).float()
+    if len(drawn) % (len(z) * candidates):
+        raise ValueError(f"{len(drawn)} pictures do not split into {len(z)} embeddings x groups of {candidates}")
+    target = z.repeat_interleave(len(drawn) // len(z), 0)
+    e = backbones.encode_images(drawn).float()
+    cos = torch.nn.functional.cosine_similarity(e, target, dim=1).view(-1, candidates)  # (N * n, K)
+    best = cos.argmax(1)
+    return (torch.arange(len(best)) * candidates + best).numpy(), cos[torch.arange(len(best)), best]
+
+
+def draw_best_of(
+    backbones: Backbones, embeddings: torch.Tensor, n_per: int = 1, candidates: int = 1, seed: int = 0, **kw
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Draw ``candidates`` images for each of the ``n_per`` images of each embedding and keep the
+    one the image encoder puts nearest to its embedding (:func:`best_of`).
+
+    Returns uint8 (N * n_per, H, W, 3), the ``n_per`` images of each embedding consecutive, and
+    their (N * n_per,) cosines. With ``candidates=1`` the images are the backbones' ``generate``
+    with the same arguments (the same seed, the same images). ``kw`` goes to ``generate``
+    (``guidance``, ``steps``, ``height``/``width``, ``progress``). Drawing costs ``candidates``
+    times as much; embedding the candidates, one image encoder pass each."""
+    if int(candidates) != candidates or candidates < 1:
+        raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+    z = torch.as_tensor(embeddings).float()
+    drawn = backbones.generate(z, n_per=n_per * candidates, seed=seed, **kw)
+    rows, cos = best_of(backbones, z, drawn, candidates)
+    return drawn[rows], cos
 
 
 class Sound2Image:
@@ -146,13 +188,18 @@ class Sound2Image:
         seed: int = 0,
         guidance: float | None = None,
         steps: int | None = None,
+        candidates: int = 1,
         **kw,
     ) -> np.ndarray:
         """Audio -> ``n`` images (uint8 (n, H, W, 3)); the same seed gives the same images.
-        ``kw`` goes to the backbones' ``generate``: e.g. ``height``/``width`` (a size the
-        generator draws, see :meth:`~s2i.backbones.base.Backbones.drawing_size`), ``progress``."""
+        ``candidates`` > 1: each image is the best of that many drawings, re-ranked by the image
+        encoder (:func:`draw_best_of`). ``kw`` goes to the backbones' ``generate``: e.g.
+        ``height``/``width`` (a size the generator draws, see
+        :meth:`~s2i.backbones.base.Backbones.drawing_size`), ``progress``."""
         z = self.embed_audio(audio, sr)[None]
-        return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
+        if candidates == 1:
+            return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
+        return draw_best_of(self.backbones, z, n, candidates, seed, guidance=guidance, steps=steps, **kw)[0]
 
     def generate_mix(
         self,
