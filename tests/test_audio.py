@@ -473,18 +473,32 @@ def test_audio_encoder_forward_shape():
 
 
 def test_audio_encoder_layout_follows_its_width():
-    """Channels-last where every stage's width is a multiple of 8; the same weights give the
-    same embeddings in either layout."""
+    """Channels-last where every stage's width is a multiple of 8 and the first at least 16; the
+    same weights give the same embeddings in either layout."""
     torch.manual_seed(0)
-    wide, narrow = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=8, depth=2)), AudioEncoder(AudioEncoderCfg(width=4))
+    wide = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=16, depth=2))
     assert wide.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert wide.stages[1].c1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert not narrow.stages[0].c1.weight.is_contiguous(memory_format=torch.channels_last)
+    for width in (4, 8, 12):
+        narrow = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=width, depth=2))
+        assert not narrow.stages[0].c1.weight.is_contiguous(memory_format=torch.channels_last), width
     plain = copy.deepcopy(wide).to(memory_format=torch.contiguous_format)
     plain.memory_format = torch.contiguous_format
     assert not plain.stages[1].c1.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(6, 1, 64, 26)
     torch.testing.assert_close(encode_mels(wide, x), encode_mels(plain, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("width", [8, 16])
+def test_the_encoder_trains_on_odd_batches_of_log_mels(width):
+    """A training step on batches of odd size, the remainder of an epoch (the shape that broke
+    oneDNN's channels-last backward pass for 8-channel skip convolutions on an AVX-512 CPU)."""
+    torch.manual_seed(0)
+    enc = AudioEncoder(AudioEncoderCfg(embed_dim=16, width=width, depth=2)).train()
+    for batch in (51, 17, 3):
+        enc.zero_grad()
+        enc(torch.randn(batch, 1, 64, 26)).square().mean().backward()
+        assert all(torch.isfinite(p.grad).all() for p in enc.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("bias", [False, True])

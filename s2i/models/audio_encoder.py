@@ -127,11 +127,14 @@ class ResBlock(nn.Module):
 
 def channels_last_ok(width: int) -> bool:
     """Whether an encoder of this first-stage ``width`` may run in channels-last memory: every
-    stage's width (``width`` x 2**i) a multiple of 8. With 4 channels, the backward pass of the
-    stride-2 1x1 skip convolution never returns on some log-mel shapes (torch 2.11 on CPU: 4 -> 4
-    or 4 -> 8 channels on a 64x26 or 32x26 input; 8 to 64 channels measured fine on every shape
-    tried), so narrower encoders keep the contiguous layout."""
-    return width % 8 == 0
+    stage's width (``width`` x 2**i) a multiple of 8, and the first at least 16. Narrower skip
+    convolutions (stride 2, 1x1) break oneDNN's channels-last backward pass on the 64-band
+    log-mel (torch 2.11 on CPU): with 4 channels in it never returns on some shapes (4 -> 4 or
+    4 -> 8 on a 64x26 or 32x26 input), and with 8 channels in it crashes the process on a CPU with
+    AVX-512 (8 -> 8 or 8 -> 16 on a 64x26 input, batch sizes such as 3, 17 or 51; 16 to 64
+    channels in measured fine on every shape and batch tried). Such encoders keep the contiguous
+    layout."""
+    return width % 8 == 0 and width >= 16
 
 
 @dataclass
@@ -146,10 +149,10 @@ class AudioEncoder(nn.Module):
     """log-mel (B, 1, M, T) -> ResNet stages -> global average pool -> MLP -> (B, D) = Z^A.
 
     Its convolutions run in channels-last memory (weights and activations) when every stage's
-    width is a multiple of 8 (:func:`channels_last_ok`): on CPU, oneDNN's convolutions are faster
-    in that layout for these narrow layers over a 64-band log-mel (a training step on 128
-    half-second windows about a quarter faster; ``docs/benchmarks.md``). Saved weights are
-    contiguous, so files do not depend on it."""
+    width is a multiple of 8 and the first at least 16 (:func:`channels_last_ok`): on CPU,
+    oneDNN's convolutions are faster in that layout for these narrow layers over a 64-band
+    log-mel (a training step on 128 half-second windows about a quarter faster;
+    ``docs/benchmarks.md``). Saved weights are contiguous, so files do not depend on it."""
 
     def __init__(self, cfg: AudioEncoderCfg):
         super().__init__()
