@@ -62,10 +62,10 @@ def best_of(
     backbones: Backbones, embeddings: torch.Tensor, drawn: np.ndarray, candidates: int
 ) -> tuple[np.ndarray, torch.Tensor]:
     """Pick, in each consecutive group of ``candidates`` pictures of ``drawn``, the one the frozen
-    image encoder puts nearest (cosine) to the embedding it was drawn from -- the re-ranking by the
-    image encoder of DALL-E and unCLIP's samples, with the encoder whose space the embeddings live
-    in. ``drawn`` is what ``backbones.generate(embeddings, n_per=n * candidates)`` returns: the
-    pictures of each embedding consecutive, so each of its ``n`` images owns ``candidates`` of them.
+    image encoder puts nearest (cosine) to the embedding it was drawn from -- DALL-E's re-ranking
+    of its samples by CLIP, here with the encoder whose space the embeddings live in. ``drawn`` is
+    what ``backbones.generate(embeddings, n_per=n * candidates)`` returns: the pictures of each
+    embedding consecutive, so each of its ``n`` images owns ``candidates`` of them.
 
     Returns the chosen pictures' (N * n,) indices into ``drawn`` and their cosines."""
     if int(candidates) != candidates or candidates < 1:
