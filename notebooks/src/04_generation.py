@@ -56,8 +56,8 @@ te_cls = np.array([r["sound_class"] for r in te_rows])
 # The same sounds and image embeddings, each image now the best of `candidates` drawings: the one
 # the frozen image encoder embeds nearest to the embedding it was drawn from
 # (`s2i.method.generate.draw_best_of`; `s2i generate --candidates K`). The judge plays no part in
-# the choice. Upper bound of the re-ranking: the share of sounds for which any of the candidates
-# shows the heard class.
+# the choice. Upper bound of the re-ranking: the share of images for which any of their
+# candidates shows the heard class.
 
 # %%
 best = eval_generation(s2i, sound_bank(n_per_class, seed), n_images, seed, candidates=candidates, z=res["z"])
