@@ -57,9 +57,9 @@ def eval_generation(
     bg = np.repeat([s.bg for s in bank], n_images)
     any_hit = (rep_all["top_class"] == np.repeat(cls, candidates)).reshape(-1, candidates).any(1)
     imgs, rep = drawn, rep_all
-    if candidates > 1:
-        imgs = drawn[best_of(s2i.backbones, z, drawn, candidates)[0]]
-        rep = s2i.backbones.judge.report(imgs)
+    if candidates > 1:  # the chosen candidates' verdicts, read off those of every candidate
+        rows = best_of(s2i.backbones, z, drawn, candidates)[0]
+        imgs, rep = drawn[rows], {k: v[rows] for k, v in rep_all.items()}
     exact = rep["present"].sum(1) == 1
     return dict(
         images=imgs,

@@ -58,6 +58,11 @@ def windows_of(audio: np.ndarray, window_s: float, hop_s: float | None = None) -
     return np.stack([audio[s : s + S] for s in starts])
 
 
+def _check_candidates(candidates: int) -> None:
+    if int(candidates) != candidates or candidates < 1:
+        raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+
+
 def best_of(
     backbones: Backbones, embeddings: torch.Tensor, drawn: np.ndarray, candidates: int
 ) -> tuple[np.ndarray, torch.Tensor]:
@@ -68,8 +73,7 @@ def best_of(
     embedding consecutive, so each of its ``n`` images owns ``candidates`` of them.
 
     Returns the chosen pictures' (N * n,) indices into ``drawn`` and their cosines."""
-    if int(candidates) != candidates or candidates < 1:
-        raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+    _check_candidates(candidates)
     z = torch.as_tensor(embeddings).float()
     if len(drawn) % (len(z) * candidates):
         raise ValueError(f"{len(drawn)} pictures do not split into {len(z)} embeddings x groups of {candidates}")
@@ -91,8 +95,7 @@ def draw_best_of(
     with the same arguments (the same seed, the same images). ``kw`` goes to ``generate``
     (``guidance``, ``steps``, ``height``/``width``, ``progress``). Drawing costs ``candidates``
     times as much; embedding the candidates, one image encoder pass each."""
-    if int(candidates) != candidates or candidates < 1:
-        raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
+    _check_candidates(candidates)
     z = torch.as_tensor(embeddings).float()
     drawn = backbones.generate(z, n_per=n_per * candidates, seed=seed, **kw)
     rows, cos = best_of(backbones, z, drawn, candidates)
