@@ -115,7 +115,7 @@ def sample(
         for t in tqdm(timesteps, desc="generate", disable=not progress, leave=False):
             xx = x if plain else x.repeat(K + 1, 1, 1, 1)  # one pass: unconditional + every term
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                pred = denoise(xx, t.repeat(xx.shape[0]), e).float()
+                pred = denoise(xx, t.repeat(xx.shape[0]).to(dev), e).float()
             if plain:
                 x0 = pred
             else:

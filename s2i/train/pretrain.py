@@ -80,6 +80,25 @@ def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
     }
 
 
+def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, device=None, timings=None):
+    """Measure the backbones saved in ``model_dir`` on held-out stills: the encoder's probes
+    (:func:`probe_encoder`), the judge on the stills, and the judge on the generator's drawings
+    from the first ``n_recon`` stills' embeddings (``recon_*``). Returns (metrics, those
+    stills, the drawings); the drawing's time goes into ``timings`` when given."""
+    bb = ToyBackbones.load(model_dir).to(resolve_device(device))
+    metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
+    metrics.update(judge_scores(bb.judge.report(held.images), held, "judge"))
+    sub = StillSet(held.images[:n_recon], held.presence[:n_recon], held.sizes[:n_recon], held.bg[:n_recon])
+    t = time.time()
+    recon = bb.generate(e_held[:n_recon], seed=seed)
+    if timings is not None:
+        timings["generate_s"] = time.time() - t
+        timings["images_per_s"] = n_recon / timings["generate_s"]
+    metrics.update(judge_scores(bb.judge.report(recon), sub, "recon"))
+    metrics.update(n_stills=len(train.images), n_heldout=len(held.images), n_recon=n_recon, embed_dim=bb.embed_dim)
+    return metrics, sub, recon
+
+
 def run_pretrain(
     model_dir: str,
     seed: int,
@@ -154,17 +173,7 @@ def run_pretrain(
     if ck.exists():
         ck.unlink()
 
-    # measure, on held-out stills, with the models as saved
-    bb = ToyBackbones.load(model_dir).to(dev)
-    metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
-    metrics.update(judge_scores(bb.judge.report(held.images), held, "judge"))
-    sub = StillSet(held.images[:n_recon], held.presence[:n_recon], held.sizes[:n_recon], held.bg[:n_recon])
-    t = time.time()
-    recon = bb.generate(e_held[:n_recon], seed=seed)
-    timings["generate_s"] = time.time() - t
-    timings["images_per_s"] = n_recon / timings["generate_s"]
-    metrics.update(judge_scores(bb.judge.report(recon), sub, "recon"))
-    metrics.update(n_stills=n_stills, n_heldout=n_heldout, n_recon=n_recon, embed_dim=bb.embed_dim)
+    metrics, sub, recon = measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, dev, timings)
     timings["total_s"] = time.time() - t_start
     write_json(
         model_dir / "manifest.json",
