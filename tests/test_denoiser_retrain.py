@@ -93,3 +93,15 @@ def test_the_train_command_writes_weights_then_the_recipe_and_tuning_figures(tmp
     assert rec["recipe"] == dict(batch=4, lr=1e-3, ema_decay=0.999, steps=2)
     assert rec["device"] == "cpu" and rec["tuning"]["n"] == 12 and len(rec["loss"]) >= 1
     assert dn.load_denoiser_state(run)
+
+
+def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names():
+    from s2i.paths import repo_root
+
+    models = repo_root() / "models" / "toy"
+    manifest = read_json(models / "manifest.json")
+    cfg = read_json(models / "generator" / "s2i_generator.json")["cfg"]
+    retrained = manifest.get("generator_retrained")
+    if retrained is not None:  # the denoiser was replaced after the pretrain stage
+        assert {k: cfg[k] for k in retrained["recipe"]} == retrained["recipe"]
+    assert read_json(repo_root() / "results" / "metrics" / "backbones.json") == manifest["metrics"]
