@@ -173,6 +173,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
                     "n_programmes",
                     "programme_minutes_min",
                     "programme_minutes_max",
+                    "candidates",
                 )
             },
         },

@@ -259,6 +259,18 @@ def test_thumbnails_end_to_end(files, models, tmp_path):
         assert starts == sorted(starts) and starts[0] == 0.0  # in order of first appearance
 
 
+def test_thumbnails_keep_the_best_of_their_candidates(files, models, tmp_path):
+    r = s2i_here("thumbnails", files["long"], "--k", "2", "--candidates", "2", "--out", "k2", *models, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r1 = s2i_here("thumbnails", files["long"], "--k", "2", "--out", "k1", *models, cwd=tmp_path)
+    assert r1.returncode == 0, r1.stderr
+    k1, k2 = (json.loads((tmp_path / d / "long" / "thumbnails.json").read_text()) for d in ("k1", "k2"))
+    assert [c["size"] for c in k1["clusters"]] == [c["size"] for c in k2["clusters"]]  # the drawing alone differs
+    assert all((tmp_path / "k2" / "long" / c["thumbnail"]).exists() for c in k2["clusters"])
+    r = s2i_here("thumbnails", files["long"], "--candidates", "0", *models, cwd=tmp_path)
+    assert r.returncode == 1 and "--candidates must be >= 1" in r.stderr
+
+
 def test_mix_end_to_end(files, models, tmp_path):
     """One to three files, gains written as users type them (negative ones included)."""
     cases = {

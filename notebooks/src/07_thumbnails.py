@@ -36,6 +36,7 @@ min_spread: float = 0.05
 n_programmes: int = 2
 programme_minutes_min: float = 1.0  # programme lengths are evenly spaced from min to max
 programme_minutes_max: float = 1.0
+candidates: int = 3  # each thumbnail the best of this many drawings (thumbnails.candidates)
 
 # %%
 import matplotlib.pyplot as plt
@@ -63,6 +64,7 @@ thumb_kw = dict(
     seed=seed,
     min_silhouette=min_silhouette,
     min_spread=min_spread,
+    candidates=candidates,
 )
 
 # %% [markdown]

@@ -163,6 +163,7 @@ def cmd_thumbnails(args) -> int:
             steps=args.steps,
             progress=not args.quiet,
             final=args.final,
+            candidates=args.candidates,
         )
         res.save(out, scale=args.scale)
         how = res.clustering.method + (f": {res.clustering.reason}" if res.clustering.reason else "")
@@ -392,6 +393,14 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         default="sound",
         help="the final thumbnail: 'sound', the central cluster of the source heard longest "
         "(clusters grouped by their mean sounds); 'largest', simply the largest cluster",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        metavar="K",
+        help="draw K pictures for each thumbnail and keep the one the image encoder puts nearest to "
+        "its cluster's embedding (K times the drawing time)",
     )
     p.add_argument("--batch", type=int, default=32, help="windows embedded at a time")
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")

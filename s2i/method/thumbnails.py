@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from s2i.method.clustering import Clustering, choose_representatives, cluster_embeddings, cosine_distances, cut_tree
+from s2i.method.generate import draw_best_of
 from s2i.method.long_audio import WindowEmbeddings, window_embeddings
 from s2i.utils import write_json
 from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
@@ -243,6 +244,7 @@ def make_thumbnails(
     windows: WindowEmbeddings | None = None,
     final: str = "sound",
     sound_max_dist: float = SOUND_MAX_DIST,
+    candidates: int = 1,
 ) -> ThumbnailResult:
     """Thumbnails of a sound (claims 18-21): windows -> embeddings -> k-means -> one generated
     image per cluster, in order of first appearance; the final one is from the source heard
@@ -261,6 +263,9 @@ def make_thumbnails(
             nearest lasting one (automatic k only); default ``max(2, ceil(T / hop))``: longer
             than the windows that straddle one change of sound.
         guidance, steps: passed to the generator (defaults: the generator's config).
+        candidates: each thumbnail is the best of this many drawings, the one the image encoder
+            embeds nearest to its cluster's embedding (:func:`s2i.method.generate.draw_best_of`;
+            1: one drawing, the same as before).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
         windows: precomputed :func:`window_embeddings` (then ``audio`` is not read).
         final: ``"sound"`` (default): the clusters are grouped by their mean sounds
@@ -292,7 +297,11 @@ def make_thumbnails(
     reps, rep_idx = choose_representatives(w.z, cl.labels, cl.centroids, representative)
     import torch
 
-    images = s2i.backbones.generate(torch.from_numpy(reps), n_per=1, guidance=guidance, steps=steps, seed=seed)
+    z = torch.from_numpy(reps)
+    if candidates == 1:  # the same pictures as draw_best_of's, without the image encoder's pass
+        images = s2i.backbones.generate(z, n_per=1, guidance=guidance, steps=steps, seed=seed)
+    else:
+        images, _ = draw_best_of(s2i.backbones, z, candidates=candidates, seed=seed, guidance=guidance, steps=steps)
     images = np.asarray(images, np.uint8)
     sizes = np.bincount(cl.labels, minlength=cl.k)
     groups = dist = None
