@@ -1,10 +1,10 @@
 #!/bin/sh
 # Retrain the toy denoiser on one GPU (s2i/train/denoiser.py): three recipes side by side, as
 # many thousands of steps as fit in SECONDS each; every run judged on the tuning stills.
-#   python -m s2i.train.denoiser export .gpu/stills.npz     # first, on a machine with PyAV
-#   sh scripts/gpu_denoiser.sh .gpu/stills.npz build/denoiser 240
+#   python -m s2i.train.denoiser export build/stills.npz     # first, on a machine with PyAV
+#   sh scripts/gpu_denoiser.sh build/stills.npz build/denoiser 240
 #   python -m s2i.train.denoiser install build/denoiser/<best run>
-STILLS=${1:-.gpu/stills.npz}
+STILLS=${1:-build/stills.npz}
 RUNS=${2:-build/denoiser}
 SECONDS_EACH=${3:-240}
 PY=${PYTHON:-python3}
