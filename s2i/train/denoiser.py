@@ -9,7 +9,8 @@ batches and steps a GPU affords, and installs the result in the model folder. Ev
 in the folder (image encoder, autoencoder, judge) is left as the stage built it.
 
 Three commands, because the stills pass through the H.264 codec (PyAV), which a GPU machine
-may lack:
+may lack (``train`` reads no media, but ``s2i`` imports PyAV: where it is missing, a stand-in
+module named ``av`` lets it import):
 
 1. ``python -m s2i.train.denoiser export OUT.npz``: the training stills (``pretrain.n_stills``,
    ``base.seed``) and a tuning set of stills of a seed of their own, as uint8 arrays;
@@ -19,7 +20,8 @@ may lack:
    has the judge read them (shape and size, the figures the stage reports on held-out stills);
    writes the EMA weights and ``recipe.json``;
 3. ``python -m s2i.train.denoiser install RUN_DIR``: those weights into
-   ``models/toy/generator``, the recipe into ``s2i_generator.json`` and ``manifest.json``.
+   ``models/toy/generator``, the recipe into ``s2i_generator.json`` and ``manifest.json``, and
+   the stage's measurements redone (``backbones.json``, the recon grid).
 
 The tuning stills are never the held-out stills the stage reports (``base.seed + 1,000,003``).
 """
@@ -214,16 +216,16 @@ def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentG
     return gen
 
 
-def remeasure(model_dir: str | os.PathLike, seed: int, n_stills: int, n_heldout: int, n_recon: int) -> dict:
+def remeasure(model_dir: str | os.PathLike, seed: int, n_stills: int, n_heldout: int, n_recon: int) -> tuple:
     """The pretrain stage's measurements of the backbones in ``model_dir``
     (:func:`s2i.train.pretrain.measure_backbones`, same stills, same seeds), written into its
     ``manifest.json``; returns (metrics, held-out stills drawn back, drawings)."""
     from s2i.models.image_encoder import ImageEncoder, embed
     from s2i.toyworld.stills import make_stills
-    from s2i.train.pretrain import measure_backbones
+    from s2i.train.pretrain import HELDOUT_SEED_OFFSET, measure_backbones
 
     model_dir = Path(model_dir)
-    train, held = make_stills(n_stills, seed), make_stills(n_heldout, seed + 1_000_003)
+    train, held = make_stills(n_stills, seed), make_stills(n_heldout, seed + HELDOUT_SEED_OFFSET)
     enc = ImageEncoder.load(model_dir / "image_encoder")
     e_train, e_held = embed(enc, train.images), embed(enc, held.images)
     metrics, sub, recon = measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, "cpu")

@@ -28,6 +28,7 @@ from s2i.train.judge import JudgeCfg, train_judge
 from s2i.utils import seed_everything, write_json
 
 JUDGE_ANY_COLOUR = 0.5  # share of the judge's training objects in any colour, not the palette's
+HELDOUT_SEED_OFFSET = 1_000_003  # the held-out stills' seed: the run's seed + this
 
 
 @dataclass
@@ -135,7 +136,7 @@ def run_pretrain(
     t_start = time.time()
     t = time.time()
     train = make_stills(n_stills, seed)
-    held = make_stills(n_heldout, seed + 1_000_003)
+    held = make_stills(n_heldout, seed + HELDOUT_SEED_OFFSET)
     timings["data_s"] = time.time() - t
 
     t = time.time()
