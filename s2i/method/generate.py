@@ -102,6 +102,16 @@ def draw_best_of(
     return drawn[rows], cos
 
 
+def draw_images(
+    backbones: Backbones, embeddings: torch.Tensor, n_per: int = 1, candidates: int = 1, seed: int = 0, **kw
+) -> np.ndarray:
+    """The images of :func:`draw_best_of`; with ``candidates=1`` the backbones' ``generate``
+    alone, without the image encoder's pass that only the cosines need."""
+    if candidates == 1:
+        return backbones.generate(embeddings, n_per=n_per, seed=seed, **kw)
+    return draw_best_of(backbones, embeddings, n_per, candidates, seed, **kw)[0]
+
+
 class Sound2Image:
     """The product's core: audio (file path or array) -> image embedding -> images."""
 
@@ -200,9 +210,7 @@ class Sound2Image:
         ``height``/``width`` (a size the generator draws, see
         :meth:`~s2i.backbones.base.Backbones.drawing_size`), ``progress``."""
         z = self.embed_audio(audio, sr)[None]
-        if candidates == 1:
-            return self.backbones.generate(z, n_per=n, guidance=guidance, steps=steps, seed=seed, **kw)
-        return draw_best_of(self.backbones, z, n, candidates, seed, guidance=guidance, steps=steps, **kw)[0]
+        return draw_images(self.backbones, z, n, candidates, seed, guidance=guidance, steps=steps, **kw)
 
     def generate_mix(
         self,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from s2i.method.clustering import Clustering, choose_representatives, cluster_embeddings, cosine_distances, cut_tree
-from s2i.method.generate import draw_best_of
+from s2i.method.generate import draw_images
 from s2i.method.long_audio import WindowEmbeddings, window_embeddings
 from s2i.utils import write_json
 from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
@@ -264,7 +264,7 @@ def make_thumbnails(
             than the windows that straddle one change of sound.
         guidance, steps: passed to the generator (defaults: the generator's config).
         candidates: each thumbnail is the best of this many drawings, the one the image encoder
-            embeds nearest to its cluster's embedding (:func:`s2i.method.generate.draw_best_of`;
+            embeds nearest to its cluster's embedding (:func:`s2i.method.generate.draw_images`;
             1: one drawing, the same as before).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
         windows: precomputed :func:`window_embeddings` (then ``audio`` is not read).
@@ -297,11 +297,9 @@ def make_thumbnails(
     reps, rep_idx = choose_representatives(w.z, cl.labels, cl.centroids, representative)
     import torch
 
-    z = torch.from_numpy(reps)
-    if candidates == 1:  # the same pictures as draw_best_of's, without the image encoder's pass
-        images = s2i.backbones.generate(z, n_per=1, guidance=guidance, steps=steps, seed=seed)
-    else:
-        images, _ = draw_best_of(s2i.backbones, z, candidates=candidates, seed=seed, guidance=guidance, steps=steps)
+    images = draw_images(
+        s2i.backbones, torch.from_numpy(reps), candidates=candidates, seed=seed, guidance=guidance, steps=steps
+    )
     images = np.asarray(images, np.uint8)
     sizes = np.bincount(cl.labels, minlength=cl.k)
     groups = dist = None

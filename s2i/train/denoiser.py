@@ -206,7 +206,7 @@ def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentG
     recipe = read_json(run_dir / "recipe.json")
     cfg, meta = _shipped_cfg(model_dir)
     cfg = replace(cfg, **recipe["recipe"])
-    ae, den = build(cfg, meta["embed_dim"], meta["image_size"])
+    _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     den.load_state_dict(load_denoiser_state(run_dir))
     gen = LatentGenerator(den, _autoencoder(model_dir), cfg, recipe["emb_rms"], meta["image_size"])
     gen.save(model_dir / "generator")
@@ -259,8 +259,9 @@ def _train_cmd(a) -> None:
     dev = resolve_device(a.device)
     torch.set_num_threads(a.threads)
     d = np.load(a.stills)
-    z, e = training_targets(a.model_dir, d["images"], dev)
-    _, e_tune = training_targets(a.model_dir, d["tuning_images"], dev)
+    n = len(d["images"])  # the training and the tuning stills through the models, loaded once
+    z, e_all = training_targets(a.model_dir, np.concatenate([d["images"], d["tuning_images"]]), dev)
+    z, e, e_tune = z[:n], e_all[:n], e_all[n:]
     recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay)
     steps = a.steps
     if steps is None:  # as many thousands of steps as fit in --seconds
