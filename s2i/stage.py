@@ -67,6 +67,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
                     "gen_latent_denoiser",
                     "gen_latent_width",
                     "gen_latent_depth",
+                    "gen_bf16",
                 )
             },
         },

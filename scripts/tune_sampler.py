@@ -13,7 +13,7 @@ and 1 (novel), studies 0 and volume 2: the sound banks here use 10 + seed and 20
 mixing pairs seed itself, so seeds 1 and up are tuning draws. Needs a finished toy run
 (``results/``: the trained audio encoder). A sampler is ``ddim:STEPS`` or ``dpm:STEPS``
 (diffusers' ``DPMSolverMultistepScheduler``, 2nd-order DPM-Solver++, built from the generator's
-DDIM configuration).
+DDIM configuration), drawn in float32; ``ddim:STEPS:bf16`` draws under bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -54,14 +54,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
     gen = s2i.backbones.generator
-    ddim, default_steps = gen.scheduler, gen.cfg.sample_steps
+    ddim, default_steps, default_bf16 = gen.scheduler, gen.cfg.sample_steps, gen.cfg.sample_bf16
     gains = [-24.0, -18.0, -12.0, -6.0, -3.0, 0.0, 3.0, 6.0]
     ratios = [-12.0, -6.0, 0.0, 6.0, 12.0]
     rows = []
     for seed in a.seeds:
         for spec in a.samplers:
-            kind, steps = spec.split(":")
+            kind, steps, *precision = spec.split(":")
             gen.scheduler, gen.cfg.sample_steps = _scheduler(kind, ddim), int(steps)
+            gen.cfg.sample_bf16 = precision == ["bf16"]
             t0 = time.perf_counter()
             g = eval_generation(s2i, sound_bank(8, 10 + seed), 2, seed)
             v = volume_sweep(s2i, sound_bank(2, 20 + seed, gain=0.5), gains, seed, mode="whole")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
             rows.append(row)
             print_row(row)
-    gen.scheduler, gen.cfg.sample_steps = ddim, default_steps
+    gen.scheduler, gen.cfg.sample_steps, gen.cfg.sample_bf16 = ddim, default_steps, default_bf16
     print_means(rows, "sampler")
     print(json.dumps(rows))
     return rows

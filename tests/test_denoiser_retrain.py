@@ -86,11 +86,10 @@ def test_the_train_command_writes_weights_then_the_recipe_and_tuning_figures(tmp
     src = tmp_path / "stills.npz"
     np.savez(src, **{k: stills[k] for k in stills.files})
     run = tmp_path / "run"
-    dn.main(
-        ["train", str(src), str(run), "--model-dir", str(model_dir), "--batch", "4", "--lr", "1e-3", "--steps", "2"]
-    )
+    args = ["--model-dir", str(model_dir), "--batch", "4", "--lr", "1e-3", "--steps", "2", "--bf16", "auto"]
+    dn.main(["train", str(src), str(run), *args])
     rec = json.loads((run / "recipe.json").read_text())
-    assert rec["recipe"] == dict(batch=4, lr=1e-3, ema_decay=0.999, steps=2)
+    assert rec["recipe"] == dict(batch=4, lr=1e-3, ema_decay=0.999, bf16="auto", steps=2)
     assert rec["device"] == "cpu" and rec["tuning"]["n"] == 12 and len(rec["loss"]) >= 1
     assert dn.load_denoiser_state(run)
 
@@ -105,3 +104,15 @@ def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names()
     if retrained is not None:  # the denoiser was replaced after the pretrain stage
         assert {k: cfg[k] for k in retrained["recipe"]} == retrained["recipe"]
     assert read_json(repo_root() / "results" / "metrics" / "backbones.json") == manifest["metrics"]
+
+
+def test_measure_redoes_the_stage_figures_of_the_installed_backbones(tmp_path, model_dir):
+    from argparse import Namespace
+
+    run_dir = tmp_path / "run"
+    params = dict(base=dict(seed=0, run_dir=str(run_dir)), pretrain=dict(n_stills=96, n_heldout=48, n_recon=8))
+    dn._measure_cmd(Namespace(model_dir=model_dir), params)
+    metrics = read_json(run_dir / "metrics" / "backbones.json")
+    assert metrics == read_json(model_dir / "manifest.json")["metrics"]
+    assert metrics["n_heldout"] == 48 and 0.0 <= metrics["recon_class_acc"] <= 1.0
+    assert (run_dir / "figures" / "pretrain_recon_grid.png").stat().st_size > 0

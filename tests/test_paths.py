@@ -105,11 +105,15 @@ def test_profiles_differ_in_size_not_in_shape():
         load_params(ROOT / "profiles" / "smoke.yaml")["world"]["n_clips"] == smoke["world"]["n_clips"]
     )  # absolute path
     nullable = {("sampling", "steps")}  # null: the generator's own default (smoke's model has 5)
+    switches = {("pretrain", "gen_bf16")}  # true, false or "auto"
     for section in toy:  # same types key by key (a number stays a number ...)
         for k, v in toy[section].items():
             s = smoke[section][k]
             assert (
-                type(s) is type(v) or {type(v), type(s)} <= {int, float} or ((section, k) in nullable and s is None)
+                type(s) is type(v)
+                or {type(v), type(s)} <= {int, float}
+                or ((section, k) in nullable and s is None)
+                or ((section, k) in switches and {type(v), type(s)} <= {bool, str})
             ), (section, k)
 
 

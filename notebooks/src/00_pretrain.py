@@ -51,6 +51,7 @@ gen_ae_latent_noise: float = 0.2
 gen_latent_denoiser: str = "conv"
 gen_latent_width: int = 32
 gen_latent_depth: int = 2
+gen_bf16: bool | str = False
 
 # %%
 import matplotlib.pyplot as plt
@@ -77,6 +78,8 @@ generator = dict(
     sample_steps=gen_sample_steps,
     guidance=gen_guidance,
     kind=gen_kind,
+    bf16=gen_bf16,
+    sample_bf16=gen_bf16,
     latent=dict(
         ae_steps=gen_ae_steps,
         ae_width=gen_ae_width,

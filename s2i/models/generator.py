@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from s2i.models.common import resolve_device, to_tensor, to_uint8
+from s2i.models.common import resolve_device, to_tensor, to_uint8, use_bf16
 from s2i.models.sampler import sample, spatial
 from s2i.toyworld import world
 from s2i.utils import atomic_path, write_json
@@ -42,7 +42,11 @@ class GeneratorCfg:
     train_timesteps: int = 1000
     sample_steps: int = 25
     guidance: float = 2.0
-    bf16: bool = False  # fp32: faster than bf16 autocast for these small models on CPU, and the same on every CPU
+    # bfloat16 autocast, in training (bf16) and in drawing (sample_bf16): True, False or "auto", where
+    # the device computes in bfloat16 natively (s2i.models.common.native_bf16; elsewhere autocast is
+    # many times slower than float32)
+    bf16: bool | str = False
+    sample_bf16: bool | str = False
     kind: str = "pixel"  # "pixel": the UNet draws pictures; "latent": s2i.models.latent (the UNet settings unused)
     latent: dict = field(default_factory=dict)  # kind "latent": s2i.models.latent.LatentCfg's fields
 
@@ -223,7 +227,7 @@ class ToyGenerator:
             strength=strength,
             masks=None if masks is None else masks.to(dev),
             region=None if region is None else region.to(dev),
-            bf16=self.cfg.bf16,
+            bf16=use_bf16(self.cfg.sample_bf16, dev),
             batch=batch,
             progress=progress,
         )

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from s2i.models.common import to_tensor, to_uint8
+from s2i.models.common import to_tensor, to_uint8, use_bf16
 from s2i.models.generator import GeneratorCfg, ToyGenerator
 from s2i.models.sampler import sample
 from s2i.utils import atomic_path, write_json
@@ -251,7 +251,7 @@ class LatentGenerator(ToyGenerator):
             strength=strength,
             masks=None if masks is None else _area(masks, side).to(dev),
             region=None if region is None else _area(region, side).to(dev),
-            bf16=self.cfg.bf16,
+            bf16=use_bf16(self.cfg.sample_bf16, dev),
             batch=batch,
             progress=progress,
         )

@@ -21,7 +21,8 @@ module named ``av`` lets it import):
    writes the EMA weights and ``recipe.json``;
 3. ``python -m s2i.train.denoiser install RUN_DIR``: those weights into
    ``models/toy/generator``, the recipe into ``s2i_generator.json`` and ``manifest.json``, and
-   the stage's measurements redone (``backbones.json``, the recon grid).
+   the stage's measurements redone (``backbones.json``, the recon grid; ``measure`` alone redoes
+   them, e.g. after a change to how the generator draws).
 
 The tuning stills are never the held-out stills the stage reports (``base.seed + 1,000,003``).
 """
@@ -110,7 +111,7 @@ def train_denoiser(
 ) -> LatentGenerator:
     """A fresh denoiser of the shipped architecture trained on ``(latents, emb)`` with the
     shipped diffusion recipe but for ``recipe`` (any of ``GeneratorCfg``'s ``steps``, ``batch``,
-    ``lr``, ``ema_decay``): the loop of :func:`s2i.train.generator.train_generator`. Returns a
+    ``lr``, ``ema_decay``, ``bf16``): the loop of :func:`s2i.train.generator.train_generator`. Returns a
     :class:`LatentGenerator` with the shipped autoencoder, on the CPU."""
     from s2i.train.generator import _fit
 
@@ -235,12 +236,13 @@ def remeasure(model_dir: str | os.PathLike, seed: int, n_stills: int, n_heldout:
     return metrics, sub, recon
 
 
-def _install_cmd(a, params) -> None:
+def _measure_cmd(a, params) -> None:
+    """The stage's measurements of the backbones in ``a.model_dir`` into ``backbones.json``, the
+    manifest and the recon grid."""
     from s2i.paths import resolve
     from s2i.viz import grid, save_png
 
     pre, out = params["pretrain"], resolve(params["base"]["run_dir"])
-    install(a.run_dir, a.model_dir)
     metrics, sub, recon = remeasure(
         a.model_dir, params["base"]["seed"], pre["n_stills"], pre["n_heldout"], pre["n_recon"]
     )
@@ -253,6 +255,11 @@ def _install_cmd(a, params) -> None:
     print(json.dumps({k: v for k, v in metrics.items() if k.startswith("recon")}))
 
 
+def _install_cmd(a, params) -> None:
+    install(a.run_dir, a.model_dir)
+    _measure_cmd(a, params)
+
+
 def _train_cmd(a) -> None:
     from s2i.models.judge import Judge
 
@@ -262,7 +269,8 @@ def _train_cmd(a) -> None:
     n = len(d["images"])  # the training and the tuning stills through the models, loaded once
     z, e_all = training_targets(a.model_dir, np.concatenate([d["images"], d["tuning_images"]]), dev)
     z, e, e_tune = z[:n], e_all[:n], e_all[n:]
-    recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay)
+    bf16 = {"true": True, "false": False}.get(a.bf16, a.bf16)
+    recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay, bf16=bf16)
     steps = a.steps
     if steps is None:  # as many thousands of steps as fit in --seconds
         per_step = seconds_per_step(a.model_dir, z, e, recipe, dev)
@@ -321,6 +329,12 @@ def main(argv=None) -> None:
     tr.add_argument("--batch", type=int, required=True)
     tr.add_argument("--lr", type=float, required=True)
     tr.add_argument("--ema-decay", type=float, default=0.999)
+    tr.add_argument(
+        "--bf16",
+        choices=["true", "false", "auto"],
+        default="false",
+        help="bfloat16 autocast in training: auto where the device computes in bfloat16 natively",
+    )
     tr.add_argument("--steps", type=int, default=None, help="training steps (default: what fits in --seconds)")
     tr.add_argument("--seconds", type=float, default=300.0)
     tr.add_argument("--device", default=None)
@@ -328,6 +342,8 @@ def main(argv=None) -> None:
     ins = sub.add_parser("install", help="the denoiser of RUN_DIR into the model folder")
     ins.add_argument("run_dir")
     ins.add_argument("--model-dir", default=None)
+    me = sub.add_parser("measure", help="the stage's measurements of the installed backbones, again")
+    me.add_argument("--model-dir", default=None)
     a = p.parse_args(argv)
     params = load_params()
     model_dir = resolve(getattr(a, "model_dir", None) or params["pretrain"]["model_dir"])
@@ -336,9 +352,12 @@ def main(argv=None) -> None:
     elif a.cmd == "train":
         a.model_dir = model_dir
         _train_cmd(a)
-    else:
+    elif a.cmd == "install":
         a.model_dir = model_dir
         _install_cmd(a, params)
+    else:
+        a.model_dir = model_dir
+        _measure_cmd(a, params)
 
 
 if __name__ == "__main__":

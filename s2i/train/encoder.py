@@ -119,7 +119,7 @@ class EncoderCfg:
     gray_p: float = 0.2  # ... or grey
     simclr_weight: float = 0.5  # the SimCLR term beside the caption term (weight 1)
     shape_caption_p: float = 0.5  # captions cut down to their shape words
-    bf16: bool = False  # fp32: faster than bf16 autocast for these small models on CPU, and the same on every CPU
+    bf16: bool = False  # fp32, the same on every CPU (bf16 autocast pays only where the CPU computes it natively)
 
 
 def train_encoder(

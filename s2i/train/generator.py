@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from s2i.models.common import resolve_device, to_tensor
+from s2i.models.common import resolve_device, to_tensor, use_bf16
 from s2i.models.generator import EmbeddingDecoder, GeneratorCfg, ToyGenerator
 
 
@@ -40,7 +40,8 @@ def train_generator(
     """DDPM training of the embedding-conditioned generator on (image embedding, image) pairs.
 
     x0 ("sample") prediction with min-SNR-gamma loss weights, classifier-free dropout of the
-    embedding, Gaussian noise augmentation of the embedding, optional bf16 autocast, an EMA of
+    embedding, Gaussian noise augmentation of the embedding, optional bf16 autocast
+    (``cfg.bf16``: ``"auto"`` where the device computes in bfloat16 natively), an EMA of
     the weights (the EMA is what is saved). With ``cfg.kind == "latent"`` an autoencoder is
     trained on the images first (:func:`train_autoencoder`) and the diffusion runs on its latents.
     Resumes from ``ckpt_path`` when it exists (in either phase). Trains on
@@ -99,6 +100,7 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
         g.set_state(ck["rng"])
         torch.set_rng_state(ck["torch_rng"])
         start = ck["step"]
+    bf16 = use_bf16(cfg.bf16, dev)
     model.train()
     for step in range(start, cfg.steps):
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
@@ -115,7 +117,7 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
         xt = ddpm.add_noise(x0, noise, t)
         x0, xt, e, wt, t = x0.to(dev), xt.to(dev), e.to(dev), w_t[t].to(dev), t.to(dev)
         # 3. predict x0, min-SNR weighted MSE
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             pred = model(xt, t, e)
         loss = ((pred.float() - x0) ** 2).mean(dim=(1, 2, 3))
         loss = (loss * wt).mean()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from s2i.backbones.toy import ToyBackbones
-from s2i.models.common import resolve_device
+from s2i.models.common import resolve_device, use_bf16
 from s2i.models.generator import GeneratorCfg
 from s2i.models.image_encoder import ImageEncoder, embed
 from s2i.paths import resolve
@@ -187,6 +187,7 @@ def run_pretrain(
             metrics=metrics,
             timings=timings,
             device=str(dev),
+            generator_autocast="bfloat16" if use_bf16(gcfg.bf16, dev) else "float32",
             torch=torch.__version__,
         ),
     )
