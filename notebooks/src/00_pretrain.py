@@ -51,7 +51,7 @@ gen_ae_latent_noise: float = 0.2
 gen_latent_denoiser: str = "conv"
 gen_latent_width: int = 32
 gen_latent_depth: int = 2
-gen_bf16: bool | str = False
+gen_bf16: object = False  # true, false or "auto" (bfloat16 where the device computes it natively)
 
 # %%
 import matplotlib.pyplot as plt
