@@ -482,6 +482,8 @@ def test_evaluate_programmes_takes_one_length_per_programme():
     assert [r["programme"] for r in rows] == [5, 6]
     assert [r["duration_s"] for r in rows] == pytest.approx([20.0, 40.0], abs=0.05)
     assert rows[1]["n_windows"] > rows[0]["n_windows"]
+    one_process, _ = evaluate_programmes(FakeS2I(), [5, 6], [20.0, 40.0], k_max=4, workers=1)
+    assert one_process == rows  # the audio rendered in worker processes is the same
     same, _ = evaluate_programmes(FakeS2I(), [5, 6], 20.0, k_max=4)
     assert [r["duration_s"] for r in same] == pytest.approx([20.0, 20.0], abs=0.05)
     assert 0.0 <= summary["nearest"]["final_pick_correct"] <= 1.0

@@ -128,7 +128,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def corpus_again(tmp_path_factory):
     d = tmp_path_factory.mktemp("world_b")
-    index = clips.generate_world(d, 40, seed=0, progress=False)
+    index = clips.generate_world(d, 40, seed=0, progress=False, workers=1)  # `corpus`: 2 processes
     return d, index
 
 
@@ -388,6 +388,7 @@ def _packets(path: Path, kind: str) -> list[bytes]:
 
 
 def test_generate_world_is_deterministic(corpus, corpus_again):
+    """The same files from the same seed, whether one process writes them or two."""
     (d1, i1), (d2, i2) = corpus, corpus_again
     assert i1 == i2
     assert (d1 / "index.json").read_bytes() == (d2 / "index.json").read_bytes()

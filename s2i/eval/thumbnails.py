@@ -96,18 +96,42 @@ def programme_durations(n: int, min_minutes: float, max_minutes: float) -> np.nd
     return np.linspace(min_minutes, max_minutes, n) * 60.0
 
 
+def _programme_audio(plan: tuple[int, float]) -> tuple[Programme, np.ndarray]:
+    prog = make_programme(plan[0], plan[1])
+    return prog, prog.audio()
+
+
+def _rendered(plans: list[tuple[int, float]], workers: int):
+    """(programme, audio) for each ``(seed, duration_s)`` of ``plans``, in order, rendered
+    ``workers`` at a time in worker processes (1: in this one)."""
+    if workers <= 1 or len(plans) <= 1:
+        yield from map(_programme_audio, plans)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+        for i in range(0, len(plans), workers):
+            yield from list(pool.map(_programme_audio, plans[i : i + workers]))
+
+
 def evaluate_programmes(
     s2i,
     seeds: Sequence[int],
     duration_s: float | Sequence[float] = 120.0,
     representatives=("nearest",),
     progress: bool = False,
+    workers: int = 2,
     **thumb_kw,
 ) -> tuple[list[dict], dict]:
     """Build the programme of each seed (``duration_s``: one length for all, or one per seed,
     e.g. :func:`programme_durations`), make its thumbnails (the windows are embedded once and reused for every
     ``representatives`` choice) and score
     them with the judge. Every programme counts the same in the means, whatever its length.
+
+    The programmes' audio is rendered ``workers`` at a time in as many processes (the same
+    samples as in one), while the models wait: rendering them is numpy's FFTs on one core, and
+    alongside the models' threads it would take cores they use.
 
     Returns ``(rows, summary)``: one row per (programme, representative) and, per
     representative, the means of the metrics over programmes."""
@@ -131,13 +155,13 @@ def evaluate_programmes(
     if len(durations) != len(seeds):
         raise ValueError(f"{len(durations)} durations for {len(seeds)} programmes")
     rows = []
-    for seed, dur in tqdm(list(zip(seeds, durations)), desc="programmes", disable=not progress):
-        prog = make_programme(seed, float(dur))
-        win = window_embeddings(s2i, prog.audio(), sr=prog.sr, **wkw)
+    rendered = _rendered(list(zip(seeds, durations.tolist())), workers)
+    for prog, audio in tqdm(rendered, total=len(seeds), desc="programmes", disable=not progress):
+        win = window_embeddings(s2i, audio, sr=prog.sr, **wkw)
         for rep in representatives:
             res = make_thumbnails(s2i, None, windows=win, representative=rep, **thumb_kw)
             row = dict(
-                programme=int(seed),
+                programme=int(prog.seed),
                 representative=rep,
                 duration_s=prog.duration,
                 **evaluate_thumbnails(res, prog, judge),

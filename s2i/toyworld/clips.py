@@ -231,41 +231,39 @@ def generate_world(
     p_match: float = 0.55,
     fractions: Sequence[float] = (0.8, 0.1, 0.1),
     progress: bool = True,
+    workers: int = 2,
 ) -> dict:
     """Generate the toy corpus into ``out_dir``: one MP4 + JSON per clip and ``index.json``.
 
-    Clips already on disk with a matching JSON are kept (the generator is resumable)."""
+    Clips already on disk with a matching JSON are kept (the generator is resumable). The
+    others are rendered and encoded by ``workers`` processes (1: this one); every clip is drawn
+    from its own seed, so the files are the same whatever ``workers``."""
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i in tqdm(range(n_clips), desc="world", disable=not progress):
+    rows: list[dict | None] = []
+    todo: list[tuple[int, ClipSpec, str]] = []
+    for i in range(n_clips):
         cid = f"clip{i:05d}"
         s = clip_seed(seed, i)
         split = split_of(i, seed, fractions)
         spec = sample_clip(cid, s, p_match=p_match)
-        jp, vp = out_dir / f"{cid}.json", out_dir / f"{cid}.mp4"
-        if jp.exists() and vp.exists():
-            try:
-                t = read_json(jp)
-                if t.get("seed") == s and t.get("split") == split:
-                    rows.append(
-                        dict(
-                            clip_id=cid,
-                            split=split,
-                            video=vp.name,
-                            truth=jp.name,
-                            sound_class=spec.cls,
-                            background=spec.background,
-                            n_match=sum(f["match"] for f in t["frames"]),
-                            n_frames=t["n_frames"],
-                        )
-                    )
-                    continue
-            except ValueError:
-                pass
-        rows.append(write_clip(out_dir, spec, split))
+        rows.append(_kept_row(out_dir, spec, split))
+        if rows[-1] is None:
+            todo.append((i, spec, split))
+    args = ([out_dir] * len(todo), [t[1] for t in todo], [t[2] for t in todo])
+    bar = dict(total=len(todo), desc="world", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            written = list(tqdm(pool.map(write_clip, *args, chunksize=4), **bar))
+    else:
+        written = [write_clip(*a) for a in tqdm(zip(*args), **bar)]
+    for (i, _, _), row in zip(todo, written):
+        rows[i] = row
     index = dict(
         seed=seed,
         n_clips=n_clips,
@@ -279,6 +277,29 @@ def generate_world(
     )
     write_json(out_dir / "index.json", index)
     return index
+
+
+def _kept_row(out_dir: Path, spec: ClipSpec, split: str) -> dict | None:
+    """The index row of ``spec``'s clip if it is on disk already, from the same seed and split."""
+    jp, vp = out_dir / f"{spec.clip_id}.json", out_dir / f"{spec.clip_id}.mp4"
+    if not (jp.exists() and vp.exists()):
+        return None
+    try:
+        t = read_json(jp)
+    except ValueError:
+        return None
+    if t.get("seed") != spec.seed or t.get("split") != split:
+        return None
+    return dict(
+        clip_id=spec.clip_id,
+        split=split,
+        video=vp.name,
+        truth=jp.name,
+        sound_class=spec.cls,
+        background=spec.background,
+        n_match=sum(f["match"] for f in t["frames"]),
+        n_frames=t["n_frames"],
+    )
 
 
 def load_index(world_dir: str | os.PathLike) -> dict:
