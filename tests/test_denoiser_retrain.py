@@ -116,3 +116,38 @@ def test_measure_redoes_the_stage_figures_of_the_installed_backbones(tmp_path, m
     assert metrics == read_json(model_dir / "manifest.json")["metrics"]
     assert metrics["n_heldout"] == 48 and 0.0 <= metrics["recon_class_acc"] <= 1.0
     assert (run_dir / "figures" / "pretrain_recon_grid.png").stat().st_size > 0
+
+
+def test_export_takes_more_or_fewer_training_stills_than_the_stage(tmp_path):
+    out = tmp_path / "few.npz"
+    dn.main(["export", str(out), "--n-stills", "20", "--n-tuning", "4"])
+    d = np.load(out)
+    assert d["images"].shape == (20, 32, 32, 3) and d["tuning_images"].shape == (4, 32, 32, 3)
+
+
+def test_a_denoiser_trains_and_installs_with_an_autoencoder_of_its_own(tmp_path, model_dir, stills):
+    """A 16x16 autoencoder (one halving) trained by the autoencoder command, a denoiser trained
+    on its latents, both installed: the generator then draws from 16x16 latents."""
+    models = tmp_path / "toy"
+    shutil.copytree(model_dir, models)
+    src, ae_dir, run = tmp_path / "stills.npz", tmp_path / "ae16", tmp_path / "run"
+    np.savez(src, **{k: stills[k] for k in stills.files})
+    common = ["--model-dir", str(models), "--threads", "1"]
+    dn.main(["autoencoder", str(src), str(ae_dir), "--halvings", "1", "--channels", "4", "--steps", "3", *common])
+    rec = read_json(ae_dir / dn.AE_JSON)
+    assert rec["latent"]["ae_halvings"] == 1 and rec["latent"]["channels"] == 4
+    reads = rec["tuning"]["autoencoder"]
+    assert rec["tuning"]["n"] == int((stills["tuning_presence"].sum(1) == 1).sum())
+    assert 0.0 <= reads["all"] <= 1.0 and len(reads["by_size"]) == 3 and len(reads["by_shape"]) == 8
+    args = ["--batch", "4", "--lr", "1e-3", "--steps", "2", "--autoencoder", str(ae_dir), *common]
+    dn.main(["train", str(src), str(run), *args])
+    rec = read_json(run / "recipe.json")
+    assert rec["autoencoder"] == str(ae_dir) and rec["n_stills"] == 48 and "shape_read" in rec["tuning"]
+    gen = dn.install(run, models)
+    assert gen.noise_shape == (4, 16, 16)
+    back = LatentGenerator.load(models / "generator")
+    assert back.noise_shape == (4, 16, 16) and back.cfg.latent["ae_halvings"] == 1
+    assert (models / "generator" / "autoencoder.safetensors").read_bytes() != (
+        model_dir / "generator" / "autoencoder.safetensors"
+    ).read_bytes()
+    assert back(torch.zeros(2, back.decoder.embed_dim), seed=0).shape == (2, 32, 32, 3)

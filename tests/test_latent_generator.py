@@ -142,9 +142,18 @@ def test_sdedit_starts_from_the_encoded_input(gen, emb, stills):
     assert _mad(out, round_trip) < _mad(half, round_trip) <= _mad(full, round_trip)
 
 
-def test_train_latent_generator_resumes_in_either_phase(tmp_path, stills, emb):
+@pytest.mark.parametrize("resident", [False, True], ids=["cpu-drawn", "device-drawn"])
+def test_train_latent_generator_resumes_in_either_phase(tmp_path, stills, emb, monkeypatch, resident):
+    """Killed in either phase and run again, training ends with the weights of an uninterrupted
+    run; also where batches and noise are drawn on the training device (a GPU's way, forced here
+    on the CPU), whose stream is its own."""
+    import s2i.train.generator as tg
+
     class Killed(Exception):
         pass
+
+    cpu_drawn = train_generator(emb[:16], stills.images[:16], CFG, seed=0)
+    monkeypatch.setattr(tg, "_resident", lambda dev: resident)
 
     x, e = stills.images[:16], emb[:16]
     ref = train_generator(e, x, CFG, seed=0)
@@ -168,6 +177,8 @@ def test_train_latent_generator_resumes_in_either_phase(tmp_path, stills, emb):
                 getattr(resumed, module).state_dict().items(), getattr(ref, module).state_dict().items()
             ):
                 assert torch.equal(p, q), (part, module, k)
+    other_stream = any(not torch.equal(p, q) for p, q in zip(ref.decoder.parameters(), cpu_drawn.decoder.parameters()))
+    assert other_stream == resident
 
 
 def test_unknown_kind_is_refused(stills, emb):

@@ -44,6 +44,7 @@ class LatentCfg:
     steps, batch, learning rate, dropout, EMA, sampler -- is :class:`GeneratorCfg`'s)."""
 
     channels: int = 8  # latent channels: 32x32x3 pictures <-> 8x8xC latents
+    ae_halvings: int = 2  # the autoencoder's stride-2 stages: 2 gives an 8x8 grid of latents, 1 a 16x16 one
     ae_width: int = 16  # the autoencoder's width at full resolution (doubled at each halving)
     ae_steps: int = 1500
     ae_batch: int = 64
@@ -67,23 +68,25 @@ class _Res(nn.Module):
 
 
 class Autoencoder(nn.Module):
-    """32x32x3 pictures in [-1, 1] <-> (C, 8, 8) latents: two stride-2 convolutions each way
-    with residual blocks between. As with a diffusers VAE, :meth:`encode` returns the latents
-    times ``scaling_factor`` (set after training so that they have unit variance) and
-    :meth:`decode` divides by it."""
+    """32x32x3 pictures in [-1, 1] <-> (C, 32 / 2^halvings, 32 / 2^halvings) latents (8x8 with
+    the default two halvings): ``halvings`` stride-2 convolutions each way with residual blocks
+    between. As with a diffusers VAE, :meth:`encode` returns the latents times
+    ``scaling_factor`` (set after training so that they have unit variance) and :meth:`decode`
+    divides by it."""
 
-    def __init__(self, channels: int = 8, width: int = 16):
+    def __init__(self, channels: int = 8, width: int = 16, halvings: int = 2):
         super().__init__()
-        w, c = width, channels
-        self.channels = c
-        self.enc = nn.Sequential(
-            nn.Conv2d(3, w, 3, padding=1), _Res(w), nn.Conv2d(w, 2 * w, 4, 2, 1), _Res(2 * w),
-            nn.Conv2d(2 * w, 4 * w, 4, 2, 1), _Res(4 * w), nn.GELU(), nn.Conv2d(4 * w, c, 1),
-        )  # fmt: skip
-        self.dec = nn.Sequential(
-            nn.Conv2d(c, 4 * w, 3, padding=1), _Res(4 * w), nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), _Res(2 * w),
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), _Res(w), nn.GELU(), nn.Conv2d(w, 3, 3, padding=1),
-        )  # fmt: skip
+        w, c = [width * 2**i for i in range(halvings + 1)], channels
+        self.channels, self.factor = c, 2**halvings
+        # built layer by layer in the order of use (the order weights are initialised in)
+        enc = [nn.Conv2d(3, w[0], 3, padding=1), _Res(w[0])]
+        for i in range(halvings):
+            enc += [nn.Conv2d(w[i], w[i + 1], 4, 2, 1), _Res(w[i + 1])]
+        self.enc = nn.Sequential(*enc, nn.GELU(), nn.Conv2d(w[-1], c, 1))
+        dec = [nn.Conv2d(c, w[-1], 3, padding=1), _Res(w[-1])]
+        for i in reversed(range(halvings)):
+            dec += [nn.ConvTranspose2d(w[i + 1], w[i], 4, 2, 1), _Res(w[i])]
+        self.dec = nn.Sequential(*dec, nn.GELU(), nn.Conv2d(w[0], 3, 3, padding=1))
         self.register_buffer("scaling_factor", torch.tensor(1.0))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -294,8 +297,8 @@ class LatentGenerator(ToyGenerator):
 def build(cfg: GeneratorCfg, embed_dim: int, image_size: int = 32) -> tuple[Autoencoder, LatentDenoiser]:
     """A fresh (autoencoder, denoiser) pair for ``cfg.latent`` (:class:`LatentCfg`)."""
     lat = LatentCfg(**cfg.latent)
-    ae = Autoencoder(lat.channels, lat.ae_width)
+    ae = Autoencoder(lat.channels, lat.ae_width, lat.ae_halvings)
     kinds = {"mlp": LatentDenoiser, "conv": ConvDenoiser}
     if lat.denoiser not in kinds:
         raise ValueError(f"latent denoiser must be one of {sorted(kinds)}, got {lat.denoiser!r}")
-    return ae, kinds[lat.denoiser](embed_dim, lat.channels, lat.width, lat.depth, image_size // 4)
+    return ae, kinds[lat.denoiser](embed_dim, lat.channels, lat.width, lat.depth, image_size // ae.factor)

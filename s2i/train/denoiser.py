@@ -33,6 +33,7 @@ import argparse
 import copy
 import json
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,13 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.models.common import resolve_device, to_tensor
+from s2i.models.common import resolve_device, to_tensor, to_uint8
 from s2i.models.generator import GeneratorCfg
 from s2i.models.latent import Autoencoder, LatentGenerator, build
 from s2i.utils import atomic_path, read_json, write_json
 
 TUNING_SEED_OFFSET = 5_000_003  # the tuning stills' seed: base.seed + this
 SHARD_MB = 15  # denoiser weights are written in safetensors shards of at most this size
+AE_JSON = "autoencoder.json"  # beside an autoencoder of its own: its LatentCfg settings
 
 
 def export_stills(out: str | os.PathLike, n_stills: int, seed: int, n_tuning: int = 512) -> Path:
@@ -70,9 +72,10 @@ def export_stills(out: str | os.PathLike, n_stills: int, seed: int, n_tuning: in
     return out
 
 
-def training_targets(model_dir: str | os.PathLike, images: np.ndarray, device=None):
-    """(latents, embeddings) of uint8 ``images``: the shipped autoencoder's scaled latents and
-    the shipped image encoder's embeddings, both on the CPU."""
+def training_targets(model_dir: str | os.PathLike, images: np.ndarray, device=None, ae_dir=None):
+    """(latents, embeddings) of uint8 ``images``: the shipped autoencoder's scaled latents (or
+    those of the autoencoder in ``ae_dir``, see :func:`fit_autoencoder`) and the shipped image
+    encoder's embeddings, both on the CPU."""
     from s2i.models.image_encoder import ImageEncoder, embed
 
     dev = resolve_device(device)
@@ -81,23 +84,81 @@ def training_targets(model_dir: str | os.PathLike, images: np.ndarray, device=No
         enc = ImageEncoder.load(model_dir / "image_encoder").to(dev).eval()
         x = to_tensor(images)
         e = torch.cat([embed(enc, x[s : s + 4096].to(dev)).cpu() for s in range(0, len(x), 4096)])
-        z = _autoencoder(model_dir).to(dev).encode_all(x).cpu()
+        z = _autoencoder(model_dir, ae_dir).to(dev).encode_all(x).cpu()
     return z, e
 
 
-def _shipped_cfg(model_dir: Path) -> tuple[GeneratorCfg, dict]:
-    meta = read_json(model_dir / "generator" / "s2i_generator.json")
+def _shipped_cfg(model_dir: Path, ae_dir=None) -> tuple[GeneratorCfg, dict]:
+    """The installed generator's config and metadata; with ``ae_dir`` (:func:`fit_autoencoder`'s
+    folder) the latent settings are that autoencoder's."""
+    meta = read_json(Path(model_dir) / "generator" / "s2i_generator.json")
     c = meta["cfg"]
-    return GeneratorCfg(**{**c, "block_out_channels": tuple(c["block_out_channels"])}), meta
+    cfg = GeneratorCfg(**{**c, "block_out_channels": tuple(c["block_out_channels"])})
+    if ae_dir is not None:
+        cfg = replace(cfg, latent={**cfg.latent, **read_json(Path(ae_dir) / AE_JSON)["latent"]})
+    return cfg, meta
 
 
-def _autoencoder(model_dir: Path) -> Autoencoder:
+def _autoencoder(model_dir, ae_dir=None) -> Autoencoder:
+    """The installed autoencoder, or the one in ``ae_dir``, frozen."""
     from safetensors.torch import load_file
 
-    cfg, meta = _shipped_cfg(Path(model_dir))
+    cfg, meta = _shipped_cfg(Path(model_dir), ae_dir)
     ae, _ = build(cfg, meta["embed_dim"], meta["image_size"])
-    ae.load_state_dict(load_file(str(Path(model_dir) / "generator" / "autoencoder.safetensors")))
+    folder = Path(model_dir) / "generator" if ae_dir is None else Path(ae_dir)
+    ae.load_state_dict(load_file(str(folder / "autoencoder.safetensors")))
     return ae.eval().requires_grad_(False)
+
+
+def tuning_singles(d) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The single-object tuning stills of an export ``d``: (images, shape index, size tercile 0-2)."""
+    one = d["tuning_presence"].sum(1) == 1
+    size = d["tuning_sizes"][one].max(1)
+    tercile = np.searchsorted(np.quantile(size, [1 / 3, 2 / 3]), size, side="right")
+    return d["tuning_images"][one], d["tuning_presence"][one].argmax(1), tercile
+
+
+def shape_reads(judge, images: np.ndarray, shape: np.ndarray, tercile: np.ndarray) -> dict:
+    """Share of single-object ``images`` whose judged top class is ``shape``: overall, by shape
+    and by size tercile (smallest first; None for a group without stills)."""
+    from s2i.toyworld import world
+
+    ok = judge.report(images)["top_class"] == shape
+
+    def share(hits: np.ndarray, digits: int = 3) -> float | None:  # None: no still in the group
+        return round(float(hits.mean()), digits) if len(hits) else None
+
+    return dict(
+        all=share(ok, 4),
+        by_shape={name: share(ok[shape == k]) for k, name in enumerate(world.SHAPES)},
+        by_size=[share(ok[tercile == b]) for b in range(3)],
+    )
+
+
+def fit_autoencoder(images: np.ndarray, latent: dict, seed: int, device=None, log=None) -> Autoencoder:
+    """A fresh autoencoder (``LatentCfg`` fields in ``latent``: ``ae_halvings``, ``channels``,
+    ``ae_width``, ``ae_steps`` ...) trained as the pretrain stage trains its own
+    (:func:`s2i.train.generator.train_autoencoder`) on uint8 ``images``; on the CPU, frozen."""
+    from s2i.models.latent import LatentCfg
+    from s2i.train.generator import train_autoencoder
+
+    lat = LatentCfg(**latent)
+    torch.manual_seed(seed)
+    ae = Autoencoder(lat.channels, lat.ae_width, lat.ae_halvings)
+    g = torch.Generator().manual_seed(seed + 2)
+    return train_autoencoder(ae, images, lat, g, log, device=resolve_device(device)).cpu()
+
+
+def save_autoencoder(ae: Autoencoder, latent: dict, ae_dir, record: dict | None = None) -> None:
+    """``ae_dir``/autoencoder.safetensors and ``AE_JSON`` (its latent settings, and ``record``),
+    the folder ``train --autoencoder`` and :func:`install` read."""
+    from safetensors.torch import save_file
+
+    ae_dir = Path(ae_dir)
+    ae_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ae_dir / "autoencoder.safetensors") as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in ae.state_dict().items()}, str(tmp))
+    write_json(ae_dir / AE_JSON, dict(record or {}, latent=latent))
 
 
 def train_denoiser(
@@ -108,29 +169,31 @@ def train_denoiser(
     seed: int,
     device=None,
     log=None,
+    ae_dir=None,
 ) -> LatentGenerator:
     """A fresh denoiser of the shipped architecture trained on ``(latents, emb)`` with the
     shipped diffusion recipe but for ``recipe`` (any of ``GeneratorCfg``'s ``steps``, ``batch``,
     ``lr``, ``ema_decay``, ``bf16``): the loop of :func:`s2i.train.generator.train_generator`. Returns a
-    :class:`LatentGenerator` with the shipped autoencoder, on the CPU."""
+    :class:`LatentGenerator` with the shipped autoencoder (or ``ae_dir``'s, whose latents
+    ``latents`` must then be), on the CPU."""
     from s2i.train.generator import _fit
 
     model_dir = Path(model_dir)
-    cfg, meta = _shipped_cfg(model_dir)
+    cfg, meta = _shipped_cfg(model_dir, ae_dir)
     cfg = replace(cfg, **recipe)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 2)
     dev = resolve_device(device)
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, None, 0, dev, None)
-    return LatentGenerator(ema.cpu(), _autoencoder(model_dir), cfg, emb_rms, meta["image_size"])
+    return LatentGenerator(ema.cpu(), _autoencoder(model_dir, ae_dir), cfg, emb_rms, meta["image_size"])
 
 
-def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int = 60) -> float:
+def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int = 60, ae_dir=None) -> float:
     """Wall time of one training step of ``recipe`` on ``device`` (the mean of ``n`` after 20)."""
     from s2i.train.generator import _fit
 
-    cfg, meta = _shipped_cfg(Path(model_dir))
+    cfg, meta = _shipped_cfg(Path(model_dir), ae_dir)
     dev = resolve_device(device)
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     den = den.to(dev)
@@ -202,14 +265,17 @@ def load_denoiser_state(run_dir: str | os.PathLike) -> dict:
 def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentGenerator:
     """Put the denoiser trained in ``run_dir`` into ``model_dir/generator``: its weights, its
     recipe in the generator's config, and the recipe (with the machine it ran on) under
-    ``generator_retrained`` in ``manifest.json``. The autoencoder and the other backbones stay."""
+    ``generator_retrained`` in ``manifest.json``; where it was trained on an autoencoder of its
+    own (``train --autoencoder``: ``run_dir`` holds it), that autoencoder and its settings too.
+    The other backbones stay."""
     run_dir, model_dir = Path(run_dir), Path(model_dir)
     recipe = read_json(run_dir / "recipe.json")
-    cfg, meta = _shipped_cfg(model_dir)
+    ae_dir = run_dir if (run_dir / AE_JSON).exists() else None
+    cfg, meta = _shipped_cfg(model_dir, ae_dir)
     cfg = replace(cfg, **recipe["recipe"])
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     den.load_state_dict(load_denoiser_state(run_dir))
-    gen = LatentGenerator(den, _autoencoder(model_dir), cfg, recipe["emb_rms"], meta["image_size"])
+    gen = LatentGenerator(den, _autoencoder(model_dir, ae_dir), cfg, recipe["emb_rms"], meta["image_size"])
     gen.save(model_dir / "generator")
     manifest = read_json(model_dir / "manifest.json")
     manifest["generator_retrained"] = {k: v for k, v in recipe.items() if k != "emb_rms"}
@@ -266,14 +332,14 @@ def _train_cmd(a) -> None:
     dev = resolve_device(a.device)
     torch.set_num_threads(a.threads)
     d = np.load(a.stills)
-    n = len(d["images"])  # the training and the tuning stills through the models, loaded once
-    z, e_all = training_targets(a.model_dir, np.concatenate([d["images"], d["tuning_images"]]), dev)
+    n, ae_dir = len(d["images"]), a.autoencoder  # the training and tuning stills through the models, at once
+    z, e_all = training_targets(a.model_dir, np.concatenate([d["images"], d["tuning_images"]]), dev, ae_dir)
     z, e, e_tune = z[:n], e_all[:n], e_all[n:]
     bf16 = {"true": True, "false": False}.get(a.bf16, a.bf16)
     recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay, bf16=bf16)
     steps = a.steps
     if steps is None:  # as many thousands of steps as fit in --seconds
-        per_step = seconds_per_step(a.model_dir, z, e, recipe, dev)
+        per_step = seconds_per_step(a.model_dir, z, e, recipe, dev, ae_dir=ae_dir)
         steps = max(1000, int(a.seconds / per_step) // 1000 * 1000)
         print(f"{a.run_dir}: {per_step * 1e3:.1f} ms a step of {a.batch} on {dev}", flush=True)
     recipe["steps"] = steps
@@ -284,9 +350,12 @@ def _train_cmd(a) -> None:
         losses.append((row["step"], round(row["loss"], 5)))
 
     t = time.time()
-    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log)
+    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir)
     train_s = time.time() - t
     save_denoiser(gen, a.run_dir)  # the weights and the recipe first: judging is extra
+    if ae_dir is not None:  # the run holds the autoencoder its latents came from: install takes both
+        for name in ("autoencoder.safetensors", AE_JSON):
+            shutil.copyfile(Path(ae_dir) / name, Path(a.run_dir) / name)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     record = dict(
         recipe=recipe,
@@ -295,13 +364,16 @@ def _train_cmd(a) -> None:
         torch=torch.__version__,
         train_s=round(train_s, 1),
         s_per_step=round(train_s / steps, 5),
+        n_stills=n,
+        autoencoder=None if ae_dir is None else str(ae_dir),
         emb_rms=gen.emb_rms,
         loss=losses[:: max(1, len(losses) // 400)],
     )
     write_json(Path(a.run_dir) / "recipe.json", record)
+    judge = Judge.load(Path(a.model_dir) / "judge")
     tuning = judge_tuning(
         gen,
-        Judge.load(Path(a.model_dir) / "judge"),
+        judge,
         d["tuning_images"],
         d["tuning_presence"],
         d["tuning_sizes"],
@@ -310,8 +382,51 @@ def _train_cmd(a) -> None:
         seed=int(d["seed"]),
         device=dev,
     )
+    one = d["tuning_presence"].sum(1) == 1
+    drawn = copy.deepcopy(gen).to(dev)(e_tune[torch.from_numpy(one)].to(dev), seed=int(d["seed"]), batch=512)
+    tuning["shape_read"] = shape_reads(judge, drawn, *tuning_singles(d)[1:])
     write_json(Path(a.run_dir) / "recipe.json", dict(record, tuning=dict(tuning, n=len(d["tuning_images"]))))
     print(json.dumps(dict(run=str(a.run_dir), **tuning)), flush=True)
+
+
+def _autoencoder_cmd(a) -> None:
+    """Train an autoencoder on the export's training stills; judge its reconstructions of the
+    single-object tuning stills beside the shipped autoencoder's (the ceiling of what a
+    denoiser on its latents can draw)."""
+    from s2i.models.judge import Judge
+
+    dev = resolve_device(a.device)
+    torch.set_num_threads(a.threads)
+    d = np.load(a.stills)
+    latent = dict(
+        channels=a.channels,
+        ae_halvings=a.halvings,
+        ae_width=a.width,
+        ae_steps=a.steps,
+        ae_batch=a.batch,
+        ae_lr=a.lr,
+        ae_latent_noise=a.latent_noise,
+    )
+    t = time.time()
+    ae = fit_autoencoder(d["images"], latent, int(d["seed"]), dev)
+    train_s = time.time() - t
+    judge = Judge.load(Path(a.model_dir) / "judge")
+    images, shape, tercile = tuning_singles(d)
+
+    def reads(model: Autoencoder) -> dict:
+        with torch.no_grad():
+            x = to_tensor(images)
+            return shape_reads(judge, to_uint8(model.decode(model.encode_all(x))), shape, tercile)
+
+    record = dict(
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        train_s=round(train_s, 1),
+        seed=int(d["seed"]),
+        n_stills=len(d["images"]),
+        tuning=dict(n=len(images), autoencoder=reads(ae), shipped=reads(_autoencoder(a.model_dir))),
+    )
+    save_autoencoder(ae, latent, a.ae_dir, record)
+    print(json.dumps(dict(ae_dir=str(a.ae_dir), **record)), flush=True)
 
 
 def main(argv=None) -> None:
@@ -322,6 +437,12 @@ def main(argv=None) -> None:
     ex = sub.add_parser("export", help="the training and tuning stills as one .npz (needs PyAV)")
     ex.add_argument("out")
     ex.add_argument("--n-tuning", type=int, default=512)
+    ex.add_argument(
+        "--n-stills",
+        type=int,
+        default=None,
+        help="training stills (default: the stage's pretrain.n_stills; more for a long run, see the module)",
+    )
     tr = sub.add_parser("train", help="train one denoiser recipe and judge it on the tuning stills")
     tr.add_argument("stills")
     tr.add_argument("run_dir")
@@ -339,6 +460,25 @@ def main(argv=None) -> None:
     tr.add_argument("--seconds", type=float, default=300.0)
     tr.add_argument("--device", default=None)
     tr.add_argument("--threads", type=int, default=4)
+    tr.add_argument(
+        "--autoencoder",
+        default=None,
+        metavar="AE_DIR",
+        help="train on the latents of this autoencoder (the autoencoder command's folder), not the shipped one",
+    )
+    ae = sub.add_parser("autoencoder", help="train an autoencoder and judge its reconstructions of the tuning stills")
+    ae.add_argument("stills")
+    ae.add_argument("ae_dir")
+    ae.add_argument("--model-dir", default=None, help="the shipped backbones (default: pretrain.model_dir)")
+    ae.add_argument("--halvings", type=int, default=2, help="stride-2 stages: 2 gives 8x8 latents, 1 gives 16x16")
+    ae.add_argument("--channels", type=int, default=8, help="latent channels")
+    ae.add_argument("--width", type=int, default=16, help="width at full resolution, doubled at each halving")
+    ae.add_argument("--steps", type=int, default=1500)
+    ae.add_argument("--batch", type=int, default=64)
+    ae.add_argument("--lr", type=float, default=1e-3)
+    ae.add_argument("--latent-noise", type=float, default=0.2, help="noise on the latents the decoder learns to decode")
+    ae.add_argument("--device", default=None)
+    ae.add_argument("--threads", type=int, default=4)
     ins = sub.add_parser("install", help="the denoiser of RUN_DIR into the model folder")
     ins.add_argument("run_dir")
     ins.add_argument("--model-dir", default=None)
@@ -348,10 +488,13 @@ def main(argv=None) -> None:
     params = load_params()
     model_dir = resolve(getattr(a, "model_dir", None) or params["pretrain"]["model_dir"])
     if a.cmd == "export":
-        export_stills(a.out, params["pretrain"]["n_stills"], params["base"]["seed"], a.n_tuning)
+        export_stills(a.out, a.n_stills or params["pretrain"]["n_stills"], params["base"]["seed"], a.n_tuning)
     elif a.cmd == "train":
         a.model_dir = model_dir
         _train_cmd(a)
+    elif a.cmd == "autoencoder":
+        a.model_dir = model_dir
+        _autoencoder_cmd(a)
     elif a.cmd == "install":
         a.model_dir = model_dir
         _install_cmd(a, params)

@@ -45,7 +45,8 @@ def train_generator(
     the weights (the EMA is what is saved). With ``cfg.kind == "latent"`` an autoencoder is
     trained on the images first (:func:`train_autoencoder`) and the diffusion runs on its latents.
     Resumes from ``ckpt_path`` when it exists (in either phase). Trains on
-    ``resolve_device(device)`` (noise drawn on the CPU); returns the generator on the CPU."""
+    ``resolve_device(device)``: on a GPU the batches and noise are drawn there (a stream of its
+    own, seeded from ``seed``), on the CPU from a CPU generator; returns the generator on the CPU."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 2)
     D = emb.shape[1]
@@ -80,8 +81,11 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
     """The diffusion loop on targets ``x_all`` (pictures or latents); returns (EMA model, embedding RMS)."""
     from diffusers import DDPMScheduler
 
+    resident = _resident(dev)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    # fused: one kernel for the whole update on a GPU (on the CPU, the stage's builds as they were)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, fused=resident or None)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, cfg.steps, warmup=200))
     ddpm = DDPMScheduler(
         num_train_timesteps=cfg.train_timesteps, beta_schedule="squaredcos_cap_v2", prediction_type="sample"
@@ -91,29 +95,35 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
     w_t = torch.clamp(snr, max=cfg.min_snr_gamma)  # min-SNR weights for x0 prediction
     e_all = emb.float()
     emb_rms = float(e_all.pow(2).mean().sqrt())
+    # Where a step's batch and noise are drawn: on the CPU from g (bit for bit the CPU builds), or
+    # on the GPU, with the targets resident there and a generator of its own seeded from g, so
+    # that a step copies nothing from the host.
+    src, g = (dev, _device_generator(g, dev)) if resident else (torch.device("cpu"), g)
+    x_all, e_all, w_t = x_all.to(src), e_all.to(src), w_t.to(src)
+    ddpm.alphas_cumprod = ac.to(src)
     start = 0
     if ck is not None and ck.get("phase", "diffusion") == "diffusion":
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
-        g.set_state(ck["rng"])
-        torch.set_rng_state(ck["torch_rng"])
+        g.set_state(ck["rng"].cpu())  # .cpu(): the checkpoint is loaded onto the training device
+        torch.set_rng_state(ck["torch_rng"].cpu())
         start = ck["step"]
     bf16 = use_bf16(cfg.bf16, dev)
     model.train()
     for step in range(start, cfg.steps):
-        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g)
+        idx = torch.randint(0, len(x_all), (cfg.batch,), generator=g, device=src)
         x0, e = x_all[idx], e_all[idx]
         B = x0.shape[0]
         # 1. embedding augmentation: noise at a random level, then classifier-free dropout
-        lvl = torch.rand(B, 1, generator=g) * cfg.max_noise_level * emb_rms
-        e = e + lvl * torch.randn(e.shape, generator=g)
-        drop = torch.rand(B, generator=g) < cfg.cfg_dropout
+        lvl = torch.rand(B, 1, generator=g, device=src) * cfg.max_noise_level * emb_rms
+        e = e + lvl * torch.randn(e.shape, generator=g, device=src)
+        drop = torch.rand(B, generator=g, device=src) < cfg.cfg_dropout
         e = torch.where(drop[:, None], torch.zeros_like(e), e)
         # 2. forward diffusion
-        t = torch.randint(0, cfg.train_timesteps, (B,), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, cfg.train_timesteps, (B,), generator=g, device=src)
+        noise = torch.randn(x0.shape, generator=g, device=src)
         xt = ddpm.add_noise(x0, noise, t)
         x0, xt, e, wt, t = x0.to(dev), xt.to(dev), e.to(dev), w_t[t].to(dev), t.to(dev)
         # 3. predict x0, min-SNR weighted MSE
@@ -123,13 +133,13 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
         loss = (loss * wt).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        with torch.no_grad():
+        with torch.no_grad():  # the EMA, as one multi-tensor update (one kernel per op on a GPU)
             d = min(cfg.ema_decay, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            torch._foreach_mul_(ema_params, d)
+            torch._foreach_add_(ema_params, params, alpha=1 - d)
         if log and (step % 25 == 0 or step == cfg.steps - 1):
             log(dict(part="generator", step=step, loss=loss.item()))
         if ckpt_path is not None and ((step + 1) % ckpt_every == 0) and step + 1 < cfg.steps:
@@ -147,6 +157,17 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
                 state["autoencoder"] = autoencoder.state_dict()
             _save(state, ckpt_path)
     return ema, emb_rms
+
+
+def _resident(dev: torch.device) -> bool:
+    """Whether training on ``dev`` keeps its targets there and draws each step's batch and noise
+    there (a GPU), rather than drawing them on the CPU and copying them over."""
+    return dev.type == "cuda"
+
+
+def _device_generator(g: torch.Generator, dev: torch.device) -> torch.Generator:
+    """A random generator on ``dev`` seeded from the CPU generator ``g`` (one draw of it)."""
+    return torch.Generator(dev).manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
 
 
 def train_autoencoder(ae, images, lat, g, log=None, ckpt_path=None, ckpt_every=500, device=None, ck=None):
@@ -168,13 +189,14 @@ def train_autoencoder(ae, images, lat, g, log=None, ckpt_path=None, ckpt_every=5
         ae.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
-        g.set_state(ck["rng"])
+        g.set_state(ck["rng"].cpu())
         start = ck["step"]
     x_all = to_tensor(images)
     ae.train()
     for step in range(start, lat.ae_steps):
         x = x_all[torch.randint(0, len(x_all), (lat.ae_batch,), generator=g)]
-        noise = torch.randn((x.shape[0], lat.channels, x.shape[2] // 4, x.shape[3] // 4), generator=g)
+        side = x.shape[2] // ae.factor
+        noise = torch.randn((x.shape[0], lat.channels, side, side), generator=g)
         x = x.to(dev)
         z = ae.enc(x)
         z_in = z + lat.ae_latent_noise * z.detach().std() * noise.to(dev)
