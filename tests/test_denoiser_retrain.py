@@ -151,3 +151,31 @@ def test_a_denoiser_trains_and_installs_with_an_autoencoder_of_its_own(tmp_path,
         model_dir / "generator" / "autoencoder.safetensors"
     ).read_bytes()
     assert back(torch.zeros(2, back.decoder.embed_dim), seed=0).shape == (2, 32, 32, 3)
+
+
+def test_a_decoder_finetuned_with_its_encoder_frozen_installs_beside_the_denoiser(tmp_path, model_dir, stills):
+    models = tmp_path / "toy"
+    shutil.copytree(model_dir, models)
+    src, ae_dir = tmp_path / "stills.npz", tmp_path / "dec"
+    np.savez(src, **{k: stills[k] for k in stills.files})
+    dn.main(["decoder", str(src), str(ae_dir), "--model-dir", str(models), "--steps", "3", "--threads", "1"])
+    rec = read_json(ae_dir / dn.AE_JSON)
+    assert rec["recipe"]["steps"] == 3
+    assert set(rec["tuning"]["finetuned"]) == {"reconstructed", "drawn"}
+    before = LatentGenerator.load(models / "generator")
+    tuned = dn._autoencoder(models, ae_dir)
+    old, new = before.autoencoder.state_dict(), tuned.state_dict()
+    assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("enc.") or k == "scaling_factor")
+    assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("dec."))
+    dn.install_decoder(ae_dir, models)
+    after = LatentGenerator.load(models / "generator")
+    assert all(torch.equal(a, b) for a, b in zip(after.autoencoder.state_dict().values(), new.values()))
+    assert all(
+        torch.equal(a, b) for a, b in zip(after.decoder.state_dict().values(), before.decoder.state_dict().values())
+    )
+    assert read_json(models / "manifest.json")["decoder_finetuned"]["recipe"]["steps"] == 3
+    # an autoencoder with an encoder of its own is another latent space: refused, named
+    other = dn.fit_autoencoder(stills["images"], dict(before.cfg.latent, ae_steps=2), seed=1)
+    dn.save_autoencoder(other, before.cfg.latent, tmp_path / "other")
+    with pytest.raises(ValueError, match=r"other/autoencoder.safetensors: its encoder is not the installed one"):
+        dn.install_decoder(tmp_path / "other", models)

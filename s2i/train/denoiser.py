@@ -1,28 +1,38 @@
-"""Retrain the toy generator's denoiser alone, longer, on a GPU.
+"""Retrain the toy generator's denoiser alone, longer, on a GPU; and the autoencoder it draws through.
 
 The ``pretrain`` stage builds every toy backbone on 2 CPU cores in under an hour; within that
 budget its latent denoiser (6,000 steps of 64 pictures) is still learning: the shapes it draws
 are read right about two times in three, while a linear probe reads them from the image
 embeddings nine times in ten (``docs/results.md``). This module trains the denoiser again on the
-same 16,000 training stills, with the shipped image encoder and autoencoder frozen, with the
+stage's training stills, with the shipped image encoder and autoencoder frozen, with the
 batches and steps a GPU affords, and installs the result in the model folder. Everything else
 in the folder (image encoder, autoencoder, judge) is left as the stage built it.
 
-Three commands, because the stills pass through the H.264 codec (PyAV), which a GPU machine
-may lack (``train`` reads no media, but ``s2i`` imports PyAV: where it is missing, a stand-in
-module named ``av`` lets it import):
+The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine may lack:
+``train`` reads no media, but ``s2i`` imports PyAV; where it is missing, a stand-in module named
+``av`` lets it import):
 
-1. ``python -m s2i.train.denoiser export OUT.npz``: the training stills (``pretrain.n_stills``,
-   ``base.seed``) and a tuning set of stills of a seed of their own, as uint8 arrays;
-2. ``python -m s2i.train.denoiser train OUT.npz RUN_DIR --batch B --lr LR ...`` on the GPU
-   machine: embeds the stills with the shipped image encoder, encodes them with the shipped
-   autoencoder, trains a fresh denoiser, draws the tuning stills back from their embeddings and
-   has the judge read them (shape and size, the figures the stage reports on held-out stills);
-   writes the EMA weights and ``recipe.json``;
-3. ``python -m s2i.train.denoiser install RUN_DIR``: those weights into
-   ``models/toy/generator``, the recipe into ``s2i_generator.json`` and ``manifest.json``, and
+1. ``export OUT.npz [--n-stills N]``: the training stills (``pretrain.n_stills``, or ``N`` for a
+   long run that would see the stage's 16,000 hundreds of times; ``base.seed``) and a tuning set
+   of stills of a seed of their own, as uint8 arrays;
+2. ``train OUT.npz RUN_DIR --batch B --lr LR ...`` on the GPU machine: embeds the stills with
+   the shipped image encoder, encodes them with the shipped autoencoder (or ``--autoencoder
+   AE_DIR``'s), trains a fresh denoiser, draws the tuning stills back from their embeddings and
+   has the judge read them (shape and size, the figures the stage reports on held-out stills,
+   and the shape by shape and by size); writes the EMA weights and ``recipe.json``;
+3. ``install RUN_DIR``: those weights into ``models/toy/generator`` (with the run's autoencoder,
+   if it had one of its own), the recipe into ``s2i_generator.json`` and ``manifest.json``, and
    the stage's measurements redone (``backbones.json``, the recon grid; ``measure`` alone redoes
    them, e.g. after a change to how the generator draws).
+
+And for the autoencoder, whose reconstructions bound every shape a drawing keeps:
+
+- ``autoencoder OUT.npz AE_DIR --halvings H --channels C --steps S``: a new autoencoder (8x8 or
+  16x16 latents), its reconstructions of the tuning stills judged beside the shipped one's; a
+  denoiser is then trained on it with ``train --autoencoder AE_DIR``;
+- ``decoder OUT.npz AE_DIR --steps S``: the shipped autoencoder's decoder trained further with
+  its encoder frozen (the latent space, hence the shipped denoiser, stays valid), judged on
+  reconstructions and on the shipped denoiser's drawings; ``install-decoder AE_DIR`` puts it in.
 
 The tuning stills are never the held-out stills the stage reports (``base.seed + 1,000,003``).
 """
@@ -147,6 +157,78 @@ def fit_autoencoder(images: np.ndarray, latent: dict, seed: int, device=None, lo
     ae = Autoencoder(lat.channels, lat.ae_width, lat.ae_halvings)
     g = torch.Generator().manual_seed(seed + 2)
     return train_autoencoder(ae, images, lat, g, log, device=resolve_device(device)).cpu()
+
+
+def finetune_decoder(
+    ae: Autoencoder,
+    images: np.ndarray,
+    steps: int,
+    seed: int,
+    batch: int = 64,
+    lr: float = 5e-4,
+    latent_noise: float = 0.2,
+    device=None,
+    log=None,
+) -> Autoencoder:
+    """A copy of ``ae`` whose decoder is trained further with the encoder frozen, as Stable
+    Diffusion's VAE decoders were fine-tuned (``sd-vae-ft-mse``): the latent space stays as it
+    was, so a denoiser trained on it stays valid, while the decoder learns to draw more exactly
+    what the latents hold. The loss and the latent noise of
+    :func:`s2i.train.generator.train_autoencoder`, a cosine schedule after 100 warm-up steps.
+    Returns the copy frozen, on the CPU."""
+    import torch.nn.functional as F
+
+    from s2i.train.generator import _cosine
+
+    dev = resolve_device(device)
+    ae = copy.deepcopy(ae).to(dev)
+    ae.enc.requires_grad_(False)
+    ae.dec.requires_grad_(True).train()
+    opt = torch.optim.AdamW(ae.dec.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, steps, warmup=100))
+    g = torch.Generator().manual_seed(seed)
+    x_all = to_tensor(images)
+    side = x_all.shape[2] // ae.factor
+    for step in range(steps):
+        x = x_all[torch.randint(0, len(x_all), (batch,), generator=g)]
+        noise = torch.randn((batch, ae.channels, side, side), generator=g)
+        x = x.to(dev)
+        with torch.no_grad():
+            z = ae.enc(x)
+        loss = F.mse_loss(ae.dec(z + latent_noise * z.std() * noise.to(dev)), x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log and (step % 25 == 0 or step == steps - 1):
+            log(dict(part="decoder", step=step, loss=loss.item()))
+    return ae.eval().requires_grad_(False).cpu()
+
+
+def install_decoder(ae_dir, model_dir) -> LatentGenerator:
+    """Put the autoencoder of ``ae_dir`` (:func:`finetune_decoder`'s, saved by
+    :func:`save_autoencoder`) into ``model_dir/generator`` beside the installed denoiser, and its
+    record under ``decoder_finetuned`` in ``manifest.json``. Refused unless its encoder is the
+    installed one, weight for weight: a new latent space needs a denoiser trained on it
+    (``train --autoencoder``, then :func:`install`)."""
+    from safetensors.torch import load_file
+
+    ae_dir, model_dir = Path(ae_dir), Path(model_dir)
+    gen = LatentGenerator.load(model_dir / "generator")
+    new = load_file(str(ae_dir / "autoencoder.safetensors"))
+    old = gen.autoencoder.state_dict()
+    enc = [k for k in old if k.startswith("enc.") or k == "scaling_factor"]
+    if new.keys() != old.keys() or not all(torch.equal(new[k], old[k].cpu().contiguous()) for k in enc):
+        raise ValueError(
+            f"{ae_dir / 'autoencoder.safetensors'}: its encoder is not the installed one "
+            "(train a denoiser on its latents with `train --autoencoder`, then `install` that run)"
+        )
+    gen.autoencoder.load_state_dict(new)
+    gen.save(model_dir / "generator")
+    manifest = read_json(model_dir / "manifest.json")
+    manifest["decoder_finetuned"] = {k: v for k, v in read_json(ae_dir / AE_JSON).items() if k != "latent"}
+    write_json(model_dir / "manifest.json", manifest)
+    return gen
 
 
 def save_autoencoder(ae: Autoencoder, latent: dict, ae_dir, record: dict | None = None) -> None:
@@ -429,6 +511,46 @@ def _autoencoder_cmd(a) -> None:
     print(json.dumps(dict(ae_dir=str(a.ae_dir), **record)), flush=True)
 
 
+def _decoder_cmd(a) -> None:
+    """Fine-tune the installed autoencoder's decoder; judge reconstructions of the single-object
+    tuning stills and the installed denoiser's drawings of them through either decoder."""
+    from s2i.models.judge import Judge
+
+    dev = resolve_device(a.device)
+    torch.set_num_threads(a.threads)
+    d = np.load(a.stills)
+    gen = LatentGenerator.load(Path(a.model_dir) / "generator")
+    shipped = gen.autoencoder
+    recipe = dict(steps=a.steps, batch=a.batch, lr=a.lr, latent_noise=a.latent_noise)
+    t = time.time()
+    ae = finetune_decoder(shipped, d["images"], seed=int(d["seed"]), device=dev, **recipe)
+    train_s = time.time() - t
+    judge = Judge.load(Path(a.model_dir) / "judge")
+    images, shape, tercile = tuning_singles(d)
+    _, e = training_targets(a.model_dir, images, dev)
+
+    def reads(model: Autoencoder) -> dict:
+        with torch.no_grad():
+            recon = to_uint8(model.decode(model.encode_all(to_tensor(images))))
+        drawer = copy.deepcopy(gen)
+        drawer.autoencoder = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        drawn = drawer.to(dev)(e.to(dev), seed=int(d["seed"]), batch=512)
+        return dict(
+            reconstructed=shape_reads(judge, recon, shape, tercile), drawn=shape_reads(judge, drawn, shape, tercile)
+        )
+
+    record = dict(
+        recipe=recipe,
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        train_s=round(train_s, 1),
+        seed=int(d["seed"]),
+        n_stills=len(d["images"]),
+        tuning=dict(n=len(images), finetuned=reads(ae), installed=reads(shipped)),
+    )
+    save_autoencoder(ae, gen.cfg.latent, a.ae_dir, record)
+    print(json.dumps(dict(ae_dir=str(a.ae_dir), **record)), flush=True)
+
+
 def main(argv=None) -> None:
     from s2i.paths import load_params, resolve
 
@@ -479,6 +601,22 @@ def main(argv=None) -> None:
     ae.add_argument("--latent-noise", type=float, default=0.2, help="noise on the latents the decoder learns to decode")
     ae.add_argument("--device", default=None)
     ae.add_argument("--threads", type=int, default=4)
+    de = sub.add_parser(
+        "decoder",
+        help="fine-tune the installed autoencoder's decoder (encoder frozen) and judge it on the tuning stills",
+    )
+    de.add_argument("stills")
+    de.add_argument("ae_dir")
+    de.add_argument("--model-dir", default=None, help="the shipped backbones (default: pretrain.model_dir)")
+    de.add_argument("--steps", type=int, default=4500)
+    de.add_argument("--batch", type=int, default=64)
+    de.add_argument("--lr", type=float, default=5e-4)
+    de.add_argument("--latent-noise", type=float, default=0.2, help="noise on the latents the decoder learns to decode")
+    de.add_argument("--device", default=None)
+    de.add_argument("--threads", type=int, default=4)
+    ind = sub.add_parser("install-decoder", help="the fine-tuned decoder of AE_DIR into the model folder")
+    ind.add_argument("ae_dir")
+    ind.add_argument("--model-dir", default=None)
     ins = sub.add_parser("install", help="the denoiser of RUN_DIR into the model folder")
     ins.add_argument("run_dir")
     ins.add_argument("--model-dir", default=None)
@@ -495,6 +633,13 @@ def main(argv=None) -> None:
     elif a.cmd == "autoencoder":
         a.model_dir = model_dir
         _autoencoder_cmd(a)
+    elif a.cmd == "decoder":
+        a.model_dir = model_dir
+        _decoder_cmd(a)
+    elif a.cmd == "install-decoder":
+        install_decoder(a.ae_dir, model_dir)
+        a.model_dir = model_dir
+        _measure_cmd(a, params)
     elif a.cmd == "install":
         a.model_dir = model_dir
         _install_cmd(a, params)
