@@ -6,8 +6,8 @@ For the single-object tuning stills, the judge's shape read (its top class is th
 object's; chance 0.125) of, in turn:
 
 1. the stills themselves (the judge's own ceiling);
-2. the shipped autoencoder's reconstructions (the ceiling its latent space allows);
-3. the shipped denoiser's one-step prediction of the clean latents from the stills' own latents
+2. the autoencoder's reconstructions (the ceiling its latent space allows);
+3. the denoiser's one-step prediction of the clean latents from the stills' own latents
    noised to timestep t (it is told part of the answer: how much of the shape does it keep?);
 4. drawings from the stills' image embeddings with the shipped sampler, and with other sampler
    settings (``--samplers STEPS:GUIDANCE ...``), each over ``--seeds``; and drawings of as many
@@ -18,6 +18,10 @@ and on as many training stills' at fixed timesteps and noise (does it fit the 16
 stills better than new ones?).
 
     .venv/bin/python scripts/probe_shape_loss.py build/stills.npz --samplers 25:5 50:5 25:3 25:8
+    .venv/bin/python scripts/probe_shape_loss.py build/stills.npz --run build/denoiser/RUN --seeds 1 2 3 4
+
+The installed generator (``--models``/generator), or with ``--run`` the one a
+``python -m s2i.train.denoiser train`` run made (with its own autoencoder, if it had one).
 
 Prints one JSON object; writes ``--out`` (default ``build/probe_shape_loss.json``).
 """
@@ -36,7 +40,7 @@ from s2i.models.common import to_uint8
 from s2i.models.generator import ToyGenerator
 from s2i.models.judge import Judge
 from s2i.toyworld import world
-from s2i.train.denoiser import shape_reads, training_targets, tuning_singles
+from s2i.train.denoiser import AE_JSON, load_run, shape_reads, training_targets, tuning_singles
 from s2i.utils import write_json
 
 
@@ -58,6 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stills", help="the .npz of python -m s2i.train.denoiser export")
     ap.add_argument("--models", default="models/toy")
+    ap.add_argument("--run", default=None, help="a train run's folder: its generator instead of the installed one")
     ap.add_argument("--samplers", nargs="+", default=["25:5"], help="DDIM steps:guidance")
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--timesteps", nargs="+", type=int, default=[200, 400, 600, 800])
@@ -68,9 +73,10 @@ def main() -> None:
     imgs, cls, size_bin = tuning_singles(d)
     size = d["tuning_sizes"][d["tuning_presence"].sum(1) == 1].max(1)
     judge = Judge.load(Path(a.models) / "judge")
-    gen = ToyGenerator.load(Path(a.models) / "generator")
+    gen = ToyGenerator.load(Path(a.models) / "generator") if a.run is None else load_run(a.run, a.models)
     den, ae = gen.decoder.float().to(memory_format=torch.contiguous_format), gen.autoencoder
-    z, e = training_targets(a.models, imgs)
+    ae_dir = a.run if a.run is not None and (Path(a.run) / AE_JSON).exists() else None
+    z, e = training_targets(a.models, imgs, ae_dir=ae_dir)
     out = dict(n=len(imgs), stills=shape_reads(judge, imgs, cls, size_bin))
     out["autoencoder"] = shape_reads(judge, _decode(ae, z), cls, size_bin)
 
@@ -88,8 +94,8 @@ def main() -> None:
 
     # all the tuning stills (one or two objects) against as many of the stage's training stills
     n = len(d["tuning_images"])
-    z_tu, e_tu = training_targets(a.models, d["tuning_images"])
-    z_tr, e_tr = training_targets(a.models, d["images"][:n])
+    z_tu, e_tu = training_targets(a.models, d["tuning_images"], ae_dir=ae_dir)
+    z_tr, e_tr = training_targets(a.models, d["images"][:n], ae_dir=ae_dir)
     out["x0_loss"] = dict(
         timesteps=a.timesteps,
         train=x0_loss(den, z_tr, e_tr, a.timesteps, ac, 7),

@@ -344,6 +344,19 @@ def load_denoiser_state(run_dir: str | os.PathLike) -> dict:
     return state
 
 
+def load_run(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentGenerator:
+    """The generator a ``train`` run made: its denoiser and recipe, with its own autoencoder if
+    it had one, else ``model_dir``'s."""
+    run_dir = Path(run_dir)
+    recipe = read_json(run_dir / "recipe.json")
+    ae_dir = run_dir if (run_dir / AE_JSON).exists() else None
+    cfg, meta = _shipped_cfg(Path(model_dir), ae_dir)
+    cfg = replace(cfg, **recipe["recipe"])
+    _, den = build(cfg, meta["embed_dim"], meta["image_size"])
+    den.load_state_dict(load_denoiser_state(run_dir))
+    return LatentGenerator(den, _autoencoder(model_dir, ae_dir), cfg, recipe["emb_rms"], meta["image_size"])
+
+
 def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentGenerator:
     """Put the denoiser trained in ``run_dir`` into ``model_dir/generator``: its weights, its
     recipe in the generator's config, and the recipe (with the machine it ran on) under
@@ -352,12 +365,7 @@ def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentG
     The other backbones stay."""
     run_dir, model_dir = Path(run_dir), Path(model_dir)
     recipe = read_json(run_dir / "recipe.json")
-    ae_dir = run_dir if (run_dir / AE_JSON).exists() else None
-    cfg, meta = _shipped_cfg(model_dir, ae_dir)
-    cfg = replace(cfg, **recipe["recipe"])
-    _, den = build(cfg, meta["embed_dim"], meta["image_size"])
-    den.load_state_dict(load_denoiser_state(run_dir))
-    gen = LatentGenerator(den, _autoencoder(model_dir, ae_dir), cfg, recipe["emb_rms"], meta["image_size"])
+    gen = load_run(run_dir, model_dir)
     gen.save(model_dir / "generator")
     manifest = read_json(model_dir / "manifest.json")
     manifest["generator_retrained"] = {k: v for k, v in recipe.items() if k != "emb_rms"}
@@ -414,8 +422,9 @@ def _train_cmd(a) -> None:
     dev = resolve_device(a.device)
     torch.set_num_threads(a.threads)
     d = np.load(a.stills)
-    n, ae_dir = len(d["images"]), a.autoencoder  # the training and tuning stills through the models, at once
-    z, e_all = training_targets(a.model_dir, np.concatenate([d["images"], d["tuning_images"]]), dev, ae_dir)
+    train = d["images"][: a.n_stills]  # all of them by default
+    n, ae_dir = len(train), a.autoencoder  # the training and tuning stills through the models, at once
+    z, e_all = training_targets(a.model_dir, np.concatenate([train, d["tuning_images"]]), dev, ae_dir)
     z, e, e_tune = z[:n], e_all[:n], e_all[n:]
     bf16 = {"true": True, "false": False}.get(a.bf16, a.bf16)
     recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay, bf16=bf16)
@@ -582,6 +591,7 @@ def main(argv=None) -> None:
     tr.add_argument("--seconds", type=float, default=300.0)
     tr.add_argument("--device", default=None)
     tr.add_argument("--threads", type=int, default=4)
+    tr.add_argument("--n-stills", type=int, default=None, help="train on the export's first N stills (default: all)")
     tr.add_argument(
         "--autoencoder",
         default=None,
