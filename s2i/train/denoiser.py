@@ -598,32 +598,33 @@ def main(argv=None) -> None:
         metavar="AE_DIR",
         help="train on the latents of this autoencoder (the autoencoder command's folder), not the shipped one",
     )
-    ae = sub.add_parser("autoencoder", help="train an autoencoder and judge its reconstructions of the tuning stills")
-    ae.add_argument("stills")
-    ae.add_argument("ae_dir")
-    ae.add_argument("--model-dir", default=None, help="the shipped backbones (default: pretrain.model_dir)")
+    trains_ae = argparse.ArgumentParser(add_help=False)  # what the autoencoder and decoder commands share
+    trains_ae.add_argument("stills")
+    trains_ae.add_argument("ae_dir")
+    trains_ae.add_argument("--model-dir", default=None, help="the shipped backbones (default: pretrain.model_dir)")
+    trains_ae.add_argument("--batch", type=int, default=64)
+    trains_ae.add_argument(
+        "--latent-noise", type=float, default=0.2, help="noise on the latents the decoder learns to decode"
+    )
+    trains_ae.add_argument("--device", default=None)
+    trains_ae.add_argument("--threads", type=int, default=4)
+    ae = sub.add_parser(
+        "autoencoder",
+        parents=[trains_ae],
+        help="train an autoencoder and judge its reconstructions of the tuning stills",
+    )
     ae.add_argument("--halvings", type=int, default=2, help="stride-2 stages: 2 gives 8x8 latents, 1 gives 16x16")
     ae.add_argument("--channels", type=int, default=8, help="latent channels")
     ae.add_argument("--width", type=int, default=16, help="width at full resolution, doubled at each halving")
     ae.add_argument("--steps", type=int, default=1500)
-    ae.add_argument("--batch", type=int, default=64)
     ae.add_argument("--lr", type=float, default=1e-3)
-    ae.add_argument("--latent-noise", type=float, default=0.2, help="noise on the latents the decoder learns to decode")
-    ae.add_argument("--device", default=None)
-    ae.add_argument("--threads", type=int, default=4)
     de = sub.add_parser(
         "decoder",
+        parents=[trains_ae],
         help="fine-tune the installed autoencoder's decoder (encoder frozen) and judge it on the tuning stills",
     )
-    de.add_argument("stills")
-    de.add_argument("ae_dir")
-    de.add_argument("--model-dir", default=None, help="the shipped backbones (default: pretrain.model_dir)")
     de.add_argument("--steps", type=int, default=4500)
-    de.add_argument("--batch", type=int, default=64)
     de.add_argument("--lr", type=float, default=5e-4)
-    de.add_argument("--latent-noise", type=float, default=0.2, help="noise on the latents the decoder learns to decode")
-    de.add_argument("--device", default=None)
-    de.add_argument("--threads", type=int, default=4)
     ind = sub.add_parser("install-decoder", help="the fine-tuned decoder of AE_DIR into the model folder")
     ind.add_argument("ae_dir")
     ind.add_argument("--model-dir", default=None)
