@@ -40,7 +40,8 @@ from s2i.models.common import to_uint8
 from s2i.models.generator import ToyGenerator
 from s2i.models.judge import Judge
 from s2i.toyworld import world
-from s2i.train.denoiser import AE_JSON, load_run, shape_reads, training_targets, tuning_singles
+from s2i.train.autoencoder import AE_JSON, shape_reads, singles
+from s2i.train.denoiser import load_run, training_targets
 from s2i.utils import write_json
 
 
@@ -70,13 +71,17 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(2)
     d = np.load(a.stills)
-    imgs, cls, size_bin = tuning_singles(d)
-    size = d["tuning_sizes"][d["tuning_presence"].sum(1) == 1].max(1)
+    single, cls, size_bin = singles(d["tuning_presence"], d["tuning_sizes"])
+    imgs, size = d["tuning_images"][single], d["tuning_sizes"][single].max(1)
     judge = Judge.load(Path(a.models) / "judge")
     gen = ToyGenerator.load(Path(a.models) / "generator") if a.run is None else load_run(a.run, a.models)
     den, ae = gen.decoder.float().to(memory_format=torch.contiguous_format), gen.autoencoder
     ae_dir = a.run if a.run is not None and (Path(a.run) / AE_JSON).exists() else None
-    z, e = training_targets(a.models, imgs, ae_dir=ae_dir)
+    # the tuning stills (one or two objects) and as many of the stage's training stills, at once
+    n = len(d["tuning_images"])
+    z_all, e_all = training_targets(a.models, np.concatenate([d["tuning_images"], d["images"][:n]]), ae_dir=ae_dir)
+    (z_tu, z_tr), (e_tu, e_tr) = z_all.split(n), e_all.split(n)
+    z, e = z_tu[torch.from_numpy(single)], e_tu[torch.from_numpy(single)]
     out = dict(n=len(imgs), stills=shape_reads(judge, imgs, cls, size_bin))
     out["autoencoder"] = shape_reads(judge, _decode(ae, z), cls, size_bin)
 
@@ -92,10 +97,6 @@ def main() -> None:
         one_step[str(t)] = shape_reads(judge, _decode(ae, pred), cls, size_bin)["all"]
     out["one_step_x0"] = one_step
 
-    # all the tuning stills (one or two objects) against as many of the stage's training stills
-    n = len(d["tuning_images"])
-    z_tu, e_tu = training_targets(a.models, d["tuning_images"], ae_dir=ae_dir)
-    z_tr, e_tr = training_targets(a.models, d["images"][:n], ae_dir=ae_dir)
     out["x0_loss"] = dict(
         timesteps=a.timesteps,
         train=x0_loss(den, z_tr, e_tr, a.timesteps, ac, 7),

@@ -11,6 +11,7 @@ import torch
 
 from s2i.models.judge import Judge
 from s2i.models.latent import LatentGenerator
+from s2i.train import autoencoder as ta
 from s2i.train import denoiser as dn
 from s2i.utils import read_json, write_json
 
@@ -134,7 +135,7 @@ def test_a_denoiser_trains_and_installs_with_an_autoencoder_of_its_own(tmp_path,
     np.savez(src, **{k: stills[k] for k in stills.files})
     common = ["--model-dir", str(models), "--threads", "1"]
     dn.main(["autoencoder", str(src), str(ae_dir), "--halvings", "1", "--channels", "4", "--steps", "3", *common])
-    rec = read_json(ae_dir / dn.AE_JSON)
+    rec = read_json(ae_dir / ta.AE_JSON)
     assert rec["latent"]["ae_halvings"] == 1 and rec["latent"]["channels"] == 4
     reads = rec["tuning"]["autoencoder"]
     assert rec["tuning"]["n"] == int((stills["tuning_presence"].sum(1) == 1).sum())
@@ -159,15 +160,15 @@ def test_a_decoder_finetuned_with_its_encoder_frozen_installs_beside_the_denoise
     src, ae_dir = tmp_path / "stills.npz", tmp_path / "dec"
     np.savez(src, **{k: stills[k] for k in stills.files})
     dn.main(["decoder", str(src), str(ae_dir), "--model-dir", str(models), "--steps", "3", "--threads", "1"])
-    rec = read_json(ae_dir / dn.AE_JSON)
+    rec = read_json(ae_dir / ta.AE_JSON)
     assert rec["recipe"]["steps"] == 3
     assert set(rec["tuning"]["finetuned"]) == {"reconstructed", "drawn"}
     before = LatentGenerator.load(models / "generator")
-    tuned = dn._autoencoder(models, ae_dir)
+    tuned = ta.load_autoencoder(models, ae_dir)
     old, new = before.autoencoder.state_dict(), tuned.state_dict()
     assert all(torch.equal(old[k], new[k]) for k in old if k.startswith("enc.") or k == "scaling_factor")
     assert not all(torch.equal(old[k], new[k]) for k in old if k.startswith("dec."))
-    dn.install_decoder(ae_dir, models)
+    ta.install_decoder(ae_dir, models)
     after = LatentGenerator.load(models / "generator")
     assert all(torch.equal(a, b) for a, b in zip(after.autoencoder.state_dict().values(), new.values()))
     assert all(
@@ -175,7 +176,7 @@ def test_a_decoder_finetuned_with_its_encoder_frozen_installs_beside_the_denoise
     )
     assert read_json(models / "manifest.json")["decoder_finetuned"]["recipe"]["steps"] == 3
     # an autoencoder with an encoder of its own is another latent space: refused, named
-    other = dn.fit_autoencoder(stills["images"], dict(before.cfg.latent, ae_steps=2), seed=1)
-    dn.save_autoencoder(other, before.cfg.latent, tmp_path / "other")
+    other = ta.fit_autoencoder(stills["images"], dict(before.cfg.latent, ae_steps=2), seed=1)
+    ta.save_autoencoder(other, before.cfg.latent, tmp_path / "other")
     with pytest.raises(ValueError, match=r"other/autoencoder.safetensors: its encoder is not the installed one"):
-        dn.install_decoder(tmp_path / "other", models)
+        ta.install_decoder(tmp_path / "other", models)

@@ -25,7 +25,8 @@ The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine
    the stage's measurements redone (``backbones.json``, the recon grid; ``measure`` alone redoes
    them, e.g. after a change to how the generator draws).
 
-And for the autoencoder, whose reconstructions bound every shape a drawing keeps:
+And for the autoencoder, whose reconstructions bound every shape a drawing keeps
+(:mod:`s2i.train.autoencoder`):
 
 - ``autoencoder OUT.npz AE_DIR --halvings H --channels C --steps S``: a new autoencoder (8x8 or
   16x16 latents), its reconstructions of the tuning stills judged beside the shipped one's; a
@@ -51,14 +52,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.models.common import resolve_device, to_tensor, to_uint8
-from s2i.models.generator import GeneratorCfg
-from s2i.models.latent import Autoencoder, LatentGenerator, build
+from s2i.models.common import resolve_device, to_tensor
+from s2i.models.latent import LatentGenerator, build
+from s2i.train.autoencoder import (
+    AE_JSON,
+    autoencoder_cmd,
+    decoder_cmd,
+    device_name,
+    install_decoder,
+    installed_cfg,
+    load_autoencoder,
+    shape_reads,
+    singles,
+)
 from s2i.utils import atomic_path, read_json, write_json
 
 TUNING_SEED_OFFSET = 5_000_003  # the tuning stills' seed: base.seed + this
 SHARD_MB = 15  # denoiser weights are written in safetensors shards of at most this size
-AE_JSON = "autoencoder.json"  # beside an autoencoder of its own: its LatentCfg settings
 
 
 def export_stills(out: str | os.PathLike, n_stills: int, seed: int, n_tuning: int = 512) -> Path:
@@ -94,153 +104,8 @@ def training_targets(model_dir: str | os.PathLike, images: np.ndarray, device=No
         enc = ImageEncoder.load(model_dir / "image_encoder").to(dev).eval()
         x = to_tensor(images)
         e = torch.cat([embed(enc, x[s : s + 4096].to(dev)).cpu() for s in range(0, len(x), 4096)])
-        z = _autoencoder(model_dir, ae_dir).to(dev).encode_all(x).cpu()
+        z = load_autoencoder(model_dir, ae_dir).to(dev).encode_all(x).cpu()
     return z, e
-
-
-def _shipped_cfg(model_dir: Path, ae_dir=None) -> tuple[GeneratorCfg, dict]:
-    """The installed generator's config and metadata; with ``ae_dir`` (:func:`fit_autoencoder`'s
-    folder) the latent settings are that autoencoder's."""
-    meta = read_json(Path(model_dir) / "generator" / "s2i_generator.json")
-    c = meta["cfg"]
-    cfg = GeneratorCfg(**{**c, "block_out_channels": tuple(c["block_out_channels"])})
-    if ae_dir is not None:
-        cfg = replace(cfg, latent={**cfg.latent, **read_json(Path(ae_dir) / AE_JSON)["latent"]})
-    return cfg, meta
-
-
-def _autoencoder(model_dir, ae_dir=None) -> Autoencoder:
-    """The installed autoencoder, or the one in ``ae_dir``, frozen."""
-    from safetensors.torch import load_file
-
-    cfg, meta = _shipped_cfg(Path(model_dir), ae_dir)
-    ae, _ = build(cfg, meta["embed_dim"], meta["image_size"])
-    folder = Path(model_dir) / "generator" if ae_dir is None else Path(ae_dir)
-    ae.load_state_dict(load_file(str(folder / "autoencoder.safetensors")))
-    return ae.eval().requires_grad_(False)
-
-
-def tuning_singles(d) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The single-object tuning stills of an export ``d``: (images, shape index, size tercile 0-2)."""
-    one = d["tuning_presence"].sum(1) == 1
-    size = d["tuning_sizes"][one].max(1)
-    tercile = np.searchsorted(np.quantile(size, [1 / 3, 2 / 3]), size, side="right")
-    return d["tuning_images"][one], d["tuning_presence"][one].argmax(1), tercile
-
-
-def shape_reads(judge, images: np.ndarray, shape: np.ndarray, tercile: np.ndarray) -> dict:
-    """Share of single-object ``images`` whose judged top class is ``shape``: overall, by shape
-    and by size tercile (smallest first; None for a group without stills)."""
-    from s2i.toyworld import world
-
-    ok = judge.report(images)["top_class"] == shape
-
-    def share(hits: np.ndarray, digits: int = 3) -> float | None:  # None: no still in the group
-        return round(float(hits.mean()), digits) if len(hits) else None
-
-    return dict(
-        all=share(ok, 4),
-        by_shape={name: share(ok[shape == k]) for k, name in enumerate(world.SHAPES)},
-        by_size=[share(ok[tercile == b]) for b in range(3)],
-    )
-
-
-def fit_autoencoder(images: np.ndarray, latent: dict, seed: int, device=None, log=None) -> Autoencoder:
-    """A fresh autoencoder (``LatentCfg`` fields in ``latent``: ``ae_halvings``, ``channels``,
-    ``ae_width``, ``ae_steps`` ...) trained as the pretrain stage trains its own
-    (:func:`s2i.train.generator.train_autoencoder`) on uint8 ``images``; on the CPU, frozen."""
-    from s2i.models.latent import LatentCfg
-    from s2i.train.generator import train_autoencoder
-
-    lat = LatentCfg(**latent)
-    torch.manual_seed(seed)
-    ae = Autoencoder(lat.channels, lat.ae_width, lat.ae_halvings)
-    g = torch.Generator().manual_seed(seed + 2)
-    return train_autoencoder(ae, images, lat, g, log, device=resolve_device(device)).cpu()
-
-
-def finetune_decoder(
-    ae: Autoencoder,
-    images: np.ndarray,
-    steps: int,
-    seed: int,
-    batch: int = 64,
-    lr: float = 5e-4,
-    latent_noise: float = 0.2,
-    device=None,
-    log=None,
-) -> Autoencoder:
-    """A copy of ``ae`` whose decoder is trained further with the encoder frozen, as Stable
-    Diffusion's VAE decoders were fine-tuned (``sd-vae-ft-mse``): the latent space stays as it
-    was, so a denoiser trained on it stays valid, while the decoder learns to draw more exactly
-    what the latents hold. The loss and the latent noise of
-    :func:`s2i.train.generator.train_autoencoder`, a cosine schedule after 100 warm-up steps.
-    Returns the copy frozen, on the CPU."""
-    import torch.nn.functional as F
-
-    from s2i.train.generator import _cosine
-
-    dev = resolve_device(device)
-    ae = copy.deepcopy(ae).to(dev)
-    ae.enc.requires_grad_(False)
-    ae.dec.requires_grad_(True).train()
-    opt = torch.optim.AdamW(ae.dec.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _cosine(s, steps, warmup=100))
-    g = torch.Generator().manual_seed(seed)
-    x_all = to_tensor(images)
-    side = x_all.shape[2] // ae.factor
-    for step in range(steps):
-        x = x_all[torch.randint(0, len(x_all), (batch,), generator=g)]
-        noise = torch.randn((batch, ae.channels, side, side), generator=g)
-        x = x.to(dev)
-        with torch.no_grad():
-            z = ae.enc(x)
-        loss = F.mse_loss(ae.dec(z + latent_noise * z.std() * noise.to(dev)), x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if log and (step % 25 == 0 or step == steps - 1):
-            log(dict(part="decoder", step=step, loss=loss.item()))
-    return ae.eval().requires_grad_(False).cpu()
-
-
-def install_decoder(ae_dir, model_dir) -> LatentGenerator:
-    """Put the autoencoder of ``ae_dir`` (:func:`finetune_decoder`'s, saved by
-    :func:`save_autoencoder`) into ``model_dir/generator`` beside the installed denoiser, and its
-    record under ``decoder_finetuned`` in ``manifest.json``. Refused unless its encoder is the
-    installed one, weight for weight: a new latent space needs a denoiser trained on it
-    (``train --autoencoder``, then :func:`install`)."""
-    from safetensors.torch import load_file
-
-    ae_dir, model_dir = Path(ae_dir), Path(model_dir)
-    gen = LatentGenerator.load(model_dir / "generator")
-    new = load_file(str(ae_dir / "autoencoder.safetensors"))
-    old = gen.autoencoder.state_dict()
-    enc = [k for k in old if k.startswith("enc.") or k == "scaling_factor"]
-    if new.keys() != old.keys() or not all(torch.equal(new[k], old[k].cpu().contiguous()) for k in enc):
-        raise ValueError(
-            f"{ae_dir / 'autoencoder.safetensors'}: its encoder is not the installed one "
-            "(train a denoiser on its latents with `train --autoencoder`, then `install` that run)"
-        )
-    gen.autoencoder.load_state_dict(new)
-    gen.save(model_dir / "generator")
-    manifest = read_json(model_dir / "manifest.json")
-    manifest["decoder_finetuned"] = {k: v for k, v in read_json(ae_dir / AE_JSON).items() if k != "latent"}
-    write_json(model_dir / "manifest.json", manifest)
-    return gen
-
-
-def save_autoencoder(ae: Autoencoder, latent: dict, ae_dir, record: dict | None = None) -> None:
-    """``ae_dir``/autoencoder.safetensors and ``AE_JSON`` (its latent settings, and ``record``),
-    the folder ``train --autoencoder`` and :func:`install` read."""
-    from safetensors.torch import save_file
-
-    ae_dir = Path(ae_dir)
-    ae_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ae_dir / "autoencoder.safetensors") as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in ae.state_dict().items()}, str(tmp))
-    write_json(ae_dir / AE_JSON, dict(record or {}, latent=latent))
 
 
 def train_denoiser(
@@ -261,21 +126,21 @@ def train_denoiser(
     from s2i.train.generator import _fit
 
     model_dir = Path(model_dir)
-    cfg, meta = _shipped_cfg(model_dir, ae_dir)
+    cfg, meta = installed_cfg(model_dir, ae_dir)
     cfg = replace(cfg, **recipe)
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 2)
     dev = resolve_device(device)
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, None, 0, dev, None)
-    return LatentGenerator(ema.cpu(), _autoencoder(model_dir, ae_dir), cfg, emb_rms, meta["image_size"])
+    return LatentGenerator(ema.cpu(), load_autoencoder(model_dir, ae_dir), cfg, emb_rms, meta["image_size"])
 
 
 def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int = 60, ae_dir=None) -> float:
     """Wall time of one training step of ``recipe`` on ``device`` (the mean of ``n`` after 20)."""
     from s2i.train.generator import _fit
 
-    cfg, meta = _shipped_cfg(Path(model_dir), ae_dir)
+    cfg, meta = installed_cfg(Path(model_dir), ae_dir)
     dev = resolve_device(device)
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     den = den.to(dev)
@@ -296,14 +161,17 @@ def _sync(dev: torch.device) -> None:
 def judge_tuning(gen: LatentGenerator, judge, images, presence, sizes, bg, emb, seed: int, device=None) -> dict:
     """Draw each tuning still back from its embedding (the generator's own sampler and guidance)
     and judge it against the still's ground truth: ``recon_*`` figures of
-    :func:`s2i.train.pretrain.judge_scores`."""
+    :func:`s2i.train.pretrain.judge_scores`, and under ``shape_read`` the same drawings' shape
+    read by shape and by size (:func:`s2i.train.autoencoder.shape_reads`)."""
     from s2i.toyworld.stills import StillSet
     from s2i.train.pretrain import judge_scores
 
     dev = resolve_device(device)
     gen = copy.deepcopy(gen).to(dev)
     drawn = gen(emb.to(dev), n_per=1, seed=seed, batch=512)
-    return judge_scores(judge.report(drawn), StillSet(images, presence, sizes, bg), "recon")
+    scores = judge_scores(judge.report(drawn), StillSet(images, presence, sizes, bg), "recon")
+    one, shape, tercile = singles(presence, sizes)
+    return dict(scores, shape_read=shape_reads(judge, drawn[one], shape, tercile))
 
 
 def save_denoiser(gen: LatentGenerator, run_dir: str | os.PathLike) -> list[Path]:
@@ -350,11 +218,11 @@ def load_run(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> Latent
     run_dir = Path(run_dir)
     recipe = read_json(run_dir / "recipe.json")
     ae_dir = run_dir if (run_dir / AE_JSON).exists() else None
-    cfg, meta = _shipped_cfg(Path(model_dir), ae_dir)
+    cfg, meta = installed_cfg(Path(model_dir), ae_dir)
     cfg = replace(cfg, **recipe["recipe"])
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     den.load_state_dict(load_denoiser_state(run_dir))
-    return LatentGenerator(den, _autoencoder(model_dir, ae_dir), cfg, recipe["emb_rms"], meta["image_size"])
+    return LatentGenerator(den, load_autoencoder(model_dir, ae_dir), cfg, recipe["emb_rms"], meta["image_size"])
 
 
 def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentGenerator:
@@ -447,11 +315,10 @@ def _train_cmd(a) -> None:
     if ae_dir is not None:  # the run holds the autoencoder its latents came from: install takes both
         for name in ("autoencoder.safetensors", AE_JSON):
             shutil.copyfile(Path(ae_dir) / name, Path(a.run_dir) / name)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     record = dict(
         recipe=recipe,
         seed=int(d["seed"]),
-        device=name,
+        device=device_name(dev),
         torch=torch.__version__,
         train_s=round(train_s, 1),
         s_per_step=round(train_s / steps, 5),
@@ -473,91 +340,8 @@ def _train_cmd(a) -> None:
         seed=int(d["seed"]),
         device=dev,
     )
-    one = d["tuning_presence"].sum(1) == 1
-    drawn = copy.deepcopy(gen).to(dev)(e_tune[torch.from_numpy(one)].to(dev), seed=int(d["seed"]), batch=512)
-    tuning["shape_read"] = shape_reads(judge, drawn, *tuning_singles(d)[1:])
     write_json(Path(a.run_dir) / "recipe.json", dict(record, tuning=dict(tuning, n=len(d["tuning_images"]))))
     print(json.dumps(dict(run=str(a.run_dir), **tuning)), flush=True)
-
-
-def _autoencoder_cmd(a) -> None:
-    """Train an autoencoder on the export's training stills; judge its reconstructions of the
-    single-object tuning stills beside the shipped autoencoder's (the ceiling of what a
-    denoiser on its latents can draw)."""
-    from s2i.models.judge import Judge
-
-    dev = resolve_device(a.device)
-    torch.set_num_threads(a.threads)
-    d = np.load(a.stills)
-    latent = dict(
-        channels=a.channels,
-        ae_halvings=a.halvings,
-        ae_width=a.width,
-        ae_steps=a.steps,
-        ae_batch=a.batch,
-        ae_lr=a.lr,
-        ae_latent_noise=a.latent_noise,
-    )
-    t = time.time()
-    ae = fit_autoencoder(d["images"], latent, int(d["seed"]), dev)
-    train_s = time.time() - t
-    judge = Judge.load(Path(a.model_dir) / "judge")
-    images, shape, tercile = tuning_singles(d)
-
-    def reads(model: Autoencoder) -> dict:
-        with torch.no_grad():
-            x = to_tensor(images)
-            return shape_reads(judge, to_uint8(model.decode(model.encode_all(x))), shape, tercile)
-
-    record = dict(
-        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        train_s=round(train_s, 1),
-        seed=int(d["seed"]),
-        n_stills=len(d["images"]),
-        tuning=dict(n=len(images), autoencoder=reads(ae), shipped=reads(_autoencoder(a.model_dir))),
-    )
-    save_autoencoder(ae, latent, a.ae_dir, record)
-    print(json.dumps(dict(ae_dir=str(a.ae_dir), **record)), flush=True)
-
-
-def _decoder_cmd(a) -> None:
-    """Fine-tune the installed autoencoder's decoder; judge reconstructions of the single-object
-    tuning stills and the installed denoiser's drawings of them through either decoder."""
-    from s2i.models.judge import Judge
-
-    dev = resolve_device(a.device)
-    torch.set_num_threads(a.threads)
-    d = np.load(a.stills)
-    gen = LatentGenerator.load(Path(a.model_dir) / "generator")
-    shipped = gen.autoencoder
-    recipe = dict(steps=a.steps, batch=a.batch, lr=a.lr, latent_noise=a.latent_noise)
-    t = time.time()
-    ae = finetune_decoder(shipped, d["images"], seed=int(d["seed"]), device=dev, **recipe)
-    train_s = time.time() - t
-    judge = Judge.load(Path(a.model_dir) / "judge")
-    images, shape, tercile = tuning_singles(d)
-    _, e = training_targets(a.model_dir, images, dev)
-
-    def reads(model: Autoencoder) -> dict:
-        with torch.no_grad():
-            recon = to_uint8(model.decode(model.encode_all(to_tensor(images))))
-        drawer = copy.deepcopy(gen)
-        drawer.autoencoder = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        drawn = drawer.to(dev)(e.to(dev), seed=int(d["seed"]), batch=512)
-        return dict(
-            reconstructed=shape_reads(judge, recon, shape, tercile), drawn=shape_reads(judge, drawn, shape, tercile)
-        )
-
-    record = dict(
-        recipe=recipe,
-        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        train_s=round(train_s, 1),
-        seed=int(d["seed"]),
-        n_stills=len(d["images"]),
-        tuning=dict(n=len(images), finetuned=reads(ae), installed=reads(shipped)),
-    )
-    save_autoencoder(ae, gen.cfg.latent, a.ae_dir, record)
-    print(json.dumps(dict(ae_dir=str(a.ae_dir), **record)), flush=True)
 
 
 def main(argv=None) -> None:
@@ -643,10 +427,10 @@ def main(argv=None) -> None:
         _train_cmd(a)
     elif a.cmd == "autoencoder":
         a.model_dir = model_dir
-        _autoencoder_cmd(a)
+        autoencoder_cmd(a)
     elif a.cmd == "decoder":
         a.model_dir = model_dir
-        _decoder_cmd(a)
+        decoder_cmd(a)
     elif a.cmd == "install-decoder":
         install_decoder(a.ae_dir, model_dir)
         a.model_dir = model_dir
