@@ -88,11 +88,12 @@ def test_the_train_command_writes_weights_then_the_recipe_and_tuning_figures(tmp
     np.savez(src, **{k: stills[k] for k in stills.files})
     run = tmp_path / "run"
     args = ["--model-dir", str(model_dir), "--batch", "4", "--lr", "1e-3", "--steps", "2", "--bf16", "auto"]
-    dn.main(["train", str(src), str(run), *args])
+    dn.main(["train", str(src), str(run), *args, "--snr-floor", "5"])
     rec = json.loads((run / "recipe.json").read_text())
-    assert rec["recipe"] == dict(batch=4, lr=1e-3, ema_decay=0.999, bf16="auto", steps=2)
+    assert rec["recipe"] == dict(batch=4, lr=1e-3, ema_decay=0.999, bf16="auto", snr_floor=5.0, steps=2)
     assert rec["device"] == "cpu" and rec["tuning"]["n"] == 12 and len(rec["loss"]) >= 1
     assert dn.load_denoiser_state(run)
+    assert dn.load_run(run, model_dir).cfg.snr_floor == 5.0  # the run's recipe goes with its weights
 
 
 def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names():

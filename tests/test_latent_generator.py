@@ -242,3 +242,14 @@ def test_denoiser_trains_and_draws_under_bf16(tmp_path, stills, emb, gen):
     assert np.abs(bf16 - fp32).mean() < 0.2 * np.abs(other_noise - fp32).mean()
     drawn.save(tmp_path / "g")
     assert LatentGenerator.load(tmp_path / "g").cfg.sample_bf16 is True
+
+
+def test_the_snr_floor_raises_the_noisiest_steps_weights(stills, emb):
+    """``snr_floor`` 0 is plain min-SNR (the default, the same weights bit for bit); a floor
+    changes training (the noisiest timesteps, whose min-SNR weight is near 0, weigh as much as
+    the floor)."""
+    plain = train_generator(emb, stills.images, replace(CFG, snr_floor=0.0), seed=0)
+    ref = train_generator(emb, stills.images, CFG, seed=0)
+    floored = train_generator(emb, stills.images, replace(CFG, snr_floor=1.0), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.decoder.parameters(), ref.decoder.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(floored.decoder.parameters(), ref.decoder.parameters()))

@@ -38,6 +38,7 @@ class GeneratorCfg:
     cfg_dropout: float = 0.1  # classifier-free guidance: share of batches' embeddings dropped
     max_noise_level: float = 0.1  # embedding noise augmentation (relative to the embedding's RMS)
     min_snr_gamma: float = 5.0
+    snr_floor: float = 0.0  # the x0 loss weights min(SNR, gamma) raised to at least this (0: plain min-SNR)
     ema_decay: float = 0.999
     train_timesteps: int = 1000
     sample_steps: int = 25

@@ -295,7 +295,9 @@ def _train_cmd(a) -> None:
     z, e_all = training_targets(a.model_dir, np.concatenate([train, d["tuning_images"]]), dev, ae_dir)
     z, e, e_tune = z[:n], e_all[:n], e_all[n:]
     bf16 = {"true": True, "false": False}.get(a.bf16, a.bf16)
-    recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay, bf16=bf16)
+    recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay, bf16=bf16, snr_floor=a.snr_floor)
+    if a.min_snr_gamma is not None:
+        recipe["min_snr_gamma"] = a.min_snr_gamma
     steps = a.steps
     if steps is None:  # as many thousands of steps as fit in --seconds
         per_step = seconds_per_step(a.model_dir, z, e, recipe, dev, ae_dir=ae_dir)
@@ -371,6 +373,8 @@ def main(argv=None) -> None:
         default="false",
         help="bfloat16 autocast in training: auto where the device computes in bfloat16 natively",
     )
+    tr.add_argument("--min-snr-gamma", type=float, default=None, help="the x0 loss weights' cap (default: installed)")
+    tr.add_argument("--snr-floor", type=float, default=0.0, help="the x0 loss weights raised to at least this")
     tr.add_argument("--steps", type=int, default=None, help="training steps (default: what fits in --seconds)")
     tr.add_argument("--seconds", type=float, default=300.0)
     tr.add_argument("--device", default=None)

@@ -1,8 +1,9 @@
-"""Training of the toy generator: x0-prediction with min-SNR weighting, classifier-free
-dropout of the embedding, embedding noise augmentation and an EMA of the weights;
-checkpointed and resumable. ``GeneratorCfg.kind`` chooses what is denoised: the pictures
-(``pixel``, :class:`s2i.models.generator.EmbeddingDecoder`) or the latents of an autoencoder
-trained first on the same pictures (``latent``, :mod:`s2i.models.latent`)."""
+"""Training of the toy generator: x0-prediction with min-SNR weighting (optionally floored:
+``GeneratorCfg.snr_floor``), classifier-free dropout of the embedding, embedding noise
+augmentation and an EMA of the weights; checkpointed and resumable. ``GeneratorCfg.kind``
+chooses what is denoised: the pictures (``pixel``, :class:`s2i.models.generator.EmbeddingDecoder`)
+or the latents of an autoencoder trained first on the same pictures (``latent``,
+:mod:`s2i.models.latent`)."""
 
 from __future__ import annotations
 
@@ -39,8 +40,10 @@ def train_generator(
 ) -> ToyGenerator:
     """DDPM training of the embedding-conditioned generator on (image embedding, image) pairs.
 
-    x0 ("sample") prediction with min-SNR-gamma loss weights, classifier-free dropout of the
-    embedding, Gaussian noise augmentation of the embedding, optional bf16 autocast
+    x0 ("sample") prediction with min-SNR-gamma loss weights, ``min(SNR, gamma)``, raised to at
+    least ``cfg.snr_floor`` (0: plain min-SNR; ``floor == gamma``: every timestep weighs the
+    same, the noisiest ones included, where the layout and the shape are decided), classifier-free
+    dropout of the embedding, Gaussian noise augmentation of the embedding, optional bf16 autocast
     (``cfg.bf16``: ``"auto"`` where the device computes in bfloat16 natively), an EMA of
     the weights (the EMA is what is saved). With ``cfg.kind == "latent"`` an autoencoder is
     trained on the images first (:func:`train_autoencoder`) and the diffusion runs on its latents.
@@ -92,7 +95,7 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
     )
     ac = ddpm.alphas_cumprod
     snr = ac / (1 - ac)
-    w_t = torch.clamp(snr, max=cfg.min_snr_gamma)  # min-SNR weights for x0 prediction
+    w_t = torch.clamp(snr, min=cfg.snr_floor, max=cfg.min_snr_gamma)  # min-SNR weights for x0 prediction
     e_all = emb.float()
     emb_rms = float(e_all.pow(2).mean().sqrt())
     # Where a step's batch and noise are drawn: on the CPU from g (bit for bit the CPU builds), or
