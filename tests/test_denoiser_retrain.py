@@ -59,7 +59,7 @@ def test_a_retrained_denoiser_installs_beside_the_shipped_autoencoder(tmp_path, 
     gen = dn.train_denoiser(model_dir, z, e, recipe, seed=0, device="cpu")
     run = tmp_path / "run"
     dn.save_denoiser(gen, run)
-    write_json(run / "recipe.json", dict(recipe=recipe, seed=0, device="cpu", emb_rms=gen.emb_rms))
+    write_json(run / "recipe.json", dict(recipe=recipe, seed=0, device="cpu", emb_rms=gen.emb_rms, loss=[[0, 1.0]]))
     ae_before = (model_dir / "generator" / "autoencoder.safetensors").read_bytes()
     dn.install(run, model_dir)
     back = LatentGenerator.load(model_dir / "generator")
@@ -67,7 +67,9 @@ def test_a_retrained_denoiser_installs_beside_the_shipped_autoencoder(tmp_path, 
     assert all(torch.equal(a, b) for a, b in zip(back.decoder.state_dict().values(), gen.decoder.state_dict().values()))
     assert (model_dir / "generator" / "autoencoder.safetensors").read_bytes() == ae_before
     manifest = read_json(model_dir / "manifest.json")
-    assert manifest["generator_retrained"]["recipe"] == recipe and "emb_rms" not in manifest["generator_retrained"]
+    assert manifest["generator_retrained"]["recipe"] == recipe and not {"emb_rms", "loss"} & set(
+        manifest["generator_retrained"]
+    )
     _, e_t = dn.training_targets(model_dir, stills["tuning_images"], "cpu")
     judge = Judge.load(model_dir / "judge")
     scores = dn.judge_tuning(

@@ -236,7 +236,8 @@ def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentG
     gen = load_run(run_dir, model_dir)
     gen.save(model_dir / "generator")
     manifest = read_json(model_dir / "manifest.json")
-    manifest["generator_retrained"] = {k: v for k, v in recipe.items() if k != "emb_rms"}
+    # the run's record but for its loss curve (recipe.json keeps it) and the embedding scale
+    manifest["generator_retrained"] = {k: v for k, v in recipe.items() if k not in ("emb_rms", "loss")}
     write_json(model_dir / "manifest.json", manifest)
     return gen
 
