@@ -245,11 +245,20 @@ def test_denoiser_trains_and_draws_under_bf16(tmp_path, stills, emb, gen):
 
 
 def test_the_snr_floor_raises_the_noisiest_steps_weights(stills, emb):
-    """``snr_floor`` 0 is plain min-SNR (the default, the same weights bit for bit); a floor
-    changes training (the noisiest timesteps, whose min-SNR weight is near 0, weigh as much as
-    the floor)."""
-    plain = train_generator(emb, stills.images, replace(CFG, snr_floor=0.0), seed=0)
+    """``snr_floor`` 0 is plain min-SNR (the default: the same training bit for bit); a floor
+    lifts the noisiest timesteps' weights, near 0 under min-SNR, to the floor, and a floor equal
+    to the cap weighs every timestep alike."""
+    from diffusers import DDPMScheduler
+
+    from s2i.train.generator import x0_loss_weights
+
+    ac = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+    snr = ac / (1 - ac)
+    plain, floored, flat = x0_loss_weights(ac, 5.0), x0_loss_weights(ac, 5.0, 1.0), x0_loss_weights(ac, 5.0, 5.0)
+    assert torch.equal(plain, torch.minimum(snr, torch.tensor(5.0))) and plain[900] < 0.05
+    assert floored[900] == 1.0 and torch.equal(floored[:400], plain[:400]) and torch.all(flat == 5.0)
     ref = train_generator(emb, stills.images, CFG, seed=0)
-    floored = train_generator(emb, stills.images, replace(CFG, snr_floor=1.0), seed=0)
-    assert all(torch.equal(a, b) for a, b in zip(plain.decoder.parameters(), ref.decoder.parameters()))
-    assert not all(torch.equal(a, b) for a, b in zip(floored.decoder.parameters(), ref.decoder.parameters()))
+    again = train_generator(emb, stills.images, replace(CFG, snr_floor=0.0), seed=0)
+    other = train_generator(emb, stills.images, replace(CFG, snr_floor=1.0), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(again.decoder.parameters(), ref.decoder.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(other.decoder.parameters(), ref.decoder.parameters()))

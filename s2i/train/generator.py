@@ -80,6 +80,13 @@ def _save(state: dict, path) -> None:
     atomic_torch_save(state, path)
 
 
+def x0_loss_weights(alphas_cumprod: torch.Tensor, gamma: float, floor: float = 0.0) -> torch.Tensor:
+    """Per-timestep weights of the x0 loss: min-SNR, ``min(SNR, gamma)`` (Hang et al. 2023), raised
+    to at least ``floor``; ``floor == gamma`` weighs every timestep alike."""
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    return torch.clamp(snr, min=floor, max=gamma)
+
+
 def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoencoder=None) -> tuple[nn.Module, float]:
     """The diffusion loop on targets ``x_all`` (pictures or latents); returns (EMA model, embedding RMS)."""
     from diffusers import DDPMScheduler
@@ -94,8 +101,7 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
         num_train_timesteps=cfg.train_timesteps, beta_schedule="squaredcos_cap_v2", prediction_type="sample"
     )
     ac = ddpm.alphas_cumprod
-    snr = ac / (1 - ac)
-    w_t = torch.clamp(snr, min=cfg.snr_floor, max=cfg.min_snr_gamma)  # min-SNR weights for x0 prediction
+    w_t = x0_loss_weights(ac, cfg.min_snr_gamma, cfg.snr_floor)
     e_all = emb.float()
     emb_rms = float(e_all.pow(2).mean().sqrt())
     # Where a step's batch and noise are drawn: on the CPU from g (bit for bit the CPU builds), or
