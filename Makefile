@@ -25,14 +25,14 @@ repro: env ## set up, then run the whole pipeline (.venv/bin/dvc repro) on param
 fullsmoke: env ## the full profile's real-video stages on tiny random models and generated videos (VIDEOS=dir: yours)
 	$(BIN)/python -m s2i.real all --profile fullsmoke $(if $(VIDEOS),--videos $(VIDEOS),)
 
-# nbval runs the smoke run's notebooks in pipeline order (each feeds the next: the same five as
+# nbval runs the smoke run's notebooks in pipeline order (each feeds the next: the same six as
 # tests/conftest.py's SMOKE_STAGES), then the notebooks that only read it two at a time, one
 # torch thread each (on 2 cores 35 s instead of 51 s one after the other).
 NBVAL := $(BIN)/python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
 	--nbval-sanitize-with tests/nbval_sanitize.cfg
 NB_DIR := build/nbval_notebooks
 NB_SMOKE := $(addprefix $(NB_DIR)/,00_world.ipynb 00_pretrain.ipynb 01_frame_selection.ipynb \
-	02_extraction.ipynb 03_alignment.ipynb)
+	02_extraction.ipynb 03_alignment.ipynb 03_prior.ipynb)
 NB_READERS := $(filter-out $(NB_SMOKE),$(patsubst notebooks/%,$(NB_DIR)/%,$(wildcard notebooks/*.ipynb)))
 
 test: lint ## run the whole test suite: lint, nbval over every notebook at smoke size, unit tests

@@ -109,6 +109,26 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
             },
         },
     ),
+    "prior": (
+        "03_prior",
+        {
+            **_BASE,
+            **{
+                k: f"prior.{k}"
+                for k in (
+                    "width",
+                    "depth",
+                    "steps",
+                    "batch",
+                    "lr",
+                    "p_uncond",
+                    "cond_noise",
+                    "guidance",
+                    "sample_steps",
+                )
+            },
+        },
+    ),
     "generation": (
         "04_generation",
         {

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--edits", type=int, default=32)
     ap.add_argument("--gains", default="-12,-6,0,6")
     ap.add_argument("--run-dir", default="results")
+    ap.add_argument("--no-prior", action="store_true", help="draw Z^A itself, not the embedding prior's samples")
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--model-dir", default="models/toy")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the profile's sampling.steps)")
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     s2i = load_run(a.run_dir, a.profile, a.model_dir, steps=a.steps)
+    if a.no_prior:
+        s2i = s2i.without_prior()
     gains = [float(g) for g in a.gains.split(",")]
     if a.grid:
         settings = list(itertools.product(*[[float(v) for v in s.split(",")] for s in a.grid]))

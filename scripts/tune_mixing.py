@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pairs", type=int, default=16)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--run-dir", default="results")
+    ap.add_argument("--no-prior", action="store_true", help="draw Z^A itself, not the embedding prior's samples")
     ap.add_argument("--profile", default="toy")
     ap.add_argument("--model-dir", default="models/toy")
     ap.add_argument("--weight", type=float, default=None, help="each source's guidance weight (default: guidance)")
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     s2i = load_run(a.run_dir, a.profile, a.model_dir)
+    if a.no_prior:
+        s2i = s2i.without_prior()
     judge = s2i.backbones.judge
     kw = dict(
         weight=a.weight,

@@ -1,6 +1,6 @@
 """Shared test settings and the one smoke-run fixture.
 
-``smoke_run`` is the pipeline's first five notebooks executed at smoke size into
+``smoke_run`` is the pipeline's first six notebooks executed at smoke size into
 ``build/nbval`` -- the same run nbval's notebooks and the explorer's defaults use. A test that
 needs trained (tiny) models asks for it; it is built with papermill the first time any test
 asks (about 3 minutes on 2 cores) and reused afterwards, so no test depends on another having
@@ -28,9 +28,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE_DIR = ROOT / "build" / "nbval"
-SMOKE_STAGES = ("00_world", "00_pretrain", "01_frame_selection", "02_extraction", "03_alignment")
+SMOKE_STAGES = ("00_world", "00_pretrain", "01_frame_selection", "02_extraction", "03_alignment", "03_prior")
 SMOKE_FILES = (
     "alignment/audio_encoder/audio_encoder.safetensors",
+    "prior/prior.safetensors",
     "models/manifest.json",
     "models/judge/judge.safetensors",
     "models/generator/s2i_generator.json",
@@ -87,7 +88,8 @@ def _execute_smoke_notebooks() -> None:
 
 @pytest.fixture(scope="session")
 def smoke_run() -> Path:
-    """``build/nbval``: the smoke run's models (``models/``) and audio encoder (``alignment/``)."""
+    """``build/nbval``: the smoke run's models (``models/``), audio encoder (``alignment/``) and
+    embedding prior (``prior/``)."""
     return build_smoke_run()
 
 

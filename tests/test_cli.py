@@ -230,6 +230,15 @@ def test_generate_keeps_the_best_of_its_candidates(files, models, smoke_s2i, tmp
     assert r.returncode == 1 and "--candidates must be >= 1" in r.stderr
 
 
+def test_generate_draws_the_prior_samples_unless_told_not_to(files, models, smoke_s2i, tmp_path):
+    for flag, model in (([], smoke_s2i), (["--no-prior"], smoke_s2i.without_prior())):
+        r = s2i_here("generate", files["wav16"], "--n", "2", "--scale", "1", "-o", "p", *flag, *models, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        got = np.stack([np.asarray(Image.open(tmp_path / "p" / f"s16_{i:02d}.png")) for i in range(2)])
+        np.testing.assert_array_equal(got, model.generate(files["wav16"], n=2, seed=0, steps=1))
+    assert not np.array_equal(got, smoke_s2i.generate(files["wav16"], n=2, seed=0, steps=1))
+
+
 def test_thumbnails_end_to_end(files, models, tmp_path):
     r = s2i(
         "thumbnails",

@@ -315,6 +315,11 @@ def test_cli_runs_every_stage_on_a_folder_of_videos(smoke, tmp_path):
     m = json.loads((out / "metrics" / "alignment.json").read_text())
     assert m["n"] == m["n_test"] > 1 and 0 <= m["r1"] <= 1 and m["r10"] >= m["r5"] >= m["r1"]
     assert (out / "alignment" / "audio_encoder" / "audio_encoder.safetensors").exists()
+    pr = json.loads((out / "metrics" / "prior.json").read_text())
+    assert pr["n_train_pairs"] >= 2 and pr["train_loss"] > 0
+    assert (out / "prior" / "prior.safetensors").exists()
+    ev = json.loads((out / "metrics" / "evaluation.json").read_text())
+    assert ev["sound_prior"]["n"] == ev["sound"]["n"]  # the prior's samples drawn beside the sounds
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -331,16 +336,22 @@ def test_image_retrieval_and_baseline_arithmetic():
 
 
 def test_evaluation_protocol_on_the_tiny_models(smoke, monkeypatch, tmp_path):
-    from s2i.real.pipeline import run_align, run_evaluate
+    from s2i.models.prior import EmbeddingPrior
+    from s2i.real.pipeline import run_align, run_evaluate, run_prior
 
     p, corpus = smoke
     p = dict(p, real=dict(p["real"], selection=dict(p["real"]["selection"], method="center")))
     run_select(p)
     run_extract(p)
     run_align(p)
+    pm = run_prior(p)
+    prior = EmbeddingPrior.load(Path(p["real"]["out_dir"]) / "prior")
+    assert prior.cfg.dim == 32 and prior.cfg.width == p["real"]["prior"]["width"]  # the tiny OpenCLIP's width
+    assert pm["n_train_pairs"] >= 2 and pm["train_loss"] > 0
+    assert ("val_loss" in pm) == (pm["n_val_pairs"] >= 2)  # held-out figures where there are pairs to hold out
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # no Inception weights here
     m = run_evaluate(p)
-    for name in ("sound", "baseline_random_frame", "upper_bound_true_embedding"):
+    for name in ("sound", "sound_prior", "baseline_random_frame", "upper_bound_true_embedding"):
         assert m[name]["n"] == m["n"] >= 2 and 0 <= m[name]["r1"] <= m[name]["r5"] <= m[name]["r10"] <= 1
         assert "class_r1" in m[name]
     vol = {row["gain_db"]: row for row in m["volume"]}

@@ -4,8 +4,9 @@
 # Held-out sounds rendered by the toy world with seeds never used in training (plus timbres
 # outside the training range) go through the trained audio encoder into the image-embedding
 # space, and the pretrained generator draws them. The judge says what was drawn. Upper bound:
-# the same generator from the paired *image* embeddings of the held-out test clips. Baseline:
-# chance, 1/8.
+# the same generator from the paired *image* embeddings of the held-out test clips. Baselines:
+# chance, 1/8, and the same sounds drawn from Z^A itself, without the embedding prior
+# (stage 03_prior), which is what the product draws from (each image its own sample of the prior).
 #
 # The judge reads shapes: colours are shared by all classes, and the colour-swap check
 # (:mod:`s2i.eval.judge_check`: every shape in every palette colour and in six colours no class
@@ -44,6 +45,11 @@ s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=s
 # %%
 res = eval_generation(s2i, sound_bank(n_per_class, seed), n_images, seed)
 res_novel = eval_generation(s2i, sound_bank(n_per_class, seed + 1, novel=True), n_images, seed)
+plain = s2i.without_prior()  # the baseline: Z^A drawn as it is
+res_plain = eval_generation(plain, sound_bank(n_per_class, seed), n_images, seed, z=res["z"])
+res_plain_novel = eval_generation(
+    plain, sound_bank(n_per_class, seed + 1, novel=True), n_images, seed, z=res_novel["z"]
+)
 rows, z, m = load_pairs(out / "pairs")
 te_rows, te_z, _ = subset(rows, z, m, "test", "test_gt")
 img_up = s2i.backbones.generate(te_z, n_per=1, seed=seed)
@@ -73,6 +79,9 @@ metrics = dict(
     bg_acc_audio=res["bg_acc"],
     class_acc_audio_novel_timbre=res_novel["class_acc"],
     bg_acc_audio_novel_timbre=res_novel["bg_acc"],
+    prior=s2i.prior is not None,
+    class_acc_audio_no_prior=res_plain["class_acc"],
+    class_acc_audio_novel_timbre_no_prior=res_plain_novel["class_acc"],
     class_acc_image=float((rep_up["top_class"] == te_cls).mean()),
     candidates=candidates,
     class_acc_audio_best_of=best["class_acc"],

@@ -237,6 +237,11 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         help="which published network --audio-encoder holds (default %(default)s)",
     )
     g.add_argument(
+        "--no-prior",
+        action="store_true",
+        help="draw the sound's embedding itself, not the run's embedding prior's samples of it (the baseline)",
+    )
+    g.add_argument(
         "--config",
         default=None,
         metavar="YAML",

@@ -83,8 +83,9 @@ def _trained_encoder(path: Path) -> bool:
 
 def load_model(args):
     """The Sound2Image of the chosen profile (the slow part: after the inputs are checked): its
-    backbones with the audio encoder trained in the run folder, or with the published one given
-    by ``--audio-encoder`` (then no trained run is needed)."""
+    backbones with the audio encoder trained in the run folder (and its embedding prior, unless
+    ``--no-prior``), or with the published one given by ``--audio-encoder`` (then no trained run
+    is needed, and no prior is used)."""
     from diffusers.utils import logging as dlog
 
     from s2i.method.generate import Sound2Image
@@ -123,9 +124,10 @@ def load_model(args):
         return Sound2Image(backbones, enc, window_s=args.encoder_window or window or d["window_s"])
     run_dir = _user_path(args.run_dir) or d["run_dir"]
     window_s = args.encoder_window or d["window_s"]
-    return Sound2Image.from_run(
+    s2i = Sound2Image.from_run(
         run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full, sample_steps=steps
     )
+    return s2i.without_prior() if getattr(args, "no_prior", False) else s2i
 
 
 # ----------------------------------------------------------------------------- checking inputs

@@ -48,17 +48,19 @@ def eval_generation(
     (:func:`s2i.method.generate.best_of`; the judge plays no part in the choice), and
     ``class_acc_any_candidate`` is the re-ranking's upper bound: the share of images for which
     any of their candidates shows the heard class (with one candidate, ``class_acc``). ``z``: the
-    sounds' embeddings, when already computed."""
+    sounds' embeddings, when already computed. Each image is drawn from its own sample of the
+    embedding prior where ``s2i`` has one (:meth:`Sound2Image.image_embeddings`)."""
     if z is None:
         z = torch.stack([s2i.embed_audio(s.render(), world.SR) for s in bank])
-    drawn = s2i.backbones.generate(z, n_per=n_images * candidates, guidance=guidance, seed=seed)
+    z_draw = s2i.image_embeddings(z, n_images, seed)
+    drawn = s2i.backbones.generate(z_draw, n_per=candidates, guidance=guidance, seed=seed)
     rep_all = s2i.backbones.judge.report(drawn)
     cls = np.repeat([s.cls for s in bank], n_images)
     bg = np.repeat([s.bg for s in bank], n_images)
     any_hit = (rep_all["top_class"] == np.repeat(cls, candidates)).reshape(-1, candidates).any(1)
     imgs, rep = drawn, rep_all
     if candidates > 1:  # the chosen candidates' verdicts, read off those of every candidate
-        rows = best_of(s2i.backbones, z, drawn, candidates)[0]
+        rows = best_of(s2i.backbones, z_draw, drawn, candidates)[0]
         imgs, rep = drawn[rows], {k: v[rows] for k, v in rep_all.items()}
     exact = rep["present"].sum(1) == 1
     return dict(
@@ -90,7 +92,8 @@ def volume_sweep(
 
     ``mode="whole"`` scales the whole recording (claim 8's "the input gets louder");
     ``"object"`` scales only the object's sound. Returns sizes (S, G, n_images) and the mean
-    per-sound Spearman between gain and size."""
+    per-sound Spearman between gain and size. With an embedding prior, each image of a sound
+    starts from the same prior noise at every gain: only the sound changes."""
     from scipy.stats import spearmanr
 
     zs = []
@@ -99,7 +102,13 @@ def volume_sweep(
             a = s.render(gain_db=g) if mode == "whole" else s.render(object_only_db=g)
             zs.append(s2i.embed_audio(a, world.SR))
     z = torch.stack(zs)
-    imgs = s2i.backbones.generate(z, n_per=n_images, seed=seed)  # same seed: only the sound changes
+    noise = None
+    if s2i.prior is not None:  # one noise per sound and image, the same at every gain
+        g = torch.Generator().manual_seed(seed)
+        per_sound = torch.randn(len(bank), 1, n_images, z.shape[1], generator=g)
+        noise = per_sound.expand(-1, len(gains_db), -1, -1).reshape(-1, z.shape[1])
+    z_draw = s2i.image_embeddings(z, n_images, seed, noise=noise)
+    imgs = s2i.backbones.generate(z_draw, n_per=1, seed=seed)  # same seed: only the sound changes
     rep = s2i.backbones.judge.report(imgs)
     cls = np.repeat([s.cls for s in bank], len(gains_db) * n_images)
     sizes = judged_size(rep, cls).reshape(len(bank), len(gains_db), n_images)
@@ -137,6 +146,8 @@ def mix_generate(
 
     * ``waveform``: the audio encoder on the mixed waveform;
     * ``mean``: the mean of the per-source embeddings, one guided sample;
+    (with an embedding prior, these two draw its samples of those embeddings, and the composed
+    methods draw its samples of each term's: :meth:`Sound2Image.embed_for_drawing`)
     * ``compose_plain``: each source's embedding is its own guidance term over the whole
       picture (composable guidance), so each source's object is drawn distinctly at the size
       its own level implies;
@@ -150,7 +161,7 @@ def mix_generate(
     Gains (dB, one list per mix) scale each source's recording before encoding/mixing."""
     if method == "waveform":
         z = torch.stack([s2i.embed_audio(mix_audio(m, g), world.SR) for m, g in zip(mixes, gains_db)])
-        return s2i.backbones.generate(z, n_per=n, seed=seed)
+        return s2i.backbones.generate(s2i.image_embeddings(z, n, seed), n_per=1, seed=seed)
     if method == "mean":
         z = torch.stack(
             [
@@ -158,7 +169,7 @@ def mix_generate(
                 for m, g in zip(mixes, gains_db)
             ]
         )
-        return s2i.backbones.generate(z, n_per=n, seed=seed)
+        return s2i.backbones.generate(s2i.image_embeddings(z, n, seed), n_per=1, seed=seed)
     if method in _COMPOSE_VARIANTS:
         return s2i.generate_mixes(
             mixes, gains_db, n=n, seed=seed, sr=world.SR, weight=weight, **_COMPOSE_VARIANTS[method]

@@ -199,8 +199,8 @@ def edit_image(
     z_img = s2i.embed_images(img[None])
     conds, weights = [], []
     for a in sounds:  # each sound with its ambience cancelled, its weight shared among the sounds
-        z_q = None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None]
-        c, w = sound_terms(s2i.embed_audio(a, SR)[None], z_q, w_sound / len(sounds))
+        z_q = None if ambience_db is None else s2i.embed_for_drawing(a * 10 ** (ambience_db / 20), seed)
+        c, w = sound_terms(s2i.embed_for_drawing(a, seed), z_q, w_sound / len(sounds))
         conds, weights = conds + c, weights + w
     return compose_edit(
         s2i.backbones,
@@ -250,12 +250,16 @@ def edit_frames(
 ) -> np.ndarray:
     """Edit each frame (uint8 (T, h, w, 3) at a size the generator draws: a
     :meth:`~s2i.backbones.base.Backbones.drawing_size`) with the sound around its time; every
-    frame has the same noise and the same ``region`` (:func:`edit_region`)."""
+    frame has the same noise and the same ``region`` (:func:`edit_region`), and with an embedding
+    prior every frame's sound the same prior noise (:meth:`Sound2Image.image_embeddings`)."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
+    z_snd = s2i.image_embeddings(z_snd, 1, seed, shared=True)
     z_q = (
         None
         if ambience_db is None
-        else frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth)
+        else s2i.image_embeddings(
+            frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth), 1, seed, shared=True
+        )
     )
     z_img = s2i.backbones.encode_images(frames)
     conds, weights = sound_terms(z_snd, z_q, default_w_sound(s2i.backbones) if w_sound is None else w_sound)

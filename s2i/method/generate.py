@@ -18,6 +18,7 @@ from s2i.backbones import load_backbones
 from s2i.backbones.base import Backbones
 from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES, compose_mixes, mix_conditions
 from s2i.models.audio_encoder import SR, AudioEncoder
+from s2i.models.prior import EmbeddingPrior
 from s2i.paths import resolve
 
 
@@ -113,20 +114,64 @@ def draw_images(
 
 
 class Sound2Image:
-    """The product's core: audio (file path or array) -> image embedding -> images."""
+    """The product's core: audio (file path or array) -> sound embedding Z^A -> image
+    embeddings (the prior's samples, or Z^A itself without a prior) -> images."""
 
-    def __init__(self, backbones: Backbones, audio_encoder: AudioEncoder, window_s: float = 0.5, cache=None):
+    def __init__(
+        self,
+        backbones: Backbones,
+        audio_encoder: AudioEncoder,
+        window_s: float = 0.5,
+        cache=None,
+        prior: EmbeddingPrior | None = None,
+    ):
         """``audio_encoder``: the trained :class:`AudioEncoder`, or a published one
-        (:func:`s2i.models.published.load_published_audio_encoder`; use its ``window_s``)."""
+        (:func:`s2i.models.published.load_published_audio_encoder`; use its ``window_s``).
+        ``prior``: the trained :class:`~s2i.models.prior.EmbeddingPrior` (None: Z^A is drawn as
+        it is, the patent's plain path)."""
         self.backbones = backbones
         self.audio_encoder = audio_encoder.eval()
         self.window_s = window_s
         self.cache = cache  # optional: an object with get(key, compute), e.g. an LRU of embeddings
+        self.prior = prior
 
     def with_cache(self, cache) -> Sound2Image:
         """The same models, with sound and image embeddings memoised in ``cache`` (an object with
         ``get(key, compute)``), keyed by the exact samples or pixels embedded."""
-        return Sound2Image(self.backbones, self.audio_encoder, self.window_s, cache)
+        return Sound2Image(self.backbones, self.audio_encoder, self.window_s, cache, self.prior)
+
+    def without_prior(self) -> Sound2Image:
+        """The same models drawing Z^A itself (the baseline the prior is measured against)."""
+        return Sound2Image(self.backbones, self.audio_encoder, self.window_s, self.cache, None)
+
+    def image_embeddings(
+        self,
+        z_audio: torch.Tensor,
+        n_per: int = 1,
+        seed: int = 0,
+        noise: torch.Tensor | None = None,
+        shared: bool = False,
+    ) -> torch.Tensor:
+        """(N, D) sound embeddings -> (N * n_per, D) embeddings to draw, each sound's ``n_per``
+        consecutive: the prior's samples (:meth:`EmbeddingPrior.sample`, from ``seed`` or the
+        given ``noise``), or each Z^A repeated without a prior. ``shared``: one noise for every
+        row (``n_per`` 1), so that embeddings drawn together -- a sound and the same sound turned
+        down, a video's frames -- share what the sound leaves open (the object's colour, say)
+        and differ only where their sounds do."""
+        z = torch.as_tensor(z_audio).float()
+        if self.prior is None:
+            return z.repeat_interleave(n_per, 0)
+        if shared:
+            if n_per != 1 or noise is not None:
+                raise ValueError("shared noise draws one sample per sound (n_per 1) from the seed")
+            g = torch.Generator().manual_seed(int(seed))
+            noise = torch.randn(1, z.shape[1], generator=g).expand(len(z), -1)
+        return self.prior.sample(z, n_per, seed=seed, noise=noise).to(z.dtype)
+
+    def embed_for_drawing(self, audio: np.ndarray, seed: int = 0) -> torch.Tensor:
+        """A 16 kHz sound -> (1, D): the embedding the applications draw (mixing, editing): the
+        prior's sample from the seed's shared noise (:meth:`image_embeddings`), or Z^A itself."""
+        return self.image_embeddings(self.embed_audio(audio, SR)[None], 1, seed, shared=True)
 
     def _cached(self, kind: str, x: np.ndarray, compute):
         if self.cache is None:
@@ -145,15 +190,18 @@ class Sound2Image:
         full_params: dict | None = None,
         sample_steps: int | None = None,
     ) -> Sound2Image:
-        """Load the backbones of ``profile`` and the audio encoder trained in ``run_dir``
-        (``sample_steps``: the profile's ``sampling.steps``, see :func:`load_backbones`)."""
+        """Load the backbones of ``profile``, the audio encoder trained in ``run_dir`` and its
+        embedding prior where one was trained (``<run_dir>/prior``); ``sample_steps``: the
+        profile's ``sampling.steps``, see :func:`load_backbones`."""
         enc_dir = resolve(run_dir) / "alignment" / "audio_encoder"
         if not (enc_dir / "audio_encoder.safetensors").exists():
             raise FileNotFoundError(
                 f"{enc_dir}: no trained audio encoder; run the pipeline first (dvc repro alignment)"
             )
         backbones = load_backbones(profile, model_dir, full_params, sample_steps)
-        return cls(backbones, AudioEncoder.load(enc_dir), window_s)
+        prior_dir = resolve(run_dir) / "prior"
+        prior = EmbeddingPrior.load(prior_dir) if EmbeddingPrior.exists(prior_dir) else None
+        return cls(backbones, AudioEncoder.load(enc_dir), window_s, prior=prior)
 
     def load_audio(self, audio: str | os.PathLike | np.ndarray, sr: int | None = None) -> np.ndarray:
         """A path (any format PyAV decodes) or an array with its sample rate -> mono 16 kHz."""
@@ -204,13 +252,14 @@ class Sound2Image:
         candidates: int = 1,
         **kw,
     ) -> np.ndarray:
-        """Audio -> ``n`` images (uint8 (n, H, W, 3)); the same seed gives the same images.
-        ``candidates`` > 1: each image is the best of that many drawings, re-ranked by the image
-        encoder (:func:`draw_best_of`). ``kw`` goes to the backbones' ``generate``: e.g.
+        """Audio -> ``n`` images (uint8 (n, H, W, 3)), each from its own sample of the prior
+        (:meth:`image_embeddings`); the same seed gives the same images.
+        ``candidates`` > 1: each image is the best of that many drawings of its embedding,
+        re-ranked by the image encoder (:func:`draw_best_of`). ``kw`` goes to the backbones' ``generate``: e.g.
         ``height``/``width`` (a size the generator draws, see
         :meth:`~s2i.backbones.base.Backbones.drawing_size`), ``progress``."""
-        z = self.embed_audio(audio, sr)[None]
-        return draw_images(self.backbones, z, n, candidates, seed, guidance=guidance, steps=steps, **kw)
+        z = self.image_embeddings(self.embed_audio(audio, sr)[None], n, seed)
+        return draw_images(self.backbones, z, 1, candidates, seed, guidance=guidance, steps=steps, **kw)
 
     def generate_mix(
         self,
@@ -287,7 +336,7 @@ class Sound2Image:
                 raise ValueError(f"{len(sounds)} sounds but {len(gains)} gains")
             audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains)]
             conds, weights = mix_conditions(
-                lambda a: self.embed_audio(a, SR)[None], audio, guidance, weight, ambience_db, ambience_weight
+                lambda a: self.embed_for_drawing(a, seed), audio, guidance, weight, ambience_db, ambience_weight
             )
             terms.append(conds)
         return compose_mixes(

@@ -264,8 +264,9 @@ def make_thumbnails(
             than the windows that straddle one change of sound.
         guidance, steps: passed to the generator (defaults: the generator's config).
         candidates: each thumbnail is the best of this many drawings, the one the image encoder
-            embeds nearest to its cluster's embedding (:func:`s2i.method.generate.draw_images`;
-            1: one drawing, the same as before).
+            embeds nearest to the embedding drawn (:func:`s2i.method.generate.draw_images`;
+            1: one drawing). With an embedding prior, the embedding drawn is the prior's sample
+            for the cluster's representative (:meth:`Sound2Image.image_embeddings`).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
         windows: precomputed :func:`window_embeddings` (then ``audio`` is not read).
         final: ``"sound"`` (default): the clusters are grouped by their mean sounds
@@ -297,9 +298,8 @@ def make_thumbnails(
     reps, rep_idx = choose_representatives(w.z, cl.labels, cl.centroids, representative)
     import torch
 
-    images = draw_images(
-        s2i.backbones, torch.from_numpy(reps), candidates=candidates, seed=seed, guidance=guidance, steps=steps
-    )
+    z_draw = s2i.image_embeddings(torch.from_numpy(reps), 1, seed)  # the prior's sample, where there is one
+    images = draw_images(s2i.backbones, z_draw, candidates=candidates, seed=seed, guidance=guidance, steps=steps)
     images = np.asarray(images, np.uint8)
     sizes = np.bincount(cl.labels, minlength=cl.k)
     groups = dist = None

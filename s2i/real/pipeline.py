@@ -7,13 +7,15 @@ stage          does                                           writes (under ``re
 ``select``     frame selection by ``real.selection.method``   ``selection/selection.json``, stats
 ``extract``    selected (+ random, ablation) frames -> pairs  ``pairs/`` shards + ``index.json``
 ``align``      train the audio encoder, test retrieval        ``alignment/`` encoder, metrics
+``prior``      train the embedding prior on the pairs          ``prior/``, ``metrics/prior.json``
 ``evaluate``   generate from test sounds, the field's R@k      ``metrics/evaluation.json``, a grid
 =============  =============================================  =====================================
 
 ``python -m s2i.real STAGE`` runs one (``all``: every one in order); ``extract`` and ``align`` also
 run under ``accelerate launch -m s2i.real ...`` on several GPUs or machines. Every stage resumes:
 the scan is cheap, selection and extraction skip finished shards, alignment continues from its
-checkpoint.
+checkpoint; the prior is retrained (minutes). ``evaluate`` reports the sounds drawn as they are
+(``sound``, the field's protocol) and, where a prior was trained, its samples (``sound_prior``).
 """
 
 from __future__ import annotations
@@ -253,6 +255,68 @@ def run_align(p: dict[str, Any]) -> dict:
     return m
 
 
+def _embed_pairs(enc, pairs: Pairs, idx: np.ndarray, chunk: int = 256):
+    """(len(idx), D) float32 CPU sound embeddings of pairs, ``chunk`` windows at a time."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat(
+            [enc.embed_windows(pairs.windows(idx[i : i + chunk])).float().cpu() for i in range(0, len(idx), chunk)]
+        )
+
+
+def run_prior(p: dict[str, Any]) -> dict | None:
+    """The embedding prior (:mod:`s2i.models.prior`) on the training pairs: the selected frames'
+    Z^V and the aligned encoder's Z^A of their windows, ``real.prior`` its recipe (keys of
+    :class:`~s2i.models.prior.PriorCfg` and :class:`~s2i.method.prior.PriorTrainCfg`); held out:
+    the x0 loss on the validation pairs, beside the condition dropped and shuffled. The model is
+    small: the main process trains it, the others wait."""
+    import time
+
+    import torch
+
+    from s2i.method.prior import PriorTrainCfg, prior_loss, train_prior
+    from s2i.models.prior import PriorCfg
+    from s2i.real.align import load_encoder
+
+    r, seed = p["real"], int(p["base"]["seed"])
+    out = resolve(r["out_dir"])
+    state = process_state()
+    metrics = None
+    if state.is_main_process:
+        pairs = Pairs(out / "pairs")
+        tr, va = pairs.select("train", "selected"), pairs.select("val", "selected")
+        if len(tr) < 2:
+            raise SystemExit(f"{out / 'pairs'}: {len(tr)} training pairs; the prior needs at least 2")
+        recipe = dict(r.get("prior") or {})
+        fields = set(PriorCfg.__dataclass_fields__)
+        unknown = set(recipe) - fields - (set(PriorTrainCfg.__dataclass_fields__) - {"model"})
+        if unknown:
+            raise SystemExit(f"real.prior: unknown keys {sorted(unknown)}")
+        cfg = PriorTrainCfg(
+            PriorCfg(**{k: v for k, v in recipe.items() if k in fields}),
+            **{k: v for k, v in recipe.items() if k not in fields},
+        )
+        enc = load_encoder(out / "alignment" / "audio_encoder").to(state.device)
+        z_a, z_v = _embed_pairs(enc, pairs, tr), pairs.z(tr)
+        t0 = time.perf_counter()
+        prior, losses = train_prior(z_a, z_v, cfg, seed, device=state.device)
+        train_s = time.perf_counter() - t0
+        prior.save(out / "prior", extra=dict(n_pairs=len(tr), steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed))
+        metrics = dict(n_train_pairs=len(tr), n_val_pairs=len(va), train_loss=losses[-1][1], train_s=round(train_s, 1))
+        if len(va) >= 2:
+            va_a, va_z = _embed_pairs(enc, pairs, va), pairs.z(va)
+            perm = torch.randperm(len(va), generator=torch.Generator().manual_seed(seed))
+            metrics.update(
+                val_loss=prior_loss(prior, va_a, va_z, seed),
+                val_loss_no_condition=prior_loss(prior, torch.zeros_like(va_a), va_z, seed),
+                val_loss_shuffled_condition=prior_loss(prior, va_a[perm], va_z, seed),
+            )
+        write_json(out / "metrics" / "prior.json", metrics)
+    state.wait_for_everyone()
+    return metrics
+
+
 def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
     """The frames of ``rows`` decoded again from their videos (pairs keep embeddings, not pixels)."""
     from s2i.real.frames import read_frames_at
@@ -331,6 +395,16 @@ def run_evaluate(p: dict[str, Any]) -> dict:
         seed,
     )
     metrics.update(n=len(te), judge=j["model"], steps=steps or bb.steps)
+    from s2i.models.prior import EmbeddingPrior
+
+    if EmbeddingPrior.exists(out / "prior"):  # the product's path: the prior's sample of each sound
+        from s2i.real.evaluate import image_retrieval
+
+        prior = EmbeddingPrior.load(out / "prior").to(state.device)
+        z_prior = prior.sample(z_audio.float(), 1, seed=seed)
+        drawn = bb.generate(z_prior, seed=seed, steps=steps, batch=int(ev.get("batch", 8)))
+        labels = [row["label"] for row in rows]
+        metrics["sound_prior"] = image_retrieval(judge.encode(drawn), judge.encode(frames), labels)
     from s2i.real.evaluate import volume_response
 
     nv = min(int(ev.get("n_volume", 16)), len(te))  # a subset: len(gains) pictures per sound
@@ -357,6 +431,7 @@ STAGES = {
     "select": run_select,
     "extract": run_extract,
     "align": run_align,
+    "prior": run_prior,
     "evaluate": run_evaluate,
 }
 
