@@ -146,8 +146,6 @@ def mix_generate(
 
     * ``waveform``: the audio encoder on the mixed waveform;
     * ``mean``: the mean of the per-source embeddings, one guided sample;
-    (with an embedding prior, these two draw its samples of those embeddings, and the composed
-    methods draw its samples of each term's: :meth:`Sound2Image.embed_for_drawing`)
     * ``compose_plain``: each source's embedding is its own guidance term over the whole
       picture (composable guidance), so each source's object is drawn distinctly at the size
       its own level implies;
@@ -158,7 +156,9 @@ def mix_generate(
     * ``compose`` (the product's): as ``compose_bands``, each image the best of
       :data:`s2i.method.mix.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
       every source (:func:`s2i.method.mix.pick_nearest_sources`).
-    Gains (dB, one list per mix) scale each source's recording before encoding/mixing."""
+    Gains (dB, one list per mix) scale each source's recording before encoding/mixing. With an
+    embedding prior, ``waveform`` and ``mean`` draw its samples of their embeddings, and the
+    composed methods its sample of each term's (:meth:`Sound2Image.embed_for_drawing`)."""
     if method == "waveform":
         z = torch.stack([s2i.embed_audio(mix_audio(m, g), world.SR) for m, g in zip(mixes, gains_db)])
         return s2i.backbones.generate(s2i.image_embeddings(z, n, seed), n_per=1, seed=seed)
