@@ -170,10 +170,10 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     snd = world.render_sound(world.Scene(2, [world.SceneObject(1, gain=0.6)]), 1.0, seed=5)
     plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
     z_img = smoke_s2i.backbones.encode_images(img[None])
-    z_snd = smoke_s2i.embed_audio(snd, world.SR)[None]
+    z_snd = smoke_s2i.embed_for_drawing(snd, seed=1)  # the prior's sample, the edit's seed
     ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None], strength=EDIT_STRENGTH)
     np.testing.assert_array_equal(plain, ref)
-    z_q = smoke_s2i.embed_audio(snd * 10 ** (-20 / 20), world.SR)[None]
+    z_q = smoke_s2i.embed_for_drawing(snd * 10 ** (-20 / 20), seed=1)
     w = default_w_sound(smoke_s2i.backbones)
     ref_q = smoke_s2i.backbones.compose(
         [z_img, z_snd, z_q], [1.0, w, -w], seed=1, init_images=img[None], strength=EDIT_STRENGTH
@@ -325,7 +325,7 @@ def test_generate_mix_regions(smoke_s2i):
     banded = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, candidates=1)
     whole = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
     assert not np.array_equal(banded, whole)
-    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b], smoke_s2i.backbones.guidance)
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], smoke_s2i.backbones.guidance)
     ref = smoke_s2i.backbones.compose(
         [c.repeat(2, 1) for c in conds], weights, seed=3, masks=mix_term_masks(2, -20.0, 32, 3)
     )
@@ -377,7 +377,7 @@ def test_draw_best_of_keeps_the_candidate_nearest_its_own_embedding(smoke_s2i):
     audio = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
     np.testing.assert_array_equal(
         smoke_s2i.generate(audio, sr=SR, n=2, seed=1, candidates=2),
-        draw_best_of(bb, smoke_s2i.embed_audio(audio, SR)[None], 2, 2, seed=1)[0],
+        draw_best_of(bb, smoke_s2i.image_embeddings(smoke_s2i.embed_audio(audio, SR)[None], 2, 1), 1, 2, seed=1)[0],
     )
     with pytest.raises(ValueError, match="candidates"):
         draw_best_of(bb, z, candidates=0)
@@ -394,8 +394,9 @@ def test_eval_generation_reports_the_best_of_and_any_of_its_candidates(smoke_s2i
     one = eval_generation(smoke_s2i, bank, 2, seed=3)
     assert one["class_acc_any_candidate"] == one["class_acc"]
     best = eval_generation(smoke_s2i, bank, 2, seed=3, candidates=3, z=one["z"])
-    np.testing.assert_array_equal(best["images"], draw_best_of(smoke_s2i.backbones, one["z"], 2, 3, seed=3)[0])
-    drawn = smoke_s2i.backbones.generate(one["z"], n_per=6, seed=3)
+    z_draw = smoke_s2i.image_embeddings(one["z"], 2, 3)  # each image its own sample of the prior
+    np.testing.assert_array_equal(best["images"], draw_best_of(smoke_s2i.backbones, z_draw, 1, 3, seed=3)[0])
+    drawn = smoke_s2i.backbones.generate(z_draw, n_per=3, seed=3)
     top = smoke_s2i.backbones.judge.report(drawn)["top_class"].reshape(-1, 3)
     want = (top == best["cls"][:, None]).any(1).mean()
     assert best["class_acc_any_candidate"] == pytest.approx(want)
@@ -410,7 +411,7 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
     got = smoke_s2i.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
     assert got.shape == (2, 32, 32, 3)
-    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_audio(x, SR)[None], [a, b], smoke_s2i.backbones.guidance)
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 7), [a, b], smoke_s2i.backbones.guidance)
     drawn = smoke_s2i.backbones.compose(
         [c.repeat(6, 1) for c in conds], weights, seed=7, masks=mix_term_masks(2, -20.0, 32, 7)
     )

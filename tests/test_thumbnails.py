@@ -97,6 +97,7 @@ class FakeS2I(Sound2Image):
         self.audio_encoder = None  # embed_window_grid: through embed_windows
         self.window_s = window_s
         self.cache = None
+        self.prior = None
         self.calls = []
 
     def embed_windows(self, windows):
@@ -551,9 +552,10 @@ def test_each_thumbnail_can_be_the_best_of_several_drawings(smoke_s2i):
     best = make_thumbnails(smoke_s2i, None, windows=win, k=2, steps=1, candidates=3)
     np.testing.assert_array_equal(best.labels, one.labels)  # the clusters do not depend on the drawing
     reps, _ = choose_representatives(win.z, best.labels, best.clustering.centroids, "nearest")
-    want, _ = draw_best_of(smoke_s2i.backbones, torch.from_numpy(reps), candidates=3, seed=0, steps=1)
+    z_draw = smoke_s2i.image_embeddings(torch.from_numpy(reps), 1, seed=0)  # the prior's samples
+    want, _ = draw_best_of(smoke_s2i.backbones, z_draw, candidates=3, seed=0, steps=1)
     np.testing.assert_array_equal(best.images, want)
-    plain = smoke_s2i.backbones.generate(torch.from_numpy(reps), n_per=1, seed=0, steps=1)
+    plain = smoke_s2i.backbones.generate(z_draw, n_per=1, seed=0, steps=1)
     np.testing.assert_array_equal(one.images, plain)
     assert not np.array_equal(best.images, one.images)
 
