@@ -30,7 +30,7 @@ from s2i.method.long_audio import WindowEmbeddings, window_embeddings
 from s2i.utils import write_json
 from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
 
-SOUND_MAX_DIST = 0.35  # cosine distance at which the average-linkage tree of cluster mean sounds is cut
+SOUND_MAX_DIST = 0.6  # cosine distance at which the average-linkage tree of cluster mean sounds is cut
 
 
 def sound_distances(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
