@@ -235,7 +235,8 @@ def test_generate_draws_the_prior_samples_unless_told_not_to(files, models, smok
         r = s2i_here("generate", files["wav16"], "--n", "2", "--scale", "1", "-o", "p", *flag, *models, cwd=tmp_path)
         assert r.returncode == 0, r.stderr
         got = np.stack([np.asarray(Image.open(tmp_path / "p" / f"s16_{i:02d}.png")) for i in range(2)])
-        np.testing.assert_array_equal(got, model.generate(files["wav16"], n=2, seed=0, steps=1))
+        want = model.generate(files["wav16"], n=2, seed=0, steps=1)  # under this process's torch threads
+        np.testing.assert_allclose(got.astype(int), want.astype(int), atol=2)
     assert not np.array_equal(got, smoke_s2i.generate(files["wav16"], n=2, seed=0, steps=1))
 
 

@@ -59,7 +59,6 @@ def train_prior(
         prior = EmbeddingPrior(mc, z_scale, a_scale).to(device)
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(prior.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    ab = prior.alpha_bar
     prior.train()
     losses, run = [], 0.0
     for step in range(cfg.steps):
@@ -69,8 +68,7 @@ def train_prior(
         c = c * (torch.rand(len(c), 1, generator=g) >= mc.p_uncond).to(device)
         t = torch.randint(mc.timesteps, (len(x0),), generator=g).to(device)
         eps = torch.randn(x0.shape, generator=g).to(device)
-        xt = ab[t].sqrt()[:, None] * x0 + (1 - ab[t]).sqrt()[:, None] * eps
-        loss = F.mse_loss(prior(xt, t, c), x0)
+        loss = F.mse_loss(prior(prior.noised(x0, t, eps), t, c), x0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -91,6 +89,5 @@ def prior_loss(prior: EmbeddingPrior, z_audio: torch.Tensor, z_img: torch.Tensor
     x0 = (torch.as_tensor(z_img).float().to(dev) / prior.z_scale).repeat(n_t, 1)
     c = (torch.as_tensor(z_audio).float().to(dev) / prior.a_scale).repeat(n_t, 1)
     t = torch.randint(prior.cfg.timesteps, (len(x0),), generator=g).to(dev)
-    ab = prior.alpha_bar
-    xt = ab[t].sqrt()[:, None] * x0 + (1 - ab[t]).sqrt()[:, None] * torch.randn(x0.shape, generator=g).to(dev)
-    return float(F.mse_loss(prior(xt, t, c), x0))
+    eps = torch.randn(x0.shape, generator=g).to(dev)
+    return float(F.mse_loss(prior(prior.noised(x0, t, eps), t, c), x0))

@@ -88,6 +88,11 @@ class EmbeddingPrior(nn.Module):
             h = h + block(h)
         return self.out(h)
 
+    def noised(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Clean unit-RMS embeddings (B, D) noised to timesteps ``t`` (B,) with ``eps`` (B, D)."""
+        ab = self.alpha_bar[t][:, None]
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
     def _x0(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
         if guidance == 1.0:
             return self(x, t, cond)

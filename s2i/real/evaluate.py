@@ -105,11 +105,13 @@ def evaluate(
     judge: Callable[[np.ndarray], torch.Tensor],
     labels: list | None = None,
     seed: int = 0,
+    z_prior: torch.Tensor | None = None,
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The protocol on ``n`` test pairs: ``frames`` (n, H, W, 3) uint8, the sounds' ``z_audio`` and
     the frames' ``z_image`` (n, D); ``generate`` draws embeddings, ``judge`` embeds images. Returns
     the metrics ``{"sound": ..., "baseline_random_frame": ..., "upper_bound_true_embedding": ...,
-    "fid_is": ...}`` and the images ``{"sound", "upper"}``."""
+    "fid_is": ...}`` and the images ``{"sound", "upper"}``. ``z_prior``: the embedding prior's
+    samples of the sounds, drawn and measured the same way as ``"sound_prior"``."""
     j_frames = judge(frames)
     images = {"sound": generate(z_audio), "upper": generate(z_image)}
     other = derangement(len(frames), seed)
@@ -119,6 +121,8 @@ def evaluate(
         "upper_bound_true_embedding": image_retrieval(judge(images["upper"]), j_frames, labels),
         "fid_is": fid_is(images["sound"], frames),
     }
+    if z_prior is not None:
+        metrics["sound_prior"] = image_retrieval(judge(generate(z_prior)), j_frames, labels)
     return metrics, images
 
 

@@ -255,16 +255,6 @@ def run_align(p: dict[str, Any]) -> dict:
     return m
 
 
-def _embed_pairs(enc, pairs: Pairs, idx: np.ndarray, chunk: int = 256):
-    """(len(idx), D) float32 CPU sound embeddings of pairs, ``chunk`` windows at a time."""
-    import torch
-
-    with torch.no_grad():
-        return torch.cat(
-            [enc.embed_windows(pairs.windows(idx[i : i + chunk])).float().cpu() for i in range(0, len(idx), chunk)]
-        )
-
-
 def run_prior(p: dict[str, Any]) -> dict | None:
     """The embedding prior (:mod:`s2i.models.prior`) on the training pairs: the selected frames'
     Z^V and the aligned encoder's Z^A of their windows, ``real.prior`` its recipe (keys of
@@ -277,7 +267,7 @@ def run_prior(p: dict[str, Any]) -> dict | None:
 
     from s2i.method.prior import PriorTrainCfg, prior_loss, train_prior
     from s2i.models.prior import PriorCfg
-    from s2i.real.align import load_encoder
+    from s2i.real.align import RealAlignCfg, embed, front_end, load_encoder
 
     r, seed = p["real"], int(p["base"]["seed"])
     out = resolve(r["out_dir"])
@@ -298,14 +288,15 @@ def run_prior(p: dict[str, Any]) -> dict | None:
             **{k: v for k, v in recipe.items() if k not in fields},
         )
         enc = load_encoder(out / "alignment" / "audio_encoder").to(state.device)
-        z_a, z_v = _embed_pairs(enc, pairs, tr), pairs.z(tr)
+        kind = front_end(RealAlignCfg(**r["alignment"]))
+        z_a, z_v = embed(enc, pairs, tr, kind, state.device), pairs.z(tr)
         t0 = time.perf_counter()
         prior, losses = train_prior(z_a, z_v, cfg, seed, device=state.device)
         train_s = time.perf_counter() - t0
         prior.save(out / "prior", extra=dict(n_pairs=len(tr), steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed))
         metrics = dict(n_train_pairs=len(tr), n_val_pairs=len(va), train_loss=losses[-1][1], train_s=round(train_s, 1))
         if len(va) >= 2:
-            va_a, va_z = _embed_pairs(enc, pairs, va), pairs.z(va)
+            va_a, va_z = embed(enc, pairs, va, kind, state.device), pairs.z(va)
             perm = torch.randperm(len(va), generator=torch.Generator().manual_seed(seed))
             metrics.update(
                 val_loss=prior_loss(prior, va_a, va_z, seed),
@@ -364,6 +355,7 @@ def run_evaluate(p: dict[str, Any]) -> dict:
     bound / true frame)."""
     from s2i.backbones.full import FullBackbones
     from s2i.backbones.openclip import load_openclip_encoder
+    from s2i.models.prior import EmbeddingPrior
     from s2i.real.align import load_encoder
     from s2i.real.evaluate import evaluate
 
@@ -384,6 +376,9 @@ def run_evaluate(p: dict[str, Any]) -> dict:
     judge = load_openclip_encoder(j["model"], j.get("pretrained"), device=state.device)
     frames = _test_frames(corpus, rows, bb.image_size)
     z_audio = enc.embed_windows(pairs.windows(te))
+    z_prior = None  # the product's path, where a prior was trained: its sample of each sound
+    if EmbeddingPrior.exists(out / "prior"):
+        z_prior = EmbeddingPrior.load(out / "prior").to(state.device).sample(z_audio.float(), 1, seed=seed)
     steps = ev.get("steps") or None
     metrics, images = evaluate(
         frames,
@@ -393,18 +388,9 @@ def run_evaluate(p: dict[str, Any]) -> dict:
         judge.encode,
         [row["label"] for row in rows],
         seed,
+        z_prior,
     )
     metrics.update(n=len(te), judge=j["model"], steps=steps or bb.steps)
-    from s2i.models.prior import EmbeddingPrior
-
-    if EmbeddingPrior.exists(out / "prior"):  # the product's path: the prior's sample of each sound
-        from s2i.real.evaluate import image_retrieval
-
-        prior = EmbeddingPrior.load(out / "prior").to(state.device)
-        z_prior = prior.sample(z_audio.float(), 1, seed=seed)
-        drawn = bb.generate(z_prior, seed=seed, steps=steps, batch=int(ev.get("batch", 8)))
-        labels = [row["label"] for row in rows]
-        metrics["sound_prior"] = image_retrieval(judge.encode(drawn), judge.encode(frames), labels)
     from s2i.real.evaluate import volume_response
 
     nv = min(int(ev.get("n_volume", 16)), len(te))  # a subset: len(gains) pictures per sound
