@@ -69,7 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
         for seed in a.seeds:
             t0 = time.time()
             r = edit_study(s2i, a.edits, seed, gains, **kw)
-            keys = ("edit_object_added", "edit_heard_class_present", "edit_background_kept", "edit_volume_spearman")
+            keys = (
+                "edit_object_added",
+                "edit_heard_class_present",
+                "edit_background_kept",
+                "edit_input_object_kept",
+                "edit_volume_spearman",
+            )
             per_seed[seed] = {k: r[k] for k in keys}
             if a.videos:
                 with tempfile.TemporaryDirectory() as work:
@@ -85,7 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(
                 f"strength {strength:.2f} w_sound {w_sound:.1f} seed {seed}: added {r['edit_object_added']:.3f} "
                 f"(heard class present {r['edit_heard_class_present']:.3f}), "
-                f"kept {r['edit_background_kept']:.3f}, volume {r['edit_volume_spearman']:.3f}  "
+                f"kept {r['edit_background_kept']:.3f}, input's object kept {r['edit_input_object_kept']:.3f}, "
+                f"volume {r['edit_volume_spearman']:.3f}  "
                 f"[{time.time() - t0:.0f} s]",
                 flush=True,
             )

@@ -9,10 +9,10 @@ Programmes ``first .. first + n - 1`` (:func:`s2i.toyworld.programmes.make_progr
 spaced over ``--minutes``), each embedded once and given thumbnails as the thumbnails stage
 does (``seed`` 0); :func:`s2i.eval.thumbnails.evaluate_thumbnails` (without the judge: each
 cluster's majority class, no judged thumbnail) scores the final cluster three ways: ``sound``
-(the product's rule, :func:`s2i.method.thumbnails.sound_groups` cut at ``--sound-max-dist``),
-``largest`` (the largest cluster) and ``oracle`` (the clusters grouped by their majority class: the best any grouping
-can do with these clusters). The thumbnails stage reports
-programmes ``1000 * seed ..`` (seed 0: 0-47); tune here, never on those. A programme of 1-10
+(the product's rule, :func:`s2i.method.thumbnails.sound_groups` on the windows' object sounds,
+cut at ``--sound-max-dist``), ``largest`` (the largest cluster) and ``oracle`` (the clusters
+grouped by their majority class: the best any grouping can do with these clusters). The
+thumbnails stage reports programmes ``1000 * seed ..`` (seed 0: 0-47); tune here, never on those. A programme of 1-10
 minutes takes 5-15 s on 2 CPU cores.
 """
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from s2i.eval.thumbnails import evaluate_thumbnails, programme_durations
     from s2i.method.long_audio import window_embeddings
+    from s2i.method.mix import AMBIENCE_DB
     from s2i.method.thumbnails import SOUND_MAX_DIST, make_thumbnails
     from s2i.toyworld.programmes import make_programme
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i, dur in enumerate(programme_durations(a.n, *a.minutes)):
         t0 = time.time()
         prog = make_programme(a.first + i, float(dur))
-        w = window_embeddings(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0)
+        w = window_embeddings(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0, quiet_db=AMBIENCE_DB)
         res = make_thumbnails(s2i, None, windows=w, k_max=a.k_max, seed=0, sound_max_dist=sound_max_dist)
         ev = evaluate_thumbnails(res, prog, judge=None)
         heard = Counter()  # windows per majority class: the clusters grouped by what they truly hold

@@ -261,7 +261,7 @@ def test_drawing_sizes_and_non_square_compose(full, monkeypatch) -> None:
     z = fb.encode_images(img[None])
     init = fb.encode_latents(img[None], (32, 56))
     assert init.shape == (1, 4, 16, 28)
-    assert edit_region("half", (32, 56), seed=0).shape == (32, 56)
+    assert edit_region("half", (32, 56), seed=0).shape == edit_region("centre", (32, 56)).shape == (32, 56)
     region = np.zeros((32, 56), np.float32)
     region[:, :24] = 1  # drawn in the left 24 columns: latent columns 12-27 are kept
     seen = []

@@ -156,9 +156,8 @@ def test_from_run_without_an_encoder_names_the_folder(tmp_path):
 def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     """The edit's sound enters as +w on the sound and -w on the same sound turned down by
     ambience_db; with ambience_db=None it is the plain two-term composition; by default the
-    sound's terms act in the seed's half of the picture and the rest is the input's."""
-    from s2i.method.edit import EDIT_STRENGTH, default_w_sound, edit_image, edit_region, sound_terms
-    from s2i.method.mix import band_regions
+    sound's terms act in the centre of the picture and the frame around it is the input's."""
+    from s2i.method.edit import EDIT_STRENGTH, centre_region, default_w_sound, edit_image, edit_region, sound_terms
     from s2i.toyworld import world
 
     z, zq = torch.ones(1, 4), torch.zeros(1, 4)
@@ -180,9 +179,9 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     )
     np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1, region="all"), ref_q)
     assert not np.array_equal(plain, ref_q)
-    # default region: the seed's half (band_regions), the image's term everywhere
-    r = band_regions(2, 32, 1, split="columns")[0]
-    assert torch.equal(edit_region("half", 32, 1), r)
+    # default region: the centre (centre_region), the image's term everywhere
+    r = centre_region(32)
+    assert torch.equal(edit_region("centre", 32, 1), r)
     ref_r = smoke_s2i.backbones.compose(
         [z_img, z_snd, z_q],
         [1.0, w, -w],
@@ -298,13 +297,22 @@ def test_compose_masks_and_region(smoke_s2i):
 
 
 def test_edit_region_choices():
-    from s2i.method.edit import edit_region
+    from s2i.method.edit import centre_region, edit_region
     from s2i.method.mix import band_regions
 
     assert edit_region("all", 32) is None and edit_region(None, 32) is None
     for seed in range(6):  # the left or the right half
         h = edit_region("half", 32, seed=seed)
         assert torch.equal(h, band_regions(2, 32, seed, split="columns")[0]) and torch.equal(h, h[:1].expand(32, 32))
+    c = edit_region("centre", 32)  # 3/4 of each side: edges at 4 and 28 px, 2 px soft
+    assert torch.equal(c, centre_region(32)) and torch.equal(c, c.T)
+    torch.testing.assert_close(c, c.flip(0), rtol=0, atol=1e-6)
+    assert c[16, 16] > 0.98 and c[16, 0] < 0.2 and abs(float(c[16, 3:5].mean()) - 0.5) < 0.05
+    assert c[4:28, 4:28].mean() > 0.75 and c[:4].mean() < 0.25
+    wide = edit_region("centre", (32, 56))  # any aspect: 3/4 of each side
+    assert wide.shape == (32, 56) and abs(float(wide[16, 6:8].mean()) - 0.5) < 0.05 and wide[16, 0] < 0.2
+    with pytest.raises(ValueError, match="fraction"):
+        centre_region(32, fraction=0.0)
     m = np.zeros((32, 32), np.float32)
     m[4:12, 4:12] = 1
     assert torch.equal(edit_region(m, 32), torch.from_numpy(m))

@@ -65,3 +65,6 @@ def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(sm
     r = edit_study(smoke_s2i, 4, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)
     assert 0.0 <= r["edit_object_added"] <= r["edit_heard_class_present"] <= 1.0
     assert len(r["examples"]) == 4
+    assert 0.0 <= r["edit_input_object_kept"] <= 1.0  # edits 1 and 3 start from a scene with an object
+    none = edit_study(smoke_s2i, 1, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)  # edit 0: an empty scene
+    assert none["edit_input_object_kept"] is None

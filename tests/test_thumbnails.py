@@ -33,11 +33,13 @@ from s2i.method.clustering import (
 )
 from s2i.method.generate import Sound2Image, draw_best_of, windows_of
 from s2i.method.long_audio import _sub_windows, embed_long_windows, window_embeddings
+from s2i.method.mix import AMBIENCE_DB
 from s2i.method.thumbnails import (
     SOUND_MAX_DIST,
     _union_length,
     final_cluster,
     make_thumbnails,
+    object_sounds,
     sound_distances,
     sound_groups,
     time_ranges,
@@ -165,6 +167,33 @@ def test_window_embedding_is_embed_audio_of_the_window():
     s = int(round(w.starts[-1] * SR))
     assert s + 2 * SR > len(a)
     np.testing.assert_allclose(w.z[-1], s2i.embed_audio(a[s:], SR).numpy(), atol=1e-6)
+    assert w.z_quiet is None and w.quiet_db is None
+
+
+def test_windows_turned_down_are_embedded_in_the_same_pass(tmp_path):
+    """quiet_db: z_quiet is what the windows of the audio turned down would give, window by
+    window (the last, shorter one too), from an array and from a streamed file alike."""
+
+    class LevelFake(FakeS2I):  # hears the level too (band energies x RMS)
+        def embed_windows(self, windows):
+            x = np.asarray(windows)
+            return torch.from_numpy(band_features(x) * np.sqrt((x**2).mean(1, keepdims=True)))
+
+    s2i = LevelFake()
+    a = two_class_programme().audio()
+    w = window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5, quiet_db=-20.0)
+    ref = window_embeddings(s2i, a * np.float32(0.1), sr=SR, window_s=2.0, overlap_s=1.0, batch=5)
+    np.testing.assert_allclose(w.z_quiet, ref.z, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(w.z, window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5).z)
+    assert w.quiet_db == -20.0 and not np.allclose(w.z_quiet, w.z)
+    path = tmp_path / "p.wav"
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(SR)
+        f.writeframes((np.clip(a, -1, 1) * 32767).astype("<i2").tobytes())
+    wf = window_embeddings(s2i, path, window_s=2.0, overlap_s=1.0, batch=4, quiet_db=-20.0)
+    decoded = read_audio(path, SR) * np.float32(0.1)
+    ref = window_embeddings(s2i, decoded, sr=SR, window_s=2.0, overlap_s=1.0, batch=4)
+    np.testing.assert_allclose(wf.z_quiet, ref.z, rtol=1e-4, atol=1e-9)
 
 
 def test_read_ahead_keeps_order_raises_in_place_and_stops_when_closed():
@@ -547,7 +576,7 @@ def test_with_the_smoke_models(smoke_s2i, tmp_path):
 
 def test_each_thumbnail_can_be_the_best_of_several_drawings(smoke_s2i):
     prog = two_class_programme()
-    win = window_embeddings(smoke_s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0)
+    win = window_embeddings(smoke_s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0, quiet_db=AMBIENCE_DB)
     one = make_thumbnails(smoke_s2i, None, windows=win, k=2, steps=1)
     best = make_thumbnails(smoke_s2i, None, windows=win, k=2, steps=1, candidates=3)
     np.testing.assert_array_equal(best.labels, one.labels)  # the clusters do not depend on the drawing
@@ -621,13 +650,41 @@ def test_sound_groups_put_one_source_heard_in_two_places_together():
     assert one.tolist() == [0] and d1.shape == (1, 1)
 
 
+def test_object_sounds_group_one_source_where_the_place_is_louder_than_it():
+    """Windows = an encoder's saturating response to source x gain + place; the place weighs
+    more than the source, so the windows as heard group by place (wrongly), while their object
+    sounds (each window minus the same window turned down 20 dB, where only the place is left)
+    group by source, whatever the place and the gain. A rule that ignored z_quiet fails here."""
+    rng = np.random.default_rng(0)
+    src, place = np.eye(8)[:3], np.eye(8)[3:6] * 2.5
+    plan = [(0, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 2)]  # (source, place) of clusters 0..5
+    z, zq, labels = [], [], []
+    for c, (a, b) in enumerate(plan):
+        gain = rng.uniform(0.5, 2.0, size=(20, 1))
+        noise = 0.05 * rng.standard_normal((20, 8))
+        z.append(np.tanh(gain * src[a] + place[b] + noise))
+        zq.append(np.tanh(0.1 * gain * src[a] + place[b] + noise))
+        labels += [c] * 20
+    z, zq, labels = np.concatenate(z), np.concatenate(zq), np.asarray(labels)
+    heard, _ = sound_groups(z, labels, 6)
+    assert heard.tolist() != [0, 1, 0, 2, 1, 2]  # as heard, the place wins
+    groups, d = sound_groups(z, labels, 6, z_quiet=zq)
+    assert groups.tolist() == [0, 1, 0, 2, 1, 2]
+    np.testing.assert_allclose(d, sound_distances(z, labels, 6, zq))
+    o = object_sounds(z, zq)
+    np.testing.assert_allclose(np.linalg.norm(o, axis=1), 1.0)
+    with pytest.raises(ValueError, match="same"):
+        object_sounds(z, zq[:-1])
+
+
 def test_final_rules():
     s2i = FakeS2I()
     prog = two_class_programme()
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # default: sound grouping
     assert res.final == 0 and res.final_rule.startswith("sound")
     groups = [c["group"] for c in res.clusters]
-    g, d = sound_groups(res.windows.z, res.labels, res.k)
+    g, d = sound_groups(res.windows.z, res.labels, res.k, z_quiet=res.windows.z_quiet)
+    assert res.windows.z_quiet is not None and res.windows.quiet_db == AMBIENCE_DB
     assert groups == g.tolist() and res.final == final_cluster([c["size"] for c in res.clusters], g, d)
     assert res.report()["final_rule"] == res.final_rule
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="largest")
@@ -636,6 +693,10 @@ def test_final_rules():
         make_thumbnails(s2i, prog.audio(), sr=SR, final="longest")
     with pytest.raises(ValueError, match="final"):
         make_thumbnails(s2i, prog.audio(), sr=SR, final="object")  # the object-picture rule is retired
+    plain = window_embeddings(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # no z_quiet
+    with pytest.raises(ValueError, match="quiet_db"):
+        make_thumbnails(s2i, None, windows=plain)
+    assert make_thumbnails(s2i, None, windows=plain, final="largest").final == res.largest
 
 
 @pytest.fixture(scope="module")
@@ -663,7 +724,7 @@ def test_toy_final_thumbnail_is_the_object_heard_longest_when_its_clusters_sound
     horns = [c for c in range(res.k) if m["cluster_majority"][c] == horn]
     birds = [c for c in range(res.k) if m["cluster_majority"][c] == bird]
     assert len(horns) == 2 and len(birds) == 1
-    _, dist = sound_groups(res.windows.z, res.labels, res.k)
+    _, dist = sound_groups(res.windows.z, res.labels, res.k, z_quiet=res.windows.z_quiet)
     within = dist[horns[0], horns[1]]
     assert within < min(dist[h, birds[0]] for h in horns)
     assert (m["cluster_majority"][res.final] == horn) == bool(within <= SOUND_MAX_DIST)

@@ -6,9 +6,9 @@
 # (adds the heard object at the size its loudness implies), minus the same sound turned down by
 # `ambience_db` (the object is gone at that level but the recording's ambience is not, so the
 # difference adds the object without repainting the background as the sound's place). The
-# sound's terms act only inside a `region` (default: one half of the picture, drawn from the
-# seed), and outside it every step's prediction is the input itself, so the rest of the scene
-# is kept exactly (blended diffusion). Test
+# sound's terms act only inside a `region` (default: the centre, 3/4 of each side, which holds
+# the largest object a loud sound draws), and outside it every step's prediction is the input
+# itself, so the frame of the scene around it is kept exactly (blended diffusion). Test
 # sounds are held out and recorded at a *different* background than the input image, so
 # keeping the background is a real test.
 
@@ -24,9 +24,9 @@ edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
 strength: float = 0.9
 w_image: float = 1.0
-w_sound: float = 4.0
+w_sound: float = 6.0
 ambience_db: float = -20.0
-region: str = "half"
+region: str = "centre"
 
 # %%
 import matplotlib.pyplot as plt
@@ -53,6 +53,7 @@ metrics = dict(
     edit_object_added=ed["edit_object_added"],  # the heard class and no class the input lacked
     edit_heard_class_present=ed["edit_heard_class_present"],  # among any: an upper bound
     edit_background_kept=ed["edit_background_kept"],
+    edit_input_object_kept=ed["edit_input_object_kept"],  # the input's own object still there
     edit_volume_spearman=ed["edit_volume_spearman"],
     video_size_envelope_corr=vid["video_size_envelope_corr"],
     video_object_present=vid["video_object_present"],

@@ -272,15 +272,16 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     Metrics at 0 dB: the object added (the judge finds the sound's class and no class the input
     did not hold besides it: a many-coloured smear that the judge reads as several classes at
     once does not count); the heard class present (among any others: an upper bound of the
-    first); the judged background equals the input's. Over the gains: the sound's volume sweep
-    gives a monotonic size (mean per-edit Spearman)."""
+    first); the judged background equals the input's; where the input holds an object, the
+    judge still finds its class (the scene's own objects kept). Over the gains: the sound's
+    volume sweep gives a monotonic size (mean per-edit Spearman)."""
     from scipy.stats import spearmanr
 
     from s2i.method.edit import edit_image
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
     crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
-    added, present, kept, rhos, examples = [], [], [], [], []
+    added, present, kept, objects_kept, rhos, examples = [], [], [], [], [], []
     for i in range(n_edits):
         c = int(rng.integers(len(world.CLASSES)))
         bg_img = int(rng.integers(len(world.BACKGROUNDS)))
@@ -298,6 +299,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         present.append(bool(rep["present"][i0, c]))
         added.append(judged_exactly(rep["present"][i0], [c], [o.cls for o in objs]))
         kept.append(bool(rep["bg"][i0] == bg_img))
+        objects_kept += [bool(rep["present"][i0, o.cls]) for o in objs]
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         rhos.append(0.0 if np.ptp(sz) == 0 else float(spearmanr(gains_db, sz).statistic))
         examples.append(np.stack([img] + outs))
@@ -305,6 +307,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         edit_object_added=float(np.mean(added)),
         edit_heard_class_present=float(np.mean(present)),
         edit_background_kept=float(np.mean(kept)),
+        edit_input_object_kept=float(np.mean(objects_kept)) if objects_kept else None,
         edit_volume_spearman=float(np.mean(rhos)),
         examples=examples,
     )

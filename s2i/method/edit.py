@@ -13,11 +13,14 @@ x0(z_quiet))``, where ``z_quiet`` embeds the same recording turned down by ``amb
 where the recording was made, so the difference keeps what is *loud* in the sound -- the
 object, at its size -- and cancels its background.
 
-The edit has a **region** (default ``"half"``: the left or right half of the picture, which one
-drawn from ``seed``; or any (H, W) mask): the sound's terms guide only inside it, and outside it
-every denoising step's prediction is the input image itself (blended diffusion), so the rest of
-the scene is kept exactly and the inside is drawn to continue it. ``region="all"`` gives the
-whole-picture edit. Design and measurements: ``docs/decisions/editing.md``.
+The edit has a **region** (default ``"centre"``: a centred rectangle of :data:`CENTRE_FRACTION`
+of each side, soft-edged, so that a frame of the scene around it is kept; ``"half"``: the left
+or right half, which one drawn from ``seed``; or any (H, W) mask): the sound's terms guide only
+inside it, and outside it every denoising step's prediction is the input image itself (blended
+diffusion), so the rest of the scene is kept exactly and the inside is drawn to continue it.
+The centre holds the largest object a loud sound draws (a half does not: its object is cut
+off, and its size stops following the sound). ``region="all"`` gives the whole-picture edit.
+Design and measurements: ``docs/decisions/editing.md``.
 
 For a video, every frame is edited with the audio window around its time, with the same noise
 for every frame (shared seed) and the sound embedding smoothed over neighbouring frames, so the
@@ -41,17 +44,17 @@ import torch
 from s2i.backbones.base import require_composition
 from s2i.media import aspect_crop, fit_resize, read_audio_track, read_video, square_resize, write_video
 from s2i.method.generate import Sound2Image
-from s2i.method.mix import AMBIENCE_DB, band_regions
+from s2i.method.mix import AMBIENCE_DB, REGION_SOFTNESS, band_regions
 from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
 
 EDIT_STRENGTH = 0.9  # how far the input is noised
-EDIT_W_SOUND_PER_GUIDANCE = 0.8  # the sound's terms' weight, in units of the generator's guidance scale
+EDIT_W_SOUND_PER_GUIDANCE = 1.2  # the sound's terms' weight, in units of the generator's guidance scale
 
 
 def default_w_sound(backbones, guidance: float | None = None) -> float:
     """The sound's guidance weight when none is given: :data:`EDIT_W_SOUND_PER_GUIDANCE` times
-    ``guidance``, by default the generator's own scale (toy: 4 at guidance 5, chosen by the strict
+    ``guidance``, by default the generator's own scale (toy: 6 at guidance 5, chosen by the strict
     read of an added object on editing draws that are not the reported one;
     ``docs/decisions/editing.md``)."""
     return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.guidance if guidance is None else guidance)
@@ -62,18 +65,42 @@ ASPECT_TOLERANCE = 0.1  # a drawing within 10 % of a frame's aspect stands for t
 SMALL_DRAWING = 128  # px: a drawing whose shorter side is below it is enlarged with its own pixels (nearest)
 
 
+CENTRE_FRACTION = 0.75  # the centre region's share of each side: the frame around it is kept
+
+
+def centre_region(
+    size: int | tuple[int, int], fraction: float = CENTRE_FRACTION, softness: float = REGION_SOFTNESS
+) -> torch.Tensor:
+    """(H, W) in [0, 1]: a centred rectangle ``fraction`` of each side of a ``size`` picture (its
+    side, or its (H, W)), with sigmoid edges ``softness`` px wide."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"the centre region's fraction must be in (0, 1], got {fraction}")
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def profile(n: int) -> torch.Tensor:
+        x = torch.arange(n, dtype=torch.float32) + 0.5
+        a, b = n * (1 - fraction) / 2, n * (1 + fraction) / 2
+        return (torch.sigmoid((x - a) / softness) - torch.sigmoid((x - b) / softness)).clamp(0, 1)
+
+    return torch.outer(profile(h), profile(w))
+
+
 def edit_region(region, size: int | tuple[int, int], seed: int = 0) -> torch.Tensor | None:
     """The region an edit may change, (H, W) in [0, 1] for a picture of ``size`` (its side, or
-    its (H, W)): ``"half"`` -- the soft left or right half of the picture, drawn from ``seed``
+    its (H, W)): ``"centre"`` -- a soft centred rectangle, :data:`CENTRE_FRACTION` of each side
+    (:func:`centre_region`; the frame around it, sky, ground and edges of the scene, is kept);
+    ``"half"`` -- the soft left or right half of the picture, drawn from ``seed``
     (:func:`s2i.method.mix.band_regions`; a side by side split keeps a whole cross-section of the
-    scene, sky and ground, as it was); ``"all"`` / None -- the whole picture (returns None); or an
-    array (H, W) in [0, 1]."""
+    scene as it was); ``"all"`` / None -- the whole picture (returns None); or an array (H, W) in
+    [0, 1]. Measured in ``docs/decisions/editing.md``."""
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if region is None or (isinstance(region, str) and region == "all"):
         return None
     if isinstance(region, str):
+        if region == "centre":
+            return centre_region((h, w))
         if region != "half":
-            raise ValueError(f"unknown edit region {region!r}: 'half', 'all' or a ({h}, {w}) mask")
+            raise ValueError(f"unknown edit region {region!r}: 'centre', 'half', 'all' or a ({h}, {w}) mask")
         return band_regions(2, size, seed, split="columns")[0]
     m = torch.as_tensor(np.asarray(region, np.float32))
     if m.shape != (h, w) or not bool(((m >= 0) & (m <= 1)).all()):
@@ -90,7 +117,7 @@ def compose_edit(
     w_image: float,
     seed: int = 0,
     strength: float = EDIT_STRENGTH,
-    region="half",
+    region="centre",
     steps: int | None = None,
     shared_noise: bool = False,
     size: tuple[int, int] | None = None,
@@ -164,7 +191,7 @@ def edit_image(
     w_sound: float | None = None,
     ambience_db: float | None = AMBIENCE_DB,
     steps: int | None = None,
-    region="half",
+    region="centre",
 ) -> np.ndarray:
     """Image + sound -> ``n`` edited images, uint8 (n, h, w, 3) at the generator's
     :meth:`~s2i.backbones.base.Backbones.drawing_size` of the image (toy: 32x32; full: the
@@ -181,8 +208,8 @@ def edit_image(
             None: :func:`default_w_sound`).
         ambience_db: the sound turned down by this much is its negative term (cancels the
             recording's background; see the module docs); None: no cancellation.
-        region: where the edit may change the picture (:func:`edit_region`): ``"half"``
-            (default, which half from ``seed``), ``"all"``, or an (h, w) mask in [0, 1].
+        region: where the edit may change the picture (:func:`edit_region`): ``"centre"``
+            (default), ``"half"`` (which half from ``seed``), ``"all"``, or an (h, w) mask in [0, 1].
     """
     rgb = read_rgb(image)
     size = s2i.backbones.drawing_size(*rgb.shape[:2])
@@ -245,7 +272,7 @@ def edit_frames(
     w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
-    region="half",
+    region="centre",
     steps: int | None = None,
 ) -> np.ndarray:
     """Edit each frame (uint8 (T, h, w, 3) at a size the generator draws: a
@@ -321,7 +348,7 @@ def edit_video(
     w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
-    region="half",
+    region="centre",
     steps: int | None = None,
     keep_audio: bool = True,
 ) -> Path:

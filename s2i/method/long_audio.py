@@ -27,7 +27,8 @@ from s2i.models.audio_encoder import SR
 # ============================================================================= 1-2. windows -> embeddings
 @dataclass
 class WindowEmbeddings:
-    """Embeddings of a sound's windows: ``z`` (N, D) float32, ``starts`` (N,) seconds."""
+    """Embeddings of a sound's windows: ``z`` (N, D) float32, ``starts`` (N,) seconds;
+    ``z_quiet`` (N, D), where asked for, the same windows turned down by ``quiet_db``."""
 
     z: np.ndarray
     starts: np.ndarray
@@ -35,6 +36,8 @@ class WindowEmbeddings:
     overlap_s: float
     duration: float  # seconds of audio (decoded length; the container's for files)
     source: str | None = None
+    z_quiet: np.ndarray | None = None
+    quiet_db: float | None = None
 
 
 def _check_window(window_s: float, overlap_s: float) -> None:
@@ -154,9 +157,14 @@ def window_embeddings(
     batch: int = 32,
     min_fill: float = 0.5,
     progress: bool = False,
+    quiet_db: float | None = None,
 ) -> WindowEmbeddings:
     """Cut ``audio`` (a file path, streamed; or an array with its ``sr``) into windows of
     ``window_s`` overlapping by ``overlap_s`` and embed them, ``batch`` windows at a time.
+    With ``quiet_db`` (e.g. -20), each window is embedded a second time turned down by that
+    much (``z_quiet``), in the same pass over the audio: the window's sound without its
+    object, whose difference from ``z`` keeps the object and cancels the place
+    (:func:`s2i.method.thumbnails.object_sounds`).
 
     Raises :class:`s2i.media.MediaError` for an unreadable file and ValueError for bad
     window arguments or an array without ``sr``."""
@@ -185,13 +193,16 @@ def window_embeddings(
         stated = len(a) / SR
         it = _array_batches(a, window_s, overlap_s, batch, min_fill)
         total = len(audio_window_starts(len(a), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
-    zs, ss = [], []
+    zs, zq, ss = [], [], []
     last = None
+    q = None if quiet_db is None else np.float32(10 ** (quiet_db / 20))
     hop = int(round((window_s - overlap_s) * SR))
     with closing(it), tqdm(total=total, desc="embed windows", unit="win", disable=not progress) as bar:
         for w, s in it:
             consecutive = len(s) > 1 and np.allclose(np.diff(s) * SR, hop, atol=0.5)
             zs.append(embed_long_windows(s2i, w, hop if consecutive else None))  # (B, D)
+            if q is not None:
+                zq.append(embed_long_windows(s2i, w * q, hop if consecutive else None))
             ss.append(s)
             last = w[-1].copy()
             bar.update(len(s))
@@ -202,6 +213,7 @@ def window_embeddings(
             raise MediaError(f"{source}: no decodable audio (empty or corrupt audio stream)")
         raise ValueError("no audio to cut into windows (empty array)")
     z, starts = np.concatenate(zs), np.concatenate(ss)
+    z_quiet = np.concatenate(zq) if q is not None else None
     # The last window may run past the end of the audio, zero-padded: embed only its real part
     # (trailing exact zeros), as embed_audio would embed that shorter clip. Silence padding
     # would otherwise pull its embedding away from its neighbours (an outlier "cluster").
@@ -209,10 +221,19 @@ def window_embeddings(
     end = float(starts[-1] + window_s)  # the audio reaches at least this far...
     if len(nz) and nz[-1] + 1 < len(last):
         z[-1] = embed_long_windows(s2i, last[None, : nz[-1] + 1])[0]
+        if z_quiet is not None:
+            z_quiet[-1] = embed_long_windows(s2i, last[None, : nz[-1] + 1] * q)[0]
         end = float(starts[-1] + (nz[-1] + 1) / SR)  # ...or exactly this far
         duration = end
     else:  # a tail shorter than min_fill of a window may have been dropped: trust the stated length
         duration = max(end, float(stated or 0.0))
     return WindowEmbeddings(
-        z=z, starts=starts, window_s=float(window_s), overlap_s=float(overlap_s), duration=duration, source=source
+        z=z,
+        starts=starts,
+        window_s=float(window_s),
+        overlap_s=float(overlap_s),
+        duration=duration,
+        source=source,
+        z_quiet=z_quiet,
+        quiet_db=None if quiet_db is None else float(quiet_db),
     )

@@ -8,11 +8,13 @@ and each cluster's representative is drawn by the generator (one call, ``seed``)
 numbered in order of their first appearance; the thumbnails are output in that order (contact
 sheet and slideshow, "in sequence"). The **final thumbnail** comes from the source heard longest
 (``final="sound"``, default): the encoder hears the place as well as the object, so one source
-heard in two places can be two clusters; the clusters are grouped by their mean sounds
-(:func:`sound_groups`, an average-linkage tree of cosine distances cut at
+heard in two places can be two clusters; the clusters are grouped by their mean *object sounds*
+(:func:`object_sounds`: each window's embedding minus that of the same window turned down by
+:data:`~s2i.method.mix.AMBIENCE_DB`, which keeps the object and cancels the place;
+:func:`sound_groups`, an average-linkage tree of cosine distances cut at
 :data:`SOUND_MAX_DIST`), the group with the most windows wins, and its cluster at the centre
-(:func:`final_cluster`) gives the final thumbnail. It needs only the window embeddings, so it
-works on every profile. ``final="largest"`` keeps the patent's plain rule (the largest cluster).
+(:func:`final_cluster`) gives the final thumbnail. It needs only the audio encoder (each window
+embedded twice), so it works on every profile. ``final="largest"`` keeps the patent's plain rule (the largest cluster).
 Design and measurements: ``docs/decisions/thumbnails.md``."""
 
 from __future__ import annotations
@@ -27,35 +29,54 @@ import numpy as np
 from s2i.method.clustering import Clustering, choose_representatives, cluster_embeddings, cosine_distances, cut_tree
 from s2i.method.generate import draw_images
 from s2i.method.long_audio import WindowEmbeddings, window_embeddings
+from s2i.method.mix import AMBIENCE_DB
 from s2i.utils import write_json
 from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
 
-SOUND_MAX_DIST = 0.6  # cosine distance at which the average-linkage tree of cluster mean sounds is cut
+SOUND_MAX_DIST = 0.5  # cosine distance at which the average-linkage tree of cluster object sounds is cut
 
 
-def sound_distances(z: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+def object_sounds(z: np.ndarray, z_quiet: np.ndarray) -> np.ndarray:
+    """(N, D) unit directions of what is *loud* in each window: its embedding ``z`` minus the
+    same window's turned down (``z_quiet``, :func:`~s2i.method.long_audio.window_embeddings`
+    with ``quiet_db``). At :data:`~s2i.method.mix.AMBIENCE_DB` the object is no longer heard but
+    the place still is, so the difference keeps the object and cancels the place: the device
+    of editing and mixing (``docs/decisions/editing.md``)."""
+    if np.shape(z) != np.shape(z_quiet) or np.ndim(z) != 2:
+        raise ValueError(f"z {np.shape(z)} and z_quiet {np.shape(z_quiet)} must be the same (N, D)")
+    d = np.asarray(z, np.float64) - np.asarray(z_quiet, np.float64)
+    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+
+
+def sound_distances(z: np.ndarray, labels: np.ndarray, k: int, z_quiet: np.ndarray | None = None) -> np.ndarray:
     """(k, k) cosine distances between the clusters' mean sounds: the mean of each cluster's
-    window embeddings, each scaled to unit length first (so loud and quiet windows weigh alike)."""
-    z = np.asarray(z, np.float64)
+    windows, each scaled to unit length first (so loud and quiet windows weigh alike). With
+    ``z_quiet``, the windows' :func:`object_sounds` (the place cancelled); without, the window
+    embeddings as heard."""
     labels = np.asarray(labels)
-    zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    if z_quiet is not None:
+        zn = object_sounds(z, z_quiet)
+    else:
+        z = np.asarray(z, np.float64)
+        zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     return cosine_distances(np.stack([zn[labels == c].mean(0) for c in range(k)]))
 
 
 def sound_groups(
-    z: np.ndarray, labels: np.ndarray, k: int, max_dist: float = SOUND_MAX_DIST
+    z: np.ndarray, labels: np.ndarray, k: int, max_dist: float = SOUND_MAX_DIST, z_quiet: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which clusters hold the same source, heard in different places: ``(groups, d)``, the
     (k,) group ids numbered by first appearance and the (k, k) :func:`sound_distances`.
 
     The encoder hears a place's ambience as well as the object, so k-means puts one source
-    heard in two places into two clusters; their mean sounds stay closer to each other than to
-    another source's. An average-linkage tree of the clusters' mean sounds (cosine distance) cut
-    at ``max_dist`` gives the groups. Needs only the window embeddings: no generator call,
-    any profile."""
+    heard in two places into two clusters. Their mean *object sounds* (``z_quiet`` given: each
+    window's :func:`object_sounds`, the place cancelled) stay close whatever the place; an
+    average-linkage tree of the clusters' means (cosine distance) cut at ``max_dist`` gives the
+    groups. :data:`SOUND_MAX_DIST` is tuned for object sounds; without ``z_quiet`` the windows
+    are compared as heard. Needs only the audio encoder: no generator call, any profile."""
     if k < 2:
         return np.zeros(max(k, 1), np.int64), np.zeros((max(k, 1), max(k, 1)))
-    d = sound_distances(z, labels, k)
+    d = sound_distances(z, labels, k, z_quiet)
     return cut_tree(d, max_dist), d
 
 
@@ -268,21 +289,37 @@ def make_thumbnails(
             1: one drawing). With an embedding prior, the embedding drawn is the prior's sample
             for the cluster's representative (:meth:`Sound2Image.image_embeddings`).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
-        windows: precomputed :func:`window_embeddings` (then ``audio`` is not read).
-        final: ``"sound"`` (default): the clusters are grouped by their mean sounds
-            (:func:`sound_groups`, cut at ``sound_max_dist``), the group with the most windows
+        windows: precomputed :func:`window_embeddings` (then ``audio`` is not read), with
+            ``quiet_db=AMBIENCE_DB`` for ``final="sound"``.
+        final: ``"sound"`` (default): the clusters are grouped by their mean object sounds
+            (:func:`sound_groups`, cut at ``sound_max_dist``; every window embedded a second
+            time, turned down by :data:`~s2i.method.mix.AMBIENCE_DB`), the group with the most windows
             wins, and the cluster at its centre gives the final thumbnail (:func:`final_cluster`);
             any profile. ``"largest"``: the largest cluster, whatever it shows.
     """
     if final not in ("sound", "largest"):
         raise ValueError(f"final must be 'sound' or 'largest', got {final!r}")
+    quiet_db = AMBIENCE_DB if final == "sound" else None
     w = (
         windows
         if windows is not None
         else window_embeddings(
-            s2i, audio, sr=sr, window_s=window_s, overlap_s=overlap_s, batch=batch, min_fill=min_fill, progress=progress
+            s2i,
+            audio,
+            sr=sr,
+            window_s=window_s,
+            overlap_s=overlap_s,
+            batch=batch,
+            min_fill=min_fill,
+            progress=progress,
+            quiet_db=quiet_db,
         )
     )
+    if final == "sound" and w.z_quiet is None:
+        raise ValueError(
+            "final='sound' compares the windows' object sounds: give windows embedded with "
+            f"window_embeddings(..., quiet_db={AMBIENCE_DB})"
+        )
     if min_run is None:
         min_run = max(2, math.ceil(w.window_s / (w.window_s - w.overlap_s) - 1e-9))
     cl = cluster_embeddings(
@@ -304,8 +341,8 @@ def make_thumbnails(
     sizes = np.bincount(cl.labels, minlength=cl.k)
     groups = dist = None
     if final == "sound":
-        groups, dist = sound_groups(w.z, cl.labels, cl.k, max_dist=sound_max_dist)
-        rule = f"sound: the central cluster of the sound group with the most windows (cut {sound_max_dist})"
+        groups, dist = sound_groups(w.z, cl.labels, cl.k, max_dist=sound_max_dist, z_quiet=w.z_quiet)
+        rule = f"sound: the central cluster of the object-sound group with the most windows (cut {sound_max_dist})"
     else:
         rule = "largest: the largest cluster"
     clusters = []
