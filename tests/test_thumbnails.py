@@ -39,7 +39,6 @@ from s2i.method.thumbnails import (
     _union_length,
     final_cluster,
     make_thumbnails,
-    object_sounds,
     sound_distances,
     sound_groups,
     time_ranges,
@@ -167,12 +166,14 @@ def test_window_embedding_is_embed_audio_of_the_window():
     s = int(round(w.starts[-1] * SR))
     assert s + 2 * SR > len(a)
     np.testing.assert_allclose(w.z[-1], s2i.embed_audio(a[s:], SR).numpy(), atol=1e-6)
-    assert w.z_quiet is None and w.quiet_db is None
+    assert w.objects is None and w.object_windows is None and w.quiet_db is None
 
 
-def test_windows_turned_down_are_embedded_in_the_same_pass(tmp_path):
-    """quiet_db: z_quiet is what the windows of the audio turned down would give, window by
-    window (the last, shorter one too), from an array and from a streamed file alike."""
+def test_object_sounds_are_sampled_in_the_same_pass(tmp_path):
+    """quiet_db: each sampled window's object sound is its central encoder window's embedding
+    minus the same audio turned down; every window while there are at most max_objects, then
+    every ceil(n / max_objects)-th (the last included when it falls on the stride), from an
+    array and from a streamed file alike."""
 
     class LevelFake(FakeS2I):  # hears the level too (band energies x RMS)
         def embed_windows(self, windows):
@@ -182,18 +183,27 @@ def test_windows_turned_down_are_embedded_in_the_same_pass(tmp_path):
     s2i = LevelFake()
     a = two_class_programme().audio()
     w = window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5, quiet_db=-20.0)
-    ref = window_embeddings(s2i, a * np.float32(0.1), sr=SR, window_s=2.0, overlap_s=1.0, batch=5)
-    np.testing.assert_allclose(w.z_quiet, ref.z, rtol=1e-5, atol=1e-9)
+    n = len(w.starts)
+    assert w.quiet_db == -20.0 and w.object_windows.tolist() == list(range(n))
     np.testing.assert_allclose(w.z, window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5).z)
-    assert w.quiet_db == -20.0 and not np.allclose(w.z_quiet, w.z)
+    for i in (0, 7, n - 2):
+        s = int(round(w.starts[i] * SR)) + 3 * SR // 4  # the central half second of the 2-s window
+        c = a[s : s + SR // 2]
+        want = s2i.embed_windows(c[None]).numpy() - s2i.embed_windows(c[None] * np.float32(0.1)).numpy()
+        np.testing.assert_allclose(w.objects[i], want[0], rtol=1e-5, atol=1e-9)
+    assert np.abs(w.objects).max() > 0  # a level-blind encoder would give zeros
+    few = window_embeddings(s2i, a, sr=SR, window_s=2.0, overlap_s=1.0, batch=5, quiet_db=-20.0, max_objects=5)
+    stride = -(-n // 5)
+    assert few.object_windows.tolist() == list(range(0, n, stride))
+    np.testing.assert_allclose(few.objects, w.objects[::stride], rtol=1e-5, atol=1e-9)
     path = tmp_path / "p.wav"
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1), f.setsampwidth(2), f.setframerate(SR)
         f.writeframes((np.clip(a, -1, 1) * 32767).astype("<i2").tobytes())
-    wf = window_embeddings(s2i, path, window_s=2.0, overlap_s=1.0, batch=4, quiet_db=-20.0)
-    decoded = read_audio(path, SR) * np.float32(0.1)
-    ref = window_embeddings(s2i, decoded, sr=SR, window_s=2.0, overlap_s=1.0, batch=4)
-    np.testing.assert_allclose(wf.z_quiet, ref.z, rtol=1e-4, atol=1e-9)
+    wf = window_embeddings(s2i, path, window_s=2.0, overlap_s=1.0, batch=4, quiet_db=-20.0, max_objects=5)
+    ref = window_embeddings(s2i, read_audio(path, SR), sr=SR, window_s=2.0, overlap_s=1.0, batch=4, quiet_db=-20.0)
+    assert wf.object_windows.tolist() == list(range(0, len(wf.starts), -(-len(wf.starts) // 5)))
+    np.testing.assert_allclose(wf.objects, ref.objects[wf.object_windows], rtol=1e-4, atol=1e-9)
 
 
 def test_read_ahead_keeps_order_raises_in_place_and_stops_when_closed():
@@ -653,8 +663,10 @@ def test_sound_groups_put_one_source_heard_in_two_places_together():
 def test_object_sounds_group_one_source_where_the_place_is_louder_than_it():
     """Windows = an encoder's saturating response to source x gain + place; the place weighs
     more than the source, so the windows as heard group by place (wrongly), while their object
-    sounds (each window minus the same window turned down 20 dB, where only the place is left)
-    group by source, whatever the place and the gain. A rule that ignored z_quiet fails here."""
+    sounds (each window minus the same window turned down 20 dB, where only the place is left),
+    sampled in every other window, group by source, whatever the place and the gain. A rule
+    that ignored the object sounds fails here; a cluster none of whose windows was sampled
+    groups with no other."""
     rng = np.random.default_rng(0)
     src, place = np.eye(8)[:3], np.eye(8)[3:6] * 2.5
     plan = [(0, 0), (1, 1), (0, 2), (2, 0), (1, 2), (2, 2)]  # (source, place) of clusters 0..5
@@ -668,13 +680,15 @@ def test_object_sounds_group_one_source_where_the_place_is_louder_than_it():
     z, zq, labels = np.concatenate(z), np.concatenate(zq), np.asarray(labels)
     heard, _ = sound_groups(z, labels, 6)
     assert heard.tolist() != [0, 1, 0, 2, 1, 2]  # as heard, the place wins
-    groups, d = sound_groups(z, labels, 6, z_quiet=zq)
+    idx = np.arange(0, len(z), 2)
+    groups, d = sound_groups(z, labels, 6, objects=(z - zq)[idx], object_windows=idx)
     assert groups.tolist() == [0, 1, 0, 2, 1, 2]
-    np.testing.assert_allclose(d, sound_distances(z, labels, 6, zq))
-    o = object_sounds(z, zq)
-    np.testing.assert_allclose(np.linalg.norm(o, axis=1), 1.0)
-    with pytest.raises(ValueError, match="same"):
-        object_sounds(z, zq[:-1])
+    np.testing.assert_allclose(d, sound_distances(z, labels, 6, (z - zq)[idx], idx))
+    unsampled = idx[labels[idx] != 3]  # cluster 3 (source 2) has no sampled window
+    g3, d3 = sound_groups(z, labels, 6, objects=(z - zq)[unsampled], object_windows=unsampled)
+    assert g3.tolist() == [0, 1, 0, 2, 1, 3] and np.all(np.delete(d3[3], 3) == 1.0)
+    with pytest.raises(ValueError, match="window index"):
+        sound_groups(z, labels, 6, objects=(z - zq)[idx], object_windows=idx[:-1])
 
 
 def test_final_rules():
@@ -683,8 +697,10 @@ def test_final_rules():
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # default: sound grouping
     assert res.final == 0 and res.final_rule.startswith("sound")
     groups = [c["group"] for c in res.clusters]
-    g, d = sound_groups(res.windows.z, res.labels, res.k, z_quiet=res.windows.z_quiet)
-    assert res.windows.z_quiet is not None and res.windows.quiet_db == AMBIENCE_DB
+    g, d = sound_groups(
+        res.windows.z, res.labels, res.k, objects=res.windows.objects, object_windows=res.windows.object_windows
+    )
+    assert res.windows.objects is not None and res.windows.quiet_db == AMBIENCE_DB
     assert groups == g.tolist() and res.final == final_cluster([c["size"] for c in res.clusters], g, d)
     assert res.report()["final_rule"] == res.final_rule
     res = make_thumbnails(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0, final="largest")
@@ -693,7 +709,7 @@ def test_final_rules():
         make_thumbnails(s2i, prog.audio(), sr=SR, final="longest")
     with pytest.raises(ValueError, match="final"):
         make_thumbnails(s2i, prog.audio(), sr=SR, final="object")  # the object-picture rule is retired
-    plain = window_embeddings(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # no z_quiet
+    plain = window_embeddings(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # no object sounds
     with pytest.raises(ValueError, match="quiet_db"):
         make_thumbnails(s2i, None, windows=plain)
     assert make_thumbnails(s2i, None, windows=plain, final="largest").final == res.largest
@@ -724,7 +740,8 @@ def test_toy_final_thumbnail_is_the_object_heard_longest_when_its_clusters_sound
     horns = [c for c in range(res.k) if m["cluster_majority"][c] == horn]
     birds = [c for c in range(res.k) if m["cluster_majority"][c] == bird]
     assert len(horns) == 2 and len(birds) == 1
-    _, dist = sound_groups(res.windows.z, res.labels, res.k, z_quiet=res.windows.z_quiet)
+    w = res.windows
+    _, dist = sound_groups(w.z, res.labels, res.k, objects=w.objects, object_windows=w.object_windows)
     within = dist[horns[0], horns[1]]
     assert within < min(dist[h, birds[0]] for h in horns)
     assert (m["cluster_majority"][res.final] == horn) == bool(within <= SOUND_MAX_DIST)

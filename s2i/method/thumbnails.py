@@ -9,12 +9,13 @@ numbered in order of their first appearance; the thumbnails are output in that o
 sheet and slideshow, "in sequence"). The **final thumbnail** comes from the source heard longest
 (``final="sound"``, default): the encoder hears the place as well as the object, so one source
 heard in two places can be two clusters; the clusters are grouped by their mean *object sounds*
-(:func:`object_sounds`: each window's embedding minus that of the same window turned down by
-:data:`~s2i.method.mix.AMBIENCE_DB`, which keeps the object and cancels the place;
-:func:`sound_groups`, an average-linkage tree of cosine distances cut at
-:data:`SOUND_MAX_DIST`), the group with the most windows wins, and its cluster at the centre
-(:func:`final_cluster`) gives the final thumbnail. It needs only the audio encoder (each window
-embedded twice), so it works on every profile. ``final="largest"`` keeps the patent's plain rule (the largest cluster).
+(:func:`~s2i.method.long_audio.object_sound_samples`: a window's central encoder window minus
+the same audio turned down by :data:`~s2i.method.mix.AMBIENCE_DB`, which keeps the object and
+cancels the place, sampled in up to 512 windows spread over the sound; :func:`sound_groups`, an
+average-linkage tree of cosine distances cut at :data:`SOUND_MAX_DIST`), the group with the
+most windows wins, and its cluster at the centre (:func:`final_cluster`) gives the final
+thumbnail. It needs only the audio encoder, so it works on every profile. ``final="largest"``
+keeps the patent's plain rule (the largest cluster).
 Design and measurements: ``docs/decisions/thumbnails.md``."""
 
 from __future__ import annotations
@@ -36,47 +37,60 @@ from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
 SOUND_MAX_DIST = 0.5  # cosine distance at which the average-linkage tree of cluster object sounds is cut
 
 
-def object_sounds(z: np.ndarray, z_quiet: np.ndarray) -> np.ndarray:
-    """(N, D) unit directions of what is *loud* in each window: its embedding ``z`` minus the
-    same window's turned down (``z_quiet``, :func:`~s2i.method.long_audio.window_embeddings`
-    with ``quiet_db``). At :data:`~s2i.method.mix.AMBIENCE_DB` the object is no longer heard but
-    the place still is, so the difference keeps the object and cancels the place: the device
-    of editing and mixing (``docs/decisions/editing.md``)."""
-    if np.shape(z) != np.shape(z_quiet) or np.ndim(z) != 2:
-        raise ValueError(f"z {np.shape(z)} and z_quiet {np.shape(z_quiet)} must be the same (N, D)")
-    d = np.asarray(z, np.float64) - np.asarray(z_quiet, np.float64)
-    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def sound_distances(z: np.ndarray, labels: np.ndarray, k: int, z_quiet: np.ndarray | None = None) -> np.ndarray:
+def sound_distances(
+    z: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    objects: np.ndarray | None = None,
+    object_windows: np.ndarray | None = None,
+) -> np.ndarray:
     """(k, k) cosine distances between the clusters' mean sounds: the mean of each cluster's
     windows, each scaled to unit length first (so loud and quiet windows weigh alike). With
-    ``z_quiet``, the windows' :func:`object_sounds` (the place cancelled); without, the window
-    embeddings as heard."""
+    ``objects`` (M, D), the object sounds of the windows ``object_windows`` (M,)
+    (:func:`~s2i.method.long_audio.object_sound_samples`: the place cancelled), the clusters'
+    mean object sounds; a cluster none of whose windows was sampled is at distance 1 from
+    every other (it groups with none). Without, the window embeddings as heard."""
     labels = np.asarray(labels)
-    if z_quiet is not None:
-        zn = object_sounds(z, z_quiet)
-    else:
-        z = np.asarray(z, np.float64)
-        zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    return cosine_distances(np.stack([zn[labels == c].mean(0) for c in range(k)]))
+    if objects is None:
+        zn = _unit(z)
+        return cosine_distances(np.stack([zn[labels == c].mean(0) for c in range(k)]))
+    idx = np.asarray(object_windows)
+    if np.ndim(objects) != 2 or idx.shape != (len(objects),) or (len(idx) and idx.max() >= len(labels)):
+        raise ValueError(f"objects {np.shape(objects)} need one window index each, got {idx.shape}")
+    on, lab = _unit(objects), labels[idx]
+    has = np.array([bool((lab == c).any()) for c in range(k)])
+    means = np.stack([on[lab == c].mean(0) if has[c] else np.zeros(on.shape[1]) for c in range(k)])
+    d = cosine_distances(np.where(has[:, None], means, 1.0))
+    d[~has, :] = d[:, ~has] = 1.0
+    np.fill_diagonal(d, 0.0)
+    return d
 
 
 def sound_groups(
-    z: np.ndarray, labels: np.ndarray, k: int, max_dist: float = SOUND_MAX_DIST, z_quiet: np.ndarray | None = None
+    z: np.ndarray,
+    labels: np.ndarray,
+    k: int,
+    max_dist: float = SOUND_MAX_DIST,
+    objects: np.ndarray | None = None,
+    object_windows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which clusters hold the same source, heard in different places: ``(groups, d)``, the
     (k,) group ids numbered by first appearance and the (k, k) :func:`sound_distances`.
 
     The encoder hears a place's ambience as well as the object, so k-means puts one source
-    heard in two places into two clusters. Their mean *object sounds* (``z_quiet`` given: each
-    window's :func:`object_sounds`, the place cancelled) stay close whatever the place; an
-    average-linkage tree of the clusters' means (cosine distance) cut at ``max_dist`` gives the
-    groups. :data:`SOUND_MAX_DIST` is tuned for object sounds; without ``z_quiet`` the windows
-    are compared as heard. Needs only the audio encoder: no generator call, any profile."""
+    heard in two places into two clusters. Their mean *object sounds* (``objects`` given: the
+    place cancelled) stay close whatever the place; an average-linkage tree of the clusters'
+    means (cosine distance) cut at ``max_dist`` gives the groups. :data:`SOUND_MAX_DIST` is
+    tuned for object sounds; without ``objects`` the windows are compared as heard. Needs only
+    the audio encoder: no generator call, any profile."""
     if k < 2:
         return np.zeros(max(k, 1), np.int64), np.zeros((max(k, 1), max(k, 1)))
-    d = sound_distances(z, labels, k, z_quiet)
+    d = sound_distances(z, labels, k, objects, object_windows)
     return cut_tree(d, max_dist), d
 
 
@@ -292,8 +306,8 @@ def make_thumbnails(
         windows: precomputed :func:`window_embeddings` (then ``audio`` is not read), with
             ``quiet_db=AMBIENCE_DB`` for ``final="sound"``.
         final: ``"sound"`` (default): the clusters are grouped by their mean object sounds
-            (:func:`sound_groups`, cut at ``sound_max_dist``; every window embedded a second
-            time, turned down by :data:`~s2i.method.mix.AMBIENCE_DB`), the group with the most windows
+            (:func:`sound_groups`, cut at ``sound_max_dist``; windows embedded with
+            ``quiet_db`` = :data:`~s2i.method.mix.AMBIENCE_DB`), the group with the most windows
             wins, and the cluster at its centre gives the final thumbnail (:func:`final_cluster`);
             any profile. ``"largest"``: the largest cluster, whatever it shows.
     """
@@ -315,7 +329,7 @@ def make_thumbnails(
             quiet_db=quiet_db,
         )
     )
-    if final == "sound" and w.z_quiet is None:
+    if final == "sound" and w.objects is None:
         raise ValueError(
             "final='sound' compares the windows' object sounds: give windows embedded with "
             f"window_embeddings(..., quiet_db={AMBIENCE_DB})"
@@ -341,7 +355,7 @@ def make_thumbnails(
     sizes = np.bincount(cl.labels, minlength=cl.k)
     groups = dist = None
     if final == "sound":
-        groups, dist = sound_groups(w.z, cl.labels, cl.k, max_dist=sound_max_dist, z_quiet=w.z_quiet)
+        groups, dist = sound_groups(w.z, cl.labels, cl.k, sound_max_dist, w.objects, w.object_windows)
         rule = f"sound: the central cluster of the object-sound group with the most windows (cut {sound_max_dist})"
     else:
         rule = "largest: the largest cluster"
