@@ -34,9 +34,7 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
 
     from s2i.eval.thumbnails import evaluate_thumbnails, programme_durations
-    from s2i.method.long_audio import window_embeddings
-    from s2i.method.mix import AMBIENCE_DB
-    from s2i.method.thumbnails import make_thumbnails
+    from s2i.method.thumbnails import make_thumbnails, thumbnail_windows
     from s2i.paths import compose_profile
     from s2i.toyworld.programmes import make_programme
 
@@ -47,9 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     scores = {k: dict(class_coverage=[], final_pick_correct=[], seconds=0.0) for k in a.candidates}
     for seed, dur in zip(seeds, programme_durations(a.n, *a.minutes)):
         prog = make_programme(seed, float(dur))
-        win = window_embeddings(
-            s2i, prog.audio(), sr=prog.sr, window_s=p["window_s"], overlap_s=p["overlap_s"], quiet_db=AMBIENCE_DB
-        )
+        win = thumbnail_windows(s2i, prog.audio(), sr=prog.sr, window_s=p["window_s"], overlap_s=p["overlap_s"])
         for k in a.candidates:
             t = time.time()
             res = make_thumbnails(s2i, None, windows=win, candidates=k, **kw)

@@ -41,9 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.eval.thumbnails import evaluate_thumbnails, programme_durations
-    from s2i.method.long_audio import window_embeddings
-    from s2i.method.mix import AMBIENCE_DB
-    from s2i.method.thumbnails import SOUND_MAX_DIST, make_thumbnails
+    from s2i.method.thumbnails import SOUND_MAX_DIST, make_thumbnails, thumbnail_windows
     from s2i.toyworld.programmes import make_programme
 
     torch.manual_seed(0)
@@ -54,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     for i, dur in enumerate(programme_durations(a.n, *a.minutes)):
         t0 = time.time()
         prog = make_programme(a.first + i, float(dur))
-        w = window_embeddings(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0, quiet_db=AMBIENCE_DB)
+        w = thumbnail_windows(s2i, prog.audio(), sr=prog.sr, window_s=2.0, overlap_s=1.0)
         res = make_thumbnails(s2i, None, windows=w, k_max=a.k_max, seed=0, sound_max_dist=sound_max_dist)
         ev = evaluate_thumbnails(res, prog, judge=None)
         heard = Counter()  # windows per majority class: the clusters grouped by what they truly hold

@@ -41,6 +41,7 @@ from s2i.method.thumbnails import (
     make_thumbnails,
     sound_distances,
     sound_groups,
+    thumbnail_windows,
     time_ranges,
 )
 from s2i.models.audio_encoder import SR
@@ -709,6 +710,8 @@ def test_final_rules():
         make_thumbnails(s2i, prog.audio(), sr=SR, final="longest")
     with pytest.raises(ValueError, match="final"):
         make_thumbnails(s2i, prog.audio(), sr=SR, final="object")  # the object-picture rule is retired
+    assert thumbnail_windows(s2i, prog.audio(), "largest", sr=SR).objects is None
+    assert thumbnail_windows(s2i, prog.audio(), sr=SR).quiet_db == AMBIENCE_DB
     plain = window_embeddings(s2i, prog.audio(), sr=SR, window_s=2.0, overlap_s=1.0)  # no object sounds
     with pytest.raises(ValueError, match="quiet_db"):
         make_thumbnails(s2i, None, windows=plain)

@@ -8,10 +8,10 @@
 # slideshow), and the final thumbnail comes from the source heard longest, with the clusters
 # that hold the same source counted together: the encoder hears the place too, so one source
 # heard in two places is two clusters. An average-linkage tree of the clusters' mean *object
-# sounds* (each window's embedding minus the same window's turned down 20 dB: the object kept,
-# the place cancelled; cosine distance) groups them, the group with the most windows wins, and
-# the cluster at its centre gives the final thumbnail (`s2i.method.thumbnails.sound_groups`,
-# `final_cluster`).
+# sounds* (a window's central encoder window minus the same audio turned down 20 dB: the object
+# kept, the place cancelled; up to 512 windows sampled; cosine distance) groups them, the group
+# with the most windows wins, and the cluster at its centre gives the final thumbnail
+# (`s2i.method.thumbnails.sound_groups`, `final_cluster`).
 # `largest_pick_correct` gives the plain rule (the largest cluster, whatever it holds) beside it.
 #
 # Measured on toy *programmes*: minutes of sound assembled from segments of known classes over

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from s2i.method.long_audio import window_embeddings
-from s2i.method.mix import AMBIENCE_DB
-from s2i.method.thumbnails import ThumbnailResult, make_thumbnails
+from s2i.method.thumbnails import ThumbnailResult, make_thumbnails, thumbnail_windows
 from s2i.toyworld import world
 from s2i.toyworld.programmes import Programme, make_programme
 
@@ -158,8 +156,7 @@ def evaluate_programmes(
     rows = []
     rendered = _rendered(list(zip(seeds, durations.tolist())), workers)
     for prog, audio in tqdm(rendered, total=len(seeds), desc="programmes", disable=not progress):
-        quiet_db = AMBIENCE_DB if thumb_kw.get("final", "sound") == "sound" else None
-        win = window_embeddings(s2i, audio, sr=prog.sr, quiet_db=quiet_db, **wkw)
+        win = thumbnail_windows(s2i, audio, thumb_kw.get("final", "sound"), sr=prog.sr, **wkw)
         for rep in representatives:
             res = make_thumbnails(s2i, None, windows=win, representative=rep, **thumb_kw)
             row = dict(

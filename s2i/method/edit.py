@@ -44,7 +44,7 @@ import torch
 from s2i.backbones.base import require_composition
 from s2i.media import aspect_crop, fit_resize, read_audio_track, read_video, square_resize, write_video
 from s2i.method.generate import Sound2Image
-from s2i.method.mix import AMBIENCE_DB, REGION_SOFTNESS, band_regions
+from s2i.method.mix import AMBIENCE_DB, REGION_SOFTNESS, band_regions, soft_span
 from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
 
@@ -76,13 +76,10 @@ def centre_region(
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"the centre region's fraction must be in (0, 1], got {fraction}")
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-
-    def profile(n: int) -> torch.Tensor:
-        x = torch.arange(n, dtype=torch.float32) + 0.5
-        a, b = n * (1 - fraction) / 2, n * (1 + fraction) / 2
-        return (torch.sigmoid((x - a) / softness) - torch.sigmoid((x - b) / softness)).clamp(0, 1)
-
-    return torch.outer(profile(h), profile(w))
+    h_span, w_span = (
+        soft_span(n, n * (1 - fraction) / 2, n * (1 + fraction) / 2, softness).clamp(0, 1) for n in (h, w)
+    )
+    return torch.outer(h_span, w_span)
 
 
 def edit_region(region, size: int | tuple[int, int], seed: int = 0) -> torch.Tensor | None:

@@ -212,6 +212,7 @@ def window_embeddings(
         it = _array_batches(a, window_s, overlap_s, batch, min_fill)
         total = len(audio_window_starts(len(a), SR, window_s, overlap_s=overlap_s, min_fill=min_fill))
     zs, ss, objs, obj_idx = [], [], [], []
+    n_done = 0  # windows embedded so far
     last = None
     stride = 1 if not total else max(1, math.ceil(total / max_objects))
     hop = int(round((window_s - overlap_s) * SR))
@@ -219,13 +220,13 @@ def window_embeddings(
         for w, s in it:
             consecutive = len(s) > 1 and np.allclose(np.diff(s) * SR, hop, atol=0.5)
             if quiet_db is not None:
-                done = sum(len(x) for x in ss)
-                sel = np.flatnonzero((done + np.arange(len(s))) % stride == 0)
+                sel = np.flatnonzero((n_done + np.arange(len(s))) % stride == 0)
                 if len(sel):
                     objs.append(object_sound_samples(s2i, w[sel], quiet_db))
-                    obj_idx.append(done + sel)
+                    obj_idx.append(n_done + sel)
             zs.append(embed_long_windows(s2i, w, hop if consecutive else None))  # (B, D)
             ss.append(s)
+            n_done += len(s)
             last = w[-1].copy()
             bar.update(len(s))
     if not zs:

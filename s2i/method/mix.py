@@ -28,6 +28,16 @@ def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def soft_span(length: int, start: float | None, end: float | None, softness: float = REGION_SOFTNESS) -> torch.Tensor:
+    """(length,) float32 along one side of a picture: 1 between the pixel positions ``start``
+    and ``end`` (None: no edge there, the span reaches the picture's border), 0 outside, with
+    sigmoid edges ``softness`` px wide (pixel i at position i + 0.5)."""
+    x = torch.arange(length, dtype=torch.float32) + 0.5
+    past_start = torch.ones(length) if start is None else torch.sigmoid((x - start) / softness)
+    past_end = torch.zeros(length) if end is None else torch.sigmoid((x - end) / softness)
+    return past_start - past_end
+
+
 def band_regions(
     n: int, size: int | tuple[int, int], seed: int = 0, softness: float = REGION_SOFTNESS, split: str = "any"
 ) -> torch.Tensor:
@@ -49,11 +59,8 @@ def band_regions(
         vertical = split == "rows"
     order = rng.permutation(n)
     length = h if vertical else w  # the bands' axis
-    x = torch.arange(length, dtype=torch.float32) + 0.5
-    edges = [length * j / n for j in range(1, n)]
-    # cumulative sigmoids: s_j(x) = P(x is past edge j); band j = s_{j-1} - s_j
-    s = [torch.ones(length)] + [torch.sigmoid((x - e) / softness) for e in edges] + [torch.zeros(length)]
-    bands = torch.stack([s[j] - s[j + 1] for j in range(n)])[order]  # (n, length)
+    edges = [None] + [length * j / n for j in range(1, n)] + [None]
+    bands = torch.stack([soft_span(length, edges[j], edges[j + 1], softness) for j in range(n)])[order]  # (n, length)
     return (bands[:, :, None].expand(n, h, w) if vertical else bands[:, None, :].expand(n, h, w)).contiguous()
 
 

@@ -63,12 +63,10 @@ def sound_distances(
     if np.ndim(objects) != 2 or idx.shape != (len(objects),) or (len(idx) and idx.max() >= len(labels)):
         raise ValueError(f"objects {np.shape(objects)} need one window index each, got {idx.shape}")
     on, lab = _unit(objects), labels[idx]
-    has = np.array([bool((lab == c).any()) for c in range(k)])
-    means = np.stack([on[lab == c].mean(0) if has[c] else np.zeros(on.shape[1]) for c in range(k)])
-    d = cosine_distances(np.where(has[:, None], means, 1.0))
-    d[~has, :] = d[:, ~has] = 1.0
-    np.fill_diagonal(d, 0.0)
-    return d
+    # a cluster with no sampled window has a zero mean: at cosine distance 1 from every other
+    return cosine_distances(
+        np.stack([on[lab == c].mean(0) if (lab == c).any() else np.zeros(on.shape[1]) for c in range(k)])
+    )
 
 
 def sound_groups(
@@ -256,6 +254,14 @@ class ThumbnailResult:
 
 
 # ============================================================================= the whole method
+def thumbnail_windows(s2i, audio, final: str = "sound", **kw) -> WindowEmbeddings:
+    """:func:`~s2i.method.long_audio.window_embeddings` of ``audio`` (``kw``: its arguments)
+    with what the ``final`` rule reads: for ``"sound"``, the windows' object sounds
+    (``quiet_db`` = :data:`~s2i.method.mix.AMBIENCE_DB`). Embed once, then give the result to
+    :func:`make_thumbnails` as ``windows`` as often as needed."""
+    return window_embeddings(s2i, audio, quiet_db=AMBIENCE_DB if final == "sound" else None, **kw)
+
+
 def make_thumbnails(
     s2i,
     audio: str | os.PathLike | np.ndarray,
@@ -303,8 +309,8 @@ def make_thumbnails(
             1: one drawing). With an embedding prior, the embedding drawn is the prior's sample
             for the cluster's representative (:meth:`Sound2Image.image_embeddings`).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
-        windows: precomputed :func:`window_embeddings` (then ``audio`` is not read), with
-            ``quiet_db=AMBIENCE_DB`` for ``final="sound"``.
+        windows: precomputed :func:`thumbnail_windows` for the same ``final`` (then ``audio``
+            is not read).
         final: ``"sound"`` (default): the clusters are grouped by their mean object sounds
             (:func:`sound_groups`, cut at ``sound_max_dist``; windows embedded with
             ``quiet_db`` = :data:`~s2i.method.mix.AMBIENCE_DB`), the group with the most windows
@@ -313,26 +319,25 @@ def make_thumbnails(
     """
     if final not in ("sound", "largest"):
         raise ValueError(f"final must be 'sound' or 'largest', got {final!r}")
-    quiet_db = AMBIENCE_DB if final == "sound" else None
     w = (
         windows
         if windows is not None
-        else window_embeddings(
+        else thumbnail_windows(
             s2i,
             audio,
+            final,
             sr=sr,
             window_s=window_s,
             overlap_s=overlap_s,
             batch=batch,
             min_fill=min_fill,
             progress=progress,
-            quiet_db=quiet_db,
         )
     )
     if final == "sound" and w.objects is None:
         raise ValueError(
-            "final='sound' compares the windows' object sounds: give windows embedded with "
-            f"window_embeddings(..., quiet_db={AMBIENCE_DB})"
+            "final='sound' compares the windows' object sounds: give windows from thumbnail_windows "
+            f"(window_embeddings(..., quiet_db={AMBIENCE_DB}))"
         )
     if min_run is None:
         min_run = max(2, math.ceil(w.window_s / (w.window_s - w.overlap_s) - 1e-9))
