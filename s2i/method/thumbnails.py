@@ -34,7 +34,7 @@ from s2i.method.mix import AMBIENCE_DB
 from s2i.utils import write_json
 from s2i.viz import auto_scale, captioned, contact_sheet, save_gif, save_png
 
-SOUND_MAX_DIST = 0.5  # cosine distance at which the average-linkage tree of cluster object sounds is cut
+SOUND_MAX_DIST = 0.4  # cosine distance at which the average-linkage tree of cluster object sounds is cut
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
