@@ -174,6 +174,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
                     "w_sound",
                     "ambience_db",
                     "region",
+                    "candidates",
                 )
             },
         },

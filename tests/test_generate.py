@@ -195,6 +195,47 @@ def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
     assert not np.array_equal(ref_r, ref_q)
 
 
+def test_edit_candidates_keep_the_edit_nearest_the_sound(smoke_s2i):
+    """With candidates=K each edit is one of the K plain edits from candidate_seeds (the first
+    from the edit's own seed), the one the image encoder puts nearest to the prior's sample of
+    the sound for that seed; the region comes from the edit's seed whatever the candidate's."""
+    from s2i.method.edit import candidate_seeds, edit_image
+    from s2i.toyworld import world
+
+    img = world.render_still(world.Scene(1, []))
+    snd = world.render_sound(world.Scene(3, [world.SceneObject(4, gain=0.8)]), 1.0, seed=9)
+    seeds = candidate_seeds(3, 3)
+    assert seeds[0] == 3 and len(set(seeds)) == 3
+    picks = []
+    for region in ("centre", "half"):
+        plain = [edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region)[0]]
+        plain += [
+            edit_image(smoke_s2i, img, snd, world.SR, seed=sd, region=edit_region_mask(region, 3))[0]
+            for sd in seeds[1:]
+        ]
+        cos = [
+            float(
+                torch.nn.functional.cosine_similarity(
+                    smoke_s2i.backbones.encode_images(p[None]).float(), smoke_s2i.embed_for_drawing(snd, sd).float()
+                )
+            )
+            for p, sd in zip(plain, seeds)
+        ]
+        best = edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region, candidates=3)
+        np.testing.assert_array_equal(best[0], plain[int(np.argmax(cos))])
+        picks.append(int(np.argmax(cos)))
+        assert len({p.tobytes() for p in plain}) > 1  # the candidates differ
+    assert max(picks) > 0  # not always the first candidate: the test tells a re-ranking from none
+    with pytest.raises(ValueError, match="candidates"):
+        edit_image(smoke_s2i, img, snd, world.SR, candidates=0)
+
+
+def edit_region_mask(region: str, seed: int) -> np.ndarray:
+    from s2i.method.edit import edit_region
+
+    return edit_region(region, 32, seed).numpy()
+
+
 # --------------------------------------------------------------------------------------------
 # regions of composed guidance (mixing, editing)
 # --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ w_image: float = 1.0
 w_sound: float = 6.0
 ambience_db: float = -20.0
 region: str = "centre"
+candidates: int = 4  # each edit the best of K by the image encoder (not the videos)
 
 # %%
 import matplotlib.pyplot as plt
@@ -47,7 +48,7 @@ G = [float(g) for g in edit_gains_db.split(",")]
 kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambience_db, region=region)
 
 # %%
-ed = edit_study(s2i, n_edits, seed, G, **kw)
+ed = edit_study(s2i, n_edits, seed, G, candidates=candidates, **kw)
 vid = video_study(s2i, n_videos, seed, edir, **kw)
 metrics = dict(
     edit_object_added=ed["edit_object_added"],  # the heard class and no class the input lacked
@@ -62,6 +63,7 @@ metrics = dict(
     video_probes=vid["probes"],
     n_edits=n_edits,
     n_videos=n_videos,
+    candidates=candidates,
     **kw,
 )
 write_json(out / "metrics" / "editing.json", metrics)

@@ -109,7 +109,17 @@ def cmd_edit(args) -> int:
 
     audio = s2i.load_audio(ap)
     images = _as_batch(
-        edit_image(s2i, image, audio, sr=SR, gain_db=args.gain_db, seed=args.seed, n=args.n, steps=args.steps)
+        edit_image(
+            s2i,
+            image,
+            audio,
+            sr=SR,
+            gain_db=args.gain_db,
+            seed=args.seed,
+            n=args.n,
+            steps=args.steps,
+            candidates=args.candidates,
+        )
     )
     out = Path(args.out)
     prefix = f"{Path(args.image).stem}_edited"
@@ -338,6 +348,14 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
     p.add_argument("audio", help="audio file")
     p.add_argument("--gain-db", type=float, default=0.0, help="gain of the sound in dB (louder: bigger), e.g. -6")
     p.add_argument("-n", "--n", type=int, default=1, help="images")
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        metavar="K",
+        help="draw K edits for each image and keep the one the image encoder puts nearest to the "
+        "sound's embedding (K times the drawing time)",
+    )
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_edit)
 

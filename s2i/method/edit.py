@@ -189,6 +189,7 @@ def edit_image(
     ambience_db: float | None = AMBIENCE_DB,
     steps: int | None = None,
     region="centre",
+    candidates: int = 1,
 ) -> np.ndarray:
     """Image + sound -> ``n`` edited images, uint8 (n, h, w, 3) at the generator's
     :meth:`~s2i.backbones.base.Backbones.drawing_size` of the image (toy: 32x32; full: the
@@ -207,12 +208,19 @@ def edit_image(
             recording's background; see the module docs); None: no cancellation.
         region: where the edit may change the picture (:func:`edit_region`): ``"centre"``
             (default), ``"half"`` (which half from ``seed``), ``"all"``, or an (h, w) mask in [0, 1].
+        candidates: each edit is the best of this many, drawn from the seeds
+            :func:`candidate_seeds` (the prior's sample and the noise both change), the one the
+            frozen image encoder puts nearest to the embedding of the sound it was drawn for
+            (the mean cosine over several sounds): the re-ranking of
+            :func:`s2i.method.generate.best_of`. 1: one edit from ``seed``. Costs ``candidates``
+            times the drawing.
     """
     rgb = read_rgb(image)
     size = s2i.backbones.drawing_size(*rgb.shape[:2])
     img = prepare_image(rgb, size)
     require_composition(s2i.backbones, "editing")
-    edit_region(region, size, seed)  # a bad region fails before any work
+    rg = edit_region(region, size, seed)  # a bad region fails before any work; every candidate edits it
+    candidate_seeds(seed, candidates)  # so does a bad number of candidates
     many = isinstance(audio, (list, tuple))
     audio, gains = (list(audio), gain_db) if many else ([audio], [gain_db])
     gains = list(gains) if isinstance(gains, (list, tuple)) else [gains] * len(audio)
@@ -221,24 +229,49 @@ def edit_image(
     sounds = [s2i.load_audio(x, sr) * 10 ** (g / 20) for x, g in zip(audio, gains)]
     w_sound = default_w_sound(s2i.backbones) if w_sound is None else w_sound
     z_img = s2i.embed_images(img[None])
-    conds, weights = [], []
-    for a in sounds:  # each sound with its ambience cancelled, its weight shared among the sounds
-        z_q = None if ambience_db is None else s2i.embed_for_drawing(a * 10 ** (ambience_db / 20), seed)
-        c, w = sound_terms(s2i.embed_for_drawing(a, seed), z_q, w_sound / len(sounds))
-        conds, weights = conds + c, weights + w
-    return compose_edit(
-        s2i.backbones,
-        z_img.repeat(n, 1),
-        [z.repeat(n, 1) for z in conds],
-        weights,
-        np.repeat(img[None], n, 0),
-        w_image,
-        seed,
-        strength,
-        region,
-        steps,
-        size=size,
-    )
+    best, best_cos = None, None
+    for sd in candidate_seeds(seed, candidates):
+        conds, weights, z_sounds = [], [], []
+        for a in sounds:  # each sound with its ambience cancelled, its weight shared among the sounds
+            z_s = s2i.embed_for_drawing(a, sd)
+            z_q = None if ambience_db is None else s2i.embed_for_drawing(a * 10 ** (ambience_db / 20), sd)
+            c, w = sound_terms(z_s, z_q, w_sound / len(sounds))
+            conds, weights, z_sounds = conds + c, weights + w, z_sounds + [z_s]
+        out = compose_edit(
+            s2i.backbones,
+            z_img.repeat(n, 1),
+            [z.repeat(n, 1) for z in conds],
+            weights,
+            np.repeat(img[None], n, 0),
+            w_image,
+            sd,
+            strength,
+            "all" if rg is None else rg,
+            steps,
+            size=size,
+        )
+        if candidates == 1:
+            return out
+        e = s2i.backbones.encode_images(out).float()
+        cos = torch.stack([torch.nn.functional.cosine_similarity(e, z.float(), dim=1) for z in z_sounds]).mean(0)
+        if best is None:
+            best, best_cos = out.copy(), cos
+        else:
+            better = (cos > best_cos).numpy()
+            best[better], best_cos = out[better], torch.maximum(cos, best_cos)
+    return best
+
+
+CANDIDATE_SEED_STRIDE = 1_000_003  # candidate j of an edit from ``seed`` is drawn from seed + j * stride
+
+
+def candidate_seeds(seed: int, candidates: int) -> list[int]:
+    """The seeds of an edit's ``candidates`` drawings: ``seed`` first (one candidate is the plain
+    edit), then ``seed + j *`` :data:`CANDIDATE_SEED_STRIDE`, far from the neighbouring seeds a
+    batch of edits uses (``seed + i``)."""
+    if int(candidates) < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    return [int(seed) + j * CANDIDATE_SEED_STRIDE for j in range(int(candidates))]
 
 
 def frame_sound_embeddings(
