@@ -220,7 +220,7 @@ def edit_image(
     img = prepare_image(rgb, size)
     require_composition(s2i.backbones, "editing")
     rg = edit_region(region, size, seed)  # a bad region fails before any work; every candidate edits it
-    candidate_seeds(seed, candidates)  # so does a bad number of candidates
+    seeds = candidate_seeds(seed, candidates)  # so does a bad number of candidates
     many = isinstance(audio, (list, tuple))
     audio, gains = (list(audio), gain_db) if many else ([audio], [gain_db])
     gains = list(gains) if isinstance(gains, (list, tuple)) else [gains] * len(audio)
@@ -229,12 +229,15 @@ def edit_image(
     sounds = [s2i.load_audio(x, sr) * 10 ** (g / 20) for x, g in zip(audio, gains)]
     w_sound = default_w_sound(s2i.backbones) if w_sound is None else w_sound
     z_img = s2i.embed_images(img[None])
-    best, best_cos = None, None
-    for sd in candidate_seeds(seed, candidates):
+    # each sound's Z^A, and its turned-down copy's, once: only the prior's sample changes with the seed
+    z_loud = [s2i.embed_audio(a, SR)[None] for a in sounds]
+    z_quiet = [None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None] for a in sounds]
+    outs, cos = [], []
+    for sd in seeds:
         conds, weights, z_sounds = [], [], []
-        for a in sounds:  # each sound with its ambience cancelled, its weight shared among the sounds
-            z_s = s2i.embed_for_drawing(a, sd)
-            z_q = None if ambience_db is None else s2i.embed_for_drawing(a * 10 ** (ambience_db / 20), sd)
+        for zl, zq in zip(z_loud, z_quiet):  # each sound with its ambience cancelled, its weight shared
+            z_s = s2i.image_embeddings(zl, 1, sd, shared=True)
+            z_q = None if zq is None else s2i.image_embeddings(zq, 1, sd, shared=True)
             c, w = sound_terms(z_s, z_q, w_sound / len(sounds))
             conds, weights, z_sounds = conds + c, weights + w, z_sounds + [z_s]
         out = compose_edit(
@@ -253,13 +256,10 @@ def edit_image(
         if candidates == 1:
             return out
         e = s2i.backbones.encode_images(out).float()
-        cos = torch.stack([torch.nn.functional.cosine_similarity(e, z.float(), dim=1) for z in z_sounds]).mean(0)
-        if best is None:
-            best, best_cos = out.copy(), cos
-        else:
-            better = (cos > best_cos).numpy()
-            best[better], best_cos = out[better], torch.maximum(cos, best_cos)
-    return best
+        cos.append(torch.stack([torch.nn.functional.cosine_similarity(e, z.float(), dim=1) for z in z_sounds]).mean(0))
+        outs.append(out)
+    best = torch.stack(cos).argmax(0).numpy()  # (n,): per image, the candidate nearest its sounds (ties: the first)
+    return np.stack(outs)[best, np.arange(n)]
 
 
 CANDIDATE_SEED_STRIDE = 1_000_003  # candidate j of an edit from ``seed`` is drawn from seed + j * stride
