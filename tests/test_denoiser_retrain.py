@@ -98,6 +98,30 @@ def test_the_train_command_writes_weights_then_the_recipe_and_tuning_figures(tmp
     assert dn.load_run(run, model_dir).cfg.snr_floor == 5.0  # the run's recipe goes with its weights
 
 
+def test_a_run_started_from_the_installed_generator_continues_its_weights(tmp_path, model_dir, stills):
+    z, e = dn.training_targets(model_dir, stills["images"], "cpu")
+    installed = dn.init_state("installed", model_dir)
+    ref = LatentGenerator.load(model_dir / "generator").decoder.state_dict()
+    assert all(torch.equal(installed[k], ref[k]) for k in ref)
+    recipe = dict(steps=1, batch=8, lr=1e-9, ema_decay=0.99)
+    start = {k: v + 0.5 for k, v in installed.items()}  # weights no fresh initialisation comes near
+
+    def gap(gen):  # the largest change of any weight from the start's
+        return max((v - start[k]).abs().max().item() for k, v in gen.decoder.state_dict().items())
+
+    assert gap(dn.train_denoiser(model_dir, z, e, recipe, seed=0, device="cpu", init=start)) < 1e-5
+    assert gap(dn.train_denoiser(model_dir, z, e, recipe, seed=0, device="cpu")) > 0.1
+    src, run = tmp_path / "stills.npz", tmp_path / "run"
+    np.savez(src, **{k: stills[k] for k in stills.files})
+    args = ["--model-dir", str(model_dir), "--batch", "4", "--lr", "1e-9", "--steps", "1"]
+    dn.main(["train", str(src), str(run), *args, "--init", "installed"])
+    rec = read_json(run / "recipe.json")
+    manifest = read_json(model_dir / "manifest.json")
+    assert rec["init"] == dict(source="installed", record=manifest.get("generator_retrained"))
+    dn.main(["train", str(src), str(tmp_path / "run2"), *args, "--init", str(run)])  # a run from a run
+    assert read_json(tmp_path / "run2" / "recipe.json")["init"]["record"]["init"]["source"] == "installed"
+
+
 def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names():
     from s2i.paths import repo_root
 

@@ -19,7 +19,10 @@ The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine
    the shipped image encoder, encodes them with the shipped autoencoder (or ``--autoencoder
    AE_DIR``'s), trains a fresh denoiser, draws the tuning stills back from their embeddings and
    has the judge read them (shape and size, the figures the stage reports on held-out stills,
-   and the shape by shape and by size); writes the EMA weights and ``recipe.json``;
+   and the shape by shape and by size); writes the EMA weights and ``recipe.json``. With
+   ``--init installed`` (or ``--init RUN_DIR``) the denoiser starts from those weights instead of
+   a fresh initialisation: a warm restart, the rate warmed up and decayed again, the record of
+   the run it continues kept in ``recipe.json`` (``init``);
 3. ``install RUN_DIR``: those weights into ``models/toy/generator`` (with the run's autoencoder,
    if it had one of its own), the recipe into ``s2i_generator.json`` and ``manifest.json``, and
    the stage's measurements redone (``backbones.json``, the recon grid; ``measure`` alone redoes
@@ -117,10 +120,13 @@ def train_denoiser(
     device=None,
     log=None,
     ae_dir=None,
+    init: dict | None = None,
 ) -> LatentGenerator:
-    """A fresh denoiser of the shipped architecture trained on ``(latents, emb)`` with the
-    shipped diffusion recipe but for ``recipe`` (any of ``GeneratorCfg``'s ``steps``, ``batch``,
-    ``lr``, ``ema_decay``, ``bf16``): the loop of :func:`s2i.train.generator.train_generator`. Returns a
+    """A denoiser of the shipped architecture trained on ``(latents, emb)`` with the shipped
+    diffusion recipe but for ``recipe`` (any of ``GeneratorCfg``'s ``steps``, ``batch``, ``lr``,
+    ``ema_decay``, ``bf16``): the loop of :func:`s2i.train.generator.train_generator`. Fresh, or
+    started from the weights ``init`` (a state dict, see :func:`init_state`: a warm restart, with
+    a new warm-up and cosine decay of the rate and the EMA starting from those weights). Returns a
     :class:`LatentGenerator` with the shipped autoencoder (or ``ae_dir``'s, whose latents
     ``latents`` must then be), on the CPU."""
     from s2i.train.generator import _fit
@@ -132,8 +138,18 @@ def train_denoiser(
     g = torch.Generator().manual_seed(seed + 2)
     dev = resolve_device(device)
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
+    if init is not None:
+        den.load_state_dict(init)
     ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, None, 0, dev, None)
     return LatentGenerator(ema.cpu(), load_autoencoder(model_dir, ae_dir), cfg, emb_rms, meta["image_size"])
+
+
+def init_state(source: str | os.PathLike, model_dir: str | os.PathLike) -> dict:
+    """The denoiser weights a run starts from: ``"installed"`` (``model_dir``'s generator) or a
+    ``train`` run's folder."""
+    if str(source) == "installed":
+        return LatentGenerator.load(Path(model_dir) / "generator").decoder.state_dict()
+    return load_denoiser_state(source)
 
 
 def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int = 60, ae_dir=None) -> float:
@@ -311,8 +327,9 @@ def _train_cmd(a) -> None:
     def log(row):
         losses.append((row["step"], round(row["loss"], 5)))
 
+    init = None if a.init is None else init_state(a.init, a.model_dir)
     t = time.time()
-    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir)
+    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir, init)
     train_s = time.time() - t
     save_denoiser(gen, a.run_dir)  # the weights and the recipe first: judging is extra
     if ae_dir is not None:  # the run holds the autoencoder its latents came from: install takes both
@@ -327,6 +344,7 @@ def _train_cmd(a) -> None:
         s_per_step=round(train_s / steps, 5),
         n_stills=n,
         autoencoder=None if ae_dir is None else str(ae_dir),
+        init=_init_record(a.init, a.model_dir),
         emb_rms=gen.emb_rms,
         loss=losses[:: max(1, len(losses) // 400)],
     )
@@ -345,6 +363,18 @@ def _train_cmd(a) -> None:
     )
     write_json(Path(a.run_dir) / "recipe.json", dict(record, tuning=dict(tuning, n=len(d["tuning_images"]))))
     print(json.dumps(dict(run=str(a.run_dir), **tuning)), flush=True)
+
+
+def _init_record(source, model_dir):
+    """What a run started from, for its record: None (fresh), or the installed generator's own
+    record (the run that trained it, itself possibly a warm restart) or a run folder's."""
+    if source is None:
+        return None
+    if str(source) == "installed":
+        prior = read_json(Path(model_dir) / "manifest.json").get("generator_retrained")
+        return dict(source="installed", record=prior)
+    rec = read_json(Path(source) / "recipe.json")
+    return dict(source=str(source), record={k: v for k, v in rec.items() if k not in ("emb_rms", "loss")})
 
 
 def main(argv=None) -> None:
@@ -386,6 +416,12 @@ def main(argv=None) -> None:
         default=None,
         metavar="AE_DIR",
         help="train on the latents of this autoencoder (the autoencoder command's folder), not the shipped one",
+    )
+    tr.add_argument(
+        "--init",
+        default=None,
+        metavar="installed|RUN_DIR",
+        help="start from these denoiser weights (the installed generator's or a run's), not a fresh one",
     )
     trains_ae = argparse.ArgumentParser(add_help=False)  # what the autoencoder and decoder commands share
     trains_ae.add_argument("stills")
