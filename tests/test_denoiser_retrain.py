@@ -94,7 +94,7 @@ def test_the_train_command_writes_weights_then_the_recipe_and_tuning_figures(tmp
     rec = json.loads((run / "recipe.json").read_text())
     assert rec["recipe"] == dict(batch=4, lr=1e-3, ema_decay=0.999, bf16="auto", snr_floor=5.0, steps=2)
     assert rec["device"] == "cpu" and rec["tuning"]["n"] == 12 and len(rec["loss"]) >= 1
-    assert dn.load_denoiser_state(run)
+    assert dn.load_denoiser_state(run) and not (run / dn.CHECKPOINT).exists()  # the weights replace it
     assert dn.load_run(run, model_dir).cfg.snr_floor == 5.0  # the run's recipe goes with its weights
 
 
@@ -120,6 +120,33 @@ def test_a_run_started_from_the_installed_generator_continues_its_weights(tmp_pa
     assert rec["init"] == dict(source="installed", record=manifest.get("generator_retrained"))
     dn.main(["train", str(src), str(tmp_path / "run2"), *args, "--init", str(run)])  # a run from a run
     assert read_json(tmp_path / "run2" / "recipe.json")["init"]["record"]["init"]["source"] == "installed"
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_stopped_train_run_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, model_dir, stills):
+    z, e = dn.training_targets(model_dir, stills["images"], "cpu")
+    recipe = dict(steps=3, batch=8, lr=1e-3, ema_decay=0.9)
+    ck = tmp_path / dn.CHECKPOINT
+
+    def kill_at_last(row):
+        if row["step"] == 2:  # logged at the last step, after the step-2 checkpoint
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        dn.train_denoiser(model_dir, z, e, recipe, 0, "cpu", kill_at_last, ckpt_path=ck, ckpt_every=1)
+    assert torch.load(ck, weights_only=False)["step"] == 2
+    steps = []
+    resumed = dn.train_denoiser(
+        model_dir, z, e, recipe, 0, "cpu", lambda r: steps.append(r["step"]), ckpt_path=ck, ckpt_every=1
+    )
+    assert steps == [2]  # steps 0-1 not redone
+    ref = dn.train_denoiser(model_dir, z, e, recipe, 0, "cpu")
+    assert all(
+        torch.equal(p, q) for p, q in zip(resumed.decoder.state_dict().values(), ref.decoder.state_dict().values())
+    )
 
 
 def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names():

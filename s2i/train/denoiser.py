@@ -19,7 +19,9 @@ The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine
    the shipped image encoder, encodes them with the shipped autoencoder (or ``--autoencoder
    AE_DIR``'s), trains a fresh denoiser, draws the tuning stills back from their embeddings and
    has the judge read them (shape and size, the figures the stage reports on held-out stills,
-   and the shape by shape and by size); writes the EMA weights and ``recipe.json``. With
+   and the shape by shape and by size); writes the EMA weights and ``recipe.json``. Its
+   training state is saved in ``RUN_DIR/checkpoint.pt`` every ``--checkpoint-every`` steps: the
+   same command after a stop resumes there. With
    ``--init installed`` (or ``--init RUN_DIR``) the denoiser starts from those weights instead of
    a fresh initialisation: a warm restart, the rate warmed up and decayed again, the record of
    the run it continues kept in ``recipe.json`` (``init``);
@@ -72,6 +74,7 @@ from s2i.utils import atomic_path, read_json, write_json
 
 TUNING_SEED_OFFSET = 5_000_003  # the tuning stills' seed: base.seed + this
 SHARD_MB = 15  # denoiser weights are written in safetensors shards of at most this size
+CHECKPOINT = "checkpoint.pt"  # a train run's training state, in its folder until the weights are written
 
 
 def export_stills(out: str | os.PathLike, n_stills: int, seed: int, n_tuning: int = 512) -> Path:
@@ -121,15 +124,19 @@ def train_denoiser(
     log=None,
     ae_dir=None,
     init: dict | None = None,
+    ckpt_path: str | os.PathLike | None = None,
+    ckpt_every: int = 1000,
 ) -> LatentGenerator:
     """A denoiser of the shipped architecture trained on ``(latents, emb)`` with the shipped
     diffusion recipe but for ``recipe`` (any of ``GeneratorCfg``'s ``steps``, ``batch``, ``lr``,
     ``ema_decay``, ``bf16``): the loop of :func:`s2i.train.generator.train_generator`. Fresh, or
     started from the weights ``init`` (a state dict, see :func:`init_state`: a warm restart, with
-    a new warm-up and cosine decay of the rate and the EMA starting from those weights). Returns a
+    a new warm-up and cosine decay of the rate and the EMA starting from those weights). With
+    ``ckpt_path`` the whole training state is saved there every ``ckpt_every`` steps and a run
+    that finds it resumes from it (the same weights as a run never stopped). Returns a
     :class:`LatentGenerator` with the shipped autoencoder (or ``ae_dir``'s, whose latents
     ``latents`` must then be), on the CPU."""
-    from s2i.train.generator import _fit
+    from s2i.train.generator import _exists, _fit
 
     model_dir = Path(model_dir)
     cfg, meta = installed_cfg(model_dir, ae_dir)
@@ -140,7 +147,8 @@ def train_denoiser(
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     if init is not None:
         den.load_state_dict(init)
-    ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, None, 0, dev, None)
+    ck = torch.load(ckpt_path, weights_only=False, map_location=dev) if _exists(ckpt_path) else None
+    ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck)
     return LatentGenerator(ema.cpu(), load_autoencoder(model_dir, ae_dir), cfg, emb_rms, meta["image_size"])
 
 
@@ -328,10 +336,12 @@ def _train_cmd(a) -> None:
         losses.append((row["step"], round(row["loss"], 5)))
 
     init = None if a.init is None else init_state(a.init, a.model_dir)
+    ckpt = Path(a.run_dir) / CHECKPOINT  # a run stopped midway resumes from its last checkpoint
     t = time.time()
-    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir, init)
+    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir, init, ckpt, a.checkpoint_every)
     train_s = time.time() - t
     save_denoiser(gen, a.run_dir)  # the weights and the recipe first: judging is extra
+    ckpt.unlink(missing_ok=True)
     if ae_dir is not None:  # the run holds the autoencoder its latents came from: install takes both
         for name in ("autoencoder.safetensors", AE_JSON):
             shutil.copyfile(Path(ae_dir) / name, Path(a.run_dir) / name)
@@ -422,6 +432,12 @@ def main(argv=None) -> None:
         default=None,
         metavar="installed|RUN_DIR",
         help="start from these denoiser weights (the installed generator's or a run's), not a fresh one",
+    )
+    tr.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        help="save the training state in RUN_DIR every this many steps; a run that finds it resumes",
     )
     trains_ae = argparse.ArgumentParser(add_help=False)  # what the autoencoder and decoder commands share
     trains_ae.add_argument("stills")
