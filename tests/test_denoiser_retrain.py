@@ -149,6 +149,20 @@ def test_a_stopped_train_run_resumes_from_its_checkpoint_to_the_same_weights(tmp
     )
 
 
+def test_the_train_command_resumes_only_its_own_checkpoint(tmp_path, model_dir, stills):
+    src, run = tmp_path / "stills.npz", tmp_path / "run"
+    np.savez(src, **{k: stills[k] for k in stills.files})
+    args = ["train", str(src), str(run), "--model-dir", str(model_dir), "--batch", "4", "--steps", "2"]
+    run.mkdir()
+    (run / dn.CHECKPOINT).write_bytes(b"left by a run of another recipe")
+    write_json(run / "checkpoint.json", dict(recipe=dict(lr=1.0)))
+    with pytest.raises(SystemExit, match="checkpoint of another run"):
+        dn.main([*args, "--lr", "1e-3"])
+    (run / dn.CHECKPOINT).unlink()
+    dn.main([*args, "--lr", "1e-3"])  # no checkpoint: a fresh run, which leaves none behind
+    assert not (run / dn.CHECKPOINT).exists() and not (run / "checkpoint.json").exists()
+
+
 def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names():
     from s2i.paths import repo_root
 

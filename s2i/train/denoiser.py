@@ -336,12 +336,13 @@ def _train_cmd(a) -> None:
         losses.append((row["step"], round(row["loss"], 5)))
 
     init = None if a.init is None else init_state(a.init, a.model_dir)
-    ckpt = Path(a.run_dir) / CHECKPOINT  # a run stopped midway resumes from its last checkpoint
+    ckpt = _checkpoint(a, recipe, n)  # a run stopped midway resumes from its last checkpoint
     t = time.time()
     gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir, init, ckpt, a.checkpoint_every)
     train_s = time.time() - t
     save_denoiser(gen, a.run_dir)  # the weights and the recipe first: judging is extra
     ckpt.unlink(missing_ok=True)
+    ckpt.with_suffix(".json").unlink(missing_ok=True)
     if ae_dir is not None:  # the run holds the autoencoder its latents came from: install takes both
         for name in ("autoencoder.safetensors", AE_JSON):
             shutil.copyfile(Path(ae_dir) / name, Path(a.run_dir) / name)
@@ -373,6 +374,30 @@ def _train_cmd(a) -> None:
     )
     write_json(Path(a.run_dir) / "recipe.json", dict(record, tuning=dict(tuning, n=len(d["tuning_images"]))))
     print(json.dumps(dict(run=str(a.run_dir), **tuning)), flush=True)
+
+
+def _checkpoint(a, recipe: dict, n_stills: int) -> Path:
+    """``RUN_DIR/checkpoint.pt``, with beside it the run it belongs to (``checkpoint.json``: the
+    recipe and what it trains on); refused when the checkpoint there belongs to another run."""
+    run_dir = Path(a.run_dir)
+    ckpt, meta_path = run_dir / CHECKPOINT, (run_dir / CHECKPOINT).with_suffix(".json")
+    meta = dict(
+        recipe=recipe,
+        stills=str(Path(a.stills).resolve()),
+        n_stills=n_stills,
+        autoencoder=a.autoencoder,
+        init=None if a.init is None else str(a.init),
+    )
+    if ckpt.exists():
+        found = read_json(meta_path) if meta_path.exists() else None
+        if found != meta:
+            raise SystemExit(
+                f"{ckpt}: a checkpoint of another run ({meta_path.name}: {found}, this run: {meta}); "
+                "remove it, or train into another RUN_DIR"
+            )
+    else:
+        write_json(meta_path, meta)
+    return ckpt
 
 
 def _init_record(source, model_dir):
