@@ -41,6 +41,10 @@ And for the autoencoder, whose reconstructions bound every shape a drawing keeps
   reconstructions and on the shipped denoiser's drawings; ``install-decoder AE_DIR`` puts it in.
 
 The tuning stills are never the held-out stills the stage reports (``base.seed + 1,000,003``).
+
+This module is the ``python -m s2i.train.denoiser`` tool whole: its commands share the exported
+stills, the training targets, the run folder's record and checkpoint, and the install; the
+autoencoder's own training and judging live in :mod:`s2i.train.autoencoder`.
 """
 
 from __future__ import annotations
