@@ -13,7 +13,10 @@ object's; chance 0.125) of, in turn:
    settings (``--samplers STEPS:GUIDANCE ...``), each over ``--seeds``; and drawings of as many
    of the stage's training stills (fit against generalisation);
 
-each by shape and by size tercile; and the denoiser's x0 loss on all the tuning stills' latents
+each by shape and by size tercile; what the image embeddings themselves hold of the shape (a
+linear probe and a 10-nearest-neighbour vote, fit on the single-object stills among
+``--probe-stills`` stills of a seed of their own, read on the tuning stills' embeddings: the
+ceiling the embedding sets, beside the autoencoder's); and the denoiser's x0 loss on all the tuning stills' latents
 and on as many training stills' at fixed timesteps and noise (does it fit the 16,000 training
 stills better than new ones?).
 
@@ -67,6 +70,7 @@ def main() -> None:
     ap.add_argument("--samplers", nargs="+", default=["25:5"], help="DDIM steps:guidance")
     ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--timesteps", nargs="+", type=int, default=[200, 400, 600, 800])
+    ap.add_argument("--probe-stills", type=int, default=8000, help="stills the embedding probes are fit on")
     ap.add_argument("--out", default="build/probe_shape_loss.json")
     a = ap.parse_args()
     torch.set_num_threads(2)
@@ -84,6 +88,7 @@ def main() -> None:
     z, e = z_tu[torch.from_numpy(single)], e_tu[torch.from_numpy(single)]
     out = dict(n=len(imgs), stills=shape_reads(judge, imgs, cls, size_bin))
     out["autoencoder"] = shape_reads(judge, _decode(ae, z), cls, size_bin)
+    out["embedding_probe"] = embedding_probe(a.models, e.numpy(), cls, size_bin, a.probe_stills, int(d["seed"]))
 
     from diffusers import DDPMScheduler
 
@@ -131,6 +136,38 @@ def main() -> None:
     out["drawn"] = draws
     write_json(a.out, out)
     print(json.dumps(out, indent=1))
+
+
+PROBE_SEED_OFFSET = 7_000_003  # the probes' stills: base.seed + this (not training, held-out or tuning)
+
+
+def embedding_probe(models, e_tune: np.ndarray, cls, size_bin, n_stills: int, seed: int) -> dict:
+    """How well the shape of the single-object tuning stills can be read from their image
+    embeddings ``e_tune``: a logistic regression and a 10-nearest-neighbour vote (cosine), each
+    fit on the single-object stills among ``n_stills`` stills of seed ``seed + PROBE_SEED_OFFSET``;
+    overall and by size tercile."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from s2i.toyworld.stills import make_stills
+
+    fit = make_stills(n_stills, seed + PROBE_SEED_OFFSET)
+    one, shape, _ = singles(fit.presence, fit.sizes)
+    _, e_fit = training_targets(models, fit.images[one])
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    out = dict(n_fit=int(one.sum()))
+    for name, clf in (
+        ("linear", LogisticRegression(C=10, max_iter=3000)),
+        ("knn10", KNeighborsClassifier(10, metric="cosine")),
+    ):
+        ok = clf.fit(unit(e_fit.numpy()), shape).predict(unit(e_tune)) == cls
+        out[name] = dict(
+            all=round(float(ok.mean()), 4), by_size=[round(float(ok[size_bin == b].mean()), 3) for b in range(3)]
+        )
+    return out
 
 
 def _t(z: torch.Tensor, t: int) -> torch.Tensor:

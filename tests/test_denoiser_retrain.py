@@ -33,6 +33,7 @@ def test_export_holds_the_training_stills_bit_for_bit_and_tuning_stills_of_anoth
     from s2i.toyworld.stills import make_stills
 
     assert np.array_equal(stills["images"], make_stills(48, 3).images)
+    assert np.array_equal(stills["bg"], make_stills(48, 3).bg)
     assert stills["tuning_images"].shape == (12, 32, 32, 3)
     assert not np.array_equal(stills["tuning_images"], make_stills(12, 3).images)
     assert stills["tuning_presence"].shape[0] == 12 and int(stills["seed"]) == 3
@@ -248,3 +249,26 @@ def test_a_decoder_finetuned_with_its_encoder_frozen_installs_beside_the_denoise
     ta.save_autoencoder(other, before.cfg.latent, tmp_path / "other")
     with pytest.raises(ValueError, match=r"other/autoencoder.safetensors: its encoder is not the installed one"):
         ta.install_decoder(tmp_path / "other", models)
+
+
+def test_a_denoiser_trains_with_the_objects_cells_weighed_more(tmp_path, model_dir, stills):
+    from s2i.toyworld.stills import object_cover
+
+    z, e = dn.training_targets(model_dir, stills["images"], "cpu")
+    cover = torch.from_numpy(object_cover(stills["images"], stills["bg"], z.shape[-1]))
+    recipe = dict(steps=2, batch=8, lr=1e-3, ema_decay=0.9)
+    plain = dn.train_denoiser(model_dir, z, e, recipe, 0, "cpu", cover=cover)  # weight 0: cover unused
+    again = dn.train_denoiser(model_dir, z, e, recipe, 0, "cpu")
+    weighed = dn.train_denoiser(model_dir, z, e, dict(recipe, object_weight=8.0), 0, "cpu", cover=cover)
+    same = [torch.equal(p, q) for p, q in zip(plain.decoder.parameters(), again.decoder.parameters())]
+    moved = [torch.equal(p, q) for p, q in zip(plain.decoder.parameters(), weighed.decoder.parameters())]
+    assert all(same) and not all(moved)
+    old, new, run = tmp_path / "old.npz", tmp_path / "new.npz", tmp_path / "run"
+    np.savez(old, **{k: stills[k] for k in stills.files if k != "bg"})  # an export from before the places
+    np.savez(new, **{k: stills[k] for k in stills.files})
+    args = ["--model-dir", str(model_dir), "--batch", "4", "--lr", "1e-3", "--steps", "1", "--object-weight", "8"]
+    with pytest.raises(SystemExit, match="old.npz: exported without the stills' places"):
+        dn.main(["train", str(old), str(run), *args])
+    dn.main(["train", str(new), str(run), *args])
+    assert read_json(run / "recipe.json")["recipe"]["object_weight"] == 8.0
+    assert dn.load_run(run, model_dir).cfg.object_weight == 8.0

@@ -262,3 +262,24 @@ def test_the_snr_floor_raises_the_noisiest_steps_weights(stills, emb):
     other = train_generator(emb, stills.images, replace(CFG, snr_floor=1.0), seed=0)
     assert all(torch.equal(a, b) for a, b in zip(again.decoder.parameters(), ref.decoder.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(other.decoder.parameters(), ref.decoder.parameters()))
+
+
+def test_the_object_weight_weighs_the_cells_objects_cover(stills, emb):
+    """``object_weight`` 0 trains as before, bit for bit; above 0 a covered cell's error weighs
+    1 + the weight against an uncovered cell's 1, each picture's weights of mean 1, and training
+    needs each target's cover."""
+    from s2i.toyworld.stills import object_cover
+    from s2i.train.generator import object_weights
+
+    cover = torch.zeros(2, 1, 8, 8)
+    cover[0, 0, 2, 3], cover[0, 0, 2, 4] = 1.0, 0.5
+    w = object_weights(cover, 8.0)
+    assert torch.allclose(w.mean(dim=(1, 2, 3)), torch.ones(2))
+    assert w[0, 0, 2, 3] / w[0, 0, 0, 0] == pytest.approx(9.0) and w[0, 0, 2, 4] / w[0, 0, 0, 0] == pytest.approx(5.0)
+    assert torch.all(w[1] == 1.0)  # a picture without an object: every cell alike
+    ref = train_generator(emb, stills.images, CFG, seed=0)
+    again = train_generator(emb, stills.images, replace(CFG, object_weight=0.0), seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(again.decoder.parameters(), ref.decoder.parameters()))
+    with pytest.raises(ValueError, match="needs each target's object cover"):
+        train_generator(emb, stills.images, replace(CFG, object_weight=4.0), seed=0)
+    assert object_cover(stills.images, stills.bg, 8).sum() > 0

@@ -677,3 +677,30 @@ def test_clips_draw_segment_colours_independently_of_class():
     cls, col = np.array(cls), np.array(col)
     assert set(col.tolist()) == set(range(8))
     assert _majority_colour_reader_acc(cls, col) < 0.2
+
+
+def test_object_cover_finds_each_object_on_every_place_and_nothing_else():
+    """The share of each 4x4 cell an object covers, found from the codec's pictures alone: in
+    all, between what its mask covers shrunk by a pixel and grown by two (the codec blurs an
+    edge in 2x2 blocks of colour, and a thin ring over the sky blends into it), and most where
+    the mask is; a place without an object, the meadow's sky-over-grass edge included, covers
+    nothing."""
+    from scipy.ndimage import binary_dilation, binary_erosion
+
+    from s2i.toyworld.stills import make_stills, object_cover
+
+    stills, scenes = make_stills(160, seed=11), sample_scenes(160, seed=11)
+    cover = object_cover(stills.images, stills.bg, 8)
+    assert cover.shape == (160, 1, 8, 8) and cover.dtype == np.float32
+    empty = np.array([not s.objects for s in scenes])
+    assert empty.any() and 0 in stills.bg[empty] and cover[empty].max() == 0.0
+    for i in np.flatnonzero(~empty):
+        mask = np.zeros((W.IMG, W.IMG), bool)
+        for o in scenes[i].objects:
+            mask |= W.object_mask(o.cls, o.radius(), o.x, o.y)
+        cells = mask.reshape(8, 4, 8, 4).mean((1, 3))
+        inner, outer = binary_erosion(mask).sum() / 16, binary_dilation(mask, iterations=2).sum() / 16
+        assert inner - 1.0 <= cover[i].sum() <= outer, i
+        assert cover[i, 0][np.unravel_index(cells.argmax(), cells.shape)] >= 0.5, i
+    with pytest.raises(ValueError, match="does not split"):
+        object_cover(stills.images, stills.bg, 7)

@@ -39,6 +39,9 @@ class GeneratorCfg:
     max_noise_level: float = 0.1  # embedding noise augmentation (relative to the embedding's RMS)
     min_snr_gamma: float = 5.0
     snr_floor: float = 0.0  # the x0 loss weights min(SNR, gamma) raised to at least this (0: plain min-SNR)
+    # the squared error of a target cell an object covers weighs 1 + this (the share it covers,
+    # s2i.toyworld.stills.object_cover; each picture's weights scaled to mean 1); 0: all alike
+    object_weight: float = 0.0
     ema_decay: float = 0.999
     train_timesteps: int = 1000
     sample_steps: int = 25

@@ -129,6 +129,32 @@ class StillSet:
     tokens: np.ndarray | None = None
 
 
+def object_cover(images: np.ndarray, bg: np.ndarray, side: int, min_diff: int = 32) -> np.ndarray:
+    """(N, 1, side, side) float32: the share of each cell of a side x side grid over uint8
+    ``images`` (N, H, W, 3) that an object covers. A pixel is an object's where some channel of
+    it lies more than ``min_diff`` outside the range that channel takes in the place's
+    background (``bg``, :func:`world.background_image`) within 2 px of it: every object colour
+    is at least 80 from every background colour (:func:`any_colour`), and the codec's blend
+    across a background's own edges (sky over grass) stays inside that range. For the
+    generator's loss weights (``GeneratorCfg.object_weight``)."""
+    n, h, w, _ = images.shape
+    if h % side or w % side:
+        raise ValueError(f"a {h}x{w} picture does not split into a {side}x{side} grid")
+    lo, hi = [], []  # per place and pixel: each channel's range within 2 px, (4, H, W, 3)
+    for b in world.BACKGROUNDS:
+        img = world.background_image(b).astype(np.int16)
+        near = np.stack([np.roll(img, (dy, dx), (0, 1)) for dy in range(-2, 3) for dx in range(-2, 3)])
+        lo.append(near.min(0) - min_diff)
+        hi.append(near.max(0) + min_diff)
+    lo, hi = np.stack(lo), np.stack(hi)
+    cover = np.empty((n, 1, side, side), np.float32)
+    for s in range(0, n, 4096):
+        x, b = images[s : s + 4096].astype(np.int16), bg[s : s + 4096]
+        fg = ((x < lo[b]) | (x > hi[b])).any(-1).reshape(-1, side, h // side, side, w // side)
+        cover[s : s + 4096, 0] = fg.mean((2, 4))
+    return cover
+
+
 def make_stills(n: int, seed: int, roundtrip: bool = True, p_any_colour: float = 0.0) -> StillSet:
     """Render ``n`` random scenes (seeded, :func:`sample_scenes`) and their labels; captions only
     when every colour is a palette colour (``p_any_colour`` 0)."""

@@ -24,7 +24,11 @@ The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine
    same command after a stop resumes there. With
    ``--init installed`` (or ``--init RUN_DIR``) the denoiser starts from those weights instead of
    a fresh initialisation: a warm restart, the rate warmed up and decayed again, the record of
-   the run it continues kept in ``recipe.json`` (``init``);
+   the run it continues kept in ``recipe.json`` (``init``). With ``--object-weight W`` the
+   squared error of a latent cell an object covers weighs ``1 + W`` against the place's 1
+   (:func:`s2i.toyworld.stills.object_cover`, found from each still and its place; each
+   still's weights of mean 1), so that a small object's few cells are not outweighed by the
+   place around it;
 3. ``install RUN_DIR``: those weights into ``models/toy/generator`` (with the run's autoencoder,
    if it had one of its own), the recipe into ``s2i_generator.json`` and ``manifest.json``, and
    the stage's measurements redone (``backbones.json``, the recon grid; ``measure`` alone redoes
@@ -82,9 +86,10 @@ CHECKPOINT = "checkpoint.pt"  # a train run's training state, in its folder unti
 
 
 def export_stills(out: str | os.PathLike, n_stills: int, seed: int, n_tuning: int = 512) -> Path:
-    """The training stills of the pretrain stage (``make_stills(n_stills, seed)``, bit for bit)
-    and ``n_tuning`` tuning stills (seed ``seed + TUNING_SEED_OFFSET``) with their ground truth,
-    in one compressed ``.npz``."""
+    """The training stills of the pretrain stage (``make_stills(n_stills, seed)``, bit for bit,
+    with their places, from which ``train --object-weight`` finds their objects) and ``n_tuning``
+    tuning stills (seed ``seed + TUNING_SEED_OFFSET``) with their ground truth, in one compressed
+    ``.npz``."""
     from s2i.toyworld.stills import make_stills
 
     train, tune = make_stills(n_stills, seed), make_stills(n_tuning, seed + TUNING_SEED_OFFSET)
@@ -93,6 +98,7 @@ def export_stills(out: str | os.PathLike, n_stills: int, seed: int, n_tuning: in
         np.savez_compressed(
             f,
             images=train.images,
+            bg=train.bg,
             tuning_images=tune.images,
             tuning_presence=tune.presence,
             tuning_sizes=tune.sizes,
@@ -130,6 +136,7 @@ def train_denoiser(
     init: dict | None = None,
     ckpt_path: str | os.PathLike | None = None,
     ckpt_every: int = 1000,
+    cover: torch.Tensor | None = None,
 ) -> LatentGenerator:
     """A denoiser of the shipped architecture trained on ``(latents, emb)`` with the shipped
     diffusion recipe but for ``recipe`` (any of ``GeneratorCfg``'s ``steps``, ``batch``, ``lr``,
@@ -137,7 +144,9 @@ def train_denoiser(
     started from the weights ``init`` (a state dict, see :func:`init_state`: a warm restart, with
     a new warm-up and cosine decay of the rate and the EMA starting from those weights). With
     ``ckpt_path`` the whole training state is saved there every ``ckpt_every`` steps and a run
-    that finds it resumes from it (the same weights as a run never stopped). Returns a
+    that finds it resumes from it (the same weights as a run never stopped). With
+    ``recipe["object_weight"]``, ``cover`` is each still's object cover on the latent grid
+    (:func:`s2i.toyworld.stills.object_cover`). Returns a
     :class:`LatentGenerator` with the shipped autoencoder (or ``ae_dir``'s, whose latents
     ``latents`` must then be), on the CPU."""
     from s2i.train.generator import _exists, _fit
@@ -152,7 +161,7 @@ def train_denoiser(
     if init is not None:
         den.load_state_dict(init)
     ck = torch.load(ckpt_path, weights_only=False, map_location=dev) if _exists(ckpt_path) else None
-    ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck)
+    ema, emb_rms = _fit(den.to(dev), latents, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, cover=cover)
     return LatentGenerator(ema.cpu(), load_autoencoder(model_dir, ae_dir), cfg, emb_rms, meta["image_size"])
 
 
@@ -325,6 +334,10 @@ def _train_cmd(a) -> None:
     z, e, e_tune = z[:n], e_all[:n], e_all[n:]
     bf16 = {"true": True, "false": False}.get(a.bf16, a.bf16)
     recipe = dict(batch=a.batch, lr=a.lr, ema_decay=a.ema_decay, bf16=bf16, snr_floor=a.snr_floor)
+    cover = None
+    if a.object_weight:
+        recipe["object_weight"] = a.object_weight
+        cover = torch.from_numpy(_object_cover(a.stills, d, n, z.shape[-1]))
     if a.min_snr_gamma is not None:
         recipe["min_snr_gamma"] = a.min_snr_gamma
     steps = a.steps
@@ -342,7 +355,9 @@ def _train_cmd(a) -> None:
     init = None if a.init is None else init_state(a.init, a.model_dir)
     ckpt = _checkpoint(a, recipe, n)  # a run stopped midway resumes from its last checkpoint
     t = time.time()
-    gen = train_denoiser(a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir, init, ckpt, a.checkpoint_every)
+    gen = train_denoiser(
+        a.model_dir, z, e, recipe, int(d["seed"]), dev, log, ae_dir, init, ckpt, a.checkpoint_every, cover
+    )
     train_s = time.time() - t
     save_denoiser(gen, a.run_dir)  # the weights and the recipe first: judging is extra
     ckpt.unlink(missing_ok=True)
@@ -378,6 +393,16 @@ def _train_cmd(a) -> None:
     )
     write_json(Path(a.run_dir) / "recipe.json", dict(record, tuning=dict(tuning, n=len(d["tuning_images"]))))
     print(json.dumps(dict(run=str(a.run_dir), **tuning)), flush=True)
+
+
+def _object_cover(path, d, n: int, side: int) -> np.ndarray:
+    """The first ``n`` training stills' object cover on a ``side`` x ``side`` latent grid, from
+    the export ``d`` (read from ``path``)."""
+    from s2i.toyworld.stills import object_cover
+
+    if "bg" not in d:
+        raise SystemExit(f"{path}: exported without the stills' places (bg), which --object-weight needs; export again")
+    return object_cover(d["images"][:n], d["bg"][:n], side)
 
 
 def _checkpoint(a, recipe: dict, n_stills: int) -> Path:
@@ -445,6 +470,12 @@ def main(argv=None) -> None:
     )
     tr.add_argument("--min-snr-gamma", type=float, default=None, help="the x0 loss weights' cap (default: installed)")
     tr.add_argument("--snr-floor", type=float, default=0.0, help="the x0 loss weights raised to at least this")
+    tr.add_argument(
+        "--object-weight",
+        type=float,
+        default=0.0,
+        help="a latent cell an object covers weighs 1 + this in the loss (each still's weights of mean 1)",
+    )
     tr.add_argument("--steps", type=int, default=None, help="training steps (default: what fits in --seconds)")
     tr.add_argument("--seconds", type=float, default=300.0)
     tr.add_argument("--device", default=None)

@@ -87,8 +87,12 @@ def x0_loss_weights(alphas_cumprod: torch.Tensor, gamma: float, floor: float = 0
     return torch.clamp(snr, min=floor, max=gamma)
 
 
-def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoencoder=None) -> tuple[nn.Module, float]:
-    """The diffusion loop on targets ``x_all`` (pictures or latents); returns (EMA model, embedding RMS)."""
+def _fit(
+    model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoencoder=None, cover=None
+) -> tuple[nn.Module, float]:
+    """The diffusion loop on targets ``x_all`` (pictures or latents); returns (EMA model, embedding
+    RMS). With ``cfg.object_weight`` each target's squared error is weighed cell by cell by
+    :func:`object_weights` of ``cover``, the share of each cell an object covers (N, 1, h, w)."""
     from diffusers import DDPMScheduler
 
     resident = _resident(dev)
@@ -108,6 +112,9 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
     # on the GPU, with the targets resident there and a generator of its own seeded from g, so
     # that a step copies nothing from the host.
     src, g = (dev, _device_generator(g, dev)) if resident else (torch.device("cpu"), g)
+    if cfg.object_weight and (cover is None or cover.shape[0] != x_all.shape[0] or cover.shape[2:] != x_all.shape[2:]):
+        raise ValueError(f"object_weight {cfg.object_weight} needs each target's object cover, {tuple(x_all.shape)}")
+    cover = cover.to(src) if cfg.object_weight else None
     x_all, e_all, w_t = x_all.to(src), e_all.to(src), w_t.to(src)
     ddpm.alphas_cumprod = ac.to(src)
     start = 0
@@ -138,7 +145,10 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
         # 3. predict x0, min-SNR weighted MSE
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             pred = model(xt, t, e)
-        loss = ((pred.float() - x0) ** 2).mean(dim=(1, 2, 3))
+        err = (pred.float() - x0) ** 2
+        if cover is not None:
+            err = err * object_weights(cover[idx].to(dev), cfg.object_weight)
+        loss = err.mean(dim=(1, 2, 3))
         loss = (loss * wt).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -166,6 +176,15 @@ def _fit(model, x_all, emb, cfg, g, log, ckpt_path, ckpt_every, dev, ck, autoenc
                 state["autoencoder"] = autoencoder.state_dict()
             _save(state, ckpt_path)
     return ema, emb_rms
+
+
+def object_weights(cover: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-cell loss weights ``1 + weight * cover`` (``cover``: (B, 1, h, w), the share of each
+    cell an object covers), scaled so that each picture's weights average 1: a picture's loss
+    keeps its scale, and within it the cells of its objects, small ones included, count more
+    than the place around them."""
+    w = 1 + weight * cover
+    return w / w.mean(dim=(1, 2, 3), keepdim=True)
 
 
 def _resident(dev: torch.device) -> bool:
