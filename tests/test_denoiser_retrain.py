@@ -263,6 +263,9 @@ def test_a_denoiser_trains_with_the_objects_cells_weighed_more(tmp_path, model_d
     same = [torch.equal(p, q) for p, q in zip(plain.decoder.parameters(), again.decoder.parameters())]
     moved = [torch.equal(p, q) for p, q in zip(plain.decoder.parameters(), weighed.decoder.parameters())]
     assert all(same) and not all(moved)
+    # the step the train command times (--seconds) is the weighed one
+    timed = dict(batch=8, lr=1e-3, object_weight=8.0)
+    assert dn.seconds_per_step(model_dir, z, e, timed, "cpu", n=2, cover=cover) > 0
     old, new, run = tmp_path / "old.npz", tmp_path / "new.npz", tmp_path / "run"
     np.savez(old, **{k: stills[k] for k in stills.files if k != "bg"})  # an export from before the places
     np.savez(new, **{k: stills[k] for k in stills.files})

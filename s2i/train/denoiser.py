@@ -173,8 +173,9 @@ def init_state(source: str | os.PathLike, model_dir: str | os.PathLike) -> dict:
     return load_denoiser_state(source)
 
 
-def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int = 60, ae_dir=None) -> float:
-    """Wall time of one training step of ``recipe`` on ``device`` (the mean of ``n`` after 20)."""
+def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int = 60, ae_dir=None, cover=None) -> float:
+    """Wall time of one training step of ``recipe`` on ``device`` (the mean of ``n`` after 20;
+    ``cover`` as for :func:`train_denoiser`)."""
     from s2i.train.generator import _fit
 
     cfg, meta = installed_cfg(Path(model_dir), ae_dir)
@@ -182,10 +183,10 @@ def seconds_per_step(model_dir, latents, emb, recipe: dict, device=None, n: int 
     _, den = build(cfg, meta["embed_dim"], meta["image_size"])
     den = den.to(dev)
     g = torch.Generator().manual_seed(0)
-    _fit(copy.deepcopy(den), latents, emb, replace(cfg, **recipe, steps=20), g, None, None, 0, dev, None)
+    _fit(copy.deepcopy(den), latents, emb, replace(cfg, **recipe, steps=20), g, None, None, 0, dev, None, cover=cover)
     _sync(dev)
     t = time.perf_counter()
-    _fit(den, latents, emb, replace(cfg, **recipe, steps=n), g, None, None, 0, dev, None)
+    _fit(den, latents, emb, replace(cfg, **recipe, steps=n), g, None, None, 0, dev, None, cover=cover)
     _sync(dev)
     return (time.perf_counter() - t) / n
 
@@ -342,7 +343,7 @@ def _train_cmd(a) -> None:
         recipe["min_snr_gamma"] = a.min_snr_gamma
     steps = a.steps
     if steps is None:  # as many thousands of steps as fit in --seconds
-        per_step = seconds_per_step(a.model_dir, z, e, recipe, dev, ae_dir=ae_dir)
+        per_step = seconds_per_step(a.model_dir, z, e, recipe, dev, ae_dir=ae_dir, cover=cover)
         steps = max(1000, int(a.seconds / per_step) // 1000 * 1000)
         print(f"{a.run_dir}: {per_step * 1e3:.1f} ms a step of {a.batch} on {dev}", flush=True)
     recipe["steps"] = steps
