@@ -268,7 +268,6 @@ def test_the_object_weight_weighs_the_cells_objects_cover(stills, emb):
     """``object_weight`` 0 trains as before, bit for bit; above 0 a covered cell's error weighs
     1 + the weight against an uncovered cell's 1, each picture's weights of mean 1, and training
     needs each target's cover."""
-    from s2i.toyworld.stills import object_cover
     from s2i.train.generator import object_weights
 
     cover = torch.zeros(2, 1, 8, 8)
@@ -282,4 +281,3 @@ def test_the_object_weight_weighs_the_cells_objects_cover(stills, emb):
     assert all(torch.equal(a, b) for a, b in zip(again.decoder.parameters(), ref.decoder.parameters()))
     with pytest.raises(ValueError, match="needs each target's object cover"):
         train_generator(emb, stills.images, replace(CFG, object_weight=4.0), seed=0)
-    assert object_cover(stills.images, stills.bg, 8).sum() > 0

@@ -112,8 +112,12 @@ def _fit(
     # on the GPU, with the targets resident there and a generator of its own seeded from g, so
     # that a step copies nothing from the host.
     src, g = (dev, _device_generator(g, dev)) if resident else (torch.device("cpu"), g)
-    if cfg.object_weight and (cover is None or cover.shape[0] != x_all.shape[0] or cover.shape[2:] != x_all.shape[2:]):
-        raise ValueError(f"object_weight {cfg.object_weight} needs each target's object cover, {tuple(x_all.shape)}")
+    n, *_, h, w = x_all.shape
+    if cfg.object_weight and (cover is None or tuple(cover.shape) != (n, 1, h, w)):
+        raise ValueError(
+            f"object_weight {cfg.object_weight} needs each target's object cover, ({n}, 1, {h}, {w}) "
+            "(s2i.toyworld.stills.object_cover; python -m s2i.train.denoiser train --object-weight finds it)"
+        )
     cover = cover.to(src) if cfg.object_weight else None
     x_all, e_all, w_t = x_all.to(src), e_all.to(src), w_t.to(src)
     ddpm.alphas_cumprod = ac.to(src)
