@@ -149,11 +149,12 @@ def embedding_probe(models, e_tune: np.ndarray, cls, size_bin, n_stills: int, se
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
+    from s2i.models.image_encoder import ImageEncoder, embed
     from s2i.toyworld.stills import make_stills
 
     fit = make_stills(n_stills, seed + PROBE_SEED_OFFSET)
     one, shape, _ = singles(fit.presence, fit.sizes)
-    _, e_fit = training_targets(models, fit.images[one])
+    e_fit = embed(ImageEncoder.load(Path(models) / "image_encoder").eval(), fit.images[one])  # no latents needed
 
     def unit(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
