@@ -177,11 +177,11 @@ def test_the_shipped_generator_holds_the_recipe_and_figures_its_manifest_names()
 
 
 def test_measure_redoes_the_stage_figures_of_the_installed_backbones(tmp_path, model_dir):
-    from argparse import Namespace
+    from s2i.train.pretrain import write_measurements
 
     run_dir = tmp_path / "run"
     params = dict(base=dict(seed=0, run_dir=str(run_dir)), pretrain=dict(n_stills=96, n_heldout=48, n_recon=8))
-    dn._measure_cmd(Namespace(model_dir=model_dir), params)
+    write_measurements(model_dir, params)
     metrics = read_json(run_dir / "metrics" / "backbones.json")
     assert metrics == read_json(model_dir / "manifest.json")["metrics"]
     assert metrics["n_heldout"] == 48 and 0.0 <= metrics["recon_class_acc"] <= 1.0

@@ -50,3 +50,21 @@ def test_shipped_judge_reads_shapes_in_any_colour(stills):
     assert r["shape_acc_palette"] >= 0.95, r
     assert r["shape_acc_off_palette"] >= 0.9, r
     assert r["old_colour_rate"] < 0.125, r  # below a guess: colour does not decide
+
+
+def test_shipped_judge_sees_both_objects_of_a_real_two_object_scene():
+    """Mixing and editing count two objects in one picture: on held-out real scenes laid out as
+    a mix draws them (each object in its own half; radius 5.2 px, the size a source at gain 0.4
+    gives), the judge must find both and no third. The judge trained 1,500 steps found both in
+    0.66 of these, missing the second object; the shipped one (6,000 steps) 0.98."""
+    from dataclasses import replace
+
+    from s2i.eval.studies import mix_pairs, real_pair_scenes
+
+    # seed 5: not the studies' reported draw (0)
+    pairs = [(replace(a, gain=0.4), replace(b, gain=0.4)) for a, b in mix_pairs(96, seed=5)]
+    rep = Judge.load(ROOT / "models" / "toy" / "judge").report(real_pair_scenes(pairs, seed=5))
+    i = np.arange(len(pairs))
+    both = rep["present"][i, [a.cls for a, _ in pairs]] & rep["present"][i, [b.cls for _, b in pairs]]
+    assert both.mean() >= 0.9, both.mean()
+    assert (both & (rep["present"].sum(1) == 2)).mean() >= 0.9  # and no third class besides

@@ -68,3 +68,25 @@ def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(sm
     assert 0.0 <= r["edit_input_object_kept"] <= 1.0  # edits 1 and 3 start from a scene with an object
     none = edit_study(smoke_s2i, 1, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)  # edit 0: an empty scene
     assert none["edit_input_object_kept"] is None
+    assert 0.0 <= r["edit_real_object_added"] <= 1.0  # the judge's read of the perfect edits
+
+
+def test_real_pair_scenes_put_each_object_in_its_own_half():
+    from s2i.eval.studies import real_pair_scenes
+    from s2i.toyworld import world
+
+    pairs = mix_pairs(6, seed=2)
+    a = real_pair_scenes(pairs, seed=2)
+    assert a.shape == (6, world.IMG, world.IMG, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, real_pair_scenes(pairs, seed=2))  # seeded
+    from s2i.toyworld.stills import codec_roundtrip
+
+    h = world.IMG // 2
+    places = codec_roundtrip(np.stack([world.render_still(world.Scene(sa.bg, [])) for sa, _ in pairs]))
+    for img, empty in zip(a, places.astype(int)):
+        diff = np.abs(img.astype(int) - empty).max(-1) > 60  # where an object is
+        side_by_side = diff[:, h].sum() < diff[h].sum()  # the line between the halves: the emptier one
+        line = diff[:, h - 1 : h + 1] if side_by_side else diff[h - 1 : h + 1]
+        halves = (diff[:, :h], diff[:, h:]) if side_by_side else (diff[:h], diff[h:])
+        assert all(x.sum() > 20 for x in halves)  # an object of radius 6.5 in each
+        assert line.sum() < 0.1 * diff.sum()  # and the two apart (a bar's ends may reach the line)

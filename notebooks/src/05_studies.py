@@ -76,6 +76,8 @@ metrics = dict(
     mix_both_present_ci95=bootstrap_ci(mix[mix_method]["both_per_pair"], seed=seed),
     mix_both_only=mix[mix_method]["both_only"],  # both and no third class
     mix_ratio_spearman=mix[mix_method]["ratio_spearman"],
+    mix_real_both_present=mix["real_both_present"],  # the same pairs really drawn: the judge's upper bound
+    mix_real_both_only=mix["real_both_only"],
     mix_table=table.to_dict("records"),
     n_volume_sounds=len(bank),
     n_mix_pairs=n_mix_pairs,

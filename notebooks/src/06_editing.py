@@ -53,6 +53,7 @@ vid = video_study(s2i, n_videos, seed, edir, **kw)
 metrics = dict(
     edit_object_added=ed["edit_object_added"],  # the heard class and no class the input lacked
     edit_heard_class_present=ed["edit_heard_class_present"],  # among any: an upper bound
+    edit_real_object_added=ed["edit_real_object_added"],  # a perfect edit, as the judge reads it
     edit_background_kept=ed["edit_background_kept"],
     edit_input_object_kept=ed["edit_input_object_kept"],  # the input's own object still there
     edit_volume_spearman=ed["edit_volume_spearman"],

@@ -191,6 +191,30 @@ def mix_pairs(n_pairs: int, seed: int, sound_seed: int = 0) -> list[tuple[TestSo
     return pairs
 
 
+def real_pair_scenes(pairs: list[tuple[TestSound, TestSound]], seed: int) -> np.ndarray:
+    """The real scenes the pairs describe, laid out as the product draws a mix: each sound's
+    object at the radius its gain gives (:func:`~s2i.toyworld.world.size_from_gain`), centred in
+    its own half of the picture (side by side or stacked, drawn from ``seed``), a palette colour,
+    the pair's background; through the videos' H.264 round trip. The judge's reading of them is
+    the mixing figure's upper bound: what it finds when both objects are really there."""
+    from s2i.toyworld.stills import codec_roundtrip
+
+    rng = np.random.default_rng(TEST_SEED_OFFSET + 19 + seed)
+    crng = world.colour_rng(TEST_SEED_OFFSET + 19 + seed)
+    half = world.IMG / 4  # a half's centre lies a quarter of the picture from the middle
+    imgs = []
+    for pair in pairs:
+        stacked, flip = bool(rng.integers(2)), bool(rng.integers(2))
+        objs = []
+        for j, snd in enumerate(pair):
+            u = world.IMG / 2 + (half if (j == 1) != flip else -half)
+            x, y = (world.IMG / 2, u) if stacked else (u, world.IMG / 2)
+            r = float(world.size_from_gain(snd.gain))
+            objs.append(world.SceneObject(snd.cls, size=r, x=x, y=y, colour=int(crng.integers(len(world.PALETTE)))))
+        imgs.append(world.render_still(world.Scene(pair[0].bg, objs)))
+    return codec_roundtrip(np.stack(imgs))
+
+
 def bootstrap_ci(values, n_boot: int = 10000, seed: int = 0, level: float = 0.95) -> list[float]:
     """Percentile bootstrap interval of the mean of ``values`` (one value per independent unit,
     e.g. per pair: the images of one pair are not independent of each other)."""
@@ -218,7 +242,9 @@ def mixing_study(
     sweep (the first image; the first ``n_ratio_pairs`` pairs, default all) the Spearman between
     the relative gain and the log ratio of the two judged sizes. Both-present is a proportion,
     noisier between draws of pairs than the per-pair correlation, so it is measured on more
-    pairs. ``both_per_pair``: each pair's share of images with both objects."""
+    pairs. ``both_per_pair``: each pair's share of images with both objects. ``real_both_present``
+    / ``real_both_only``: the same reads of the real scenes the pairs describe
+    (:func:`real_pair_scenes`), the upper bound the judge sets."""
     from scipy.stats import spearmanr
 
     pairs = mix_pairs(n_pairs, seed)
@@ -261,6 +287,11 @@ def mixing_study(
             ratio_spearman=float(np.mean(rhos)),
             examples=img[first],
         )
+    rep = s2i.backbones.judge.report(real_pair_scenes(pairs, seed))
+    out["real_both_present"] = float(
+        (rep["present"][np.arange(len(pairs)), ia] & rep["present"][np.arange(len(pairs)), ib]).mean()
+    )
+    out["real_both_only"] = float(np.mean([judged_exactly(p, [a, b]) for p, a, b in zip(rep["present"], ia, ib)]))
     out["pairs"] = [(world.CLASSES[a.cls], world.CLASSES[b.cls]) for a, b in pairs]
     return out
 
@@ -274,14 +305,21 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     once does not count); the heard class present (among any others: an upper bound of the
     first); the judged background equals the input's; where the input holds an object, the
     judge still finds its class (the scene's own objects kept). Over the gains: the sound's
-    volume sweep gives a monotonic size (mean per-edit Spearman)."""
+    volume sweep gives a monotonic size (mean per-edit Spearman). ``edit_real_object_added``:
+    the first read of the real scenes a perfect edit would give (the heard object at the radius
+    its gain gives, in the middle of the picture where the edit draws it, over the input; through
+    the videos' H.264 round trip), the upper bound the judge sets."""
     from scipy.stats import spearmanr
 
     from s2i.method.edit import edit_image
+    from s2i.toyworld.stills import codec_roundtrip
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
     crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
-    added, present, kept, objects_kept, rhos, examples = [], [], [], [], [], []
+    real_rng = np.random.default_rng(
+        TEST_SEED_OFFSET + 23 + seed
+    )  # the real scenes' colours: the edits' draws untouched
+    added, present, kept, objects_kept, rhos, examples, real, wanted = [], [], [], [], [], [], [], []
     for i in range(n_edits):
         c = int(rng.integers(len(world.CLASSES)))
         bg_img = int(rng.integers(len(world.BACKGROUNDS)))
@@ -293,6 +331,10 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
             objs.append(world.SceneObject(other, size=float(rng.uniform(4, 7)), x=8.0, y=22.0, colour=colour))
         img = world.render_still(world.Scene(bg_img, objs))
         snd = TestSound(c, bg_snd, 0.5, TEST_SEED_OFFSET + 700_000 + i)
+        r = float(world.size_from_gain(snd.gain))
+        heard = world.SceneObject(c, size=r, colour=int(real_rng.integers(len(world.PALETTE))))  # in the middle
+        real.append(world.render_still(world.Scene(bg_img, objs + [heard])))
+        wanted.append((c, [o.cls for o in objs]))
         outs = [edit_image(s2i, img, snd.render(), world.SR, gain_db=g, seed=seed + i, **edit_kw)[0] for g in gains_db]
         rep = s2i.backbones.judge.report(np.stack(outs))
         i0 = gains_db.index(0.0) if 0.0 in gains_db else len(gains_db) // 2
@@ -303,8 +345,11 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         rhos.append(0.0 if np.ptp(sz) == 0 else float(spearmanr(gains_db, sz).statistic))
         examples.append(np.stack([img] + outs))
+    rep = s2i.backbones.judge.report(codec_roundtrip(np.stack(real)))
+    real_added = [judged_exactly(p, [c], allowed) for p, (c, allowed) in zip(rep["present"], wanted)]
     return dict(
         edit_object_added=float(np.mean(added)),
+        edit_real_object_added=float(np.mean(real_added)),
         edit_heard_class_present=float(np.mean(present)),
         edit_background_kept=float(np.mean(kept)),
         edit_input_object_kept=float(np.mean(objects_kept)) if objects_kept else None,

@@ -78,6 +78,7 @@ from s2i.train.autoencoder import (
     shape_reads,
     singles,
 )
+from s2i.train.pretrain import write_measurements
 from s2i.utils import atomic_path, read_json, write_json
 
 TUNING_SEED_OFFSET = 5_000_003  # the tuning stills' seed: base.seed + this
@@ -280,47 +281,9 @@ def install(run_dir: str | os.PathLike, model_dir: str | os.PathLike) -> LatentG
     return gen
 
 
-def remeasure(model_dir: str | os.PathLike, seed: int, n_stills: int, n_heldout: int, n_recon: int) -> tuple:
-    """The pretrain stage's measurements of the backbones in ``model_dir``
-    (:func:`s2i.train.pretrain.measure_backbones`, same stills, same seeds), written into its
-    ``manifest.json``; returns (metrics, held-out stills drawn back, drawings)."""
-    from s2i.models.image_encoder import ImageEncoder, embed
-    from s2i.toyworld.stills import make_stills
-    from s2i.train.pretrain import HELDOUT_SEED_OFFSET, measure_backbones
-
-    model_dir = Path(model_dir)
-    train, held = make_stills(n_stills, seed), make_stills(n_heldout, seed + HELDOUT_SEED_OFFSET)
-    enc = ImageEncoder.load(model_dir / "image_encoder")
-    e_train, e_held = embed(enc, train.images), embed(enc, held.images)
-    metrics, sub, recon = measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, "cpu")
-    manifest = read_json(model_dir / "manifest.json")
-    manifest["metrics"] = metrics
-    write_json(model_dir / "manifest.json", manifest)
-    return metrics, sub, recon
-
-
-def _measure_cmd(a, params) -> None:
-    """The stage's measurements of the backbones in ``a.model_dir`` into ``backbones.json``, the
-    manifest and the recon grid."""
-    from s2i.paths import resolve
-    from s2i.viz import grid, save_png
-
-    pre, out = params["pretrain"], resolve(params["base"]["run_dir"])
-    metrics, sub, recon = remeasure(
-        a.model_dir, params["base"]["seed"], pre["n_stills"], pre["n_heldout"], pre["n_recon"]
-    )
-    write_json(out / "metrics" / "backbones.json", metrics)
-    k = min(32, len(recon))
-    save_png(
-        out / "figures" / "pretrain_recon_grid.png",
-        grid(np.stack([x for i in range(k) for x in (sub.images[i], recon[i])]), 16, scale=3),
-    )
-    print(json.dumps({k: v for k, v in metrics.items() if k.startswith("recon")}))
-
-
 def _install_cmd(a, params) -> None:
     install(a.run_dir, a.model_dir)
-    _measure_cmd(a, params)
+    write_measurements(a.model_dir, params)
 
 
 def _train_cmd(a) -> None:
@@ -551,14 +514,12 @@ def main(argv=None) -> None:
         decoder_cmd(a)
     elif a.cmd == "install-decoder":
         install_decoder(a.ae_dir, model_dir)
-        a.model_dir = model_dir
-        _measure_cmd(a, params)
+        write_measurements(model_dir, params)
     elif a.cmd == "install":
         a.model_dir = model_dir
         _install_cmd(a, params)
     else:
-        a.model_dir = model_dir
-        _measure_cmd(a, params)
+        write_measurements(model_dir, params)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,15 @@
-"""Supervised training of the judge on rendered stills with their known scene."""
+"""Supervised training of the judge on rendered stills with their known scene.
+
+``python -m s2i.train.judge rebuild`` trains the judge alone again, exactly as the ``pretrain``
+stage does with the active profile's ``pretrain.judge_*`` settings and seed
+(:func:`s2i.train.pretrain.build_judge`), into the model folder; the image encoder and the
+generator stay as they are. It then records the judge's settings, training time and machine in
+``manifest.json`` and redoes the stage's measurements (``backbones.json``, the recon grid:
+``python -m s2i.train.denoiser measure``), which read every drawing with the judge. A change to
+the judge's settings alone thus costs the judge's training, not the stage's hour; ``dvc commit
+-f pretrain`` then records the stage as up to date (``dvc repro -f pretrain`` rebuilds the same
+judge).
+"""
 
 from __future__ import annotations
 
@@ -57,3 +68,50 @@ def train_judge(
         if log and (step % 50 == 0 or step == cfg.steps - 1):
             log(dict(part="judge", step=step, loss=float(loss), presence=float(l_p), size=float(l_s), bg=float(l_b)))
     return judge.cpu().eval()
+
+
+def rebuild_judge(model_dir, seed: int, n_stills: int, judge: dict, device=None) -> Judge:
+    """Train the judge as the ``pretrain`` stage does (``judge``: its ``steps``/``batch``/
+    ``width``) into ``model_dir/judge``, and record in ``model_dir/manifest.json`` its settings,
+    its data and training times (``timings.judge_data_s``, ``judge_s``) and ``judge_rebuilt``:
+    the device and torch version it was trained with. Returns the judge."""
+    from pathlib import Path
+
+    from s2i.train.pretrain import build_judge
+    from s2i.utils import read_json, write_json
+
+    model_dir = Path(model_dir)
+    manifest = read_json(model_dir / "manifest.json")  # before training: a folder without one fails at once
+    timings: dict[str, float] = {}
+    dev = resolve_device(device)
+    jd = build_judge(model_dir, seed, n_stills, judge, None, dev, timings)
+    manifest["judge"] = dict(judge)
+    manifest.setdefault("timings", {}).update(timings)
+    manifest["judge_rebuilt"] = dict(device=str(dev), torch=torch.__version__)
+    write_json(model_dir / "manifest.json", manifest)
+    return jd
+
+
+def main(argv=None) -> None:
+    import argparse
+
+    from s2i.paths import load_params, resolve
+
+    p = argparse.ArgumentParser(prog="python -m s2i.train.judge", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    rb = sub.add_parser("rebuild", help="train the judge alone as the pretrain stage does, then remeasure")
+    rb.add_argument("--model-dir", default=None, help="default: pretrain.model_dir")
+    rb.add_argument("--device", default=None)
+    a = p.parse_args(argv)
+    params = load_params()
+    pre = params["pretrain"]
+    model_dir = resolve(a.model_dir or pre["model_dir"])
+    cfg = dict(steps=pre["judge_steps"], batch=pre["judge_batch"], width=pre["judge_width"])
+    rebuild_judge(model_dir, params["base"]["seed"], pre["n_stills"], cfg, a.device)
+    from s2i.train.pretrain import write_measurements
+
+    write_measurements(model_dir, params)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ alignment clips. Its output folder is shipped in git like a pretrained checkpoin
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from s2i.backbones.toy import ToyBackbones
 from s2i.models.common import resolve_device, use_bf16
 from s2i.models.generator import GeneratorCfg
 from s2i.models.image_encoder import ImageEncoder, embed
+from s2i.models.judge import Judge
 from s2i.paths import resolve
 from s2i.toyworld.stills import StillSet, make_stills
 from s2i.train.encoder import EncoderCfg, train_encoder
@@ -67,13 +69,18 @@ def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test
 
 
 def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
-    """Judge metrics against ground truth: top-1 class on single-object images, exact set of
-    present classes on all images, Spearman of the judged vs true radius, background accuracy."""
+    """Judge metrics against ground truth: top-1 class on single-object images, both classes
+    found on two-object images (``both_seen``: what a study that counts two objects can read at
+    best), exact set of present classes on all images, Spearman of the judged vs true radius,
+    background accuracy."""
     s = _single(d)
+    two = d.presence.sum(1) == 2
+    both = (rep["present"][two] & (d.presence[two] > 0.5)).sum(1) == 2
     true_cls = d.presence[s].argmax(1)
     size_pred = rep["size"][s][np.arange(s.sum()), true_cls]
     return {
         f"{prefix}_class_acc": float((rep["top_class"][s] == true_cls).mean()),
+        f"{prefix}_both_seen": float(both.mean()) if two.any() else None,
         f"{prefix}_exact_set": float((rep["present"] == (d.presence > 0.5)).all(1).mean()),
         f"{prefix}_size_spearman": _spearman(size_pred, d.sizes[s].max(1)),
         f"{prefix}_size_mae_px": float(np.abs(size_pred - d.sizes[s].max(1)).mean()),
@@ -98,6 +105,32 @@ def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, de
     metrics.update(judge_scores(bb.judge.report(recon), sub, "recon"))
     metrics.update(n_stills=len(train.images), n_heldout=len(held.images), n_recon=n_recon, embed_dim=bb.embed_dim)
     return metrics, sub, recon
+
+
+JUDGE_SEED_OFFSET = 2_000_003  # the judge's training stills' seed: the run's seed + this
+
+
+def build_judge(
+    model_dir: str | Path,
+    seed: int,
+    n_stills: int,
+    judge: dict,
+    log: Callable[[dict], None] | None = None,
+    device: str | torch.device | None = None,
+    timings: dict | None = None,
+) -> Judge:
+    """Train the judge as the stage does and save it in ``model_dir/judge``: ``n_stills``
+    stills of its own seed (``seed + JUDGE_SEED_OFFSET``), half of their objects in any colour
+    (:data:`JUDGE_ANY_COLOUR`), ``judge`` the stage's settings (:class:`~s2i.train.judge.JudgeCfg`).
+    Its data and training times go into ``timings`` when given."""
+    t = time.time()
+    stills = make_stills(n_stills, seed + JUDGE_SEED_OFFSET, p_any_colour=JUDGE_ANY_COLOUR)
+    data_s = time.time() - t
+    jd = train_judge(stills, JudgeCfg(**judge), seed, log, device=resolve_device(device))
+    if timings is not None:
+        timings.update(judge_data_s=data_s, judge_s=time.time() - t)
+    jd.save(Path(model_dir) / "judge")
+    return jd
 
 
 def run_pretrain(
@@ -145,12 +178,7 @@ def run_pretrain(
     enc.save(model_dir / "image_encoder")
     enc = ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
 
-    t = time.time()
-    judge_stills = make_stills(n_stills, seed + 2_000_003, p_any_colour=JUDGE_ANY_COLOUR)
-    timings["judge_data_s"] = time.time() - t
-    jd = train_judge(judge_stills, JudgeCfg(**judge), seed, log, device=dev)
-    timings["judge_s"] = time.time() - t
-    jd.save(model_dir / "judge")
+    build_judge(model_dir, seed, n_stills, judge, log, dev, timings)
 
     t = time.time()
     e_train, e_held = embed(enc, train.images), embed(enc, held.images)
@@ -192,3 +220,40 @@ def run_pretrain(
         ),
     )
     return PretrainResult(model_dir, metrics, timings, logs, sub, recon)
+
+
+def remeasure(model_dir: str | Path, seed: int, n_stills: int, n_heldout: int, n_recon: int) -> tuple:
+    """The stage's measurements of the backbones in ``model_dir`` again (:func:`measure_backbones`,
+    the same stills, the same seeds), after one of them was trained again outside the stage
+    (``python -m s2i.train.denoiser install``, ``python -m s2i.train.judge rebuild``); written
+    into its ``manifest.json``. Returns (metrics, held-out stills drawn back, drawings)."""
+    from s2i.utils import read_json
+
+    model_dir = Path(model_dir)
+    train, held = make_stills(n_stills, seed), make_stills(n_heldout, seed + HELDOUT_SEED_OFFSET)
+    enc = ImageEncoder.load(model_dir / "image_encoder")
+    e_train, e_held = embed(enc, train.images), embed(enc, held.images)
+    metrics, sub, recon = measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, "cpu")
+    manifest = read_json(model_dir / "manifest.json")
+    manifest["metrics"] = metrics
+    write_json(model_dir / "manifest.json", manifest)
+    return metrics, sub, recon
+
+
+def write_measurements(model_dir: str | Path, params: dict) -> dict:
+    """:func:`remeasure` with the profile's ``params``, written where the stage writes them:
+    ``backbones.json``, the manifest and the recon grid. Returns the metrics."""
+    from s2i.viz import grid, save_png
+
+    pre, out = params["pretrain"], resolve(params["base"]["run_dir"])
+    metrics, sub, recon = remeasure(
+        model_dir, params["base"]["seed"], pre["n_stills"], pre["n_heldout"], pre["n_recon"]
+    )
+    write_json(out / "metrics" / "backbones.json", metrics)
+    k = min(32, len(recon))
+    save_png(
+        out / "figures" / "pretrain_recon_grid.png",
+        grid(np.stack([x for i in range(k) for x in (sub.images[i], recon[i])]), 16, scale=3),
+    )
+    print({k: round(v, 4) for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None})
+    return metrics
