@@ -316,9 +316,8 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
     crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
-    real_rng = np.random.default_rng(
-        TEST_SEED_OFFSET + 23 + seed
-    )  # the real scenes' colours: the edits' draws untouched
+    # the colours of the perfect edits' heard objects: a stream of their own, the edits' draws untouched
+    real_rng = np.random.default_rng(TEST_SEED_OFFSET + 23 + seed)
     added, present, kept, objects_kept, rhos, examples, real, wanted = [], [], [], [], [], [], [], []
     for i in range(n_edits):
         c = int(rng.integers(len(world.CLASSES)))

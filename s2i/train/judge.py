@@ -4,17 +4,18 @@
 stage does with the active profile's ``pretrain.judge_*`` settings and seed
 (:func:`s2i.train.pretrain.build_judge`), into the model folder; the image encoder and the
 generator stay as they are. It then records the judge's settings, training time and machine in
-``manifest.json`` and redoes the stage's measurements (``backbones.json``, the recon grid:
-``python -m s2i.train.denoiser measure``), which read every drawing with the judge. A change to
-the judge's settings alone thus costs the judge's training, not the stage's hour; ``dvc commit
--f pretrain`` then records the stage as up to date (``dvc repro -f pretrain`` rebuilds the same
-judge).
+``manifest.json`` and redoes the stage's measurements, which read every drawing with the judge
+(``backbones.json``, the recon grid: what ``python -m s2i.train.denoiser measure`` writes). A
+change to the judge's settings alone thus costs the judge's training, not the stage's hour;
+``dvc commit -f pretrain`` then records the stage as up to date (``dvc repro -f pretrain``
+rebuilds the same judge).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -70,14 +71,12 @@ def train_judge(
     return judge.cpu().eval()
 
 
-def rebuild_judge(model_dir, seed: int, n_stills: int, judge: dict, device=None) -> Judge:
+def rebuild_judge(model_dir: str | Path, seed: int, n_stills: int, judge: dict, device=None) -> Judge:
     """Train the judge as the ``pretrain`` stage does (``judge``: its ``steps``/``batch``/
     ``width``) into ``model_dir/judge``, and record in ``model_dir/manifest.json`` its settings,
     its data and training times (``timings.judge_data_s``, ``judge_s``) and ``judge_rebuilt``:
     the device and torch version it was trained with. Returns the judge."""
-    from pathlib import Path
-
-    from s2i.train.pretrain import build_judge
+    from s2i.train.pretrain import build_judge  # pretrain imports this module
     from s2i.utils import read_json, write_json
 
     model_dir = Path(model_dir)
@@ -96,6 +95,7 @@ def main(argv=None) -> None:
     import argparse
 
     from s2i.paths import load_params, resolve
+    from s2i.train.pretrain import write_measurements
 
     p = argparse.ArgumentParser(prog="python -m s2i.train.judge", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -108,8 +108,6 @@ def main(argv=None) -> None:
     model_dir = resolve(a.model_dir or pre["model_dir"])
     cfg = dict(steps=pre["judge_steps"], batch=pre["judge_batch"], width=pre["judge_width"])
     rebuild_judge(model_dir, params["base"]["seed"], pre["n_stills"], cfg, a.device)
-    from s2i.train.pretrain import write_measurements
-
     write_measurements(model_dir, params)
 
 
