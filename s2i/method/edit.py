@@ -49,14 +49,14 @@ from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
 
 EDIT_STRENGTH = 0.9  # how far the input is noised
-EDIT_W_SOUND_PER_GUIDANCE = 1.2  # the sound's terms' weight, in units of the generator's guidance scale
+EDIT_W_SOUND_PER_GUIDANCE = 0.8  # the sound's terms' weight, in units of the generator's guidance scale
 
 
 def default_w_sound(backbones, guidance: float | None = None) -> float:
     """The sound's guidance weight when none is given: :data:`EDIT_W_SOUND_PER_GUIDANCE` times
-    ``guidance``, by default the generator's own scale (toy: 6 at guidance 5, chosen by the strict
-    read of an added object on editing draws that are not the reported one;
-    ``docs/decisions/editing.md``)."""
+    ``guidance``, by default the generator's own scale (toy: 4 at guidance 5, chosen by the strict
+    read of an added object and the volume Spearman on editing draws that are not the reported
+    one; ``docs/decisions/editing.md``)."""
     return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.guidance if guidance is None else guidance)
 
 
