@@ -55,13 +55,12 @@ gen_bf16: object = False  # true, false or "auto" (bfloat16 where the device com
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from s2i import resolve, write_json
-from s2i.train.pretrain import run_pretrain
+from s2i.train.pretrain import recon_grid, run_pretrain
 from s2i.utils import round_floats
-from s2i.viz import grid, save_png
+from s2i.viz import save_png
 
 encoder = dict(model=enc_model, steps=enc_steps, batch=enc_batch, lr=enc_lr, temperature=enc_temperature)
 judge = dict(steps=judge_steps, batch=judge_batch, width=judge_width)
@@ -126,9 +125,7 @@ fig.tight_layout()
 # ## Held-out frames (odd columns) beside their reconstructions from the embedding (even columns)
 
 # %%
-k = min(32, len(res.recon))
-pairs = np.stack([x for i in range(k) for x in (res.heldout.images[i], res.recon[i])])
-img = grid(pairs, 16, scale=3)
+img = recon_grid(res.heldout.images, res.recon)
 save_png(out / "figures" / "pretrain_recon_grid.png", img)
 plt.figure(figsize=(12, 12 * img.shape[0] / img.shape[1]))
 plt.imshow(img)

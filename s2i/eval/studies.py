@@ -201,16 +201,15 @@ def real_pair_scenes(pairs: list[tuple[TestSound, TestSound]], seed: int) -> np.
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 19 + seed)
     crng = world.colour_rng(TEST_SEED_OFFSET + 19 + seed)
-    half = world.IMG / 4  # a half's centre lies a quarter of the picture from the middle
+    mid, half = world.IMG / 2, world.IMG / 4  # a half's centre lies a quarter of the picture from the middle
     imgs = []
     for pair in pairs:
         stacked, flip = bool(rng.integers(2)), bool(rng.integers(2))
         objs = []
-        for j, snd in enumerate(pair):
-            u = world.IMG / 2 + (half if (j == 1) != flip else -half)
-            x, y = (world.IMG / 2, u) if stacked else (u, world.IMG / 2)
-            r = float(world.size_from_gain(snd.gain))
-            objs.append(world.SceneObject(snd.cls, size=r, x=x, y=y, colour=int(crng.integers(len(world.PALETTE)))))
+        for u, snd in zip((mid + half, mid - half) if flip else (mid - half, mid + half), pair):
+            x, y = (mid, u) if stacked else (u, mid)
+            colour = int(crng.integers(len(world.PALETTE)))
+            objs.append(world.SceneObject(snd.cls, gain=snd.gain, x=x, y=y, colour=colour))  # its size from its gain
         imgs.append(world.render_still(world.Scene(pair[0].bg, objs)))
     return codec_roundtrip(np.stack(imgs))
 
@@ -330,8 +329,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
             objs.append(world.SceneObject(other, size=float(rng.uniform(4, 7)), x=8.0, y=22.0, colour=colour))
         img = world.render_still(world.Scene(bg_img, objs))
         snd = TestSound(c, bg_snd, 0.5, TEST_SEED_OFFSET + 700_000 + i)
-        r = float(world.size_from_gain(snd.gain))
-        heard = world.SceneObject(c, size=r, colour=int(real_rng.integers(len(world.PALETTE))))  # in the middle
+        heard = world.SceneObject(c, gain=snd.gain, colour=int(real_rng.integers(len(world.PALETTE))))  # in the middle
         real.append(world.render_still(world.Scene(bg_img, objs + [heard])))
         wanted.append((c, [o.cls for o in objs]))
         outs = [edit_image(s2i, img, snd.render(), world.SR, gain_db=g, seed=seed + i, **edit_kw)[0] for g in gains_db]

@@ -243,17 +243,22 @@ def remeasure(model_dir: str | Path, seed: int, n_stills: int, n_heldout: int, n
 def write_measurements(model_dir: str | Path, params: dict) -> dict:
     """:func:`remeasure` with the profile's ``params``, written where the stage writes them:
     ``backbones.json``, the manifest and the recon grid. Returns the metrics."""
-    from s2i.viz import grid, save_png
+    from s2i.viz import save_png
 
     pre, out = params["pretrain"], resolve(params["base"]["run_dir"])
     metrics, sub, recon = remeasure(
         model_dir, params["base"]["seed"], pre["n_stills"], pre["n_heldout"], pre["n_recon"]
     )
     write_json(out / "metrics" / "backbones.json", metrics)
-    k = min(32, len(recon))
-    save_png(
-        out / "figures" / "pretrain_recon_grid.png",
-        grid(np.stack([x for i in range(k) for x in (sub.images[i], recon[i])]), 16, scale=3),
-    )
+    save_png(out / "figures" / "pretrain_recon_grid.png", recon_grid(sub.images, recon))
     print({k: round(v, 4) for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None})
     return metrics
+
+
+def recon_grid(stills: np.ndarray, recon: np.ndarray, n: int = 32) -> np.ndarray:
+    """The stage's recon grid: the first ``n`` held-out stills, each followed by its drawing
+    from its image embedding, 16 pictures a row, 3x."""
+    from s2i.viz import grid
+
+    k = min(n, len(recon))
+    return grid(np.stack([x for i in range(k) for x in (stills[i], recon[i])]), 16, scale=3)
