@@ -455,3 +455,31 @@ def test_judge_stills_take_any_colour_that_stands_out():
     assert len(set(rgb)) > 0.9 * len(rgb)  # not a handful of colours
     st = make_stills(8, seed=4, roundtrip=False, p_any_colour=0.5)
     assert st.tokens is None and st.images.shape == (8, 32, 32, 3)
+
+
+def _embedding_stills(n: int, seed: int, second_object_weight: float):
+    """Stills' labels with embeddings made of their classes' directions: the second object's
+    direction scaled by ``second_object_weight`` (0: the embedding holds only the first)."""
+    from s2i.toyworld.stills import StillSet
+
+    rng = np.random.default_rng(seed)
+    C, D = len(world.CLASSES), 32
+    dirs = np.random.default_rng(99).standard_normal((C, D))
+    pres, emb = np.zeros((n, C), np.float32), np.zeros((n, D))
+    for i in range(n):
+        cls = rng.choice(C, size=int(rng.integers(1, 3)), replace=False)
+        pres[i, cls] = 1
+        emb[i] = dirs[cls[0]] + (second_object_weight * dirs[cls[1]] if len(cls) == 2 else 0)
+    emb += 0.3 * rng.standard_normal(emb.shape)
+    return emb, StillSet(np.zeros((n, 4, 4, 3), np.uint8), pres, pres * 5, np.zeros(n, int))
+
+
+@pytest.mark.parametrize("second, lo, hi", [(1.0, 0.9, 1.0), (0.0, 0.0, 0.2)])
+def test_probe_both_reads_whether_the_embedding_holds_the_second_object(second, lo, hi):
+    from s2i.train.pretrain import probe_both
+
+    e_train, train = _embedding_stills(2000, 0, second)
+    e_test, test = _embedding_stills(400, 1, second)
+    assert lo <= probe_both(e_train, train, e_test, test) <= hi
+    single = replace(test, presence=test.presence * (test.presence.sum(1, keepdims=True) == 1))
+    assert probe_both(e_train, train, e_test, single) is None

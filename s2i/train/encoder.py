@@ -11,12 +11,24 @@ leaves shape out -- measured: a kNN shape accuracy of 0.16 (chance 0.125) agains
 Each image's caption with its shapes swapped is therefore an extra negative (NegCLIP's hard
 negatives), which only the shape can tell from the true one.
 SimCLR (one plain view, one with flips, colour jitter and grayscale) keeps the detail within a
-caption's words that the generator needs (exact size and place)."""
+caption's words that the generator needs (exact size and place).
+
+``python -m s2i.train.encoder rebuild`` trains the image encoder alone again, exactly as the
+``pretrain`` stage does with the active profile's ``pretrain.enc_*`` settings, stills and seed
+(:func:`s2i.train.pretrain.build_encoder`), into the model folder, and records its settings,
+training time and machine in ``manifest.json``. Everything conditioned on its embedding is then
+stale: the generator's denoiser is trained again on the new embeddings (``python -m
+s2i.train.denoiser train --init installed``, then ``install``, which redoes the stage's
+measurements), ``dvc commit -f pretrain`` records the stage, and ``dvc repro`` reruns every
+stage after it (``dvc repro -f pretrain`` rebuilds the same encoder).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -168,3 +180,40 @@ def train_encoder(
         if log and (step % 20 == 0 or step == cfg.steps - 1):
             log(dict(part="encoder", step=step, loss=loss.item(), clip=l_clip.item(), simclr=l_simclr.item()))
     return enc.cpu().eval()
+
+
+def rebuild_encoder(model_dir: str | Path, seed: int, n_stills: int, encoder: dict, device=None) -> ImageEncoder:
+    """Train the image encoder as the ``pretrain`` stage does (its ``n_stills`` training stills
+    of ``seed``, ``encoder``: its settings) into ``model_dir/image_encoder``, and record in
+    ``model_dir/manifest.json`` its settings, its data and training times
+    (``timings.data_s``, ``encoder_s``) and ``encoder_rebuilt``: the device and torch version it
+    was trained with. Returns the encoder."""
+    from s2i.toyworld.stills import make_stills
+    from s2i.train.pretrain import build_encoder, rebuild_backbone  # pretrain imports this module
+
+    dev = resolve_device(device)
+
+    def build(timings: dict) -> ImageEncoder:
+        t = time.time()
+        train = make_stills(n_stills, seed)
+        timings["data_s"] = time.time() - t
+        return build_encoder(model_dir, train, seed, encoder, None, dev, timings)
+
+    return rebuild_backbone(model_dir, "encoder", encoder, build, dev)
+
+
+def main(argv=None) -> None:
+    from s2i.train.pretrain import rebuild_command
+
+    params, model_dir, device = rebuild_command("s2i.train.encoder", __doc__, "image encoder", argv)
+    pre = params["pretrain"]
+    cfg = {k: pre[f"enc_{k}"] for k in ("model", "steps", "batch", "lr", "temperature")}
+    rebuild_encoder(model_dir, params["base"]["seed"], pre["n_stills"], cfg, device)
+    print(
+        f"{model_dir / 'image_encoder'}: rebuilt. The generator draws from the old embedding until its "
+        "denoiser is trained again (python -m s2i.train.denoiser train --init installed, then install)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -76,38 +76,25 @@ def rebuild_judge(model_dir: str | Path, seed: int, n_stills: int, judge: dict, 
     ``width``) into ``model_dir/judge``, and record in ``model_dir/manifest.json`` its settings,
     its data and training times (``timings.judge_data_s``, ``judge_s``) and ``judge_rebuilt``:
     the device and torch version it was trained with. Returns the judge."""
-    from s2i.train.pretrain import build_judge  # pretrain imports this module
-    from s2i.utils import read_json, write_json
+    from s2i.train.pretrain import build_judge, rebuild_backbone  # pretrain imports this module
 
-    model_dir = Path(model_dir)
-    manifest = read_json(model_dir / "manifest.json")  # before training: a folder without one fails at once
-    timings: dict[str, float] = {}
     dev = resolve_device(device)
-    jd = build_judge(model_dir, seed, n_stills, judge, None, dev, timings)
-    manifest["judge"] = dict(judge)
-    manifest.setdefault("timings", {}).update(timings)
-    manifest["judge_rebuilt"] = dict(device=str(dev), torch=torch.__version__)
-    write_json(model_dir / "manifest.json", manifest)
-    return jd
+    return rebuild_backbone(
+        model_dir,
+        "judge",
+        judge,
+        lambda timings: build_judge(model_dir, seed, n_stills, judge, None, dev, timings),
+        dev,
+    )
 
 
 def main(argv=None) -> None:
-    import argparse
+    from s2i.train.pretrain import rebuild_command, write_measurements
 
-    from s2i.paths import load_params, resolve
-    from s2i.train.pretrain import write_measurements
-
-    p = argparse.ArgumentParser(prog="python -m s2i.train.judge", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-    rb = sub.add_parser("rebuild", help="train the judge alone as the pretrain stage does, then remeasure")
-    rb.add_argument("--model-dir", default=None, help="default: pretrain.model_dir")
-    rb.add_argument("--device", default=None)
-    a = p.parse_args(argv)
-    params = load_params()
+    params, model_dir, device = rebuild_command("s2i.train.judge", __doc__, "judge", argv)
     pre = params["pretrain"]
-    model_dir = resolve(a.model_dir or pre["model_dir"])
     cfg = dict(steps=pre["judge_steps"], batch=pre["judge_batch"], width=pre["judge_width"])
-    rebuild_judge(model_dir, params["base"]["seed"], pre["n_stills"], cfg, a.device)
+    rebuild_judge(model_dir, params["base"]["seed"], pre["n_stills"], cfg, device)
     write_measurements(model_dir, params)
 
 

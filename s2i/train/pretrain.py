@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from s2i.train.generator import train_generator
 from s2i.train.judge import JudgeCfg, train_judge
 from s2i.utils import seed_everything, write_json
 
+T = TypeVar("T")
 JUDGE_ANY_COLOUR = 0.5  # share of the judge's training objects in any colour, not the palette's
 HELDOUT_SEED_OFFSET = 1_000_003  # the held-out stills' seed: the run's seed + this
 
@@ -47,6 +49,10 @@ def _single(d: StillSet) -> np.ndarray:
     return d.presence.sum(1) == 1
 
 
+def _unit(e: np.ndarray) -> np.ndarray:
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
 def _spearman(a, b) -> float:
     from scipy.stats import spearmanr
 
@@ -54,8 +60,9 @@ def _spearman(a, b) -> float:
 
 
 def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test: StillSet, k: int = 5) -> dict:
-    """Probe the embedding on held-out single-object stills: kNN class accuracy (cosine, k
-    neighbours from the training stills) and a ridge linear probe of the object's radius."""
+    """Probe the embedding on held-out stills: on single-object ones, kNN class accuracy
+    (cosine, k neighbours from the training stills) and a ridge linear probe of the object's
+    radius; on two-object ones, :func:`probe_both`."""
     from sklearn.linear_model import Ridge
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -65,7 +72,32 @@ def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test
     acc = float((knn.predict(test_e[te]) == yte).mean())
     str_, ste = train.sizes[tr].max(1), test.sizes[te].max(1)
     probe = Ridge(alpha=1.0).fit(train_e[tr], str_)
-    return dict(encoder_knn_class_acc=acc, encoder_size_spearman=_spearman(probe.predict(test_e[te]), ste))
+    return dict(
+        encoder_knn_class_acc=acc,
+        encoder_size_spearman=_spearman(probe.predict(test_e[te]), ste),
+        encoder_both_probe=probe_both(train_e, train, test_e, test),
+    )
+
+
+def probe_both(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test: StillSet) -> float | None:
+    """How often the embedding of a held-out two-object still holds both its objects: one
+    linear presence probe per class (logistic regression on the normalised embeddings of every
+    training still), and the two classes whose probes score highest are the still's two. What a
+    generator conditioned on the embedding can draw of a two-object picture at best, read
+    linearly. None without two-object stills."""
+    from sklearn.linear_model import LogisticRegression
+
+    two = test.presence.sum(1) == 2
+    if not two.any():
+        return None
+    x, xt = _unit(train_e), _unit(test_e[two])
+    scores = np.full((len(xt), train.presence.shape[1]), -np.inf)
+    for c in range(train.presence.shape[1]):
+        y = train.presence[:, c] > 0.5
+        if y.any() and not y.all():  # a class never (or always) seen has no probe: never picked
+            scores[:, c] = LogisticRegression(C=10, max_iter=3000).fit(x, y).decision_function(xt)
+    top2 = np.argsort(-scores, axis=1)[:, :2]
+    return float((np.take_along_axis(test.presence[two], top2, axis=1) > 0.5).all(1).mean())
 
 
 def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
@@ -107,6 +139,27 @@ def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, de
     return metrics, sub, recon
 
 
+def build_encoder(
+    model_dir: str | Path,
+    train: StillSet,
+    seed: int,
+    encoder: dict,
+    log: Callable[[dict], None] | None = None,
+    device: str | torch.device | None = None,
+    timings: dict | None = None,
+) -> ImageEncoder:
+    """Train the image encoder as the stage does on its training stills ``train`` (``encoder``:
+    the stage's settings, :class:`~s2i.train.encoder.EncoderCfg`), save it in
+    ``model_dir/image_encoder`` and return it as users load it. Its training time goes into
+    ``timings`` when given."""
+    t = time.time()
+    enc = train_encoder(train, EncoderCfg(**encoder), seed, log, device=resolve_device(device))
+    if timings is not None:
+        timings["encoder_s"] = time.time() - t
+    enc.save(Path(model_dir) / "image_encoder")
+    return ImageEncoder.load(Path(model_dir) / "image_encoder")
+
+
 JUDGE_SEED_OFFSET = 2_000_003  # the judge's training stills' seed: the run's seed + this
 
 
@@ -131,6 +184,41 @@ def build_judge(
         timings.update(judge_data_s=data_s, judge_s=time.time() - t)
     jd.save(Path(model_dir) / "judge")
     return jd
+
+
+def rebuild_backbone(model_dir: str | Path, part: str, settings: dict, build: Callable[[dict], T], device) -> T:
+    """Train one backbone alone as the stage does, ``build(timings)`` (which saves it in
+    ``model_dir`` and fills ``timings``), and record in ``model_dir/manifest.json`` its
+    ``settings`` under ``part``, its times under ``timings`` and ``{part}_rebuilt``: the device
+    and torch version it was trained with. The manifest is read first: a folder without one
+    fails before any training. Returns what ``build`` returns."""
+    from s2i.utils import read_json
+
+    manifest = read_json(Path(model_dir) / "manifest.json")
+    timings: dict[str, float] = {}
+    built = build(timings)
+    manifest[part] = dict(settings)
+    manifest.setdefault("timings", {}).update(timings)
+    manifest[f"{part}_rebuilt"] = dict(device=str(device), torch=torch.__version__)
+    write_json(Path(model_dir) / "manifest.json", manifest)
+    return built
+
+
+def rebuild_command(prog: str, doc: str, what: str, argv=None) -> tuple[dict, Path, str | None]:
+    """The command line of a ``python -m PROG rebuild`` tool: (the active profile's params, the
+    model folder, the device)."""
+    import argparse
+
+    from s2i.paths import load_params
+
+    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    rb = sub.add_parser("rebuild", help=f"train the {what} alone as the pretrain stage does")
+    rb.add_argument("--model-dir", default=None, help="default: pretrain.model_dir")
+    rb.add_argument("--device", default=None)
+    a = p.parse_args(argv)
+    params = load_params()
+    return params, resolve(a.model_dir or params["pretrain"]["model_dir"]), a.device
 
 
 def run_pretrain(
@@ -172,11 +260,7 @@ def run_pretrain(
     held = make_stills(n_heldout, seed + HELDOUT_SEED_OFFSET)
     timings["data_s"] = time.time() - t
 
-    t = time.time()
-    enc = train_encoder(train, EncoderCfg(**encoder), seed, log, device=dev)
-    timings["encoder_s"] = time.time() - t
-    enc.save(model_dir / "image_encoder")
-    enc = ImageEncoder.load(model_dir / "image_encoder")  # from here on: what users load
+    enc = build_encoder(model_dir, train, seed, encoder, log, dev, timings)
 
     build_judge(model_dir, seed, n_stills, judge, log, dev, timings)
 
