@@ -26,7 +26,7 @@ def test_rebuild_trains_the_stages_encoder_and_records_it(tmp_path):
     torch.testing.assert_close(saved(x), ref(x))
     m = json.loads((tmp_path / "manifest.json").read_text())
     assert m["encoder"] == TINY and m["encoder_rebuilt"]["device"] == "cpu"
-    assert m["timings"]["judge_s"] == 1.0 and m["timings"]["encoder_s"] > 0 and m["timings"]["data_s"] > 0
+    assert m["timings"]["judge_s"] == 1.0 and m["timings"]["encoder_s"] > 0 and m["timings"]["encoder_data_s"] > 0
 
 
 def test_rebuild_without_a_manifest_names_it_before_training(tmp_path):

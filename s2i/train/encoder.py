@@ -186,7 +186,7 @@ def rebuild_encoder(model_dir: str | Path, seed: int, n_stills: int, encoder: di
     """Train the image encoder as the ``pretrain`` stage does (its ``n_stills`` training stills
     of ``seed``, ``encoder``: its settings) into ``model_dir/image_encoder``, and record in
     ``model_dir/manifest.json`` its settings, its data and training times
-    (``timings.data_s``, ``encoder_s``) and ``encoder_rebuilt``: the device and torch version it
+    (``timings.encoder_data_s``, ``encoder_s``) and ``encoder_rebuilt``: the device and torch version it
     was trained with. Returns the encoder."""
     from s2i.toyworld.stills import make_stills
     from s2i.train.pretrain import build_encoder, rebuild_backbone  # pretrain imports this module
@@ -196,7 +196,7 @@ def rebuild_encoder(model_dir: str | Path, seed: int, n_stills: int, encoder: di
     def build(timings: dict) -> ImageEncoder:
         t = time.time()
         train = make_stills(n_stills, seed)
-        timings["data_s"] = time.time() - t
+        timings["encoder_data_s"] = time.time() - t
         return build_encoder(model_dir, train, seed, encoder, None, dev, timings)
 
     return rebuild_backbone(model_dir, "encoder", encoder, build, dev)

@@ -213,7 +213,9 @@ def rebuild_command(prog: str, doc: str, what: str, argv=None) -> tuple[dict, Pa
 
     p = argparse.ArgumentParser(prog=f"python -m {prog}", description=doc.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    rb = sub.add_parser("rebuild", help=f"train the {what} alone as the pretrain stage does")
+    rb = sub.add_parser(
+        "rebuild", help=f"train the {what} alone as the pretrain stage does, and record it in manifest.json"
+    )
     rb.add_argument("--model-dir", default=None, help="default: pretrain.model_dir")
     rb.add_argument("--device", default=None)
     a = p.parse_args(argv)
