@@ -8,6 +8,10 @@ stage's training stills, with the shipped image encoder and autoencoder frozen, 
 batches and steps a GPU affords, and installs the result in the model folder. Everything else
 in the folder (image encoder, autoencoder, judge) is left as the stage built it.
 
+It stays one module of some 500 lines because it is the ``python -m s2i.train.denoiser`` tool
+whole: its commands share the export's layout, the run folder's files and the install step,
+and each is a few dozen lines; the stage's own measurements live in :mod:`s2i.train.pretrain`.
+
 The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine may lack:
 ``train`` reads no media, but ``s2i`` imports PyAV; where it is missing, a stand-in module named
 ``av`` lets it import):
