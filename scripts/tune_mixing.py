@@ -1,9 +1,10 @@
 #!/usr/bin/env python
 """Tune the mixing of two sources on draws that are not the reported one.
 
-    python scripts/tune_mixing.py --seeds 1 2                                   # the product's settings
-    python scripts/tune_mixing.py --seeds 1 2 --weight 3 --ambience-weight 0.5  # a variant
-    python scripts/tune_mixing.py --seeds 1 2 --no-regions --ambience-db -26
+    python scripts/tune_mixing.py --seeds 1 2                        # the product's settings
+    python scripts/tune_mixing.py --seeds 1 2 --weight 3 --candidates 1
+    python scripts/tune_mixing.py --seeds 1 2 --no-centred          # bands, every term on the whole picture
+    python scripts/tune_mixing.py --seeds 1 2 --ambience-db -20 --ambience-weight 2.5  # a place term
 
 Pairs of held-out sounds of two different classes over one background are drawn from each
 seed (:func:`s2i.eval.studies.mix_pairs` with sound seeds offset by ``100 * seed``, so seed 0 is not
@@ -41,16 +42,22 @@ def main(argv: list[str] | None = None) -> dict:
         "--ambience-weight", type=float, default=None, help="the place term's weight (default: guidance / 2)"
     )
     ap.add_argument(
-        "--ambience-db", type=float, default=None, help="level of the turned-down copies (default: AMBIENCE_DB)"
+        "--ambience-db",
+        type=float,
+        default=None,
+        help="a place term: the mix turned down this much, each source minus itself turned down (default: none)",
     )
     ap.add_argument("--no-regions", action="store_true", help="every term over the whole picture")
+    ap.add_argument("--no-centred", action="store_true", help="each band's terms predicted on the whole picture")
+    ap.add_argument("--split", default="columns", choices=["columns", "rows", "any"], help="how the bands lie")
     ap.add_argument("--candidates", type=int, default=None, help="candidates per image (default: MIX_CANDIDATES)")
     a = ap.parse_args(argv)
 
     import torch
 
+    import s2i.method.mix as mix
     from s2i.eval.studies import mix_pairs
-    from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES
+    from s2i.method.mix import MIX_CANDIDATES
     from s2i.models.audio_encoder import SR
 
     torch.manual_seed(0)
@@ -62,10 +69,13 @@ def main(argv: list[str] | None = None) -> dict:
         weight=a.weight,
         ambience_weight=a.ambience_weight,
         regions=not a.no_regions,
-        ambience_db=AMBIENCE_DB if a.ambience_db is None else a.ambience_db,
+        ambience_db=a.ambience_db,
         candidates=MIX_CANDIDATES if a.candidates is None else a.candidates,
+        centred=not a.no_centred,
     )
-    report = dict(settings=kw, seeds={})
+    split_default = mix.mix_term_masks.__defaults__
+    mix.mix_term_masks.__defaults__ = (*split_default[:-1], a.split)  # the bands' layout, for this run only
+    report = dict(settings=kw | dict(split=a.split), seeds={})
     for seed in a.seeds:
         t0 = time.time()
         pairs = mix_pairs(a.pairs, seed, sound_seed=100 * seed)

@@ -35,6 +35,7 @@ from s2i.app.explore import (
 from s2i.app.widget import Explorer
 from s2i.eval.studies import judged_size
 from s2i.method.generate import Sound2Image
+from s2i.method.mix import SOURCE_WEIGHT
 from s2i.models.audio_encoder import SR
 from s2i.paths import repo_root
 from s2i.toyworld import world
@@ -207,8 +208,8 @@ def test_explore_once_mixing_path_is_compose(smoke):
     r = explore_once(smoke, "bell", "meadow", -3, second_class="water", mix_db=-6, seed=2, n=2)
     assert r["method"] == "compose" and r["settings"]["second"] == "water" and r["settings"]["mix_db"] == -6.0
     a, b = catalogue_sound("bell", "meadow"), catalogue_sound("water", "meadow", slot=1)
-    g = smoke.backbones.guidance  # the explorer's default: each source at the guidance, the place at half
-    ref = smoke.generate_mix([a, b], [-3, -9], n=2, seed=2, sr=SR, weight=g, ambience_weight=g / 2)
+    g = SOURCE_WEIGHT * smoke.backbones.guidance  # the explorer's default: each source in its own band
+    ref = smoke.generate_mix([a, b], [-3, -9], n=2, seed=2, sr=SR, weight=g)
     np.testing.assert_array_equal(r["images"], ref)
     np.testing.assert_allclose(r["audio"], a * 10 ** (-3 / 20) + b * 10 ** (-9 / 20), rtol=1e-5, atol=1e-7)
 

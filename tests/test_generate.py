@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from s2i.method.generate import Sound2Image, to_mono_16k, windows_of
-from s2i.method.mix import mix_audio
+from s2i.method.mix import SOURCE_WEIGHT, mix_audio
 from s2i.models.audio_encoder import SR
 
 
@@ -274,18 +274,21 @@ def test_band_regions_vary_with_the_seed_and_reject_zero():
 
 
 def test_mix_term_masks_follow_mix_conditions_order():
-    from s2i.method.mix import band_regions, mix_conditions, mix_term_masks
+    from s2i.method.mix import BAND_SOFTNESS, band_regions, mix_conditions, mix_term_masks
 
     audio = [np.ones(10, np.float32), 2 * np.ones(10, np.float32)]
-    conds, _ = mix_conditions(lambda a: torch.full((1, 2), float(a.mean())), audio, guidance=2.0)
+    conds, _ = mix_conditions(lambda a: torch.full((1, 2), float(a.mean())), audio, guidance=2.0, ambience_db=-20.0)
     m = mix_term_masks(2, -20.0, 32, seed=5)
-    b = band_regions(2, 32, seed=5)
+    b = band_regions(
+        2, 32, seed=5, softness=BAND_SOFTNESS, split="columns"
+    )  # side by side: a centred view keeps its horizon
     assert m.shape == (len(conds), 32, 32)
     assert torch.equal(m[0], torch.ones(32, 32))  # the place: everywhere
     assert torch.equal(m[1], b[0]) and torch.equal(m[2], b[0]) and torch.equal(m[3], b[1]) and torch.equal(m[4], b[1])
     plain = mix_term_masks(2, None, 32, seed=5)
-    assert len(plain) == len(mix_conditions(lambda a: torch.zeros(1, 2), audio, 2.0, ambience_db=None)[0]) == 2
+    assert len(plain) == len(mix_conditions(lambda a: torch.zeros(1, 2), audio, 2.0)[0]) == 2
     assert torch.equal(plain, b)
+    assert torch.equal(mix_term_masks(2, None, 32, 5, 2.0, "any"), band_regions(2, 32, seed=5, softness=2.0))
 
 
 def test_one_sampler_draws_plain_generation_as_one_composed_term(smoke_s2i):
@@ -373,12 +376,26 @@ def test_generate_mix_regions(smoke_s2i):
     b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
     banded = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, candidates=1)
     whole = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, regions=False, candidates=1)
-    assert not np.array_equal(banded, whole)
-    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], smoke_s2i.backbones.guidance)
+    uncentred = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, centred=False, candidates=1)
+    assert not np.array_equal(banded, whole) and not np.array_equal(banded, uncentred)
+    # the product: one term per source at the guidance scale, in its band, predicted on a view centred on it
+    g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], g, weight=g)
+    assert weights == [g, g]
+    masks = mix_term_masks(2, None, 32, 3)
+    ref = smoke_s2i.backbones.compose([c.repeat(2, 1) for c in conds], weights, seed=3, masks=masks, centred=True)
+    np.testing.assert_array_equal(banded, ref)
+    flat = smoke_s2i.backbones.compose([c.repeat(2, 1) for c in conds], weights, seed=3, masks=masks)
+    np.testing.assert_array_equal(uncentred, flat)
+    # the earlier design: a place term, each source minus itself turned down
+    placed = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, ambience_db=-20.0, centred=False, candidates=1)
+    guidance = smoke_s2i.backbones.guidance
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], guidance, ambience_db=-20.0)
+    assert weights == [guidance / 2, guidance, -guidance, guidance, -guidance]
     ref = smoke_s2i.backbones.compose(
         [c.repeat(2, 1) for c in conds], weights, seed=3, masks=mix_term_masks(2, -20.0, 32, 3)
     )
-    np.testing.assert_array_equal(banded, ref)
+    np.testing.assert_array_equal(placed, ref)
 
 
 class _MeanColour:
@@ -460,13 +477,12 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
     got = smoke_s2i.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
     assert got.shape == (2, 32, 32, 3)
-    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 7), [a, b], smoke_s2i.backbones.guidance)
+    g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
+    conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 7), [a, b], g, weight=g)
     drawn = smoke_s2i.backbones.compose(
-        [c.repeat(6, 1) for c in conds], weights, seed=7, masks=mix_term_masks(2, -20.0, 32, 7)
+        [c.repeat(6, 1) for c in conds], weights, seed=7, masks=mix_term_masks(2, None, 32, 7), centred=True
     )
-    np.testing.assert_array_equal(
-        got, pick_nearest_sources(smoke_s2i.backbones, drawn, torch.cat([conds[1], conds[3]]), 3)
-    )
+    np.testing.assert_array_equal(got, pick_nearest_sources(smoke_s2i.backbones, drawn, torch.cat(conds), 3))
     with pytest.raises(ValueError, match="at least 1"):
         smoke_s2i.generate_mix([a, b], n=1, sr=world.SR, candidates=0)
 
@@ -487,14 +503,16 @@ def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
     assert np.abs(both[:2].astype(int) - one.astype(int)).mean() < 1.0
     # one sampler call: mix m's terms on its own rows, its bands drawn from seed + m
     emb = lambda x: smoke_s2i.embed_audio(x, SR)[None]  # noqa: E731
-    c0, weights = mix_conditions(emb, [m0[0], m0[1] * 10 ** (-3 / 20)], smoke_s2i.backbones.guidance)
-    c1, _ = mix_conditions(emb, [m1[0] * 10 ** (3 / 20), m1[1]], smoke_s2i.backbones.guidance)
-    masks = [mix_term_masks(2, -20.0, 32, s)[:, None].expand(-1, 2, -1, -1) for s in (7, 8)]
+    g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
+    c0, weights = mix_conditions(emb, [m0[0], m0[1] * 10 ** (-3 / 20)], g, weight=g)
+    c1, _ = mix_conditions(emb, [m1[0] * 10 ** (3 / 20), m1[1]], g, weight=g)
+    masks = [mix_term_masks(2, None, 32, s)[:, None].expand(-1, 2, -1, -1) for s in (7, 8)]
     drawn = smoke_s2i.backbones.compose(
         [torch.cat([a.repeat(2, 1), b.repeat(2, 1)]) for a, b in zip(c0, c1)],
         weights,
         seed=7,
         masks=torch.cat(masks, dim=1),
+        centred=True,
     )
     np.testing.assert_array_equal(
         compose_mixes(smoke_s2i.backbones, [c0, c1], weights, n=2, seed=7, candidates=1), drawn

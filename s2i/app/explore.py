@@ -140,8 +140,8 @@ def explore_once(
             the generator's :meth:`~s2i.backbones.base.Backbones.drawing_size` of it, as
             :func:`s2i.method.edit.edit_image` does).
         seed: sampling noise (same settings and seed -> the same images).
-        guidance: guidance weight of the sound (split over two sources as in
-            :func:`s2i.eval.studies.mix_generate`; when editing, the sound's weight is
+        guidance: guidance weight of the sound (with two sources, each one's term in its own
+            band, as :meth:`Sound2Image.generate_mix` draws them; when editing, the sound's weight is
             :func:`s2i.method.edit.default_w_sound` at it); None: the generator's.
         n: images to draw.
         sound: a mono 16 kHz float array (e.g. an uploaded file) used instead of the catalogue
@@ -219,9 +219,7 @@ def explore_once(
         images = model.generate(gained, sr=SR, n=n, seed=seed, guidance=guidance, steps=steps)
     else:
         method = "compose"
-        images = model.generate_mix(
-            sounds, gains, n=n, seed=seed, sr=SR, ambience_db=ambience_db, steps=steps, guidance=guidance
-        )
+        images = model.generate_mix(sounds, gains, n=n, seed=seed, sr=SR, steps=steps, guidance=guidance)
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
     judge = s2i.backbones.judge

@@ -78,12 +78,14 @@ class Backbones(Protocol):
         region=None,
         progress: bool = False,
         size: tuple[int, int] | None = None,
+        centred: bool = False,
     ) -> np.ndarray:
         """Composed guidance: K condition tensors (N, D) with K weights (negative: away from),
         optional term masks (K, H, W) or (K, N, H, W), an init image (N, H, W, 3) noised to
         ``strength`` and a region (drawn inside, kept outside) -> uint8 (N, H, W, 3). ``size``:
         the drawing's (H, W), from :meth:`drawing_size` (default the square ``image_size``);
-        masks and regions have it. Only where ``supports_composition`` is true."""
+        masks and regions have it. ``centred``: each masked term predicted on a view centred on
+        its mask (:func:`s2i.models.sampler.sample`). Only where ``supports_composition`` is true."""
         ...
 
 

@@ -307,7 +307,7 @@ class FullBackbones:
             out.append((np.asarray(img, dtype=np.float32) * 255).round().clip(0, 255).astype(np.uint8))
         return np.concatenate(out)
 
-    def _draw(self, labels, weights, noise, steps, init, strength, masks, region, batch, progress) -> np.ndarray:
+    def _draw(self, labels, weights, noise, steps, init, strength, masks, region, batch, progress, centred=False):
         """The one sampler on latents: (K, N, 2 D) class labels -> uint8 (N, H, W, 3)."""
         from s2i.models.sampler import sample
 
@@ -323,6 +323,7 @@ class FullBackbones:
             strength=strength,
             masks=None if masks is None else masks.to(dev),
             region=None if region is None else region.to(dev),
+            centred=centred,
             batch=batch,
             progress=progress,
         )
@@ -398,6 +399,7 @@ class FullBackbones:
         noise_level: int | None = None,
         batch: int = 16,
         size: tuple[int, int] | None = None,
+        centred: bool = False,
     ) -> np.ndarray:
         """Composed guidance (mixing, editing) on Stable unCLIP, through the one sampler:
         ``x0 = x0_u + sum_k w_k m_k (x0_k - x0_u)`` on the latents (see the class docs for how
@@ -428,6 +430,8 @@ class FullBackbones:
             batch: items per network pass (each pass holds K + 1 latents per item).
             size: the drawing's (height, width), multiples of 8 (:meth:`drawing_size` gives one
                 for a frame's aspect); default ``(image_size, image_size)``.
+            centred: with ``masks``, each term predicted on a view of the latents centred on its
+                mask (:func:`~s2i.models.sampler.sample`).
         Returns:
             uint8 (N, height, width, 3).
         """
@@ -460,4 +464,4 @@ class FullBackbones:
                 raise ValueError(f"init_images: {init.shape[0]} images for {N} conditions")
         mk = self._to_latent_res(None if masks is None else spatial(masks, len(embs), size, "masks"), size)
         rg = self._to_latent_res(None if region is None else spatial(region, None, size, "region"), size)
-        return self._draw(labels, weights, noise, steps, init, strength, mk, rg, batch, progress)
+        return self._draw(labels, weights, noise, steps, init, strength, mk, rg, batch, progress, centred)

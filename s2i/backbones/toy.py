@@ -131,6 +131,7 @@ class ToyBackbones:
         region=None,
         progress: bool = False,
         size: tuple[int, int] | None = None,
+        centred: bool = False,
     ) -> np.ndarray:
         """Composed guidance (mixing, editing). See :meth:`ToyGenerator.compose`. ``size``: None
         or the generator's square (ValueError otherwise)."""
@@ -146,6 +147,7 @@ class ToyBackbones:
             masks=masks,
             region=region,
             progress=progress,
+            centred=centred,
         )
 
     @classmethod

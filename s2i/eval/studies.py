@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from s2i.method.generate import Sound2Image, best_of
-from s2i.method.mix import mix_audio
+from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.toyworld import world
 from s2i.toyworld.heldout import TEST_SEED_OFFSET, TestSound
 
@@ -120,13 +120,14 @@ def volume_sweep(
     return dict(sizes=sizes, present=present, images=imgs, rho=np.array(rhos), spearman=float(np.mean(rhos)))
 
 
-MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_whole", "compose_bands", "compose")
+MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_place", "compose_bands", "compose_centred", "compose")
 
 
 _COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_generate)
-    "compose_plain": dict(ambience_db=None, regions=False, candidates=1),
-    "compose_whole": dict(regions=False, candidates=1),
-    "compose_bands": dict(candidates=1),
+    "compose_plain": dict(regions=False, candidates=1),
+    "compose_place": dict(ambience_db=AMBIENCE_DB, centred=False, candidates=1),
+    "compose_bands": dict(centred=False, candidates=1),
+    "compose_centred": dict(candidates=1),
     "compose": {},
 }
 
@@ -146,14 +147,17 @@ def mix_generate(
 
     * ``waveform``: the audio encoder on the mixed waveform;
     * ``mean``: the mean of the per-source embeddings, one guided sample;
-    * ``compose_plain``: each source's embedding is its own guidance term over the whole
-      picture (composable guidance), so each source's object is drawn distinctly at the size
-      its own level implies;
-    * ``compose_whole``: as ``compose_plain`` but each source's ambience is cancelled and the
-      place is one term of its own (:func:`s2i.method.mix.mix_conditions`);
-    * ``compose_bands``: as ``compose_whole`` with each source's terms in its own band of the
-      picture (:func:`s2i.method.mix.mix_term_masks`);
-    * ``compose`` (the product's): as ``compose_bands``, each image the best of
+    * ``compose_plain``: each source's embedding is its own guidance term (weight guidance / K)
+      over the whole picture (composable guidance), so each source's object is drawn distinctly
+      at the size its own level implies;
+    * ``compose_place``: the place one term of its own, each source's object its embedding
+      minus the same source turned down, each source's terms in its own band
+      (:func:`s2i.method.mix.mix_conditions` with ``ambience_db``; the earlier design);
+    * ``compose_bands``: one term per source (weight ``SOURCE_WEIGHT`` x guidance), each in its own band of the
+      picture, side by side (:func:`s2i.method.mix.mix_term_masks`);
+    * ``compose_centred``: as ``compose_bands``, each source's term predicted on a view of the
+      picture centred on its band (:func:`s2i.models.sampler.sample`);
+    * ``compose`` (the product's): as ``compose_centred``, each image the best of
       :data:`s2i.method.mix.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
       every source (:func:`s2i.method.mix.pick_nearest_sources`).
     Gains (dB, one list per mix) scale each source's recording before encoding/mixing. With an
@@ -194,7 +198,7 @@ def mix_pairs(n_pairs: int, seed: int, sound_seed: int = 0) -> list[tuple[TestSo
 def real_pair_scenes(pairs: list[tuple[TestSound, TestSound]], seed: int) -> np.ndarray:
     """The real scenes the pairs describe, laid out as the product draws a mix: each sound's
     object at the radius its gain gives (:func:`~s2i.toyworld.world.size_from_gain`), centred in
-    its own half of the picture (side by side or stacked, drawn from ``seed``), a palette colour,
+    its own half of the picture (side by side, which on the left drawn from ``seed``), a palette colour,
     the pair's background; through the videos' H.264 round trip. The judge's reading of them is
     the mixing figure's upper bound: what it finds when both objects are really there."""
     from s2i.toyworld.stills import codec_roundtrip
@@ -204,10 +208,10 @@ def real_pair_scenes(pairs: list[tuple[TestSound, TestSound]], seed: int) -> np.
     mid, half = world.IMG / 2, world.IMG / 4  # a half's centre lies a quarter of the picture from the middle
     imgs = []
     for pair in pairs:
-        stacked, flip = bool(rng.integers(2)), bool(rng.integers(2))
+        flip = bool(rng.integers(2))
         objs = []
-        for u, snd in zip((mid + half, mid - half) if flip else (mid - half, mid + half), pair):
-            x, y = (mid, u) if stacked else (u, mid)
+        for x, snd in zip((mid + half, mid - half) if flip else (mid - half, mid + half), pair):
+            y = mid
             colour = int(crng.integers(len(world.PALETTE)))
             objs.append(world.SceneObject(snd.cls, gain=snd.gain, x=x, y=y, colour=colour))  # its size from its gain
         imgs.append(world.render_still(world.Scene(pair[0].bg, objs)))

@@ -16,7 +16,7 @@ import torch
 
 from s2i.backbones import load_backbones
 from s2i.backbones.base import Backbones
-from s2i.method.mix import AMBIENCE_DB, MIX_CANDIDATES, compose_mixes, mix_conditions
+from s2i.method.mix import MIX_CANDIDATES, SOURCE_WEIGHT, compose_mixes, mix_conditions
 from s2i.models.audio_encoder import SR, AudioEncoder
 from s2i.models.prior import EmbeddingPrior
 from s2i.paths import resolve
@@ -269,27 +269,34 @@ class Sound2Image:
         seed: int = 0,
         sr: int | None = None,
         weight: float | None = None,
-        ambience_db: float | None = AMBIENCE_DB,
+        ambience_db: float | None = None,
         ambience_weight: float | None = None,
         regions: bool = True,
         candidates: int = MIX_CANDIDATES,
         steps: int | None = None,
         guidance: float | None = None,
         size: tuple[int, int] | None = None,
+        centred: bool = True,
     ) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
         Each source (a path, or an array with ``sr``), scaled by its gain in dB, is embedded on its
-        own and gives its own terms of composed guidance (:meth:`s2i.backbones.base.Backbones.compose`),
+        own and gives its own term of composed guidance (:meth:`s2i.backbones.base.Backbones.compose`),
         so the objects stay distinct and each is drawn at the size its own level implies. See
-        :func:`mix_conditions` for the terms and weights (``weight``, ``ambience_db``,
-        ``ambience_weight``). With ``regions`` (default) each source's terms act in its own band
-        of the picture (:func:`band_regions`, drawn from ``seed``): every term sees the same
-        noisy image, so unconstrained terms tend to draw their objects at the same spot, one on
-        top of the other (:func:`mix_term_masks`). Each image is the best of ``candidates``
-        drawn ones, by :func:`pick_nearest_sources` (1: no choice). ``steps``: sampling steps
-        and ``guidance``: the guidance scale the weights derive from (defaults: the generator's).
-        ``size``: the pictures' (height, width), one the generator draws (default its square)."""
+        :func:`mix_conditions` for the terms and weights (``weight``: default
+        :data:`~s2i.method.mix.SOURCE_WEIGHT` x ``guidance`` with ``regions``, guidance / K
+        without; ``ambience_db`` and ``ambience_weight``: a term for the place, the earlier
+        design). With ``regions`` (default) each source's terms
+        act in its own band of the picture, side by side (:func:`mix_term_masks`, drawn from
+        ``seed``): every term sees the same noisy image, so unconstrained terms tend to draw
+        their objects at the same spot, one on top of the other. With ``centred`` (default, with
+        ``regions``) each source's terms are predicted on a view of the picture centred on its
+        band, so that the object the sound calls for in the middle of a picture is drawn in the
+        middle of its band (:func:`s2i.models.sampler.sample`). Each image is the best of
+        ``candidates`` drawn ones, by :func:`pick_nearest_sources` (1: no choice). ``steps``:
+        sampling steps and ``guidance``: the guidance scale the weights derive from (defaults:
+        the generator's). ``size``: the pictures' (height, width), one the generator draws
+        (default its square)."""
         return self.generate_mixes(
             [sounds],
             None if gains_db is None else [gains_db],
@@ -304,6 +311,7 @@ class Sound2Image:
             steps,
             guidance,
             size,
+            centred,
         )
 
     def generate_mixes(
@@ -314,13 +322,14 @@ class Sound2Image:
         seed: int = 0,
         sr: int | None = None,
         weight: float | None = None,
-        ambience_db: float | None = AMBIENCE_DB,
+        ambience_db: float | None = None,
         ambience_weight: float | None = None,
         regions: bool = True,
         candidates: int = MIX_CANDIDATES,
         steps: int | None = None,
         guidance: float | None = None,
         size: tuple[int, int] | None = None,
+        centred: bool = True,
     ) -> np.ndarray:
         """:meth:`generate_mix` for several mixes of as many sources each, drawn together in the
         sampler's batches (:func:`~s2i.method.mix.compose_mixes`: mix ``m``'s bands from
@@ -330,6 +339,8 @@ class Sound2Image:
         if len(gains_db) != len(mixes):
             raise ValueError(f"{len(mixes)} mixes but {len(gains_db)} lists of gains")
         guidance = self.backbones.guidance if guidance is None else guidance
+        if weight is None and ambience_db is None and regions:
+            weight = SOURCE_WEIGHT * guidance  # each source alone in its band
         terms, weights = [], None
         for sounds, gains in zip(mixes, gains_db):
             if len(gains) != len(sounds):
@@ -340,5 +351,5 @@ class Sound2Image:
             )
             terms.append(conds)
         return compose_mixes(
-            self.backbones, terms, weights, n, seed, ambience_db is not None, regions, candidates, steps, size
+            self.backbones, terms, weights, n, seed, ambience_db is not None, regions, candidates, steps, size, centred
         )

@@ -2,9 +2,13 @@
 
 Each source, at its own gain, is embedded on its own and gives its own terms of composed
 guidance, so the objects stay distinct and each is drawn at the size its own level implies.
-The place is one term (the mixture turned down by :data:`AMBIENCE_DB`); each source's object is
-its embedding minus the same source turned down; each source acts in its own band of the
-picture; each image is the best of :data:`MIX_CANDIDATES` by the frozen image encoder.
+Each source is one plain term (:data:`SOURCE_WEIGHT` of the guidance scale), acting in its own
+band of the picture (side by side), and predicted on a view of the picture centred on that band,
+so that its object is drawn in the middle of its band (MultiDiffusion's windows on a fixed
+canvas); each image is
+the best of :data:`MIX_CANDIDATES` by the frozen image encoder. The place can instead be one term
+of its own (the mixture turned down by :data:`AMBIENCE_DB`), each source's object its embedding
+minus the same source turned down (``ambience_db``: the earlier design, kept for comparison).
 Design and measurements: ``docs/decisions/mixing.md``."""
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ AMBIENCE_DB = -20.0  # a recording turned down this much: the object is gone, it
 REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of composed guidance terms
 
 
+BAND_SOFTNESS = 1.0  # px: the edge between two sources' bands (2 px blurred the objects across it: decisions/mixing.md)
+
+
 MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
+
+
+SOURCE_WEIGHT = 0.4  # each source's term, alone in its band: this fraction of the guidance scale (2 of 5)
 
 
 def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -69,12 +79,14 @@ def mix_term_masks(
     ambience_db: float | None,
     size: int | tuple[int, int],
     seed: int = 0,
-    softness: float = REGION_SOFTNESS,
+    softness: float = BAND_SOFTNESS,
+    split: str = "columns",
 ) -> torch.Tensor:
     """Spatial masks (K, H, W) for the terms of :func:`mix_conditions` (same order), ``size``
     the picture's side or (H, W): the place term everywhere, each source's terms in its own
-    band (:func:`band_regions`)."""
-    bands = band_regions(n_sources, size, seed, softness)
+    band (:func:`band_regions`; side by side by default: a picture's horizon runs across it, so
+    a view centred on a band of columns keeps its sky above its ground)."""
+    bands = band_regions(n_sources, size, seed, softness, split)
     masks = [] if ambience_db is None else [torch.ones(*_shape(size))]
     for b in bands:
         masks += [b] if ambience_db is None else [b, b]
@@ -87,18 +99,21 @@ def compose_mix(
     weights: list[float],
     n: int = 1,
     seed: int = 0,
-    place_term: bool = True,
+    place_term: bool = False,
     regions: bool = True,
     candidates: int = MIX_CANDIDATES,
     steps: int | None = None,
     size: tuple[int, int] | None = None,
+    centred: bool = True,
 ) -> np.ndarray:
     """Draw ``n`` images of a mix from the terms of :func:`mix_conditions` (``conds`` (1, D)
     each; ``place_term``: they start with the place's term, as with ``ambience_db``): each
-    source's terms in its own band (``regions``, :func:`mix_term_masks`), each image the best of
-    ``candidates`` (:func:`pick_nearest_sources`). ``size``: the pictures' (H, W), one the
-    generator draws (:meth:`~s2i.backbones.base.Backbones.drawing_size`); default its square."""
-    return compose_mixes(backbones, [conds], weights, n, seed, place_term, regions, candidates, steps, size)
+    source's terms in its own band (``regions``, :func:`mix_term_masks`), predicted on a view
+    centred on that band (``centred``, with ``regions``; :func:`s2i.models.sampler.sample`), each
+    image the best of ``candidates`` (:func:`pick_nearest_sources`). ``size``: the pictures'
+    (H, W), one the generator draws (:meth:`~s2i.backbones.base.Backbones.drawing_size`);
+    default its square."""
+    return compose_mixes(backbones, [conds], weights, n, seed, place_term, regions, candidates, steps, size, centred)
 
 
 def compose_mixes(
@@ -107,11 +122,12 @@ def compose_mixes(
     weights: list[float],
     n: int = 1,
     seed: int = 0,
-    place_term: bool = True,
+    place_term: bool = False,
     regions: bool = True,
     candidates: int = MIX_CANDIDATES,
     steps: int | None = None,
     size: tuple[int, int] | None = None,
+    centred: bool = True,
 ) -> np.ndarray:
     """:func:`compose_mix` for several mixes at once, in the sampler's batches: ``mixes`` holds
     each mix's terms (the same number of terms each, sharing ``weights``); mix ``m``'s bands
@@ -138,7 +154,8 @@ def compose_mixes(
         if len(mixes) == 1:
             masks = masks[:, 0]  # one mix: the same masks for every item
     conds = [torch.cat([c[k].reshape(1, -1).repeat(per, 1) for c in mixes]) for k in range(len(weights))]
-    images = backbones.compose(conds, weights, seed=seed, steps=steps, masks=masks, size=size)
+    centred = centred and masks is not None
+    images = backbones.compose(conds, weights, seed=seed, steps=steps, masks=masks, size=size, centred=centred)
     if candidates == 1:
         return images
     picked = []
@@ -169,21 +186,23 @@ def mix_conditions(
     audio: list[np.ndarray],
     guidance: float,
     weight: float | None = None,
-    ambience_db: float | None = AMBIENCE_DB,
+    ambience_db: float | None = None,
     ambience_weight: float | None = None,
 ) -> tuple[list[torch.Tensor], list[float]]:
     """Composed-guidance terms that put several sources (16 kHz mono arrays, already at their
     gains) into one picture; ``embed``: array -> (1, D) embedding.
 
-    With ``ambience_db`` (default): one term for the place -- the mixture turned down by
-    ``ambience_db`` (no object drawn at that level, the ambience still heard), weight
+    With ``ambience_db=None`` (default): one plain term per source at ``weight`` (default
+    guidance / K: the terms overlap; the product gives each source its own band and passes
+    :data:`SOURCE_WEIGHT` x guidance, :meth:`s2i.method.generate.Sound2Image.generate_mixes`).
+    With ``ambience_db`` (the earlier design, compared in ``docs/decisions/mixing.md``): one
+    term for the place -- the mixture turned down by ``ambience_db`` (no object drawn at that
+    level, the ambience still heard), weight
     ``ambience_weight`` (default guidance / 2) -- and, per source, its embedding (+``weight``,
     default ``guidance``) minus the same source turned down (-``weight``): the source's object
     without its ambience. Summing plain per-source terms instead counts the shared ambience
     once per source: the background is over-guided and the objects crowd out
-    (``docs/decisions/mixing.md``).
-    With ``ambience_db=None``: one plain term per source at ``weight`` (default guidance / K),
-    the ``compose_plain`` method of the mixing study."""
+    (``docs/decisions/mixing.md``)."""
     K = len(audio)
     if ambience_db is None:
         w = weight if weight is not None else guidance / K

@@ -188,6 +188,7 @@ class ToyGenerator:
         masks=None,
         region=None,
         progress: bool = False,
+        centred: bool = False,
     ) -> np.ndarray:
         """Draw images guided by several embeddings at once (composable classifier-free guidance,
         Liu et al. 2022): ``x0 = x0_uncond + sum_k w_k m_k (x0(z_k) - x0_uncond)``.
@@ -200,7 +201,9 @@ class ToyGenerator:
         region-based composition (MultiDiffusion, Bar-Tal et al. 2023). ``region``: optional
         (H, W) or (N, H, W) in [0, 1], with ``init_images``: the generator only draws inside it;
         outside, every step's ``x0`` is the input image's (blended diffusion), so what lies
-        outside the region is kept exactly and the inside is drawn to fit it.
+        outside the region is kept exactly and the inside is drawn to fit it. ``centred``: with
+        ``masks``, each term is predicted on a view centred on its mask
+        (:func:`s2i.models.sampler.sample`).
         Returns uint8 (N, H, W, 3)."""
         if len(conds) != len(weights) or not conds:
             raise ValueError(f"{len(conds)} conditions but {len(weights)} weights")
@@ -215,9 +218,9 @@ class ToyGenerator:
         if region is not None and init is None:
             raise ValueError("region needs init_images (what to keep outside it)")
         rg = None if region is None else spatial(region, None, size, "region")
-        return self._draw(conds, weights, noise, steps, init, strength, mk, rg, batch, progress)
+        return self._draw(conds, weights, noise, steps, init, strength, mk, rg, batch, progress, centred)
 
-    def _draw(self, conds, weights, noise, steps, init, strength, masks, region, batch, progress) -> np.ndarray:
+    def _draw(self, conds, weights, noise, steps, init, strength, masks, region, batch, progress, centred=False):
         dev = self.device
         c = torch.stack([torch.as_tensor(x).float() for x in conds])
         x = sample(
@@ -231,6 +234,7 @@ class ToyGenerator:
             strength=strength,
             masks=None if masks is None else masks.to(dev),
             region=None if region is None else region.to(dev),
+            centred=centred,
             bf16=use_bf16(self.cfg.sample_bf16, dev),
             batch=batch,
             progress=progress,

@@ -27,7 +27,6 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -238,7 +237,7 @@ class LatentGenerator(ToyGenerator):
         return self
 
     @torch.no_grad()
-    def _draw(self, conds, weights, noise, steps, init, strength, masks, region, batch, progress) -> np.ndarray:
+    def _draw(self, conds, weights, noise, steps, init, strength, masks, region, batch, progress, centred=False):
         dev, side = self.device, self.noise_shape[-1]
         c = torch.stack([torch.as_tensor(x).float() for x in conds])
         init_px = None if init is None else to_tensor(init).to(dev)
@@ -254,6 +253,7 @@ class LatentGenerator(ToyGenerator):
             strength=strength,
             masks=None if masks is None else _area(masks, side).to(dev),
             region=None if region is None else _area(region, side).to(dev),
+            centred=centred,
             bf16=use_bf16(self.cfg.sample_bf16, dev),
             batch=batch,
             progress=progress,

@@ -12,6 +12,15 @@ prediction and ``x0_k`` the prediction under term ``k``::
     x0 = r x0 + (1 - r) x0_init                        (with a region r)
 
 then a DDIM step. One term of weight 1 without masks needs no unconditional pass and skips it.
+With ``centred`` terms (mixing: one source per band of the picture), each masked term is predicted
+on a view of ``x_t`` rolled so that its mask's centre sits at the picture's centre, together with
+the unconditional prediction on that view, and both are rolled back::
+
+    x0 = x0_u + sum_k w_k m_k R_k^-1 (x0_k(R_k x_t) - x0_u(R_k x_t))
+
+MultiDiffusion's windows (Bar-Tal et al. 2023) on a fixed canvas: a generator that draws an
+object where its embedding puts it (the middle, for a sound) draws it in the middle of the term's
+own region, not astride two regions.
 A schedule whose last step stops short of t = 0 (``set_alpha_to_one=False``, as in Stable
 Diffusion) leaves ``sqrt(1 - alphas_cumprod[0])`` of the noise in its result; with a region the
 result is then blended once more, ``x = r x + (1 - r) x0_init``, so that outside the region it is
@@ -41,6 +50,30 @@ def spatial(m, n_terms: int | None, size: int | tuple[int, int], what: str) -> t
     return m.reshape(n_terms, 1, 1, h, w) if m.ndim == 3 else m.reshape(n_terms, -1, 1, h, w)
 
 
+def centring_shifts(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For masks (..., H, W): the whole-cell shifts (dy, dx), each (...,) int64, that move each
+    mask's centre of mass to the grid's centre (a mask that is zero everywhere: no shift)."""
+    h, w = masks.shape[-2:]
+    m = masks.float()
+    total = m.sum((-1, -2))
+    safe = total.clamp_min(1e-8)
+    cy = (m.sum(-1) * torch.arange(h, dtype=torch.float32, device=m.device)).sum(-1) / safe
+    cx = (m.sum(-2) * torch.arange(w, dtype=torch.float32, device=m.device)).sum(-1) / safe
+    dy = torch.where(total > 0, torch.round((h - 1) / 2 - cy), torch.zeros_like(cy)).long()
+    dx = torch.where(total > 0, torch.round((w - 1) / 2 - cx), torch.zeros_like(cx)).long()
+    return dy, dx
+
+
+def roll_each(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Roll each item of x (M, C, H, W) by its own (dy[m], dx[m]) cells, wrapping around:
+    ``out[m, :, i, j] = x[m, :, (i - dy[m]) % H, (j - dx[m]) % W]`` (``torch.roll`` per item)."""
+    M, C, H, W = x.shape
+    iy = (torch.arange(H, device=x.device)[None] - dy[:, None].to(x.device)) % H  # (M, H)
+    ix = (torch.arange(W, device=x.device)[None] - dx[:, None].to(x.device)) % W  # (M, W)
+    x = torch.gather(x, 2, iy[:, None, :, None].expand(M, C, H, W))
+    return torch.gather(x, 3, ix[:, None, None, :].expand(M, C, H, W))
+
+
 def _rows(m: torch.Tensor | None, s: int, batch: int, dim: int) -> torch.Tensor | None:
     """The rows ``s:s+batch`` of a per-item mask along ``dim`` (a shared mask is kept whole)."""
     if m is None or m.shape[dim] == 1:
@@ -60,6 +93,7 @@ def sample(
     strength: float = 1.0,
     masks: torch.Tensor | None = None,
     region: torch.Tensor | None = None,
+    centred: bool = False,
     bf16: bool = False,
     batch: int = 64,
     progress: bool = False,
@@ -82,8 +116,10 @@ def sample(
         masks: optional spatial weights of the terms, from :func:`spatial` (K, N or 1, 1, H, W).
         region: optional (N or 1, 1, H, W) in [0, 1], with ``init``: drawn inside, kept outside
             (the result is ``init`` exactly where the region is 0).
+        centred: with ``masks``, predict each term on a view rolled so that its mask's centre
+            sits at the picture's centre (:func:`centring_shifts`; the module's docstring).
         bf16: run the network under bfloat16 autocast.
-        batch: items per network pass (each pass holds (K + 1) * batch images).
+        batch: items per network pass (each pass holds (K + 1) * batch images; centred: (2 K + 1) * batch).
         progress: a progress bar over the steps.
     Returns:
         (N, C, H, W) float images in [-1, 1] (or latents), on the CPU.
@@ -95,6 +131,8 @@ def sample(
         raise ValueError(f"{K} conditions but {len(weights)} weights")
     if region is not None and init is None:
         raise ValueError("region needs init_images (what to keep outside it)")
+    if centred and masks is None:
+        raise ValueError("centred terms need masks (each term's view is centred on its mask)")
     dev = noise.device
     w = torch.as_tensor(weights, dtype=torch.float32, device=dev).view(K, 1, 1, 1, 1)
     plain = K == 1 and float(weights[0]) == 1.0 and masks is None  # x0 = x0_1: no unconditional pass
@@ -105,6 +143,8 @@ def sample(
         cs = conds[:, s : s + batch].float().to(dev)  # (K, B, D)
         x0_init = None if init is None else init[s : s + batch]
         mk, rg = _rows(masks, s, batch, 1), _rows(region, s, batch, 0)
+        if centred:  # (K * B,) shifts, term-major as the passes are
+            dy, dx = (d.reshape(-1) for d in centring_shifts(mk[:, :, 0].expand(K, B, *x.shape[-2:])))
         scheduler.set_timesteps(steps)
         timesteps = scheduler.timesteps
         if x0_init is not None and strength < 1.0:  # SDEdit: start part-way, from the noised input
@@ -112,12 +152,21 @@ def sample(
             timesteps = timesteps[k:]
             x = scheduler.add_noise(x0_init, x, timesteps[:1].repeat(B))
         e = cs[0] if plain else torch.cat([torch.zeros(B, cs.shape[-1], device=dev), cs.reshape(K * B, -1)])
+        if centred:  # unconditional, every term on its view, the unconditional on each term's view
+            e = torch.cat([e, torch.zeros(K * B, cs.shape[-1], device=dev)])
         for t in tqdm(timesteps, desc="generate", disable=not progress, leave=False):
-            xx = x if plain else x.repeat(K + 1, 1, 1, 1)  # one pass: unconditional + every term
+            if centred:
+                views = roll_each(x.repeat(K, 1, 1, 1), dy, dx)
+                xx = torch.cat([x, views, views])
+            else:
+                xx = x if plain else x.repeat(K + 1, 1, 1, 1)  # one pass: unconditional + every term
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 pred = denoise(xx, t.repeat(xx.shape[0]).to(dev), e).float()
             if plain:
                 x0 = pred
+            elif centred:
+                back = [roll_each(p, -dy, -dx).view(K, B, *pred.shape[1:]) for p in pred[B:].chunk(2)]
+                x0 = pred[:B] + (w * (back[0] - back[1]) * mk).sum(0)
             else:
                 pu, pc = pred[:B], pred[B:].view(K, B, *pred.shape[1:])
                 terms = w * (pc - pu)
