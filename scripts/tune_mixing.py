@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         candidates=MIX_CANDIDATES if a.candidates is None else a.candidates,
         centred=not a.no_centred,
     )
-    split_default = mix.mix_term_masks.__defaults__
-    mix.mix_term_masks.__defaults__ = (*split_default[:-1], a.split)  # the bands' layout, for this run only
+    mix.BAND_SPLIT = a.split  # how the sources' bands lie, for this run
     report = dict(settings=kw | dict(split=a.split), seeds={})
     for seed in a.seeds:
         t0 = time.time()

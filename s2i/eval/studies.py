@@ -153,8 +153,8 @@ def mix_generate(
     * ``compose_place``: the place one term of its own, each source's object its embedding
       minus the same source turned down, each source's terms in its own band
       (:func:`s2i.method.mix.mix_conditions` with ``ambience_db``; the earlier design);
-    * ``compose_bands``: one term per source (weight ``SOURCE_WEIGHT`` x guidance), each in its own band of the
-      picture, side by side (:func:`s2i.method.mix.mix_term_masks`);
+    * ``compose_bands``: one term per source (weight ``SOURCE_WEIGHT`` x guidance), each in its
+      own band of the picture, side by side (:func:`s2i.method.mix.mix_term_masks`);
     * ``compose_centred``: as ``compose_bands``, each source's term predicted on a view of the
       picture centred on its band (:func:`s2i.models.sampler.sample`);
     * ``compose`` (the product's): as ``compose_centred``, each image the best of
@@ -198,9 +198,10 @@ def mix_pairs(n_pairs: int, seed: int, sound_seed: int = 0) -> list[tuple[TestSo
 def real_pair_scenes(pairs: list[tuple[TestSound, TestSound]], seed: int) -> np.ndarray:
     """The real scenes the pairs describe, laid out as the product draws a mix: each sound's
     object at the radius its gain gives (:func:`~s2i.toyworld.world.size_from_gain`), centred in
-    its own half of the picture (side by side, which on the left drawn from ``seed``), a palette colour,
-    the pair's background; through the videos' H.264 round trip. The judge's reading of them is
-    the mixing figure's upper bound: what it finds when both objects are really there."""
+    its own half of the picture (side by side, which one on the left drawn from ``seed``), a
+    palette colour, the pair's background; through the videos' H.264 round trip. The judge's
+    reading of them is the mixing figure's upper bound: what it finds when both objects are
+    really there."""
     from s2i.toyworld.stills import codec_roundtrip
 
     rng = np.random.default_rng(TEST_SEED_OFFSET + 19 + seed)

@@ -5,10 +5,10 @@ guidance, so the objects stay distinct and each is drawn at the size its own lev
 Each source is one plain term (:data:`SOURCE_WEIGHT` of the guidance scale), acting in its own
 band of the picture (side by side), and predicted on a view of the picture centred on that band,
 so that its object is drawn in the middle of its band (MultiDiffusion's windows on a fixed
-canvas); each image is
-the best of :data:`MIX_CANDIDATES` by the frozen image encoder. The place can instead be one term
-of its own (the mixture turned down by :data:`AMBIENCE_DB`), each source's object its embedding
-minus the same source turned down (``ambience_db``: the earlier design, kept for comparison).
+canvas); each image is the best of :data:`MIX_CANDIDATES` by the frozen image encoder. The place
+can instead be one term of its own (the mixture turned down by :data:`AMBIENCE_DB`), each
+source's object its embedding minus the same source turned down (``ambience_db``: the earlier
+design, kept for comparison).
 Design and measurements: ``docs/decisions/mixing.md``."""
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ REGION_SOFTNESS = 2.0  # px: width of the sigmoid edge between the regions of co
 
 
 BAND_SOFTNESS = 1.0  # px: the edge between two sources' bands (2 px blurred the objects across it: decisions/mixing.md)
+
+
+BAND_SPLIT = "columns"  # the sources' bands lie side by side: a view centred on one keeps the horizon level
 
 
 MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
@@ -146,7 +149,7 @@ def compose_mixes(
         n_src = (len(weights) - 1) // 2 if place_term else len(weights)
         masks = torch.cat(
             [
-                mix_term_masks(n_src, ambience, shape, seed + m)[:, None].expand(-1, per, -1, -1)
+                mix_term_masks(n_src, ambience, shape, seed + m, split=BAND_SPLIT)[:, None].expand(-1, per, -1, -1)
                 for m in range(len(mixes))
             ],
             dim=1,
