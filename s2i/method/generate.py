@@ -16,7 +16,7 @@ import torch
 
 from s2i.backbones import load_backbones
 from s2i.backbones.base import Backbones
-from s2i.method.mix import MIX_CANDIDATES, SOURCE_WEIGHT, compose_mixes, mix_conditions
+from s2i.method.mix import MIX_CANDIDATES, compose_mixes, mix_conditions
 from s2i.models.audio_encoder import SR, AudioEncoder
 from s2i.models.prior import EmbeddingPrior
 from s2i.paths import resolve
@@ -339,15 +339,19 @@ class Sound2Image:
         if len(gains_db) != len(mixes):
             raise ValueError(f"{len(mixes)} mixes but {len(gains_db)} lists of gains")
         guidance = self.backbones.guidance if guidance is None else guidance
-        if weight is None and ambience_db is None and regions:
-            weight = SOURCE_WEIGHT * guidance  # each source alone in its band
         terms, weights = [], None
         for sounds, gains in zip(mixes, gains_db):
             if len(gains) != len(sounds):
                 raise ValueError(f"{len(sounds)} sounds but {len(gains)} gains")
             audio = [self.load_audio(s, sr) * 10 ** (g / 20) for s, g in zip(sounds, gains)]
             conds, weights = mix_conditions(
-                lambda a: self.embed_for_drawing(a, seed), audio, guidance, weight, ambience_db, ambience_weight
+                lambda a: self.embed_for_drawing(a, seed),
+                audio,
+                guidance,
+                weight,
+                ambience_db,
+                ambience_weight,
+                banded=regions,
             )
             terms.append(conds)
         return compose_mixes(

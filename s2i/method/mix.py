@@ -191,13 +191,14 @@ def mix_conditions(
     weight: float | None = None,
     ambience_db: float | None = None,
     ambience_weight: float | None = None,
+    banded: bool = True,
 ) -> tuple[list[torch.Tensor], list[float]]:
     """Composed-guidance terms that put several sources (16 kHz mono arrays, already at their
     gains) into one picture; ``embed``: array -> (1, D) embedding.
 
     With ``ambience_db=None`` (default): one plain term per source at ``weight`` (default
-    guidance / K: the terms overlap; the product gives each source its own band and passes
-    :data:`SOURCE_WEIGHT` x guidance, :meth:`s2i.method.generate.Sound2Image.generate_mixes`).
+    :data:`SOURCE_WEIGHT` x guidance when each source has a band of its own, ``banded``;
+    guidance / K when the terms overlap over the whole picture).
     With ``ambience_db`` (the earlier design, compared in ``docs/decisions/mixing.md``): one
     term for the place -- the mixture turned down by ``ambience_db`` (no object drawn at that
     level, the ambience still heard), weight
@@ -208,8 +209,9 @@ def mix_conditions(
     (``docs/decisions/mixing.md``)."""
     K = len(audio)
     if ambience_db is None:
-        w = weight if weight is not None else guidance / K
-        return [embed(a) for a in audio], [w] * K
+        if weight is None:
+            weight = SOURCE_WEIGHT * guidance if banded else guidance / K
+        return [embed(a) for a in audio], [weight] * K
     q = 10 ** (ambience_db / 20)
     w = weight if weight is not None else guidance
     conds = [embed(mix_audio(audio) * q)]
