@@ -9,7 +9,8 @@ Each seed is a draw of :func:`s2i.eval.studies.edit_study` (held-out stills and 
 sound recorded at another background) with the settings given; the editing stage reports seed
 0 with the settings in ``params.yaml``, so tune here, never on that draw. Per seed and setting it
 prints object added (the heard class and no class the input lacked), the heard class present
-(among any others) and background kept at 0 dB, and the volume Spearman, as the stage does;
+(among any others), background kept and the scene kept around the object at 0 dB, and the
+volume Spearman, as the stage does;
 with ``--videos N``, also the video study on N videos per seed (size-envelope r, heard class
 present, heard object alone, background kept per frame).
 One seed of 32 edits x 4 gains takes about 20 s per setting on 2 CPU cores (``--candidates 4``: about 65 s).
@@ -38,8 +39,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the profile's sampling.steps)")
     ap.add_argument("--strength", type=float, default=None, help="default: the product's (EDIT_STRENGTH)")
     ap.add_argument("--w-sound", type=float, default=None, help="default: the product's (default_w_sound)")
-    ap.add_argument("--w-image", type=float, default=1.0)
-    ap.add_argument("--ambience-db", type=float, default=-20.0)
+    ap.add_argument("--w-image", type=float, default=0.0, help="the input image's term (the product: none)")
+    ap.add_argument(
+        "--ambience-db",
+        type=lambda v: None if v.lower() == "none" else float(v),
+        default=-20.0,
+        help="the sound turned down by this much is the second drawing (the object is where they differ); "
+        "'none': the whole region as drawn",
+    )
     ap.add_argument("--region", default="centre")
     ap.add_argument("--candidates", type=int, default=1, help="each edit the best of K (edit_image)")
     ap.add_argument("--grid", nargs=2, metavar=("STRENGTHS", "W_SOUNDS"), help="comma lists: every pair is run")
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "edit_object_added",
                 "edit_heard_class_present",
                 "edit_background_kept",
+                "edit_scene_kept",
                 "edit_input_object_kept",
                 "edit_volume_spearman",
             )
@@ -92,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(
                 f"strength {strength:.2f} w_sound {w_sound:.1f} seed {seed}: added {r['edit_object_added']:.3f} "
                 f"(heard class present {r['edit_heard_class_present']:.3f}), "
-                f"kept {r['edit_background_kept']:.3f}, input's object kept {r['edit_input_object_kept']:.3f}, "
+                f"kept {r['edit_background_kept']:.3f}, scene kept {r['edit_scene_kept']:.3f}, "
+                f"input's object kept {r['edit_input_object_kept']:.3f}, "
                 f"volume {r['edit_volume_spearman']:.3f}  "
                 f"[{time.time() - t0:.0f} s]",
                 flush=True,

@@ -399,7 +399,7 @@ def test_sampler_composed_guidance_by_hand() -> None:
 
 def test_mix_and_edit_run_on_full(backbones: FullBackbones, images: np.ndarray) -> None:
     """Mixing and image editing run on the full profile: shapes, and the seed decides."""
-    from s2i.method.edit import compose_edit, sound_terms
+    from s2i.method.edit import compose_edit, object_edit
     from s2i.method.mix import compose_mix
 
     z = backbones.encode_images(images)
@@ -409,14 +409,16 @@ def test_mix_and_edit_run_on_full(backbones: FullBackbones, images: np.ndarray) 
     np.testing.assert_array_equal(mix, compose_mix(backbones, conds, weights, n=2, seed=3, candidates=2, steps=2))
     assert not np.array_equal(mix, compose_mix(backbones, conds, weights, n=2, seed=4, candidates=2, steps=2))
 
-    terms, ws = sound_terms(z[1:2], z[1:2] * 0.1, 3.0)
-    edit = compose_edit(backbones, z[:1], terms, ws, images[:1], w_image=1.0, seed=2, strength=0.6, steps=3)
+    sound, quiet = [z[1:2]], [z[1:2] * 0.1]
+    edit = object_edit(backbones, None, sound, quiet, [3.0], images[:1], seed=2, strength=0.6, steps=3)
     assert edit.shape == (1, 32, 32, 3) and edit.dtype == np.uint8
-    again = compose_edit(backbones, z[:1], terms, ws, images[:1], w_image=1.0, seed=2, strength=0.6, steps=3)
+    again = object_edit(backbones, None, sound, quiet, [3.0], images[:1], seed=2, strength=0.6, steps=3)
     np.testing.assert_array_equal(edit, again)
-    other = compose_edit(backbones, z[:1], terms, ws, images[:1], w_image=1.0, seed=3, strength=0.6, steps=3)
+    other = object_edit(backbones, None, sound, quiet, [3.0], images[:1], seed=3, strength=0.6, steps=3)
     assert not np.array_equal(edit, other)
-    frames = compose_edit(
-        backbones, z[:1].repeat(2, 1), [t.repeat(2, 1) for t in terms], ws, images[:2], 1.0, seed=2, shared_noise=True
+    with_image = compose_edit(backbones, z[:1], sound, [3.0], images[:1], w_image=1.0, seed=2, strength=0.6, steps=3)
+    assert with_image.shape == (1, 32, 32, 3)
+    frames = object_edit(
+        backbones, None, [sound[0].repeat(2, 1)], [quiet[0].repeat(2, 1)], [3.0], images[:2], seed=2, shared_noise=True
     )
     assert frames.shape == (2, 32, 32, 3)

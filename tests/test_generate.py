@@ -153,46 +153,61 @@ def test_from_run_without_an_encoder_names_the_folder(tmp_path):
         Sound2Image.from_run(tmp_path, profile="smoke", model_dir=tmp_path)
 
 
-def test_edit_sound_terms_cancel_the_recordings_ambience(smoke_s2i):
-    """The edit's sound enters as +w on the sound and -w on the same sound turned down by
-    ambience_db; with ambience_db=None it is the plain two-term composition; by default the
-    sound's terms act in the centre of the picture and the frame around it is the input's."""
-    from s2i.method.edit import EDIT_STRENGTH, centre_region, default_w_sound, edit_image, edit_region, sound_terms
-    from s2i.toyworld import world
+def test_object_mask_marks_where_the_drawings_differ_grown_and_limited_to_the_region():
+    from s2i.method.edit import object_mask
 
-    z, zq = torch.ones(1, 4), torch.zeros(1, 4)
-    conds, w = sound_terms(z, zq, 1.5)
-    assert w == [1.5, -1.5] and conds[1] is zq
-    assert sound_terms(z, None, 2.0) == ([z], [2.0])
+    ref = np.full((2, 32, 32, 3), 90, np.uint8)
+    drawn = ref.copy()
+    drawn[0, 10:14, 10:14, 1] = 200  # an object in one channel
+    drawn[1, 20:22, 2:4] = 90 + 30  # a change below the threshold (0.15 of 255)
+    m = object_mask(drawn, ref)
+    assert m.shape == (2, 32, 32) and m.dtype == np.float32
+    assert (m[0, 10:14, 10:14] == 1).all() and m[0, 9, 12] > 0.5  # grown by a pixel
+    assert m[0, 5, 5] == 0 and m[0, 16:, :].max() == 0 and m[1].max() == 0
+    region = torch.zeros(32, 32)
+    region[:, :12] = 1
+    limited = object_mask(drawn, ref, region)
+    assert limited[0, 11, 11] == 1 and limited[0, :, 12:].max() == 0
+    with pytest.raises(ValueError, match="one shape"):
+        object_mask(drawn, ref[:1])
+
+
+def test_edit_keeps_the_sounds_drawing_where_it_differs_from_the_sound_turned_down(smoke_s2i):
+    """An edit is two drawings in the region from the same noise, under the sound and under the
+    same sound turned down by ambience_db; the first where they differ (object_mask), the input
+    everywhere else. ambience_db=None: the first drawing, the whole region."""
+    from s2i.method.edit import EDIT_STRENGTH, centre_region, default_w_sound, edit_image, edit_region, object_mask
+    from s2i.toyworld import world
 
     img = world.render_still(world.Scene(0, []))
     snd = world.render_sound(world.Scene(2, [world.SceneObject(1, gain=0.6)]), 1.0, seed=5)
-    plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=2.0, region="all")
-    z_img = smoke_s2i.backbones.encode_images(img[None])
     z_snd = smoke_s2i.embed_for_drawing(snd, seed=1)  # the prior's sample, the edit's seed
-    ref = smoke_s2i.backbones.compose([z_img, z_snd], [1.0, 2.0], seed=1, init_images=img[None], strength=EDIT_STRENGTH)
-    np.testing.assert_array_equal(plain, ref)
     z_q = smoke_s2i.embed_for_drawing(snd * 10 ** (-20 / 20), seed=1)
-    w = default_w_sound(smoke_s2i.backbones)
-    ref_q = smoke_s2i.backbones.compose(
-        [z_img, z_snd, z_q], [1.0, w, -w], seed=1, init_images=img[None], strength=EDIT_STRENGTH
-    )
-    np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1, region="all"), ref_q)
-    assert not np.array_equal(plain, ref_q)
-    # default region: the centre (centre_region), the image's term everywhere
+    assert default_w_sound(smoke_s2i.backbones) == 0.4 * smoke_s2i.backbones.guidance
+    w = 40.0  # the smoke generator follows its conditions weakly: a weight at which the two drawings differ
     r = centre_region(32)
     assert torch.equal(edit_region("centre", 32, 1), r)
-    ref_r = smoke_s2i.backbones.compose(
-        [z_img, z_snd, z_q],
-        [1.0, w, -w],
-        seed=1,
-        init_images=img[None],
-        strength=EDIT_STRENGTH,
-        masks=torch.stack([torch.ones(32, 32), r, r]),
-        region=r,
-    )
-    np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=1), ref_r)
-    assert not np.array_equal(ref_r, ref_q)
+
+    def draw(z, w_image=0.0):
+        conds, weights, masks = [z], [w], [r]
+        if w_image:
+            conds, weights, masks = [smoke_s2i.backbones.encode_images(img[None])] + conds, [w_image, w], [1 + 0 * r, r]
+        return smoke_s2i.backbones.compose(
+            conds, weights, seed=1, init_images=img[None], strength=EDIT_STRENGTH, masks=torch.stack(masks), region=r
+        )
+
+    drawn, quiet = draw(z_snd), draw(z_q)
+    plain = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_sound=w)
+    np.testing.assert_array_equal(plain, drawn)
+    m = object_mask(drawn, quiet, r)[..., None]
+    assert 0 < m.mean() < 0.5 and m.max() > 0.9  # some of the region is the object, not all of it
+    want = np.rint(m * drawn + (1 - m) * img[None].astype(np.float32)).clip(0, 255).astype(np.uint8)
+    got = edit_image(smoke_s2i, img, snd, world.SR, seed=1, w_sound=w)
+    np.testing.assert_array_equal(got, want)
+    assert (got[0][m[0, ..., 0] == 0] == img[m[0, ..., 0] == 0]).all()  # outside the object: the input exactly
+    # an image term, when asked for, guides everywhere
+    with_image = edit_image(smoke_s2i, img, snd, world.SR, seed=1, ambience_db=None, w_image=1.0, w_sound=w)
+    np.testing.assert_array_equal(with_image, draw(z_snd, w_image=1.0))
 
 
 def test_edit_candidates_keep_the_edit_nearest_the_sound(smoke_s2i):
@@ -208,9 +223,10 @@ def test_edit_candidates_keep_the_edit_nearest_the_sound(smoke_s2i):
     assert seeds[0] == 3 and len(set(seeds)) == 3
     picks = []
     for region in ("centre", "half"):
-        plain = [edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region)[0]]
+        kw = dict(ambience_db=None)  # the candidates' own drawings: they differ on the smoke model
+        plain = [edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region, **kw)[0]]
         plain += [
-            edit_image(smoke_s2i, img, snd, world.SR, seed=sd, region=edit_region_mask(region, 3))[0]
+            edit_image(smoke_s2i, img, snd, world.SR, seed=sd, region=edit_region_mask(region, 3), **kw)[0]
             for sd in seeds[1:]
         ]
         cos = [
@@ -221,7 +237,7 @@ def test_edit_candidates_keep_the_edit_nearest_the_sound(smoke_s2i):
             )
             for p, sd in zip(plain, seeds)
         ]
-        best = edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region, candidates=3)
+        best = edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region, candidates=3, **kw)
         np.testing.assert_array_equal(best[0], plain[int(np.argmax(cos))])
         picks.append(int(np.argmax(cos)))
         assert len({p.tobytes() for p in plain}) > 1  # the candidates differ

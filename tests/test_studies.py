@@ -69,6 +69,25 @@ def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(sm
     none = edit_study(smoke_s2i, 1, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)  # edit 0: an empty scene
     assert none["edit_input_object_kept"] is None
     assert 0.0 <= r["edit_real_object_added"] <= 1.0  # the judge's read of the perfect edits
+    assert 0.0 <= r["edit_scene_kept"] <= 1.0
+
+
+def test_scene_kept_counts_a_patch_around_the_object_and_nothing_else():
+    from s2i.eval.studies import SCENE_MARGIN, scene_kept
+
+    inputs = np.full((4, 32, 32, 3), 100, np.uint8)
+    edits = inputs.copy()
+    yy, xx = np.mgrid[:32, :32]
+    disk = (yy - 15.5) ** 2 + (xx - 15.5) ** 2 <= (5 + SCENE_MARGIN) ** 2
+    edits[0][disk] = 255  # the object only: the scene kept
+    edits[1][4:28, 4:28] = 0  # a patch of another place over the whole centre: nothing kept
+    edits[2][:3] = 0  # the frame outside the centre: not read
+    edits[3][4:28, 4:28] = 100 + 20  # moved less than the tolerance: kept
+    got = scene_kept(edits, inputs, np.full(4, 5.0))
+    np.testing.assert_allclose(got, [1.0, 0.0, 1.0, 1.0])
+    half = edits[0].copy()
+    half[:, 16:][~disk[:, 16:]] = 0  # the right half of the centre repainted
+    assert 0.4 < scene_kept(half[None], inputs[:1], np.array([5.0]))[0] < 0.6
 
 
 def test_real_pair_scenes_put_each_object_in_its_own_half():

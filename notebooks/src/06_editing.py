@@ -1,16 +1,18 @@
 # %% [markdown]
 # # 06 · Editing an image or a video with a sound (claims 9-12, 15-16)
 #
-# SDEdit under composed guidance (`s2i.edit`): the input is noised part-way and denoised under
-# guidance terms applied at once: the input image's embedding (keeps the scene) and the sound's
-# (adds the heard object at the size its loudness implies), minus the same sound turned down by
-# `ambience_db` (the object is gone at that level but the recording's ambience is not, so the
-# difference adds the object without repainting the background as the sound's place). The
-# sound's terms act only inside a `region` (default: the centre, 3/4 of each side, which holds
-# the largest object a loud sound draws), and outside it every step's prediction is the input
-# itself, so the frame of the scene around it is kept exactly (blended diffusion). Test
-# sounds are held out and recorded at a *different* background than the input image, so
-# keeping the background is a real test.
+# The heard object drawn into the input and kept where it differs from the same sound turned down
+# (`s2i.method.edit`): the input is noised part-way (SDEdit) and drawn twice from the same noise
+# inside a `region` (default: the centre, 3/4 of each side, which holds the largest object a loud
+# sound draws; outside it every step's prediction is the input itself, blended diffusion): once
+# under the sound's embedding, once under the same recording turned down by `ambience_db`, at
+# which level the object is no longer drawn. Both drawings paint the region as the place where the
+# sound was recorded; only the first draws the object. The pixels where they differ are the
+# object, and the edit is the first drawing there and the input everywhere else: the object at
+# the size its loudness implies, the input's scene kept around it. Test sounds are held out and
+# recorded at a *different* background than the input image, so keeping the background is a
+# real test; `edit_scene_kept` reads it pixel by pixel around the object, where the judge's
+# background read, which takes the whole picture, can miss a patch of another place.
 
 # %% tags=["parameters"]
 seed: int = 0
@@ -23,8 +25,8 @@ n_edits: int = 4
 edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
 strength: float = 0.9
-w_image: float = 1.0
-w_sound: float = 4.0
+w_image: float = 0.0
+w_sound: float = 2.0
 ambience_db: float = -20.0
 region: str = "centre"
 candidates: int = 4  # each edit the best of K by the image encoder (not the videos)
@@ -55,6 +57,7 @@ metrics = dict(
     edit_heard_class_present=ed["edit_heard_class_present"],  # among any: an upper bound
     edit_real_object_added=ed["edit_real_object_added"],  # a perfect edit, as the judge reads it
     edit_background_kept=ed["edit_background_kept"],
+    edit_scene_kept=ed["edit_scene_kept"],  # the input's pixels around the object, kept
     edit_input_object_kept=ed["edit_input_object_kept"],  # the input's own object still there
     edit_volume_spearman=ed["edit_volume_spearman"],
     video_size_envelope_corr=vid["video_size_envelope_corr"],

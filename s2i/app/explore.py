@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2i.method.edit import EDIT_STRENGTH, default_w_sound, edit_image, prepare_image, read_rgb
+from s2i.method.edit import EDIT_STRENGTH, EDIT_W_IMAGE, default_w_sound, edit_image, prepare_image, read_rgb
 from s2i.method.generate import Sound2Image
 from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.models.audio_encoder import SR
@@ -120,7 +120,7 @@ def explore_once(
     sound_name: str = "upload",
     image_name: str = "image",
     strength: float = EDIT_STRENGTH,
-    w_image: float = 1.0,
+    w_image: float = EDIT_W_IMAGE,
     ambience_db: float | None = AMBIENCE_DB,
     steps: int | None = None,
     cache: EmbeddingCache | None = None,

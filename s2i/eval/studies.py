@@ -24,6 +24,30 @@ def judged_size(rep: dict, cls: np.ndarray) -> np.ndarray:
     return np.where(rep["present"][i, cls], rep["size"][i, cls], 0.0)
 
 
+SCENE_TOLERANCE = 26  # of 255: a pixel is kept where no channel moved by more (0.1)
+SCENE_MARGIN = 3.0  # px beyond the heard object's radius that the scene-kept read leaves to the object
+
+
+def scene_kept(edits: np.ndarray, inputs: np.ndarray, radius: np.ndarray, fraction: float = 0.75) -> np.ndarray:
+    """(N,) the share of each input's pixels that its edit keeps (no channel moved by more than
+    :data:`SCENE_TOLERANCE`) in the centre ``fraction`` of each side -- where an edit draws --
+    outside the heard object's extent: a disk at the picture's centre, its radius ``radius[i]``
+    plus :data:`SCENE_MARGIN`. The judge's background read takes the whole picture, whose frame
+    an edit in the centre keeps: a patch of another place around the object passes it, and
+    this read counts the patch. uint8 (N, H, W, 3) each."""
+    n, h, w = inputs.shape[:3]
+    yy, xx = np.mgrid[:h, :w]
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    inside = (np.abs(yy - cy) < fraction * h / 2) & (np.abs(xx - cx) < fraction * w / 2)
+    d2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    moved = np.abs(edits.astype(np.int16) - inputs.astype(np.int16)).max(-1) > SCENE_TOLERANCE
+    out = []
+    for i in range(n):
+        ring = inside & (d2 > (float(radius[i]) + SCENE_MARGIN) ** 2)
+        out.append(float((~moved[i])[ring].mean()) if ring.any() else 1.0)
+    return np.array(out)
+
+
 def judged_exactly(present: np.ndarray, wanted, allowed=()) -> bool:
     """Whether one picture's judged classes (a row of the judge's ``present``) hold every class in
     ``wanted`` and none outside ``wanted`` and ``allowed`` (classes the input already held). A
@@ -307,7 +331,8 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     Metrics at 0 dB: the object added (the judge finds the sound's class and no class the input
     did not hold besides it: a many-coloured smear that the judge reads as several classes at
     once does not count); the heard class present (among any others: an upper bound of the
-    first); the judged background equals the input's; where the input holds an object, the
+    first); the judged background equals the input's; the scene kept around the heard object,
+    pixel by pixel (:func:`scene_kept`); where the input holds an object, the
     judge still finds its class (the scene's own objects kept). Over the gains: the sound's
     volume sweep gives a monotonic size (mean per-edit Spearman). ``edit_real_object_added``:
     the first read of the real scenes a perfect edit would give (the heard object at the radius
@@ -323,6 +348,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     # the colours of the perfect edits' heard objects: a stream of their own, the edits' draws untouched
     real_rng = np.random.default_rng(TEST_SEED_OFFSET + 23 + seed)
     added, present, kept, objects_kept, rhos, examples, real, wanted = [], [], [], [], [], [], [], []
+    inputs, edits, radii = [], [], []
     for i in range(n_edits):
         c = int(rng.integers(len(world.CLASSES)))
         bg_img = int(rng.integers(len(world.BACKGROUNDS)))
@@ -347,6 +373,9 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         rhos.append(0.0 if np.ptp(sz) == 0 else float(spearmanr(gains_db, sz).statistic))
         examples.append(np.stack([img] + outs))
+        inputs.append(img)
+        edits.append(outs[i0])
+        radii.append(heard.radius())
     rep = s2i.backbones.judge.report(codec_roundtrip(np.stack(real)))
     real_added = [judged_exactly(p, [c], allowed) for p, (c, allowed) in zip(rep["present"], wanted)]
     return dict(
@@ -354,6 +383,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         edit_real_object_added=float(np.mean(real_added)),
         edit_heard_class_present=float(np.mean(present)),
         edit_background_kept=float(np.mean(kept)),
+        edit_scene_kept=float(scene_kept(np.stack(edits), np.stack(inputs), np.array(radii)).mean()),
         edit_input_object_kept=float(np.mean(objects_kept)) if objects_kept else None,
         edit_volume_spearman=float(np.mean(rhos)),
         examples=examples,

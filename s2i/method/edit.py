@@ -1,25 +1,22 @@
 """Editing an image or a video with a sound (claims 9-12, 15-16).
 
-Mechanism: SDEdit under composed guidance. The input image is noised part-way (``strength``)
-and denoised under guidance terms applied at once -- the input image's own embedding (keeps the
-scene: background, existing objects) and the sound's embedding (adds the heard object, at the
-size its loudness implies). Interpolating the two embeddings into one instead blends them into
-a single scene whose background drifts toward the sound's ambience; composing them keeps both.
+Mechanism: the heard object drawn into the input and kept where it differs from the same sound
+turned down. The input image is noised part-way (``strength``, SDEdit) and drawn twice from the
+same noise inside a **region**, outside which every denoising step's prediction is the input
+itself (blended diffusion): once under the sound's embedding, once under the embedding of the
+same recording turned down by ``ambience_db`` (default -20 dB: the object is no longer drawn at
+that level). A recording also carries the ambience of the place it was made, which the audio
+encoder turns into a background, so the first drawing paints the region as the sound's place
+*and* draws the object; the second paints nearly the same place without the object. The pixels
+where the two differ are the object (:func:`object_mask`, in the spirit of DiffEdit's mask from
+two conditions, Couairon et al. 2023), and the edit is the first drawing there and the input
+everywhere else (:func:`object_edit`): the object at the size its loudness implies, the
+input's scene -- its place and its own objects -- kept around it. ``ambience_db=None`` keeps the
+whole region as drawn under the sound.
 
-A recording also carries the ambience of the place it was made, which the audio encoder turns
-into a background. So the sound's term is a *difference*: ``w_sound * (x0(z_sound) -
-x0(z_quiet))``, where ``z_quiet`` embeds the same recording turned down by ``ambience_db``
-(default -20 dB): at that level the object is no longer drawn while the ambience still says
-where the recording was made, so the difference keeps what is *loud* in the sound -- the
-object, at its size -- and cancels its background.
-
-The edit has a **region** (default ``"centre"``: a centred rectangle of :data:`CENTRE_FRACTION`
-of each side, soft-edged, so that a frame of the scene around it is kept; ``"half"``: the left
-or right half, which one drawn from ``seed``; or any (H, W) mask): the sound's terms guide only
-inside it, and outside it every denoising step's prediction is the input image itself (blended
-diffusion), so the rest of the scene is kept exactly and the inside is drawn to continue it.
-The centre holds the largest object a loud sound draws (a half does not: its object is cut
-off, and its size stops following the sound). ``region="all"`` gives the whole-picture edit.
+The **region** (default ``"centre"``: a centred rectangle of :data:`CENTRE_FRACTION` of each
+side, soft-edged; ``"half"``: the left or right half, which one drawn from ``seed``; or any
+(H, W) mask) holds the largest object a loud sound draws; ``region="all"`` is the whole picture.
 Design and measurements: ``docs/decisions/editing.md``.
 
 For a video, every frame is edited with the audio window around its time, with the same noise
@@ -40,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from s2i.backbones.base import require_composition
 from s2i.media import aspect_crop, fit_resize, read_audio_track, read_video, square_resize, write_video
@@ -49,14 +47,17 @@ from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
 
 EDIT_STRENGTH = 0.9  # how far the input is noised
-EDIT_W_SOUND_PER_GUIDANCE = 0.8  # the sound's terms' weight, in units of the generator's guidance scale
+EDIT_W_SOUND_PER_GUIDANCE = 0.4  # the sound's term's weight, in units of the generator's guidance scale
+EDIT_W_IMAGE = 0.0  # the input image's own term: none (the scene is kept by the region and the object's mask)
+OBJECT_THRESHOLD = 0.15  # a pixel is the object's where the two drawings differ by more (any channel, of 1)
+OBJECT_GROW = 1 / 32  # the object's mask grown by this share of the picture's shorter side (1 px of the toy's 32)
 
 
 def default_w_sound(backbones, guidance: float | None = None) -> float:
     """The sound's guidance weight when none is given: :data:`EDIT_W_SOUND_PER_GUIDANCE` times
-    ``guidance``, by default the generator's own scale (toy: 4 at guidance 5, chosen by the strict
-    read of an added object and the volume Spearman on editing draws that are not the reported
-    one; ``docs/decisions/editing.md``)."""
+    ``guidance``, by default the generator's own scale (toy: 2 at guidance 5, chosen by the strict
+    read of an added object, the scene kept around it and the volume Spearman on editing draws
+    that are not the reported one; ``docs/decisions/editing.md``)."""
     return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.guidance if guidance is None else guidance)
 
 
@@ -107,7 +108,7 @@ def edit_region(region, size: int | tuple[int, int], seed: int = 0) -> torch.Ten
 
 def compose_edit(
     backbones,
-    z_image: torch.Tensor,
+    z_image: torch.Tensor | None,
     conds: list[torch.Tensor],
     weights: list[float],
     init_images: np.ndarray,
@@ -119,17 +120,18 @@ def compose_edit(
     shared_noise: bool = False,
     size: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """The edit's composed guidance: the image's term (``z_image``, ``w_image``) everywhere, the
-    sound's terms (``conds``, ``weights``, e.g. from :func:`sound_terms`) inside ``region``
-    (:func:`edit_region`), outside which the input is kept; SDEdit from ``init_images``
-    (N, H, W, 3). Drawn at ``size`` (H, W), one the generator draws
+    """One drawing of an edit under composed guidance: the image's term (``z_image``,
+    ``w_image``; none at weight 0) everywhere, the sound's terms (``conds``, ``weights``) inside
+    ``region`` (:func:`edit_region`), outside which the input is kept; SDEdit from
+    ``init_images`` (N, H, W, 3). Drawn at ``size`` (H, W), one the generator draws
     (:meth:`~s2i.backbones.base.Backbones.drawing_size`); default its square ``image_size``."""
     require_composition(backbones, "editing")
     rg = edit_region(region, backbones.image_size if size is None else size, seed)
-    masks = None if rg is None else torch.stack([torch.ones_like(rg)] + [rg] * len(conds))
+    image = [z_image] if w_image else []
+    masks = None if rg is None else torch.stack([torch.ones_like(rg)] * len(image) + [rg] * len(conds))
     return backbones.compose(
-        [z_image] + conds,
-        [w_image] + weights,
+        image + conds,
+        [w_image] * len(image) + weights,
         seed=seed,
         steps=steps,
         init_images=init_images,
@@ -165,14 +167,61 @@ def prepare_image(image: np.ndarray | str | os.PathLike, size: int | tuple[int, 
     return fit_resize(img, int(size[0]), int(size[1]))
 
 
-def sound_terms(
-    z_sound: torch.Tensor, z_quiet: torch.Tensor | None, w_sound: float
-) -> tuple[list[torch.Tensor], list[float]]:
-    """The sound's guidance terms of an edit: ``+w_sound`` on the sound, ``-w_sound`` on its
-    turned-down copy (when given): the object without the recording's ambience."""
-    if z_quiet is None:
-        return [z_sound], [w_sound]
-    return [z_sound, z_quiet], [w_sound, -w_sound]
+def object_mask(
+    drawn: np.ndarray,
+    reference: np.ndarray,
+    region: torch.Tensor | None = None,
+    threshold: float = OBJECT_THRESHOLD,
+    grow: float = OBJECT_GROW,
+) -> np.ndarray:
+    """(N, H, W) float32 in [0, 1]: the object that ``drawn`` holds and ``reference`` does not
+    (uint8 (N, H, W, 3) each, drawn from the same noise): the pixels where they differ by more
+    than ``threshold`` (of 1) in any channel, grown by ``grow`` of the shorter side (at least
+    1 px), their edge softened over as many pixels, and limited to ``region`` ((H, W) in [0, 1];
+    None: anywhere)."""
+    if drawn.shape != reference.shape or drawn.ndim != 4:
+        raise ValueError(f"drawings of one shape (N, H, W, 3) needed, got {drawn.shape} and {reference.shape}")
+    diff = np.abs(drawn.astype(np.float32) - reference.astype(np.float32)).max(-1) / 255.0
+    m = torch.from_numpy((diff > threshold).astype(np.float32))[:, None]
+    g = max(1, round(grow * min(m.shape[-2:])))
+    m = F.max_pool2d(m, 2 * g + 1, 1, g)
+    m = F.avg_pool2d(F.pad(m, (g, g, g, g), mode="replicate"), 2 * g + 1, 1)
+    if region is not None:
+        m = m * torch.as_tensor(region, dtype=torch.float32)
+    return m[:, 0].numpy()
+
+
+def object_edit(
+    backbones,
+    z_image: torch.Tensor | None,
+    conds: list[torch.Tensor],
+    quiet: list[torch.Tensor] | None,
+    weights: list[float],
+    init_images: np.ndarray,
+    w_image: float = EDIT_W_IMAGE,
+    seed: int = 0,
+    strength: float = EDIT_STRENGTH,
+    region="centre",
+    steps: int | None = None,
+    shared_noise: bool = False,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The edit (module docs): ``init_images`` (uint8 (N, h, w, 3) at ``size``) drawn in
+    ``region`` under the sounds' embeddings ``conds`` (``weights``) and, from the same noise,
+    under the same sounds turned down (``quiet``); the first drawing where the two differ
+    (:func:`object_mask`), the input everywhere else (resized to the drawing as the generator
+    takes it, when its size differs). ``quiet`` None: the first drawing, the
+    whole region. uint8 (N, h, w, 3)."""
+    args = (init_images, w_image, seed, strength, region, steps, shared_noise, size)
+    drawn = compose_edit(backbones, z_image, conds, weights, *args)
+    if quiet is None:
+        return drawn
+    reference = compose_edit(backbones, z_image, quiet, weights, *args)
+    rg = edit_region(region, backbones.image_size if size is None else size, seed)
+    m = object_mask(drawn, reference, rg)[..., None]
+    h, w = drawn.shape[1:3]
+    keep = init_images if init_images.shape[1:3] == (h, w) else np.stack([fit_resize(im, h, w) for im in init_images])
+    return np.rint(m * drawn + (1 - m) * keep.astype(np.float32)).clip(0, 255).astype(np.uint8)
 
 
 def edit_image(
@@ -184,7 +233,7 @@ def edit_image(
     seed: int = 0,
     n: int = 1,
     strength: float = EDIT_STRENGTH,
-    w_image: float = 1.0,
+    w_image: float = EDIT_W_IMAGE,
     w_sound: float | None = None,
     ambience_db: float | None = AMBIENCE_DB,
     steps: int | None = None,
@@ -203,9 +252,10 @@ def edit_image(
         gain_db: volume change of the sound (louder -> bigger object); one per sound, or one for all.
         strength: how far the input is noised (0 keeps it, 1 ignores it).
         w_image, w_sound: guidance weights of the image's and the sound's embeddings (``w_sound``
-            None: :func:`default_w_sound`).
-        ambience_db: the sound turned down by this much is its negative term (cancels the
-            recording's background; see the module docs); None: no cancellation.
+            None: :func:`default_w_sound`; ``w_image`` 0: no image term, the default).
+        ambience_db: the sound turned down by this much is the second drawing, whose difference
+            from the first is the object kept (:func:`object_edit`; the module docs); None: the
+            whole region as drawn under the sound.
         region: where the edit may change the picture (:func:`edit_region`): ``"centre"``
             (default), ``"half"`` (which half from ``seed``), ``"all"``, or an (h, w) mask in [0, 1].
         candidates: each edit is the best of this many, drawn from the seeds
@@ -228,22 +278,21 @@ def edit_image(
         raise ValueError(f"{len(audio)} sounds but {len(gains)} gains")
     sounds = [s2i.load_audio(x, sr) * 10 ** (g / 20) for x, g in zip(audio, gains)]
     w_sound = default_w_sound(s2i.backbones) if w_sound is None else w_sound
-    z_img = s2i.embed_images(img[None])
+    z_img = s2i.embed_images(img[None]).repeat(n, 1) if w_image else None
     # each sound's Z^A, and its turned-down copy's, once: only the prior's sample changes with the seed
     z_loud = [s2i.embed_audio(a, SR)[None] for a in sounds]
     z_quiet = [None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None] for a in sounds]
+    weights = [w_sound / len(sounds)] * len(sounds)  # the sounds share the weight
     outs, cos = [], []
     for sd in seeds:
-        conds, weights, z_sounds = [], [], []
-        for zl, zq in zip(z_loud, z_quiet):  # each sound with its ambience cancelled, its weight shared
-            z_s = s2i.image_embeddings(zl, 1, sd, shared=True)
-            z_q = None if zq is None else s2i.image_embeddings(zq, 1, sd, shared=True)
-            c, w = sound_terms(z_s, z_q, w_sound / len(sounds))
-            conds, weights, z_sounds = conds + c, weights + w, z_sounds + [z_s]
-        out = compose_edit(
+        # the prior's samples of the sounds and of their turned-down copies: the same prior noise
+        z_sounds = [s2i.image_embeddings(zl, 1, sd, shared=True) for zl in z_loud]
+        quiet = None if ambience_db is None else [s2i.image_embeddings(zq, 1, sd, shared=True) for zq in z_quiet]
+        out = object_edit(
             s2i.backbones,
-            z_img.repeat(n, 1),
-            [z.repeat(n, 1) for z in conds],
+            z_img,
+            [z.repeat(n, 1) for z in z_sounds],
+            None if quiet is None else [z.repeat(n, 1) for z in quiet],
             weights,
             np.repeat(img[None], n, 0),
             w_image,
@@ -298,7 +347,7 @@ def edit_frames(
     fps: float,
     seed: int = 0,
     strength: float = EDIT_STRENGTH,
-    w_image: float = 1.0,
+    w_image: float = EDIT_W_IMAGE,
     w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
@@ -318,11 +367,23 @@ def edit_frames(
             frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth), 1, seed, shared=True
         )
     )
-    z_img = s2i.backbones.encode_images(frames)
-    conds, weights = sound_terms(z_snd, z_q, default_w_sound(s2i.backbones) if w_sound is None else w_sound)
+    z_img = s2i.backbones.encode_images(frames) if w_image else None
+    weights = [default_w_sound(s2i.backbones) if w_sound is None else w_sound]
     size = (int(frames.shape[1]), int(frames.shape[2]))
-    return compose_edit(
-        s2i.backbones, z_img, conds, weights, frames, w_image, seed, strength, region, steps, True, size
+    return object_edit(
+        s2i.backbones,
+        z_img,
+        [z_snd],
+        None if z_q is None else [z_q],
+        weights,
+        frames,
+        w_image,
+        seed,
+        strength,
+        region,
+        steps,
+        True,
+        size,
     )
 
 
@@ -374,7 +435,7 @@ def edit_video(
     sr: int | None = None,
     seed: int = 0,
     strength: float = EDIT_STRENGTH,
-    w_image: float = 1.0,
+    w_image: float = EDIT_W_IMAGE,
     w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
