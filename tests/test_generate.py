@@ -385,7 +385,7 @@ def test_edit_region_choices():
 
 
 def test_generate_mix_regions(smoke_s2i):
-    from s2i.method.mix import mix_conditions, mix_term_masks
+    from s2i.method.mix import mix_conditions, mix_term_masks, source_widths
     from s2i.toyworld import world
 
     a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
@@ -398,7 +398,7 @@ def test_generate_mix_regions(smoke_s2i):
     g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], g, weight=g)
     assert weights == [g, g]
-    masks = mix_term_masks(2, None, 32, 3)
+    masks = mix_term_masks(2, None, 32, 3, widths=source_widths([a, b]))
     ref = smoke_s2i.backbones.compose([c.repeat(2, 1) for c in conds], weights, seed=3, masks=masks, centred=True)
     np.testing.assert_array_equal(banded, ref)
     flat = smoke_s2i.backbones.compose([c.repeat(2, 1) for c in conds], weights, seed=3, masks=masks)
@@ -409,9 +409,61 @@ def test_generate_mix_regions(smoke_s2i):
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], guidance, ambience_db=-20.0)
     assert weights == [guidance / 2, guidance, -guidance, guidance, -guidance]
     ref = smoke_s2i.backbones.compose(
-        [c.repeat(2, 1) for c in conds], weights, seed=3, masks=mix_term_masks(2, -20.0, 32, 3)
+        [c.repeat(2, 1) for c in conds],
+        weights,
+        seed=3,
+        masks=mix_term_masks(2, -20.0, 32, 3, widths=source_widths([a, b])),
     )
     np.testing.assert_array_equal(placed, ref)
+
+
+def test_generate_mix_gives_the_louder_source_the_wider_band(smoke_s2i, monkeypatch):
+    import s2i.method.mix as mix
+    from s2i.toyworld import world
+
+    a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
+    b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
+    seen = []
+    real = mix.mix_term_masks
+
+    def spy(*args, **kw):
+        seen.append(real(*args, **kw))
+        return seen[-1]
+
+    monkeypatch.setattr(mix, "mix_term_masks", spy)
+    smoke_s2i.generate_mix([a, b], [6.0, -6.0], n=1, seed=3, sr=world.SR, candidates=1)
+    smoke_s2i.generate_mix([a, b], [6.0, -6.0], n=1, seed=3, sr=world.SR, candidates=1, widths="equal")
+    level, equal = (m.sum(dim=(1, 2)) / 32 for m in seen)  # each source's band, in columns
+    assert level[0] > 20 and level[1] < 12 and level.sum() == pytest.approx(32, abs=1e-3)
+    torch.testing.assert_close(equal, torch.tensor([16.0, 16.0]), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="band widths"):
+        smoke_s2i.generate_mix([a, b], n=1, sr=world.SR, widths="wide")
+
+
+def test_source_widths_follow_the_levels_within_bounds():
+    from s2i.method.mix import BAND_LEAST, source_widths
+
+    tone = np.sin(np.arange(16000) / 5.0).astype(np.float32)
+    np.testing.assert_allclose(source_widths([tone, tone]), [0.5, 0.5])
+    np.testing.assert_allclose(source_widths([tone, 0.5 * tone]), [2 / 3, 1 / 3])
+    np.testing.assert_allclose(source_widths([tone, 0.1 * tone]), [1 - BAND_LEAST, BAND_LEAST])
+    w3 = source_widths([tone, 0.05 * tone, 0.05 * tone])
+    assert w3.sum() == pytest.approx(1.0) and (w3 >= BAND_LEAST - 1e-9).all() and w3[0] > w3[1]
+    with pytest.raises(ValueError, match="at least"):
+        source_widths([tone] * 5)
+
+
+def test_band_regions_take_the_shares_they_are_given():
+    from s2i.method.mix import band_regions
+
+    r = band_regions(2, 32, seed=5, softness=0.01, split="columns", widths=[0.75, 0.25])
+    torch.testing.assert_close(r.sum(0), torch.ones(32, 32))
+    np.testing.assert_allclose(r.sum(dim=(1, 2)).numpy() / 32, [24, 8], atol=0.01)
+    np.testing.assert_array_equal(
+        band_regions(2, 32, 5, split="columns", widths=[0.5, 0.5]), band_regions(2, 32, 5, split="columns")
+    )
+    with pytest.raises(ValueError, match="band widths"):
+        band_regions(2, 32, widths=[0.7, 0.2])
 
 
 class _MeanColour:
@@ -486,7 +538,7 @@ def test_eval_generation_reports_the_best_of_and_any_of_its_candidates(smoke_s2i
 
 
 def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
-    from s2i.method.mix import mix_conditions, mix_term_masks, pick_nearest_sources
+    from s2i.method.mix import mix_conditions, mix_term_masks, pick_nearest_sources, source_widths
     from s2i.toyworld import world
 
     a = world.render_sound(world.Scene(1, [world.SceneObject(2, gain=0.7)]), 1.0, seed=4)
@@ -496,7 +548,11 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 7), [a, b], g, weight=g)
     drawn = smoke_s2i.backbones.compose(
-        [c.repeat(6, 1) for c in conds], weights, seed=7, masks=mix_term_masks(2, None, 32, 7), centred=True
+        [c.repeat(6, 1) for c in conds],
+        weights,
+        seed=7,
+        masks=mix_term_masks(2, None, 32, 7, widths=source_widths([a, b])),
+        centred=True,
     )
     np.testing.assert_array_equal(got, pick_nearest_sources(smoke_s2i.backbones, drawn, torch.cat(conds), 3))
     with pytest.raises(ValueError, match="at least 1"):
@@ -506,7 +562,7 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
 def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
     """Several mixes in one batch: each mix gets its own terms and its own bands (seed + m); the
     first mix's images are generate_mix's (the same noise, up to the batch's float rounding)."""
-    from s2i.method.mix import compose_mixes, mix_conditions, mix_term_masks
+    from s2i.method.mix import compose_mixes, mix_conditions, mix_term_masks, source_widths
     from s2i.toyworld import world
 
     def snd(c, g, s):
@@ -520,9 +576,13 @@ def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
     # one sampler call: mix m's terms on its own rows, its bands drawn from seed + m
     emb = lambda x: smoke_s2i.embed_audio(x, SR)[None]  # noqa: E731
     g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
-    c0, weights = mix_conditions(emb, [m0[0], m0[1] * 10 ** (-3 / 20)], g, weight=g)
-    c1, _ = mix_conditions(emb, [m1[0] * 10 ** (3 / 20), m1[1]], g, weight=g)
-    masks = [mix_term_masks(2, None, 32, s)[:, None].expand(-1, 2, -1, -1) for s in (7, 8)]
+    a0, a1 = [m0[0], m0[1] * 10 ** (-3 / 20)], [m1[0] * 10 ** (3 / 20), m1[1]]
+    c0, weights = mix_conditions(emb, a0, g, weight=g)
+    c1, _ = mix_conditions(emb, a1, g, weight=g)
+    masks = [
+        mix_term_masks(2, None, 32, s, widths=source_widths(a))[:, None].expand(-1, 2, -1, -1)
+        for s, a in ((7, a0), (8, a1))
+    ]
     drawn = smoke_s2i.backbones.compose(
         [torch.cat([a.repeat(2, 1), b.repeat(2, 1)]) for a, b in zip(c0, c1)],
         weights,
@@ -531,7 +591,16 @@ def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
         centred=True,
     )
     np.testing.assert_array_equal(
-        compose_mixes(smoke_s2i.backbones, [c0, c1], weights, n=2, seed=7, candidates=1), drawn
+        compose_mixes(
+            smoke_s2i.backbones,
+            [c0, c1],
+            weights,
+            n=2,
+            seed=7,
+            candidates=1,
+            widths=[source_widths(a0), source_widths(a1)],
+        ),
+        drawn,
     )
     with pytest.raises(ValueError, match="2 mixes but 1"):
         smoke_s2i.generate_mixes([m0, m1], [[0.0, 0.0]], sr=world.SR)

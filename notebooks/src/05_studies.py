@@ -7,19 +7,21 @@
 # +6 dB (whole recording), the judge measures the drawn object's radius (0 when absent).
 # Scaling only the object's sound is shown beside it.
 #
-# **Several sources.** Two sounds of different classes -> one image, seven ways to condition:
+# **Several sources.** Two sounds of different classes -> one image, eight ways to condition:
 # the encoder on the mixed waveform (`waveform`), the mean of the per-source embeddings
 # (`mean`), and composed guidance with one term per source: over the whole picture
 # (`compose_plain`); the earlier design, the place as one term of its own and each source's
 # object as its embedding minus the same source turned down, each source's terms in its own band
-# (`compose_place`); one term per source in its own band, side by side
-# (`compose_bands`: every term sees the same noisy image, so without bands the objects tend to
-# be drawn at the same spot); the same with each source's term predicted on a view of the
-# picture centred on its band (`compose_centred`: a sound says nothing of where its object is,
-# so the generator draws it in the middle of what it is shown, here the middle of the band); and
-# the product's `compose`: `compose_centred`, each image the best of the drawn candidates, the
-# one whose image embedding (the frozen image encoder, not the judge) is nearest every source's
-# sound embedding (reranking, as DALL-E 2 reranks with CLIP).
+# (`compose_place`); one term per source in its own band, side by side, as wide as the
+# source's level says (`compose_bands`: every term sees the same noisy image, so without bands
+# the objects tend to be drawn at the same spot; a louder source's object is drawn bigger and
+# needs the room); the same with each source's term predicted on a view of the picture centred
+# on its band (`compose_centred`: a sound says nothing of where its object is, so the generator
+# draws it in the middle of what it is shown, here the middle of the band); the product's
+# `compose`: `compose_centred`, each image the best of the drawn candidates, the one whose
+# image embedding (the frozen image encoder, not the judge) is nearest every source's sound
+# embedding (reranking, as DALL-E 2 reranks with CLIP); and `compose_equal`, the product with
+# bands of equal width whatever the levels.
 # Both-present is measured on `n_mix_pairs` pairs (4 images each) and given with a 95 %
 # bootstrap interval over pairs; the relative-volume sweep runs on the first `n_mix_ratio_pairs`.
 

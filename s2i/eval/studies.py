@@ -144,7 +144,16 @@ def volume_sweep(
     return dict(sizes=sizes, present=present, images=imgs, rho=np.array(rhos), spearman=float(np.mean(rhos)))
 
 
-MIX_METHODS = ("waveform", "mean", "compose_plain", "compose_place", "compose_bands", "compose_centred", "compose")
+MIX_METHODS = (
+    "waveform",
+    "mean",
+    "compose_plain",
+    "compose_place",
+    "compose_bands",
+    "compose_centred",
+    "compose_equal",
+    "compose",
+)
 
 
 _COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_generate)
@@ -152,6 +161,7 @@ _COMPOSE_VARIANTS = {  # generate_mix's options per composed method (see mix_gen
     "compose_place": dict(ambience_db=AMBIENCE_DB, centred=False, candidates=1),
     "compose_bands": dict(centred=False, candidates=1),
     "compose_centred": dict(candidates=1),
+    "compose_equal": dict(widths="equal"),
     "compose": {},
 }
 
@@ -178,9 +188,11 @@ def mix_generate(
       minus the same source turned down, each source's terms in its own band
       (:func:`s2i.method.mix.mix_conditions` with ``ambience_db``; the earlier design);
     * ``compose_bands``: one term per source (weight ``SOURCE_WEIGHT`` x guidance), each in its
-      own band of the picture, side by side (:func:`s2i.method.mix.mix_term_masks`);
+      own band of the picture, side by side, as wide as the source's level says
+      (:func:`s2i.method.mix.mix_term_masks`, :func:`s2i.method.mix.source_widths`);
     * ``compose_centred``: as ``compose_bands``, each source's term predicted on a view of the
       picture centred on its band (:func:`s2i.models.sampler.sample`);
+    * ``compose_equal``: as ``compose`` with bands of equal width whatever the levels;
     * ``compose`` (the product's): as ``compose_centred``, each image the best of
       :data:`s2i.method.mix.MIX_CANDIDATES` drawn ones, the one whose image embedding is nearest
       every source (:func:`s2i.method.mix.pick_nearest_sources`).

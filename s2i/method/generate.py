@@ -16,7 +16,7 @@ import torch
 
 from s2i.backbones import load_backbones
 from s2i.backbones.base import Backbones
-from s2i.method.mix import MIX_CANDIDATES, compose_mixes, mix_conditions
+from s2i.method.mix import MIX_CANDIDATES, compose_mixes, mix_conditions, source_widths
 from s2i.models.audio_encoder import SR, AudioEncoder
 from s2i.models.prior import EmbeddingPrior
 from s2i.paths import resolve
@@ -277,6 +277,7 @@ class Sound2Image:
         guidance: float | None = None,
         size: tuple[int, int] | None = None,
         centred: bool = True,
+        widths: str = "level",
     ) -> np.ndarray:
         """Several sound sources -> ``n`` images with every source's object (claims 13-14).
 
@@ -312,6 +313,7 @@ class Sound2Image:
             guidance,
             size,
             centred,
+            widths,
         )
 
     def generate_mixes(
@@ -330,16 +332,19 @@ class Sound2Image:
         guidance: float | None = None,
         size: tuple[int, int] | None = None,
         centred: bool = True,
+        widths: str = "level",
     ) -> np.ndarray:
         """:meth:`generate_mix` for several mixes of as many sources each, drawn together in the
         sampler's batches (:func:`~s2i.method.mix.compose_mixes`: mix ``m``'s bands from
-        ``seed + m``). Returns (len(mixes) * n, H, W, 3), grouped by mix; one mix gives exactly
-        :meth:`generate_mix`'s images."""
+        ``seed + m``, their widths from its sources' levels). Returns (len(mixes) * n, H, W, 3),
+        grouped by mix; one mix gives exactly :meth:`generate_mix`'s images."""
+        if widths not in ("level", "equal"):
+            raise ValueError(f"unknown band widths {widths!r} (level, equal)")
         gains_db = gains_db or [[0.0] * len(sounds) for sounds in mixes]
         if len(gains_db) != len(mixes):
             raise ValueError(f"{len(mixes)} mixes but {len(gains_db)} lists of gains")
         guidance = self.backbones.guidance if guidance is None else guidance
-        terms, weights = [], None
+        terms, weights, shares = [], None, []
         for sounds, gains in zip(mixes, gains_db):
             if len(gains) != len(sounds):
                 raise ValueError(f"{len(sounds)} sounds but {len(gains)} gains")
@@ -354,6 +359,18 @@ class Sound2Image:
                 banded=regions,
             )
             terms.append(conds)
+            shares.append(source_widths(audio))
         return compose_mixes(
-            self.backbones, terms, weights, n, seed, ambience_db is not None, regions, candidates, steps, size, centred
+            self.backbones,
+            terms,
+            weights,
+            n,
+            seed,
+            ambience_db is not None,
+            regions,
+            candidates,
+            steps,
+            size,
+            centred,
+            shares if widths == "level" else None,
         )

@@ -36,6 +36,23 @@ MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the o
 SOURCE_WEIGHT = 0.4  # each source's term, alone in its band: this fraction of the guidance scale (2 of 5)
 
 
+BAND_LEAST = 0.25  # a source's band is at least this share of the picture's width, however soft it is
+
+
+def source_widths(audio: list[np.ndarray], least: float = BAND_LEAST) -> np.ndarray:
+    """(K,) each source's share of the picture's width, as its level says: proportional to
+    its RMS (the loudness law makes an object's radius proportional to its sound's amplitude,
+    so a louder source's object needs a wider band), each share at least ``least`` and at most
+    ``1 - (K - 1) * least``, summing to 1. Sources of one level share the picture equally."""
+    rms = np.array([float(np.sqrt(np.mean(np.square(np.asarray(a, np.float64))))) for a in audio])
+    k = len(rms)
+    if k == 0 or not 0.0 <= least * k <= 1.0:
+        raise ValueError(f"{k} sources cannot each have at least {least} of the picture")
+    share = rms / rms.sum() if rms.sum() > 0 else np.full(k, 1.0 / k)
+    share = np.clip(share, least, 1.0 - (k - 1) * least)
+    return share / share.sum()
+
+
 def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
     """A picture's (H, W) from its side (square) or its (H, W)."""
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -52,13 +69,18 @@ def soft_span(length: int, start: float | None, end: float | None, softness: flo
 
 
 def band_regions(
-    n: int, size: int | tuple[int, int], seed: int = 0, softness: float = REGION_SOFTNESS, split: str = "any"
+    n: int,
+    size: int | tuple[int, int],
+    seed: int = 0,
+    softness: float = REGION_SOFTNESS,
+    split: str = "any",
+    widths=None,
 ) -> torch.Tensor:
     """``n`` soft regions that tile a ``size`` x ``size`` image (or an (H, W) one: ``size`` a
-    pair): equal bands, side by side (``split="columns"``), stacked (``"rows"``) or either
-    (``"any"``, drawn from ``seed``), in an order drawn from ``seed``; sigmoid edges
-    ``softness`` px wide; they sum to 1 at every pixel. (n, H, W) float32; ``n == 1``: the
-    whole image."""
+    pair): bands side by side (``split="columns"``), stacked (``"rows"``) or either (``"any"``,
+    drawn from ``seed``), in an order drawn from ``seed``; region ``i`` takes the share
+    ``widths[i]`` of the bands' axis (None: equal shares); sigmoid edges ``softness`` px wide;
+    they sum to 1 at every pixel. (n, H, W) float32; ``n == 1``: the whole image."""
     if n < 1:
         raise ValueError(f"need at least one region, got {n}")
     if split not in ("any", "columns", "rows"):
@@ -70,9 +92,16 @@ def band_regions(
     vertical = bool(rng.integers(2))  # True: stacked bands (the band index varies down the rows)
     if split != "any":
         vertical = split == "rows"
-    order = rng.permutation(n)
+    order = rng.permutation(n)  # region i lies at position order[i]
     length = h if vertical else w  # the bands' axis
-    edges = [None] + [length * j / n for j in range(1, n)] + [None]
+    if widths is None:
+        cut = [length * j / n for j in range(1, n)]
+    else:
+        share = np.asarray(widths, np.float64)
+        if share.shape != (n,) or (share <= 0).any() or abs(share.sum() - 1.0) > 1e-6:
+            raise ValueError(f"band widths must be {n} positive shares summing to 1, got {widths}")
+        cut = [float(c) for c in np.cumsum(share[np.argsort(order)])[:-1] * length]  # between positions, px
+    edges = [None] + cut + [None]
     bands = torch.stack([soft_span(length, edges[j], edges[j + 1], softness) for j in range(n)])[order]  # (n, length)
     return (bands[:, :, None].expand(n, h, w) if vertical else bands[:, None, :].expand(n, h, w)).contiguous()
 
@@ -84,12 +113,14 @@ def mix_term_masks(
     seed: int = 0,
     softness: float = BAND_SOFTNESS,
     split: str = "columns",
+    widths=None,
 ) -> torch.Tensor:
     """Spatial masks (K, H, W) for the terms of :func:`mix_conditions` (same order), ``size``
     the picture's side or (H, W): the place term everywhere, each source's terms in its own
     band (:func:`band_regions`; side by side by default: a picture's horizon runs across it, so
-    a view centred on a band of columns keeps its sky above its ground)."""
-    bands = band_regions(n_sources, size, seed, softness, split)
+    a view centred on a band of columns keeps its sky above its ground), source ``i``'s band
+    the share ``widths[i]`` of the picture (None: equal; :func:`source_widths`)."""
+    bands = band_regions(n_sources, size, seed, softness, split, widths)
     masks = [] if ambience_db is None else [torch.ones(*_shape(size))]
     for b in bands:
         masks += [b] if ambience_db is None else [b, b]
@@ -108,15 +139,29 @@ def compose_mix(
     steps: int | None = None,
     size: tuple[int, int] | None = None,
     centred: bool = True,
+    widths=None,
 ) -> np.ndarray:
     """Draw ``n`` images of a mix from the terms of :func:`mix_conditions` (``conds`` (1, D)
     each; ``place_term``: they start with the place's term, as with ``ambience_db``): each
-    source's terms in its own band (``regions``, :func:`mix_term_masks`), predicted on a view
-    centred on that band (``centred``, with ``regions``; :func:`s2i.models.sampler.sample`), each
-    image the best of ``candidates`` (:func:`pick_nearest_sources`). ``size``: the pictures'
-    (H, W), one the generator draws (:meth:`~s2i.backbones.base.Backbones.drawing_size`);
-    default its square."""
-    return compose_mixes(backbones, [conds], weights, n, seed, place_term, regions, candidates, steps, size, centred)
+    source's terms in its own band (``regions``, :func:`mix_term_masks`; source ``i``'s the
+    share ``widths[i]`` of the picture, None: equal), predicted on a view centred on that band
+    (``centred``, with ``regions``; :func:`s2i.models.sampler.sample`), each image the best of
+    ``candidates`` (:func:`pick_nearest_sources`). ``size``: the pictures' (H, W), one the
+    generator draws (:meth:`~s2i.backbones.base.Backbones.drawing_size`); default its square."""
+    return compose_mixes(
+        backbones,
+        [conds],
+        weights,
+        n,
+        seed,
+        place_term,
+        regions,
+        candidates,
+        steps,
+        size,
+        centred,
+        None if widths is None else [widths],
+    )
 
 
 def compose_mixes(
@@ -131,16 +176,20 @@ def compose_mixes(
     steps: int | None = None,
     size: tuple[int, int] | None = None,
     centred: bool = True,
+    widths: list | None = None,
 ) -> np.ndarray:
     """:func:`compose_mix` for several mixes at once, in the sampler's batches: ``mixes`` holds
     each mix's terms (the same number of terms each, sharing ``weights``); mix ``m``'s bands
-    are drawn from ``seed + m``, the starting noise of all from ``seed``. Returns
-    (len(mixes) * n, H, W, 3), grouped by mix; one mix gives exactly :func:`compose_mix`'s images."""
+    are drawn from ``seed + m``, their widths ``widths[m]`` (None: equal), the starting noise of
+    all from ``seed``. Returns (len(mixes) * n, H, W, 3), grouped by mix; one mix gives exactly
+    :func:`compose_mix`'s images."""
     require_composition(backbones, "mixing")
     if candidates < 1:
         raise ValueError(f"candidates must be at least 1, got {candidates}")
     if not mixes or any(len(c) != len(weights) for c in mixes):
         raise ValueError(f"every mix needs {len(weights)} terms, one per weight; got {[len(c) for c in mixes]}")
+    if widths is not None and len(widths) != len(mixes):
+        raise ValueError(f"{len(mixes)} mixes but {len(widths)} lists of band widths")
     per = n * candidates  # images drawn per mix
     masks = None
     if regions:
@@ -149,7 +198,9 @@ def compose_mixes(
         n_src = (len(weights) - 1) // 2 if place_term else len(weights)
         masks = torch.cat(
             [
-                mix_term_masks(n_src, ambience, shape, seed + m, split=BAND_SPLIT)[:, None].expand(-1, per, -1, -1)
+                mix_term_masks(
+                    n_src, ambience, shape, seed + m, split=BAND_SPLIT, widths=None if widths is None else widths[m]
+                )[:, None].expand(-1, per, -1, -1)
                 for m in range(len(mixes))
             ],
             dim=1,
