@@ -5,9 +5,12 @@ turned down. The input image is noised part-way (``strength``, SDEdit) and drawn
 same noise inside a **region**, outside which every denoising step's prediction is the input
 itself (blended diffusion): once under the sound's embedding, once under the embedding of the
 same recording turned down by ``ambience_db`` (default -20 dB: the object is no longer drawn at
-that level). A recording also carries the ambience of the place it was made, which the audio
-encoder turns into a background, so the first drawing paints the region as the sound's place
-*and* draws the object; the second paints nearly the same place without the object. The pixels
+that level; with an embedding prior, its sample from other prior noise,
+:data:`REFERENCE_SEED_OFFSET`, so that what the second drawing still draws at that level seldom
+matches the first's object in colour and shape). A recording also carries the ambience of the
+place it was made, which the audio encoder turns into a background, so the first drawing paints
+the region as the sound's place *and* draws the object; the second paints nearly the same place
+without the object. The pixels
 where the two differ are the object (:func:`object_mask`, in the spirit of DiffEdit's mask from
 two conditions, Couairon et al. 2023), and the edit is the first drawing there and the input
 everywhere else (:func:`object_edit`): the object at the size its loudness implies, the
@@ -51,6 +54,7 @@ EDIT_W_SOUND_PER_GUIDANCE = 0.4  # the sound's term's weight, in units of the ge
 EDIT_W_IMAGE = 0.0  # the input image's own term: none (the scene is kept by the region and the object's mask)
 OBJECT_THRESHOLD = 0.15  # a pixel is the object's where the two drawings differ by more (any channel, of 1)
 OBJECT_GROW = 1 / 32  # the object's mask grown by this share of the picture's shorter side (1 px of the toy's 32)
+REFERENCE_SEED_OFFSET = 7777  # the reference drawing's sample of the embedding prior: from seed + this
 
 
 def default_w_sound(backbones, guidance: float | None = None) -> float:
@@ -208,7 +212,7 @@ def object_edit(
 ) -> np.ndarray:
     """The edit (module docs): ``init_images`` (uint8 (N, h, w, 3) at ``size``) drawn in
     ``region`` under the sounds' embeddings ``conds`` (``weights``) and, from the same noise,
-    under the same sounds turned down (``quiet``); the first drawing where the two differ
+    under the same sounds turned down (``quiet``, the reference); the first drawing where the two differ
     (:func:`object_mask`), the input everywhere else (resized to the drawing as the generator
     takes it, when its size differs). ``quiet`` None: the first drawing, the
     whole region. uint8 (N, h, w, 3)."""
@@ -285,9 +289,13 @@ def edit_image(
     weights = [w_sound / len(sounds)] * len(sounds)  # the sounds share the weight
     outs, cos = [], []
     for sd in seeds:
-        # the prior's samples of the sounds and of their turned-down copies: the same prior noise
+        # the prior's samples of the sounds, and of their turned-down copies from other prior noise
         z_sounds = [s2i.image_embeddings(zl, 1, sd, shared=True) for zl in z_loud]
-        quiet = None if ambience_db is None else [s2i.image_embeddings(zq, 1, sd, shared=True) for zq in z_quiet]
+        quiet = (
+            None
+            if ambience_db is None
+            else [s2i.image_embeddings(zq, 1, sd + REFERENCE_SEED_OFFSET, shared=True) for zq in z_quiet]
+        )
         out = object_edit(
             s2i.backbones,
             z_img,
@@ -364,7 +372,10 @@ def edit_frames(
         None
         if ambience_db is None
         else s2i.image_embeddings(
-            frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth), 1, seed, shared=True
+            frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth),
+            1,
+            seed + REFERENCE_SEED_OFFSET,
+            shared=True,
         )
     )
     z_img = s2i.backbones.encode_images(frames) if w_image else None

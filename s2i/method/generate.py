@@ -359,7 +359,7 @@ class Sound2Image:
                 banded=regions,
             )
             terms.append(conds)
-            shares.append(source_widths(audio))
+            shares.append(source_widths(audio) if widths == "level" else None)
         return compose_mixes(
             self.backbones,
             terms,

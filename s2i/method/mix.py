@@ -42,12 +42,14 @@ BAND_LEAST = 0.25  # a source's band is at least this share of the picture's wid
 def source_widths(audio: list[np.ndarray], least: float = BAND_LEAST) -> np.ndarray:
     """(K,) each source's share of the picture's width, as its level says: proportional to
     its RMS (the loudness law makes an object's radius proportional to its sound's amplitude,
-    so a louder source's object needs a wider band), each share at least ``least`` and at most
-    ``1 - (K - 1) * least``, summing to 1. Sources of one level share the picture equally."""
+    so a louder source's object needs a wider band), each share at least ``least`` (at most
+    1 / K: many sources share the picture equally) and at most ``1 - (K - 1) * least``,
+    summing to 1. Sources of one level share the picture equally."""
+    if not audio:
+        raise ValueError("no sources to share the picture")
     rms = np.array([float(np.sqrt(np.mean(np.square(np.asarray(a, np.float64))))) for a in audio])
     k = len(rms)
-    if k == 0 or not 0.0 <= least * k <= 1.0:
-        raise ValueError(f"{k} sources cannot each have at least {least} of the picture")
+    least = min(float(least), 1.0 / k)
     share = rms / rms.sum() if rms.sum() > 0 else np.full(k, 1.0 / k)
     share = np.clip(share, least, 1.0 - (k - 1) * least)
     return share / share.sum()
