@@ -216,12 +216,12 @@ def object_edit(
     (:func:`object_mask`), the input everywhere else (resized to the drawing as the generator
     takes it, when its size differs). ``quiet`` None: the first drawing, the
     whole region. uint8 (N, h, w, 3)."""
-    args = (init_images, w_image, seed, strength, region, steps, shared_noise, size)
+    rg = edit_region(region, backbones.image_size if size is None else size, seed)  # once, for both drawings
+    args = (init_images, w_image, seed, strength, "all" if rg is None else rg, steps, shared_noise, size)
     drawn = compose_edit(backbones, z_image, conds, weights, *args)
     if quiet is None:
         return drawn
     reference = compose_edit(backbones, z_image, quiet, weights, *args)
-    rg = edit_region(region, backbones.image_size if size is None else size, seed)
     m = object_mask(drawn, reference, rg)[..., None]
     h, w = drawn.shape[1:3]
     keep = init_images if init_images.shape[1:3] == (h, w) else np.stack([fit_resize(im, h, w) for im in init_images])

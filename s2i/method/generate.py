@@ -359,7 +359,8 @@ class Sound2Image:
                 banded=regions,
             )
             terms.append(conds)
-            shares.append(source_widths(audio) if widths == "level" else None)
+            if widths == "level":
+                shares.append(source_widths(audio))
         return compose_mixes(
             self.backbones,
             terms,
@@ -372,5 +373,5 @@ class Sound2Image:
             steps,
             size,
             centred,
-            shares if widths == "level" else None,
+            shares or None,
         )
