@@ -219,17 +219,21 @@ def test_edit_keeps_the_sounds_drawing_where_it_differs_from_the_sound_turned_do
     np.testing.assert_array_equal(with_image, draw(z_snd, w_image=1.0))
 
 
-def test_edit_candidates_keep_the_edit_nearest_the_sound(smoke_s2i):
+def test_edit_candidates_keep_the_edit_whose_change_is_the_sound(smoke_s2i):
     """With candidates=K each edit is one of the K plain edits from candidate_seeds (the first
-    from the edit's own seed), the one the image encoder puts nearest to the prior's sample of
-    the sound for that seed; the region comes from the edit's seed whatever the candidate's."""
-    from s2i.method.edit import candidate_seeds, edit_image
+    from the edit's own seed), the one whose change from the input's embedding points most
+    nearly toward the sound's own embedding; the region comes from the edit's seed whatever the
+    candidate's."""
+    from s2i.method.edit import candidate_seeds, edit_image, prepare_image
+    from s2i.models.audio_encoder import SR
     from s2i.toyworld import world
 
     img = world.render_still(world.Scene(1, []))
     snd = world.render_sound(world.Scene(3, [world.SceneObject(4, gain=0.8)]), 1.0, seed=9)
     seeds = candidate_seeds(3, 3)
     assert seeds[0] == 3 and len(set(seeds)) == 3
+    e_in = smoke_s2i.backbones.encode_images(prepare_image(img, smoke_s2i.backbones.image_size)[None]).float()
+    z_snd = smoke_s2i.embed_audio(smoke_s2i.load_audio(snd, world.SR), SR)[None].float()
     picks = []
     for region in ("centre", "half"):
         kw = dict(ambience_db=None)  # the candidates' own drawings: they differ on the smoke model
@@ -238,21 +242,39 @@ def test_edit_candidates_keep_the_edit_nearest_the_sound(smoke_s2i):
             edit_image(smoke_s2i, img, snd, world.SR, seed=sd, region=edit_region_mask(region, 3), **kw)[0]
             for sd in seeds[1:]
         ]
-        cos = [
-            float(
-                torch.nn.functional.cosine_similarity(
-                    smoke_s2i.backbones.encode_images(p[None]).float(), smoke_s2i.embed_for_drawing(snd, sd).float()
-                )
-            )
-            for p, sd in zip(plain, seeds)
-        ]
+        change = smoke_s2i.backbones.encode_images(np.stack(plain)).float() - e_in
+        score = torch.nn.functional.cosine_similarity(change, z_snd, dim=1).numpy()
         best = edit_image(smoke_s2i, img, snd, world.SR, seed=3, region=region, candidates=3, **kw)
-        np.testing.assert_array_equal(best[0], plain[int(np.argmax(cos))])
-        picks.append(int(np.argmax(cos)))
+        np.testing.assert_array_equal(best[0], plain[int(np.argmax(score))])
+        picks.append(int(np.argmax(score)))
         assert len({p.tobytes() for p in plain}) > 1  # the candidates differ
     assert max(picks) > 0  # not always the first candidate: the test tells a re-ranking from none
     with pytest.raises(ValueError, match="candidates"):
         edit_image(smoke_s2i, img, snd, world.SR, candidates=0)
+
+
+def test_edit_direction_score_reads_the_change_not_the_scene():
+    """The score is the cosine between the edit's change and the sound (minus the turned-down
+    sound, when given): 1 for a change along it whatever the input's embedding, 0 for no change,
+    -1 against it; several sounds averaged."""
+    from s2i.method.edit import edit_direction_score
+
+    g = torch.Generator().manual_seed(0)
+    scene, sound, other = torch.randn(3, 1, 16, generator=g)
+    edited = torch.cat([scene + 0.1 * sound, scene, scene - 2 * sound, scene + 3 * sound])
+    got = edit_direction_score(edited, scene, [sound])
+    np.testing.assert_allclose(got.numpy(), [1.0, 0.0, -1.0, 1.0], atol=1e-6)
+    both = edit_direction_score(edited[:1], scene, [sound, other])
+    want = (1.0 + torch.nn.functional.cosine_similarity(sound, other).item()) / 2
+    np.testing.assert_allclose(both.item(), want, atol=1e-6)
+    # the scene's own similarity to the sound does not enter: the plain cosine would rank these apart
+    far_scene = scene - 5 * sound
+    np.testing.assert_allclose(edit_direction_score(far_scene + 0.1 * sound, far_scene, [sound]).item(), 1.0, atol=1e-6)
+    # with the turned-down sound, the direction is what the sound adds to it
+    quiet = sound - other
+    np.testing.assert_allclose(edit_direction_score(scene + other, scene, [sound], [quiet]).item(), 1.0, atol=1e-6)
+    plain = edit_direction_score(scene + other, scene, [sound], [None]).item()
+    np.testing.assert_allclose(plain, want * 2 - 1, atol=1e-6)
 
 
 def edit_region_mask(region: str, seed: int) -> np.ndarray:

@@ -263,11 +263,11 @@ def edit_image(
         region: where the edit may change the picture (:func:`edit_region`): ``"centre"``
             (default), ``"half"`` (which half from ``seed``), ``"all"``, or an (h, w) mask in [0, 1].
         candidates: each edit is the best of this many, drawn from the seeds
-            :func:`candidate_seeds` (the prior's sample and the noise both change), the one the
-            frozen image encoder puts nearest to the embedding of the sound it was drawn for
-            (the mean cosine over several sounds): the re-ranking of
-            :func:`s2i.method.generate.best_of`. 1: one edit from ``seed``. Costs ``candidates``
-            times the drawing.
+            :func:`candidate_seeds` (the prior's sample and the noise both change): the one
+            whose change from the input, as the frozen image encoder sees it, points most
+            nearly along what the sound adds -- its embedding minus the turned-down sound's
+            (:func:`edit_direction_score`; the mean over several sounds). 1: one edit from
+            ``seed``. Costs ``candidates`` times the drawing.
     """
     rgb = read_rgb(image)
     size = s2i.backbones.drawing_size(*rgb.shape[:2])
@@ -282,7 +282,8 @@ def edit_image(
         raise ValueError(f"{len(audio)} sounds but {len(gains)} gains")
     sounds = [s2i.load_audio(x, sr) * 10 ** (g / 20) for x, g in zip(audio, gains)]
     w_sound = default_w_sound(s2i.backbones) if w_sound is None else w_sound
-    z_img = s2i.embed_images(img[None]).repeat(n, 1) if w_image else None
+    e_img = s2i.embed_images(img[None]) if w_image or candidates > 1 else None
+    z_img = e_img.repeat(n, 1) if w_image else None
     # each sound's Z^A, and its turned-down copy's, once: only the prior's sample changes with the seed
     z_loud = [s2i.embed_audio(a, SR)[None] for a in sounds]
     z_quiet = [None if ambience_db is None else s2i.embed_audio(a * 10 ** (ambience_db / 20), SR)[None] for a in sounds]
@@ -312,11 +313,34 @@ def edit_image(
         )
         if candidates == 1:
             return out
-        e = s2i.backbones.encode_images(out).float()
-        cos.append(torch.stack([torch.nn.functional.cosine_similarity(e, z.float(), dim=1) for z in z_sounds]).mean(0))
+        cos.append(edit_direction_score(s2i.backbones.encode_images(out), e_img, z_loud, z_quiet))
         outs.append(out)
-    best = torch.stack(cos).argmax(0).numpy()  # (n,): per image, the candidate nearest its sounds (ties: the first)
+    best = torch.stack(cos).argmax(0).numpy()  # (n,): per image, the best-scoring candidate (ties: the first)
     return np.stack(outs)[best, np.arange(n)]
+
+
+def edit_direction_score(
+    edited: torch.Tensor, original: torch.Tensor, sounds: list[torch.Tensor], quiet: list | None = None
+) -> torch.Tensor:
+    """How much an edit's change is what the sound adds: the cosine between the change the edit
+    made to the image embedding, ``edited - original`` ((N, D) and (1, D) or (N, D)), and each
+    sound's own embedding minus that of the same sound turned down (``sounds``, ``quiet``: their
+    Z^A, (1, D) each, not samples of the embedding prior; a ``quiet`` of None, or an entry of
+    None: the sound's embedding itself), averaged over the sounds. (N,) floats in [-1, 1]; 0 for
+    an edit the encoder cannot tell from its input.
+
+    CLIP's directional similarity (Gal et al. 2022, StyleGAN-NADA; the edit measure of
+    InstructPix2Pix), the loud and turned-down sound standing for the target and source
+    captions: the same two conditions whose drawings' difference is the edit's object
+    (:func:`object_edit`). An edit's own embedding is mostly the input's scene, so its plain
+    cosine with the sound ranks how much of the input a candidate kept as much as what it added;
+    the change alone ranks what it added. Every candidate is scored against the same direction,
+    not against the prior's sample it was drawn from (a candidate drawn from an odd sample would
+    match it). Measured on tuning draws: ``docs/decisions/editing.md``."""
+    d = edited.float() - original.float()
+    quiet = [None] * len(sounds) if quiet is None else quiet
+    dirs = [z.float() if q is None else z.float() - q.float() for z, q in zip(sounds, quiet, strict=True)]
+    return torch.stack([F.cosine_similarity(d, v, dim=1) for v in dirs]).mean(0)
 
 
 CANDIDATE_SEED_STRIDE = 1_000_003  # candidate j of an edit from ``seed`` is drawn from seed + j * stride
