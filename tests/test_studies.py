@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i.eval.studies import bootstrap_ci, edit_study, judged_exactly, mix_pairs, mixing_study
+from s2i.eval.studies import bootstrap_ci, edit_study, judged_exactly, mix_pairs, mixing_study, video_study
 
 
 def test_bootstrap_ci_of_a_constant_is_that_constant():
@@ -70,6 +70,25 @@ def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(sm
     assert none["edit_input_object_kept"] is None
     assert 0.0 <= r["edit_real_object_added"] <= 1.0  # the judge's read of the perfect edits
     assert 0.0 <= r["edit_scene_kept"] <= 1.0
+
+
+def test_video_study_edits_each_video_from_its_own_seed(smoke_s2i, tmp_path, monkeypatch):
+    """Video i is edited from seed + i (every frame of a video shares its noise, the videos do
+    not), and every output is decoded and read."""
+    import s2i.method.edit as edit
+
+    seeds = []
+
+    def recording(*args, seed=0, **kw):
+        seeds.append(seed)
+        return real(*args, seed=seed, **kw)
+
+    real = edit.edit_video
+    monkeypatch.setattr(edit, "edit_video", recording)
+    r = video_study(smoke_s2i, 2, 5, tmp_path, n_frames=8, steps=2)
+    assert seeds == [5, 6]
+    assert len(r["frames"]) == 2 and all(len(f) == 8 for f in r["frames"])
+    assert 0.0 <= r["video_object_present"] <= 1.0 and r["probes"][0]["video"] == "h264"
 
 
 def test_scene_kept_counts_a_patch_around_the_object_and_nothing_else():

@@ -5,11 +5,14 @@
 # (`s2i.method.edit`): the input is noised part-way (SDEdit) and drawn twice from the same noise
 # inside a `region` (default: the centre, 3/4 of each side, which holds the largest object a loud
 # sound draws; outside it every step's prediction is the input itself, blended diffusion): once
-# under the sound's embedding, once under the same recording turned down by `ambience_db`, at
-# which level the object is no longer drawn. Both drawings paint the region as the place where the
-# sound was recorded; only the first draws the object. The pixels where they differ are the
-# object, and the edit is the first drawing there and the input everywhere else: the object at
-# the size its loudness implies, the input's scene kept around it. Test sounds are held out and
+# under the sound's embedding, once under the same recording turned down by `ambience_db` (its
+# sample of the embedding prior from other prior noise), at which level the object is no longer
+# drawn. Both drawings paint the region as the place where the sound was recorded; only the first
+# draws the object. The pixels where they differ are the object, and the edit is the first
+# drawing there and the input everywhere else: the object at the size its loudness implies, the
+# input's scene kept around it. Each edit is the best of `candidates`: the one whose change from
+# the input, as the image encoder sees it, points most nearly along the sound's embedding minus
+# the turned-down sound's (a directional similarity). Test sounds are held out and
 # recorded at a *different* background than the input image, so keeping the background is a
 # real test; `edit_scene_kept` reads it pixel by pixel around the object, where the judge's
 # background read, which takes the whole picture, can miss a patch of another place.
@@ -29,7 +32,7 @@ w_image: float = 0.0
 w_sound: float = 2.0
 ambience_db: float = -20.0
 region: str = "centre"
-candidates: int = 4  # each edit the best of K by the image encoder (not the videos)
+candidates: int = 4  # each edit the best of K by its change's direction (not the videos)
 
 # %%
 import matplotlib.pyplot as plt

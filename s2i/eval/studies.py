@@ -417,7 +417,9 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
     MP4), sounds of a class whose gain follows a ramp or a swell. The output MP4 is decoded
     back and every frame judged: the heard class present (among any others), the heard object
     alone (its class and no other: the inputs hold none), its size against the envelope (Pearson
-    per video, averaged), the background kept; the container is probed."""
+    per video, averaged), the background kept; the container is probed. Video ``i`` is edited
+    from ``seed + i``, as the edit study's edits are: every frame of a video shares its noise,
+    the videos do not."""
     from pathlib import Path
 
     from s2i.media import probe, read_video, square_resize, write_video
@@ -437,7 +439,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         src = world.source_signal(c, n, world.SR, r)
         amb = world.ambient_signal((bg + 1) % len(world.BACKGROUNDS), n, world.SR, r)
         audio = (world.REF_RMS * world.envelope_to_samples(env, n) * src + world.AMBIENT_RMS * amb).astype(np.float32)
-        vout = edit_video(s2i, vin, audio, work_dir / f"edited_{i}.mp4", sr=world.SR, seed=seed, **edit_kw)
+        vout = edit_video(s2i, vin, audio, work_dir / f"edited_{i}.mp4", sr=world.SR, seed=seed + i, **edit_kw)
         v = read_video(vout)
         rep = s2i.backbones.judge.report(np.stack([square_resize(f, world.IMG) for f in v.frames]))
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
