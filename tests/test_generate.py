@@ -172,6 +172,30 @@ def test_object_mask_marks_where_the_drawings_differ_grown_and_limited_to_the_re
         object_mask(drawn, ref[:1])
 
 
+def test_object_mask_leaves_out_a_halo_of_the_place_around_the_object():
+    """A drawn object's halo -- the place darkened around it, the colour the reference's place has
+    two pixels away -- is not the object: only a colour no reference pixel near it has is. With
+    no reach, the halo counts. The same holds for a large drawing, read shrunk."""
+    from s2i.method.edit import OBJECT_REACH, REACH_SIDE, object_mask, unexplained_difference
+
+    for side in (32, 4 * REACH_SIDE):
+        k = side // 32
+        ref = np.full((1, side, side, 3), 150, np.uint8)
+        ref[0, : 6 * k] = 40  # a dark band at the top of the place
+        drawn = ref.copy()
+        drawn[0, 6 * k : 8 * k, 8 * k : 24 * k] = 40  # the halo: the dark band's colour, 1-2 px below it
+        drawn[0, 12 * k : 18 * k, 12 * k : 18 * k] = (230, 20, 20)  # the object
+        m = object_mask(drawn, ref)
+        assert m.shape == (1, side, side)
+        assert (m[0, 12 * k : 18 * k, 12 * k : 18 * k] == 1).all()  # the object
+        assert m[0, 6 * k : 8 * k, 8 * k : 24 * k].max() == 0  # its halo left out
+        plain = object_mask(drawn, ref, reach=0)
+        assert (plain[0, 6 * k : 8 * k, 8 * k : 24 * k] == 1).all()  # with no reach, kept
+    d = unexplained_difference(drawn, ref, reach=0)
+    np.testing.assert_allclose(d, np.abs(drawn.astype(np.float32) - ref).max(-1) / 255, atol=1e-6)
+    assert OBJECT_REACH * 32 == 2
+
+
 def test_edit_keeps_the_sounds_drawing_where_it_differs_from_the_sound_turned_down(smoke_s2i):
     """An edit is two drawings in the region from the same noise, under the sound and under the
     same sound turned down by ambience_db (its prior sample from other prior noise); the first

@@ -54,6 +54,8 @@ EDIT_W_SOUND_PER_GUIDANCE = 0.4  # the sound's term's weight, in units of the ge
 EDIT_W_IMAGE = 0.0  # the input image's own term: none (the scene is kept by the region and the object's mask)
 OBJECT_THRESHOLD = 0.15  # a pixel is the object's where the two drawings differ by more (any channel, of 1)
 OBJECT_GROW = 1 / 32  # the object's mask grown by this share of the picture's shorter side (1 px of the toy's 32)
+OBJECT_REACH = 1 / 16  # a pixel is the object's if it differs from every reference pixel this near (2 px of 32)
+REACH_SIDE = 64  # px: the reach is read on the drawings shrunk to at most this shorter side (full: 768 px)
 REFERENCE_SEED_OFFSET = 7777  # the reference drawing's sample of the embedding prior: from seed + this
 
 
@@ -177,22 +179,55 @@ def object_mask(
     region: torch.Tensor | None = None,
     threshold: float = OBJECT_THRESHOLD,
     grow: float = OBJECT_GROW,
+    reach: float = OBJECT_REACH,
 ) -> np.ndarray:
     """(N, H, W) float32 in [0, 1]: the object that ``drawn`` holds and ``reference`` does not
-    (uint8 (N, H, W, 3) each, drawn from the same noise): the pixels where they differ by more
-    than ``threshold`` (of 1) in any channel, grown by ``grow`` of the shorter side (at least
-    1 px), their edge softened over as many pixels, and limited to ``region`` ((H, W) in [0, 1];
-    None: anywhere)."""
+    (uint8 (N, H, W, 3) each, drawn from the same noise): the pixels whose colour differs by
+    more than ``threshold`` (of 1, in some channel) from every pixel of the reference within
+    ``reach`` of the shorter side (:func:`unexplained_difference`; 0: from the reference's pixel
+    at the same place), grown by ``grow`` of the shorter side (at least 1 px), their edge
+    softened over as many pixels, and limited to ``region`` ((H, W) in [0, 1]; None: anywhere).
+
+    The reach keeps out the halo a drawn object leaves in the place around it (darker or lighter
+    than the reference's place at that very pixel, but the colour of its place a pixel or two
+    away), which the judge reads as an object of its own; an object's colour is nowhere near."""
     if drawn.shape != reference.shape or drawn.ndim != 4:
         raise ValueError(f"drawings of one shape (N, H, W, 3) needed, got {drawn.shape} and {reference.shape}")
-    diff = np.abs(drawn.astype(np.float32) - reference.astype(np.float32)).max(-1) / 255.0
-    m = torch.from_numpy((diff > threshold).astype(np.float32))[:, None]
+    m = torch.from_numpy(unexplained_difference(drawn, reference, reach) > threshold).float()[:, None]
     g = max(1, round(grow * min(m.shape[-2:])))
     m = F.max_pool2d(m, 2 * g + 1, 1, g)
     m = F.avg_pool2d(F.pad(m, (g, g, g, g), mode="replicate"), 2 * g + 1, 1)
     if region is not None:
         m = m * torch.as_tensor(region, dtype=torch.float32)
     return m[:, 0].numpy()
+
+
+def unexplained_difference(drawn: np.ndarray, reference: np.ndarray, reach: float = OBJECT_REACH) -> np.ndarray:
+    """(N, H, W) float32: per pixel of ``drawn``, the least difference (the largest of the three
+    channels', of 1) between its colour and that of any ``reference`` pixel within ``reach`` of
+    the shorter side (a square window, at least 1 px; ``reach`` 0: the pixel at the same place).
+    Drawings larger than :data:`REACH_SIDE` on their shorter side are compared shrunk to it
+    (area filter) and the result enlarged back (nearest), so the window's cost does not grow
+    with the picture."""
+    a = torch.from_numpy(drawn).permute(0, 3, 1, 2).float() / 255.0
+    b = torch.from_numpy(reference).permute(0, 3, 1, 2).float() / 255.0
+    h, w = a.shape[-2:]
+    if reach <= 0:
+        return (a - b).abs().amax(1).numpy()
+    scale = min(1.0, REACH_SIDE / min(h, w))
+    if scale < 1.0:
+        small = (max(1, round(h * scale)), max(1, round(w * scale)))
+        a, b = F.interpolate(a, size=small, mode="area"), F.interpolate(b, size=small, mode="area")
+    sh, sw = a.shape[-2:]
+    r = max(1, round(reach * min(sh, sw)))
+    bp = F.pad(b, (r, r, r, r), mode="replicate")
+    d = torch.full((a.shape[0], sh, sw), float("inf"))
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            d = torch.minimum(d, (a - bp[..., dy : dy + sh, dx : dx + sw]).abs().amax(1))
+    if scale < 1.0:
+        d = F.interpolate(d[:, None], size=(h, w), mode="nearest")[:, 0]
+    return d.numpy()
 
 
 def object_edit(
