@@ -11,11 +11,14 @@ matches the first's object in colour and shape). A recording also carries the am
 place it was made, which the audio encoder turns into a background, so the first drawing paints
 the region as the sound's place *and* draws the object; the second paints nearly the same place
 without the object. The pixels
-where the two differ are the object (:func:`object_mask`, in the spirit of DiffEdit's mask from
-two conditions, Couairon et al. 2023), and the edit is the first drawing there and the input
-everywhere else (:func:`object_edit`): the object at the size its loudness implies, the
-input's scene -- its place and its own objects -- kept around it. ``ambience_db=None`` keeps the
-whole region as drawn under the sound.
+whose colour differs from every pixel near them in the second drawing are the object
+(:func:`object_mask`, in the spirit of DiffEdit's mask from two conditions, Couairon et al.
+2023; "near" leaves out the halo of the place around the object), and the edit is the first
+drawing there and the input everywhere else (:func:`object_edit`): the object at the size its
+loudness implies, the input's scene -- its place and its own objects -- kept around it.
+``ambience_db=None`` keeps the whole region as drawn under the sound. ``candidates`` > 1 draws
+each edit from several seeds and keeps the one whose change points most along what the sound
+adds (:func:`edit_direction_score`).
 
 The **region** (default ``"centre"``: a centred rectangle of :data:`CENTRE_FRACTION` of each
 side, soft-edged; ``"half"``: the left or right half, which one drawn from ``seed``; or any
