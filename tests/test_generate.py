@@ -564,31 +564,59 @@ def test_draw_best_of_keeps_the_candidate_nearest_its_own_embedding(smoke_s2i):
     np.testing.assert_array_equal(got, drawn[(torch.arange(6) * 3 + sims.argmax(1)).numpy()])
     torch.testing.assert_close(cos, sims.max(1).values)
     assert (sims.max(1).values > sims.min(1).values).all()  # the choice is not a tie
-    audio = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
-    np.testing.assert_array_equal(
-        smoke_s2i.generate(audio, sr=SR, n=2, seed=1, candidates=2),
-        draw_best_of(bb, smoke_s2i.image_embeddings(smoke_s2i.embed_audio(audio, SR)[None], 2, 1), 1, 2, seed=1)[0],
-    )
     with pytest.raises(ValueError, match="candidates"):
         draw_best_of(bb, z, candidates=0)
     with pytest.raises(ValueError, match="do not split"):
         best_of(bb, z, bb.generate(z[:1], n_per=4, seed=0), candidates=3)
 
 
+def test_draw_from_sounds_keeps_the_candidate_nearest_its_sound(smoke_s2i):
+    """From sounds, candidate j is drawn from candidate_seeds(seed, K)[j] -- its own sample of
+    the prior and its own noise, the first the plain drawing -- and each picture is the candidate
+    the image encoder puts nearest to its sound's Z^A (not to the prior sample it came from)."""
+    from s2i.method.generate import candidate_seeds
+
+    bb = smoke_s2i.backbones
+    audio = np.random.default_rng(0).standard_normal((2, SR)).astype(np.float32) * 0.1
+    z = torch.stack([smoke_s2i.embed_audio(a, SR) for a in audio])
+    plain, none = smoke_s2i.draw_from_sounds(z, 2, 1, seed=1)
+    assert none is None
+    np.testing.assert_array_equal(plain, bb.generate(smoke_s2i.image_embeddings(z, 2, 1), seed=1))
+    got, cos = smoke_s2i.draw_from_sounds(z, 2, 3, seed=1)
+    seeds = candidate_seeds(1, 3)
+    cands = [bb.generate(smoke_s2i.image_embeddings(z, 2, sd), seed=sd) for sd in seeds]
+    np.testing.assert_array_equal(cands[0], plain)
+    samples = [smoke_s2i.image_embeddings(z, 2, sd) for sd in seeds]
+    assert not torch.allclose(samples[0], samples[1])  # each candidate its own prior sample
+    target = z.repeat_interleave(2, 0)
+    sims = torch.stack([torch.nn.functional.cosine_similarity(bb.encode_images(c), target, dim=1) for c in cands])
+    pick = sims.argmax(0).numpy()
+    np.testing.assert_array_equal(got, np.stack(cands)[pick, np.arange(4)])
+    torch.testing.assert_close(cos, sims.max(0).values)
+    # the product's generate draws the same way
+    one_sound = smoke_s2i.draw_from_sounds(z[:1], 2, 3, seed=1)[0]
+    np.testing.assert_array_equal(smoke_s2i.generate(audio[0], sr=SR, n=2, seed=1, candidates=3), one_sound)
+    # ranked against the sound, not each candidate's own prior sample: the two rules differ here
+    own = torch.stack(
+        [torch.nn.functional.cosine_similarity(bb.encode_images(c), zs, dim=1) for c, zs in zip(cands, samples)]
+    )
+    assert (own.argmax(0).numpy() != pick).any()
+    with pytest.raises(ValueError, match="candidates"):
+        smoke_s2i.draw_from_sounds(z, 1, 0)
+
+
 def test_eval_generation_reports_the_best_of_and_any_of_its_candidates(smoke_s2i):
     from s2i.eval.studies import eval_generation
-    from s2i.method.generate import draw_best_of
     from s2i.toyworld.heldout import sound_bank
 
     bank = sound_bank(1, 0)
     one = eval_generation(smoke_s2i, bank, 2, seed=3)
     assert one["class_acc_any_candidate"] == one["class_acc"]
     best = eval_generation(smoke_s2i, bank, 2, seed=3, candidates=3, z=one["z"])
-    z_draw = smoke_s2i.image_embeddings(one["z"], 2, 3)  # each image its own sample of the prior
-    np.testing.assert_array_equal(best["images"], draw_best_of(smoke_s2i.backbones, z_draw, 1, 3, seed=3)[0])
-    drawn = smoke_s2i.backbones.generate(z_draw, n_per=3, seed=3)
-    top = smoke_s2i.backbones.judge.report(drawn)["top_class"].reshape(-1, 3)
-    want = (top == best["cls"][:, None]).any(1).mean()
+    np.testing.assert_array_equal(best["images"], smoke_s2i.draw_from_sounds(one["z"], 2, 3, seed=3)[0])
+    drawn, _ = smoke_s2i.sound_candidates(one["z"], 2, 3, seed=3)
+    top = np.stack([smoke_s2i.backbones.judge.report(d)["top_class"] for d in drawn])
+    want = (top == best["cls"][None]).any(0).mean()
     assert best["class_acc_any_candidate"] == pytest.approx(want)
     assert best["class_acc_any_candidate"] >= best["class_acc"]
 

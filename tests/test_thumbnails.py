@@ -31,7 +31,7 @@ from s2i.method.clustering import (
     relative_spread,
     silhouette,
 )
-from s2i.method.generate import Sound2Image, draw_best_of, windows_of
+from s2i.method.generate import Sound2Image, windows_of
 from s2i.method.long_audio import _sub_windows, embed_long_windows, window_embeddings
 from s2i.method.mix import AMBIENCE_DB
 from s2i.method.thumbnails import (
@@ -592,9 +592,10 @@ def test_each_thumbnail_can_be_the_best_of_several_drawings(smoke_s2i):
     best = make_thumbnails(smoke_s2i, None, windows=win, k=2, steps=1, candidates=3)
     np.testing.assert_array_equal(best.labels, one.labels)  # the clusters do not depend on the drawing
     reps, _ = choose_representatives(win.z, best.labels, best.clustering.centroids, "nearest")
-    z_draw = smoke_s2i.image_embeddings(torch.from_numpy(reps), 1, seed=0)  # the prior's samples
-    want, _ = draw_best_of(smoke_s2i.backbones, z_draw, candidates=3, seed=0, steps=1)
+    # each candidate from its own prior sample, the one nearest the representative's sound
+    want, _ = smoke_s2i.draw_from_sounds(torch.from_numpy(reps), 1, 3, seed=0, steps=1)
     np.testing.assert_array_equal(best.images, want)
+    z_draw = smoke_s2i.image_embeddings(torch.from_numpy(reps), 1, seed=0)  # the prior's samples
     plain = smoke_s2i.backbones.generate(z_draw, n_per=1, seed=0, steps=1)
     np.testing.assert_array_equal(one.images, plain)
     assert not np.array_equal(best.images, one.images)

@@ -59,9 +59,11 @@ te_cls = np.array([r["sound_class"] for r in te_rows])
 # %% [markdown]
 # ## Re-ranked by the image encoder
 #
-# The same sounds and image embeddings, each image now the best of `candidates` drawings: the one
-# the frozen image encoder embeds nearest to the embedding it was drawn from
-# (`s2i.method.generate.draw_best_of`; `s2i generate --candidates K`). The judge plays no part in
+# The same sounds and image embeddings, each image now the best of `candidates` drawings. From a
+# sound, each candidate is drawn from its own sample of the embedding prior and the one the
+# frozen image encoder embeds nearest to the sound's own embedding kept
+# (`Sound2Image.draw_from_sounds`; `s2i generate --candidates K`); from an image embedding, the
+# one nearest to that embedding (`s2i.method.generate.draw_best_of`). The judge plays no part in
 # the choice. Upper bound of the re-ranking: the share of images for which any of their
 # candidates shows the heard class.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from s2i.method.generate import Sound2Image, best_of
+from s2i.method.generate import Sound2Image
 from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.toyworld import world
 from s2i.toyworld.heldout import TEST_SEED_OFFSET, TestSound
@@ -68,24 +68,27 @@ def eval_generation(
     z: torch.Tensor | None = None,
 ) -> dict:
     """Audio -> images for each sound; the judge's verdicts against the heard class/background.
-    ``candidates`` > 1: each image is the best of that many drawings by the image encoder
-    (:func:`s2i.method.generate.best_of`; the judge plays no part in the choice), and
-    ``class_acc_any_candidate`` is the re-ranking's upper bound: the share of images for which
-    any of their candidates shows the heard class (with one candidate, ``class_acc``). ``z``: the
-    sounds' embeddings, when already computed. Each image is drawn from its own sample of the
-    embedding prior where ``s2i`` has one (:meth:`Sound2Image.image_embeddings`)."""
+    ``candidates`` > 1: each image is the best of that many drawings, each from its own prior
+    sample, by the image encoder against the sound (:meth:`Sound2Image.draw_from_sounds`; the
+    judge plays no part in the choice), and ``class_acc_any_candidate`` is the re-ranking's upper
+    bound: the share of images for which any of their candidates shows the heard class (with one
+    candidate, ``class_acc``). ``z``: the sounds' embeddings, when already computed. Each image is
+    drawn from its own sample of the embedding prior where ``s2i`` has one
+    (:meth:`Sound2Image.image_embeddings`)."""
     if z is None:
         z = torch.stack([s2i.embed_audio(s.render(), world.SR) for s in bank])
-    z_draw = s2i.image_embeddings(z, n_images, seed)
-    drawn = s2i.backbones.generate(z_draw, n_per=candidates, guidance=guidance, seed=seed)
-    rep_all = s2i.backbones.judge.report(drawn)
     cls = np.repeat([s.cls for s in bank], n_images)
     bg = np.repeat([s.bg for s in bank], n_images)
-    any_hit = (rep_all["top_class"] == np.repeat(cls, candidates)).reshape(-1, candidates).any(1)
-    imgs, rep = drawn, rep_all
-    if candidates > 1:  # the chosen candidates' verdicts, read off those of every candidate
-        rows = best_of(s2i.backbones, z_draw, drawn, candidates)[0]
-        imgs, rep = drawn[rows], {k: v[rows] for k, v in rep_all.items()}
+    if candidates == 1:
+        imgs = s2i.draw_from_sounds(z, n_images, 1, seed, guidance=guidance)[0]
+        rep = s2i.backbones.judge.report(imgs)
+        any_hit = rep["top_class"] == cls
+    else:  # the chosen candidates' verdicts, read off those of every candidate
+        drawn, cos = s2i.sound_candidates(z, n_images, candidates, seed, guidance=guidance)
+        rep_all = s2i.backbones.judge.report(drawn.reshape(-1, *drawn.shape[2:]))
+        any_hit = (rep_all["top_class"].reshape(candidates, -1) == cls).any(0)
+        flat = cos.argmax(0).numpy() * len(cls) + np.arange(len(cls))  # candidate-major rows
+        imgs, rep = drawn.reshape(-1, *drawn.shape[2:])[flat], {k: v[flat] for k, v in rep_all.items()}
     exact = rep["present"].sum(1) == 1
     return dict(
         images=imgs,

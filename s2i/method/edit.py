@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from s2i.backbones.base import require_composition
 from s2i.media import aspect_crop, fit_resize, read_audio_track, read_video, square_resize, write_video
-from s2i.method.generate import Sound2Image
+from s2i.method.generate import CANDIDATE_SEED_STRIDE, Sound2Image, candidate_seeds  # noqa: F401 (re-exported)
 from s2i.method.mix import AMBIENCE_DB, REGION_SOFTNESS, band_regions, soft_span
 from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
@@ -379,18 +379,6 @@ def edit_direction_score(
     quiet = [None] * len(sounds) if quiet is None else quiet
     dirs = [z.float() if q is None else z.float() - q.float() for z, q in zip(sounds, quiet, strict=True)]
     return torch.stack([F.cosine_similarity(d, v, dim=1) for v in dirs]).mean(0)
-
-
-CANDIDATE_SEED_STRIDE = 1_000_003  # candidate j of an edit from ``seed`` is drawn from seed + j * stride
-
-
-def candidate_seeds(seed: int, candidates: int) -> list[int]:
-    """The seeds of an edit's ``candidates`` drawings: ``seed`` first (one candidate is the plain
-    edit), then ``seed + j *`` :data:`CANDIDATE_SEED_STRIDE`, far from the neighbouring seeds a
-    batch of edits uses (``seed + i``)."""
-    if int(candidates) < 1:
-        raise ValueError(f"candidates must be >= 1, got {candidates}")
-    return [int(seed) + j * CANDIDATE_SEED_STRIDE for j in range(int(candidates))]
 
 
 def frame_sound_embeddings(

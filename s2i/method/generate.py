@@ -64,6 +64,18 @@ def _check_candidates(candidates: int) -> None:
         raise ValueError(f"candidates must be a whole number >= 1, got {candidates!r}")
 
 
+CANDIDATE_SEED_STRIDE = 1_000_003  # candidate j of a drawing from ``seed`` is drawn from seed + j * stride
+
+
+def candidate_seeds(seed: int, candidates: int) -> list[int]:
+    """The seeds of ``candidates`` drawings of one picture or edit: ``seed`` first (one candidate
+    is the plain drawing), then ``seed + j *`` :data:`CANDIDATE_SEED_STRIDE`, far from the
+    neighbouring seeds a batch uses (``seed + i``)."""
+    if int(candidates) < 1:
+        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    return [int(seed) + j * CANDIDATE_SEED_STRIDE for j in range(int(candidates))]
+
+
 def best_of(
     backbones: Backbones, embeddings: torch.Tensor, drawn: np.ndarray, candidates: int
 ) -> tuple[np.ndarray, torch.Tensor]:
@@ -101,16 +113,6 @@ def draw_best_of(
     drawn = backbones.generate(z, n_per=n_per * candidates, seed=seed, **kw)
     rows, cos = best_of(backbones, z, drawn, candidates)
     return drawn[rows], cos
-
-
-def draw_images(
-    backbones: Backbones, embeddings: torch.Tensor, n_per: int = 1, candidates: int = 1, seed: int = 0, **kw
-) -> np.ndarray:
-    """The images of :func:`draw_best_of`; with ``candidates=1`` the backbones' ``generate``
-    alone, without the image encoder's pass that only the cosines need."""
-    if candidates == 1:
-        return backbones.generate(embeddings, n_per=n_per, seed=seed, **kw)
-    return draw_best_of(backbones, embeddings, n_per, candidates, seed, **kw)[0]
 
 
 class Sound2Image:
@@ -254,12 +256,54 @@ class Sound2Image:
     ) -> np.ndarray:
         """Audio -> ``n`` images (uint8 (n, H, W, 3)), each from its own sample of the prior
         (:meth:`image_embeddings`); the same seed gives the same images.
-        ``candidates`` > 1: each image is the best of that many drawings of its embedding,
-        re-ranked by the image encoder (:func:`draw_best_of`). ``kw`` goes to the backbones' ``generate``: e.g.
+        ``candidates`` > 1: each image is the best of that many drawings, each from its own
+        prior sample, re-ranked by the image encoder against the sound (:meth:`draw_from_sounds`).
+        ``kw`` goes to the backbones' ``generate``: e.g.
         ``height``/``width`` (a size the generator draws, see
         :meth:`~s2i.backbones.base.Backbones.drawing_size`), ``progress``."""
-        z = self.image_embeddings(self.embed_audio(audio, sr)[None], n, seed)
-        return draw_images(self.backbones, z, 1, candidates, seed, guidance=guidance, steps=steps, **kw)
+        z = self.embed_audio(audio, sr)[None]
+        return self.draw_from_sounds(z, n, candidates, seed, guidance=guidance, steps=steps, **kw)[0]
+
+    def sound_candidates(
+        self, z_audio: torch.Tensor, n_per: int = 1, candidates: int = 1, seed: int = 0, **kw
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """Every candidate of :meth:`draw_from_sounds`: uint8 (K, N * n_per, H, W, 3), candidate
+        ``j`` drawn from seed ``candidate_seeds(seed, K)[j]`` (its own samples of the embedding
+        prior and its own noise), and (K, N * n_per) cosines between each picture's image
+        embedding and its sound's Z^A."""
+        z = torch.as_tensor(z_audio).float()
+        target = z.repeat_interleave(n_per, 0)
+        drawn, cos = [], []
+        for sd in candidate_seeds(seed, candidates):
+            images = self.backbones.generate(self.image_embeddings(z, n_per, sd), seed=sd, **kw)
+            e = self.backbones.encode_images(images).float()
+            drawn.append(images)
+            cos.append(torch.nn.functional.cosine_similarity(e, target, dim=1))
+        return np.stack(drawn), torch.stack(cos)
+
+    def draw_from_sounds(
+        self, z_audio: torch.Tensor, n_per: int = 1, candidates: int = 1, seed: int = 0, **kw
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """(N, D) sound embeddings (Z^A) -> uint8 (N * n_per, H, W, 3) pictures, each sound's
+        ``n_per`` consecutive, each from its own sample of the prior (:meth:`image_embeddings`),
+        and their cosines to their sounds' Z^A (None for one candidate). ``candidates`` > 1: each
+        picture is the best of that many drawings, each from its own seed
+        (:func:`candidate_seeds`: its own prior sample and its own noise; the first is the plain
+        drawing), the one the frozen image encoder puts nearest to its *sound's* embedding --
+        DALL-E's re-ranking by CLIP, against the sound, not the prior's sample each candidate was
+        drawn from (a candidate drawn from an odd sample would match it). Candidates from one
+        prior sample differ only in the diffusion noise, which seldom changes the object: on
+        tuning sounds, any of 3 such candidates right 0.955 against one drawing's 0.949, any of 3
+        from their own samples 0.977 (docs/decisions/thumbnails.md). ``kw`` goes to the
+        backbones' ``generate`` (``guidance``, ``steps``, ``height``/``width``, ``progress``)."""
+        _check_candidates(candidates)
+        z = torch.as_tensor(z_audio).float()
+        if candidates == 1:
+            return self.backbones.generate(self.image_embeddings(z, n_per, seed), seed=seed, **kw), None
+        drawn, cos = self.sound_candidates(z, n_per, candidates, seed, **kw)
+        best = cos.argmax(0)
+        rows = torch.arange(drawn.shape[1])
+        return drawn[best.numpy(), rows.numpy()], cos[best, rows]
 
     def generate_mix(
         self,

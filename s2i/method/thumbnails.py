@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from s2i.method.clustering import Clustering, choose_representatives, cluster_embeddings, cosine_distances, cut_tree
-from s2i.method.generate import draw_images
 from s2i.method.long_audio import WindowEmbeddings, window_embeddings
 from s2i.method.mix import AMBIENCE_DB
 from s2i.utils import write_json
@@ -304,10 +303,10 @@ def make_thumbnails(
             nearest lasting one (automatic k only); default ``max(2, ceil(T / hop))``: longer
             than the windows that straddle one change of sound.
         guidance, steps: passed to the generator (defaults: the generator's config).
-        candidates: each thumbnail is the best of this many drawings, the one the image encoder
-            embeds nearest to the embedding drawn (:func:`s2i.method.generate.draw_images`;
-            1: one drawing). With an embedding prior, the embedding drawn is the prior's sample
-            for the cluster's representative (:meth:`Sound2Image.image_embeddings`).
+        candidates: each thumbnail is the best of this many drawings, each from its own sample
+            of the embedding prior for the cluster's representative, the one the image encoder
+            embeds nearest to the representative's sound embedding
+            (:meth:`Sound2Image.draw_from_sounds`; 1: one drawing).
         out_dir: if given, :meth:`ThumbnailResult.save` writes the files there.
         windows: precomputed :func:`thumbnail_windows` for the same ``final`` (then ``audio``
             is not read).
@@ -354,8 +353,7 @@ def make_thumbnails(
     reps, rep_idx = choose_representatives(w.z, cl.labels, cl.centroids, representative)
     import torch
 
-    z_draw = s2i.image_embeddings(torch.from_numpy(reps), 1, seed)  # the prior's sample, where there is one
-    images = draw_images(s2i.backbones, z_draw, candidates=candidates, seed=seed, guidance=guidance, steps=steps)
+    images = s2i.draw_from_sounds(torch.from_numpy(reps), 1, candidates, seed, guidance=guidance, steps=steps)[0]
     images = np.asarray(images, np.uint8)
     sizes = np.bincount(cl.labels, minlength=cl.k)
     groups = dist = None
