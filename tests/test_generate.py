@@ -248,7 +248,8 @@ def test_edit_candidates_keep_the_edit_whose_change_is_the_sound(smoke_s2i):
     from the edit's own seed), the one whose change from the input's embedding points most
     nearly toward the sound's own embedding; the region comes from the edit's seed whatever the
     candidate's."""
-    from s2i.method.edit import candidate_seeds, edit_image, prepare_image
+    from s2i.method.edit import edit_image, prepare_image
+    from s2i.method.generate import candidate_seeds
     from s2i.models.audio_encoder import SR
     from s2i.toyworld import world
 

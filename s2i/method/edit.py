@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from s2i.backbones.base import require_composition
 from s2i.media import aspect_crop, fit_resize, read_audio_track, read_video, square_resize, write_video
-from s2i.method.generate import CANDIDATE_SEED_STRIDE, Sound2Image, candidate_seeds  # noqa: F401 (re-exported)
+from s2i.method.generate import Sound2Image, candidate_seeds
 from s2i.method.mix import AMBIENCE_DB, REGION_SOFTNESS, band_regions, soft_span
 from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
