@@ -323,10 +323,13 @@ def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
     return out
 
 
-def _edit_study(bb, frames: np.ndarray, z_audio, z_image, judge, ev: dict, seed: int, steps) -> dict:
-    """Test frame ``i`` edited with the sound of clip ``a[i]`` (baseline: of clip ``b[i]``; upper
-    bound: clip ``a[i]``'s frame embedding), measured toward clip ``a[i]``'s frame."""
-    from s2i.method.edit import EDIT_STRENGTH, compose_edit, default_w_sound
+def _edit_study(bb, frames: np.ndarray, z_audio, z_quiet, z_image, judge, ev: dict, seed: int, steps) -> dict:
+    """Test frame ``i`` edited with the sound of clip ``a[i]`` as the product edits
+    (:func:`s2i.method.edit.object_edit`: drawn under the sound in the centre region and kept
+    where it differs from a drawing under the same sound turned down, ``z_quiet``), measured toward
+    clip ``a[i]``'s frame. Baseline: the sound of clip ``b[i]``; upper bound: clip ``a[i]``'s frame
+    embedding in the sound's place (its reference the sound of ``a[i]`` turned down)."""
+    from s2i.method.edit import EDIT_STRENGTH, EDIT_W_IMAGE, default_w_sound, object_edit
     from s2i.real.evaluate import derangement, edit_response
 
     m = min(int(ev.get("n_edit", 16)), len(frames))
@@ -336,15 +339,17 @@ def _edit_study(bb, frames: np.ndarray, z_audio, z_image, judge, ev: dict, seed:
     b = a[derangement(m, seed + 2)]
     b = np.where(b == np.arange(m), a[a], b)  # a third clip where possible
     inputs = frames[:m]
-    z_in = bb.encode_images(inputs)
-
     w_sound = default_w_sound(bb)
 
-    def edit(z_cond):
-        return compose_edit(bb, z_in, [z_cond], [w_sound], inputs, 1.0, seed, EDIT_STRENGTH, "all", steps)
+    def edit(z_cond, z_ref):
+        args = (inputs, EDIT_W_IMAGE, seed, EDIT_STRENGTH)
+        return object_edit(bb, None, [z_cond], [z_ref], [w_sound], *args, steps=steps)
 
-    edits = {"sound": edit(z_audio[:m][a]), "baseline_other_sound": edit(z_audio[:m][b])}
-    edits["upper_bound_true_embedding"] = edit(z_image[:m][a])
+    edits = {
+        "sound": edit(z_audio[:m][a], z_quiet[:m][a]),
+        "baseline_other_sound": edit(z_audio[:m][b], z_quiet[:m][b]),
+        "upper_bound_true_embedding": edit(z_image[:m][a], z_quiet[:m][a]),
+    }
     return dict(n=m, strength=EDIT_STRENGTH, w_sound=w_sound, **edit_response(inputs, frames[:m][a], edits, judge))
 
 
@@ -402,7 +407,11 @@ def run_evaluate(p: dict[str, Any]) -> dict:
         judge.encode,
         tuple(float(g) for g in ev.get("gains_db", (-12, -6, 0, 6, 12))),
     )
-    metrics["editing"] = _edit_study(bb, frames, z_audio, pairs.z(te), judge.encode, ev, seed, steps)
+    from s2i.method.mix import AMBIENCE_DB
+
+    ne = min(int(ev.get("n_edit", 16)), len(te))  # editing's references: the first sounds turned down
+    z_quiet = enc.embed_windows(pairs.windows(te[:ne]) * 10 ** (AMBIENCE_DB / 20))
+    metrics["editing"] = _edit_study(bb, frames, z_audio, z_quiet, pairs.z(te), judge.encode, ev, seed, steps)
     write_json(out / "metrics" / "evaluation.json", metrics)
     from s2i.viz import grid, save_png
 
