@@ -324,9 +324,10 @@ def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
 
 
 def _edit_study(bb, frames: np.ndarray, z_audio, z_quiet, z_image, judge, ev: dict, seed: int, steps) -> dict:
-    """Test frame ``i`` edited with the sound of clip ``a[i]`` as the product edits
+    """Test frame ``i`` edited with the sound of clip ``a[i]`` by the product's mechanism
     (:func:`s2i.method.edit.object_edit`: drawn under the sound in the centre region and kept
-    where it differs from a drawing under the same sound turned down, ``z_quiet``), measured toward
+    where it differs from a drawing under the same sound turned down, ``z_quiet``; from the
+    sounds' embeddings, not the prior's samples, one drawing each), measured toward
     clip ``a[i]``'s frame. Baseline: the sound of clip ``b[i]``; upper bound: clip ``a[i]``'s frame
     embedding in the sound's place (its reference the sound of ``a[i]`` turned down)."""
     from s2i.method.edit import EDIT_STRENGTH, EDIT_W_IMAGE, default_w_sound, object_edit
