@@ -281,7 +281,7 @@ def test_toy_video_pastes_its_square_back_into_the_frame(smoke_s2i, tmp_path) ->
     """The toy generator draws 32x32 squares: a 16:9 video is edited in its centre square and
     keeps its size, frame rate, frame count and audio; outside the square the frames are the
     input's (to the codec's rounding)."""
-    from s2i.method.edit import edit_video
+    from s2i.method.video_edit import edit_video
 
     frames = _frames(64, 36, 8)
     src = write_video(tmp_path / "wide.mp4", frames, 8, _sound(44100, 1.0), 44100)

@@ -75,7 +75,7 @@ def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(sm
 def test_video_study_edits_each_video_from_its_own_seed(smoke_s2i, tmp_path, monkeypatch):
     """Video i is edited from seed + i (every frame of a video shares its noise, the videos do
     not), and every output is decoded and read."""
-    import s2i.method.edit as edit
+    import s2i.method.video_edit as video_edit
 
     seeds = []
 
@@ -83,8 +83,8 @@ def test_video_study_edits_each_video_from_its_own_seed(smoke_s2i, tmp_path, mon
         seeds.append(seed)
         return real(*args, seed=seed, **kw)
 
-    real = edit.edit_video
-    monkeypatch.setattr(edit, "edit_video", recording)
+    real = video_edit.edit_video
+    monkeypatch.setattr(video_edit, "edit_video", recording)
     r = video_study(smoke_s2i, 2, 5, tmp_path, n_frames=8, steps=2)
     assert seeds == [5, 6]
     assert len(r["frames"]) == 2 and all(len(f) == 8 for f in r["frames"])

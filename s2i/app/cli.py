@@ -135,7 +135,7 @@ def cmd_video(args) -> int:
     if out.suffix.lower() != ".mp4":
         raise CLIError(f"{out}: the output video must be an .mp4 file")
     s2i = load_model(args)
-    from s2i.method.edit import edit_video
+    from s2i.method.video_edit import edit_video
 
     edit_video(
         s2i, str(vp), str(ap), str(out), seed=args.seed, steps=args.steps, keep_audio=args.audio_track == "video"

@@ -426,7 +426,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
     from pathlib import Path
 
     from s2i.media import probe, read_video, square_resize, write_video
-    from s2i.method.edit import edit_video
+    from s2i.method.video_edit import edit_video
 
     work_dir = Path(work_dir)
     rng = np.random.default_rng(TEST_SEED_OFFSET + 13 + seed)
