@@ -66,7 +66,7 @@ def edit_frames(
 ) -> np.ndarray:
     """Edit each frame (uint8 (T, h, w, 3) at a size the generator draws: a
     :meth:`~s2i.backbones.base.Backbones.drawing_size`) with the sound around its time; every
-    frame has the same noise and the same ``region`` (:func:`edit_region`), and with an embedding
+    frame has the same noise and the same ``region`` (:func:`~s2i.method.edit.edit_region`), and with an embedding
     prior every frame's sound the same prior noise (:meth:`Sound2Image.image_embeddings`)."""
     z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
     z_snd = s2i.image_embeddings(z_snd, 1, seed, shared=True)
