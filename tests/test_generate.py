@@ -278,6 +278,26 @@ def test_edit_candidates_keep_the_edit_whose_change_is_the_sound(smoke_s2i):
         edit_image(smoke_s2i, img, snd, world.SR, candidates=0)
 
 
+def test_best_edits_rank_an_unchanged_input_last():
+    """Per edit, the best-scoring candidate among those that changed a pixel: an edit that left
+    the input as it was (score 0) loses to one that changed it even with a negative score; the
+    first when none changed; the scores decide among changed ones (ties: the first)."""
+    from s2i.method.edit import best_edits
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    drawn = img.copy()
+    drawn[1, 2] = 200
+    # 3 candidates x 3 edits: edit 0 has candidates unchanged / changed / changed,
+    # edit 1 all unchanged, edit 2 changed / changed / unchanged
+    outs = np.stack([np.stack([img, img, drawn]), np.stack([drawn, img, drawn]), np.stack([drawn, img, img])])
+    scores = torch.tensor([[0.0, 0.0, 0.2], [-0.3, -0.5, 0.2], [-0.1, 0.9, 0.9]])
+    np.testing.assert_array_equal(best_edits(outs, img, scores), [2, 0, 0])
+    scores[2, 0] = -0.6  # now candidate 1 scores best among edit 0's changed ones
+    np.testing.assert_array_equal(best_edits(outs, img, scores)[0], 1)
+    # plain argmax would keep the unchanged candidate of edit 0 (score 0 > -0.3): the rule matters
+    assert int(scores[:, 0].argmax()) == 0
+
+
 def test_edit_direction_score_reads_the_change_not_the_scene():
     """The score is the cosine between the edit's change and the sound (minus the turned-down
     sound, when given): 1 for a change along it whatever the input's embedding, 0 for no change,

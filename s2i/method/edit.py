@@ -294,8 +294,9 @@ def edit_image(
             :func:`candidate_seeds` (the prior's sample and the noise both change): the one
             whose change from the input, as the frozen image encoder sees it, points most
             nearly along what the sound adds -- its embedding minus the turned-down sound's
-            (:func:`edit_direction_score`; the mean over several sounds). 1: one edit from
-            ``seed``. Costs ``candidates`` times the drawing.
+            (:func:`edit_direction_score`; the mean over several sounds), among those that
+            changed the input at all (:func:`best_edits`). 1: one edit from ``seed``. Costs
+            ``candidates`` times the drawing.
     """
     rgb = read_rgb(image)
     size = s2i.backbones.drawing_size(*rgb.shape[:2])
@@ -343,8 +344,20 @@ def edit_image(
             return out
         cos.append(edit_direction_score(s2i.backbones.encode_images(out), e_img, z_loud, z_quiet))
         outs.append(out)
-    best = torch.stack(cos).argmax(0).numpy()  # (n,): per image, the best-scoring candidate (ties: the first)
-    return np.stack(outs)[best, np.arange(n)]
+    outs = np.stack(outs)
+    return outs[best_edits(outs, img, torch.stack(cos)), np.arange(n)]
+
+
+def best_edits(outs: np.ndarray, image: np.ndarray, scores: torch.Tensor) -> np.ndarray:
+    """(n,) the candidate kept for each of ``n`` edits: ``outs`` (K, n, h, w, 3) the K
+    candidates' edits of ``image`` (h, w, 3), ``scores`` (K, n) their
+    :func:`edit_direction_score`. The best-scoring candidate among those that changed some pixel
+    (ties: the first); a candidate whose drawings under the sound and under the turned-down sound
+    agreed everywhere left the input as it was (an empty object mask) and ranks below every
+    candidate that added something, whose change may point a little away from the sound (a score
+    below its 0) and still hold the object. The first candidate when none changed anything."""
+    changed = torch.from_numpy((outs != image).any(axis=(2, 3, 4)))
+    return torch.where(changed, scores.float(), -2.0).argmax(0).numpy()
 
 
 def edit_direction_score(
