@@ -65,6 +65,8 @@ def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(sm
     r = edit_study(smoke_s2i, 4, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)
     assert 0.0 <= r["edit_object_added"] <= r["edit_heard_class_present"] <= 1.0
     assert len(r["examples"]) == 4
+    # one unit per edit for the interval, whose mean is the figure
+    assert len(r["added_per_edit"]) == 4 and np.mean(r["added_per_edit"]) == r["edit_object_added"]
     assert 0.0 <= r["edit_input_object_kept"] <= 1.0  # edits 1 and 3 start from a scene with an object
     none = edit_study(smoke_s2i, 1, seed=0, gains_db=[0.0], strength=0.8, w_sound=4.0)  # edit 0: an empty scene
     assert none["edit_input_object_kept"] is None
@@ -89,6 +91,8 @@ def test_video_study_edits_each_video_from_its_own_seed(smoke_s2i, tmp_path, mon
     assert seeds == [5, 6]
     assert len(r["frames"]) == 2 and all(len(f) == 8 for f in r["frames"])
     assert 0.0 <= r["video_object_present"] <= 1.0 and r["probes"][0]["video"] == "h264"
+    assert len(r["corr_per_video"]) == 2
+    np.testing.assert_allclose(np.mean(r["corr_per_video"]), r["video_size_envelope_corr"])
 
 
 def test_scene_kept_counts_a_patch_around_the_object_and_nothing_else():

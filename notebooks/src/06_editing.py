@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
-from s2i.eval.studies import edit_study, video_study
+from s2i.eval.studies import bootstrap_ci, edit_study, video_study
 from s2i.method.generate import Sound2Image
 from s2i.viz import grid, save_png
 
@@ -57,6 +57,7 @@ ed = edit_study(s2i, n_edits, seed, G, candidates=candidates, **kw)
 vid = video_study(s2i, n_videos, seed, edir, **kw)
 metrics = dict(
     edit_object_added=ed["edit_object_added"],  # the heard class and no class the input lacked
+    edit_object_added_ci95=bootstrap_ci(ed["added_per_edit"], seed=seed),  # over the edits
     edit_heard_class_present=ed["edit_heard_class_present"],  # among any: an upper bound
     edit_real_object_added=ed["edit_real_object_added"],  # a perfect edit, as the judge reads it
     edit_background_kept=ed["edit_background_kept"],
@@ -64,6 +65,7 @@ metrics = dict(
     edit_input_object_kept=ed["edit_input_object_kept"],  # the input's own object still there
     edit_volume_spearman=ed["edit_volume_spearman"],
     video_size_envelope_corr=vid["video_size_envelope_corr"],
+    video_size_envelope_corr_ci95=bootstrap_ci(vid["corr_per_video"], seed=seed),  # over the videos
     video_object_present=vid["video_object_present"],
     video_object_alone=vid["video_object_alone"],
     video_bg_kept=vid["video_bg_kept"],

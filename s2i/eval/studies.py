@@ -401,6 +401,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         edit_scene_kept=float(scene_kept(np.stack(edits), np.stack(inputs), np.array(radii)).mean()),
         edit_input_object_kept=float(np.mean(objects_kept)) if objects_kept else None,
         edit_volume_spearman=float(np.mean(rhos)),
+        added_per_edit=[float(a) for a in added],  # the units of edit_object_added (bootstrap_ci)
         examples=examples,
     )
 
@@ -465,6 +466,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         video_object_present=float(np.mean(present)),
         video_object_alone=float(np.mean(alone)),
         video_bg_kept=float(np.mean(kept)),
+        corr_per_video=corrs,  # the units of video_size_envelope_corr (bootstrap_ci)
         probes=probes,
         frames=outs,
     )
