@@ -355,7 +355,8 @@ def best_edits(outs: np.ndarray, image: np.ndarray, scores: torch.Tensor) -> np.
     (ties: the first); a candidate whose drawings under the sound and under the turned-down sound
     agreed everywhere left the input as it was (an empty object mask) and ranks below every
     candidate that added something, whose change may point a little away from the sound (a score
-    below its 0) and still hold the object. The first candidate when none changed anything."""
+    below the unchanged one's 0) and still hold the object. The first candidate when none changed
+    anything."""
     changed = torch.from_numpy((outs != image).any(axis=(2, 3, 4)))
     return torch.where(changed, scores.float(), -2.0).argmax(0).numpy()
 
