@@ -71,8 +71,7 @@ def candidate_seeds(seed: int, candidates: int) -> list[int]:
     """The seeds of ``candidates`` drawings of one picture or edit: ``seed`` first (one candidate
     is the plain drawing), then ``seed + j *`` :data:`CANDIDATE_SEED_STRIDE`, far from the
     neighbouring seeds a batch uses (``seed + i``)."""
-    if int(candidates) < 1:
-        raise ValueError(f"candidates must be >= 1, got {candidates}")
+    _check_candidates(candidates)
     return [int(seed) + j * CANDIDATE_SEED_STRIDE for j in range(int(candidates))]
 
 

@@ -323,8 +323,9 @@ def _test_frames(corpus: Corpus, rows: list[dict], size: int) -> np.ndarray:
     return out
 
 
-def _edit_study(bb, frames: np.ndarray, z_audio, z_quiet, z_image, judge, ev: dict, seed: int, steps) -> dict:
-    """Test frame ``i`` edited with the sound of clip ``a[i]`` by the product's mechanism
+def _edit_study(bb, frames: np.ndarray, z_audio, z_quiet, z_image, judge, m: int, seed: int, steps) -> dict:
+    """The first ``m`` test frames (as many as ``z_quiet`` holds), frame ``i`` edited with the
+    sound of clip ``a[i]`` by the product's mechanism
     (:func:`s2i.method.edit.object_edit`: drawn under the sound in the centre region and kept
     where it differs from a drawing under the same sound turned down, ``z_quiet``; from the
     sounds' embeddings, not the prior's samples, one drawing each), measured toward
@@ -333,7 +334,6 @@ def _edit_study(bb, frames: np.ndarray, z_audio, z_quiet, z_image, judge, ev: di
     from s2i.method.edit import EDIT_STRENGTH, EDIT_W_IMAGE, default_w_sound, object_edit
     from s2i.real.evaluate import derangement, edit_response
 
-    m = min(int(ev.get("n_edit", 16)), len(frames))
     if m < 3:
         return dict(skipped=f"{m} test pairs; the edit study needs 3")
     a = derangement(m, seed + 1)
@@ -412,7 +412,7 @@ def run_evaluate(p: dict[str, Any]) -> dict:
 
     ne = min(int(ev.get("n_edit", 16)), len(te))  # editing's references: the first sounds turned down
     z_quiet = enc.embed_windows(pairs.windows(te[:ne]) * 10 ** (AMBIENCE_DB / 20))
-    metrics["editing"] = _edit_study(bb, frames, z_audio, z_quiet, pairs.z(te), judge.encode, ev, seed, steps)
+    metrics["editing"] = _edit_study(bb, frames, z_audio, z_quiet, pairs.z(te), judge.encode, ne, seed, steps)
     write_json(out / "metrics" / "evaluation.json", metrics)
     from s2i.viz import grid, save_png
 
