@@ -46,7 +46,8 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
-from s2i.eval.studies import MIX_METHODS, bootstrap_ci, mixing_study, volume_sweep
+from s2i.eval.stats import bootstrap_ci
+from s2i.eval.studies import MIX_METHODS, mixing_study, volume_sweep
 from s2i.method.generate import Sound2Image
 from s2i.toyworld.heldout import sound_bank
 from s2i.viz import grid, save_png

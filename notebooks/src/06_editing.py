@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
-from s2i.eval.studies import bootstrap_ci, edit_study, video_study
+from s2i.eval.stats import bootstrap_ci
+from s2i.eval.studies import edit_study, video_study
 from s2i.method.generate import Sound2Image
 from s2i.viz import grid, save_png
 

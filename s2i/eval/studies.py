@@ -258,18 +258,6 @@ def real_pair_scenes(pairs: list[tuple[TestSound, TestSound]], seed: int) -> np.
     return codec_roundtrip(np.stack(imgs))
 
 
-def bootstrap_ci(values, n_boot: int = 10000, seed: int = 0, level: float = 0.95) -> list[float]:
-    """Percentile bootstrap interval of the mean of ``values`` (one value per independent unit,
-    e.g. per pair: the images of one pair are not independent of each other)."""
-    v = np.asarray(values, float)
-    if v.size == 0:
-        raise ValueError("no values to bootstrap")
-    rng = np.random.default_rng([0xB007, int(seed)])
-    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(1)
-    a = (1 - level) / 2
-    return [float(np.quantile(means, a)), float(np.quantile(means, 1 - a))]
-
-
 def mixing_study(
     s2i: Sound2Image,
     n_pairs: int,
@@ -401,7 +389,7 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
         edit_scene_kept=float(scene_kept(np.stack(edits), np.stack(inputs), np.array(radii)).mean()),
         edit_input_object_kept=float(np.mean(objects_kept)) if objects_kept else None,
         edit_volume_spearman=float(np.mean(rhos)),
-        added_per_edit=[float(a) for a in added],  # the units of edit_object_added (bootstrap_ci)
+        added_per_edit=[float(a) for a in added],  # the units of edit_object_added (its bootstrap interval)
         examples=examples,
     )
 
@@ -466,7 +454,7 @@ def video_study(s2i: Sound2Image, n_videos: int, seed: int, work_dir, n_frames: 
         video_object_present=float(np.mean(present)),
         video_object_alone=float(np.mean(alone)),
         video_bg_kept=float(np.mean(kept)),
-        corr_per_video=corrs,  # the units of video_size_envelope_corr (bootstrap_ci)
+        corr_per_video=corrs,  # the units of video_size_envelope_corr (its interval)
         probes=probes,
         frames=outs,
     )

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from s2i.backbones.toy import ToyBackbones
+from s2i.eval.stats import bootstrap_ci
 from s2i.models.common import resolve_device, use_bf16
 from s2i.models.generator import GeneratorCfg
 from s2i.models.image_encoder import ImageEncoder, embed
@@ -123,7 +124,8 @@ def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
 def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, device=None, timings=None):
     """Measure the backbones saved in ``model_dir`` on held-out stills: the encoder's probes
     (:func:`probe_encoder`), the judge on the stills, and the judge on the generator's drawings
-    from the first ``n_recon`` stills' embeddings (``recon_*``). Returns (metrics, those
+    from the first ``n_recon`` stills' embeddings (``recon_*``; the shape read's 95 % bootstrap
+    interval over the single-object stills, ``recon_class_acc_ci95``). Returns (metrics, those
     stills, the drawings); the drawing's time goes into ``timings`` when given."""
     bb = ToyBackbones.load(model_dir).to(resolve_device(device))
     metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
@@ -134,7 +136,10 @@ def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, de
     if timings is not None:
         timings["generate_s"] = time.time() - t
         timings["images_per_s"] = n_recon / timings["generate_s"]
-    metrics.update(judge_scores(bb.judge.report(recon), sub, "recon"))
+    rep = bb.judge.report(recon)
+    metrics.update(judge_scores(rep, sub, "recon"))
+    s = _single(sub)  # the units of recon_class_acc: its single-object stills
+    metrics["recon_class_acc_ci95"] = bootstrap_ci(rep["top_class"][s] == sub.presence[s].argmax(1), seed=seed)
     metrics.update(n_stills=len(train.images), n_heldout=len(held.images), n_recon=n_recon, embed_dim=bb.embed_dim)
     return metrics, sub, recon
 
