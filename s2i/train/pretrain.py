@@ -342,7 +342,7 @@ def write_measurements(model_dir: str | Path, params: dict) -> dict:
     )
     write_json(out / "metrics" / "backbones.json", metrics)
     save_png(out / "figures" / "pretrain_recon_grid.png", recon_grid(sub.images, recon))
-    print({k: round(v, 4) for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None})
+    print({k: np.round(v, 4).tolist() for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None})
     return metrics
 
 
