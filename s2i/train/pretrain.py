@@ -342,7 +342,8 @@ def write_measurements(model_dir: str | Path, params: dict) -> dict:
     )
     write_json(out / "metrics" / "backbones.json", metrics)
     save_png(out / "figures" / "pretrain_recon_grid.png", recon_grid(sub.images, recon))
-    print({k: np.round(v, 4).tolist() for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None})
+    read = {k: v for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None}
+    print({k: np.round(v, 4).tolist() for k, v in read.items()})
     return metrics
 
 
