@@ -185,6 +185,8 @@ def test_measure_redoes_the_stage_figures_of_the_installed_backbones(tmp_path, m
     metrics = read_json(run_dir / "metrics" / "backbones.json")
     assert metrics == read_json(model_dir / "manifest.json")["metrics"]
     assert metrics["n_heldout"] == 48 and 0.0 <= metrics["recon_class_acc"] <= 1.0
+    lo, hi = metrics["recon_class_acc_ci95"]  # over the single-object stills among the 8 drawn back
+    assert lo <= metrics["recon_class_acc"] <= hi
     assert (run_dir / "figures" / "pretrain_recon_grid.png").stat().st_size > 0
 
 

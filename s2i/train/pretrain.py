@@ -139,7 +139,8 @@ def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, de
     rep = bb.judge.report(recon)
     metrics.update(judge_scores(rep, sub, "recon"))
     s = _single(sub)  # the units of recon_class_acc: its single-object stills
-    metrics["recon_class_acc_ci95"] = bootstrap_ci(rep["top_class"][s] == sub.presence[s].argmax(1), seed=seed)
+    right = rep["top_class"][s] == sub.presence[s].argmax(1)
+    metrics["recon_class_acc_ci95"] = bootstrap_ci(right, seed=seed) if right.size else None
     metrics.update(n_stills=len(train.images), n_heldout=len(held.images), n_recon=n_recon, embed_dim=bb.embed_dim)
     return metrics, sub, recon
 
