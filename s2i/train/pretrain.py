@@ -101,32 +101,37 @@ def probe_both(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test: S
     return float((np.take_along_axis(test.presence[two], top2, axis=1) > 0.5).all(1).mean())
 
 
-def judge_scores(rep: dict, d: StillSet, prefix: str) -> dict:
+def judge_scores(rep: dict, d: StillSet, prefix: str, ci_seed: int | None = None) -> dict:
     """Judge metrics against ground truth: top-1 class on single-object images, both classes
     found on two-object images (``both_seen``: what a study that counts two objects can read at
     best), exact set of present classes on all images, Spearman of the judged vs true radius,
-    background accuracy."""
+    background accuracy; with ``ci_seed``, also the top-1 class's 95 % bootstrap interval over
+    the single-object images (``class_acc_ci95``; None where there are none)."""
     s = _single(d)
     two = d.presence.sum(1) == 2
     both = (rep["present"][two] & (d.presence[two] > 0.5)).sum(1) == 2
     true_cls = d.presence[s].argmax(1)
+    right = rep["top_class"][s] == true_cls
     size_pred = rep["size"][s][np.arange(s.sum()), true_cls]
-    return {
-        f"{prefix}_class_acc": float((rep["top_class"][s] == true_cls).mean()),
+    scores = {
+        f"{prefix}_class_acc": float(right.mean()),
         f"{prefix}_both_seen": float(both.mean()) if two.any() else None,
         f"{prefix}_exact_set": float((rep["present"] == (d.presence > 0.5)).all(1).mean()),
         f"{prefix}_size_spearman": _spearman(size_pred, d.sizes[s].max(1)),
         f"{prefix}_size_mae_px": float(np.abs(size_pred - d.sizes[s].max(1)).mean()),
         f"{prefix}_bg_acc": float((rep["bg"] == d.bg).mean()),
     }
+    if ci_seed is not None:
+        scores[f"{prefix}_class_acc_ci95"] = bootstrap_ci(right, seed=ci_seed) if right.size else None
+    return scores
 
 
 def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, device=None, timings=None):
     """Measure the backbones saved in ``model_dir`` on held-out stills: the encoder's probes
     (:func:`probe_encoder`), the judge on the stills, and the judge on the generator's drawings
-    from the first ``n_recon`` stills' embeddings (``recon_*``; the shape read's 95 % bootstrap
-    interval over the single-object stills, ``recon_class_acc_ci95``). Returns (metrics, those
-    stills, the drawings); the drawing's time goes into ``timings`` when given."""
+    from the first ``n_recon`` stills' embeddings (``recon_*``, with the shape read's 95 %
+    interval, ``recon_class_acc_ci95``). Returns (metrics, those stills, the drawings); the
+    drawing's time goes into ``timings`` when given."""
     bb = ToyBackbones.load(model_dir).to(resolve_device(device))
     metrics = probe_encoder(e_train.numpy(), train, e_held.numpy(), held)
     metrics.update(judge_scores(bb.judge.report(held.images), held, "judge"))
@@ -136,11 +141,7 @@ def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, de
     if timings is not None:
         timings["generate_s"] = time.time() - t
         timings["images_per_s"] = n_recon / timings["generate_s"]
-    rep = bb.judge.report(recon)
-    metrics.update(judge_scores(rep, sub, "recon"))
-    s = _single(sub)  # the units of recon_class_acc: its single-object stills
-    right = rep["top_class"][s] == sub.presence[s].argmax(1)
-    metrics["recon_class_acc_ci95"] = bootstrap_ci(right, seed=seed) if right.size else None
+    metrics.update(judge_scores(bb.judge.report(recon), sub, "recon", ci_seed=seed))
     metrics.update(n_stills=len(train.images), n_heldout=len(held.images), n_recon=n_recon, embed_dim=bb.embed_dim)
     return metrics, sub, recon
 
