@@ -1,2 +1,2 @@
 """Measurements of the toy profile by the judge: generation, volume, mixing and editing
-studies, and the thumbnails' evaluation."""
+studies, the thumbnails' evaluation, and the intervals of their figures (:mod:`s2i.eval.stats`)."""
