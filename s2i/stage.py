@@ -175,6 +175,8 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
                     "ambience_db",
                     "region",
                     "candidates",
+                    "video_candidates",
+                    "video_region",
                 )
             },
         },

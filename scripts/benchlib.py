@@ -28,6 +28,15 @@ def load_run(run_dir, profile: str = "toy", model_dir="models/toy", window_s: fl
     return Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=steps)
 
 
+def region_arg(v: str):
+    """An edit region given on the command line: a name (``centre``, ``half``, ``all``), or a
+    number, a centred rectangle of that share of each side (:func:`s2i.method.edit.edit_region`)."""
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
 def print_row(row: dict) -> None:
     """One result row on one line: ``key value`` pairs, floats to 3 decimals."""
     print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)

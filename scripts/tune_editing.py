@@ -24,7 +24,7 @@ import json
 import time
 
 import numpy as np
-from benchlib import load_run
+from benchlib import load_run, region_arg
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,10 +47,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="the sound turned down by this much is the second drawing (the object is where they differ); "
         "'none': the whole region as drawn",
     )
-    ap.add_argument("--region", default="centre")
+    ap.add_argument("--region", default="centre", help="centre | half | all | a share of each side")
     ap.add_argument("--candidates", type=int, default=1, help="each edit the best of K (edit_image)")
     ap.add_argument("--grid", nargs=2, metavar=("STRENGTHS", "W_SOUNDS"), help="comma lists: every pair is run")
     ap.add_argument("--videos", type=int, default=0, help="also edit this many videos per seed (the video study)")
+    ap.add_argument("--video-region", default=None, help="the videos' region (default: VIDEO_REGION)")
+    ap.add_argument("--video-candidates", type=int, default=1, help="each video the best of K (edit_video)")
     a = ap.parse_args(argv)
 
     import tempfile
@@ -59,12 +61,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     from s2i.eval.studies import edit_study, video_study
     from s2i.method.edit import EDIT_STRENGTH, default_w_sound
+    from s2i.method.video_edit import VIDEO_REGION
 
     torch.manual_seed(0)
     s2i = load_run(a.run_dir, a.profile, a.model_dir, steps=a.steps)
     if a.no_prior:
         s2i = s2i.without_prior()
     gains = [float(g) for g in a.gains.split(",")]
+    region = region_arg(a.region)
+    video_region = VIDEO_REGION if a.video_region is None else region_arg(a.video_region)
     if a.grid:
         settings = list(itertools.product(*[[float(v) for v in s.split(",")] for s in a.grid]))
     else:
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         settings = [(strength, default_w_sound(s2i.backbones) if a.w_sound is None else a.w_sound)]
     rows = []
     for strength, w_sound in settings:
-        kw = dict(strength=strength, w_image=a.w_image, w_sound=w_sound, ambience_db=a.ambience_db, region=a.region)
+        kw = dict(strength=strength, w_image=a.w_image, w_sound=w_sound, ambience_db=a.ambience_db, region=region)
         per_seed = {}
         for seed in a.seeds:
             t0 = time.time()
@@ -88,7 +93,8 @@ def main(argv: list[str] | None = None) -> dict:
             per_seed[seed] = {k: r[k] for k in keys}
             if a.videos:
                 with tempfile.TemporaryDirectory() as work:
-                    v = video_study(s2i, a.videos, seed, work, **kw)
+                    vkw = dict(kw, region=video_region, candidates=a.video_candidates)
+                    v = video_study(s2i, a.videos, seed, work, **vkw)
                 vkeys = ("video_size_envelope_corr", "video_object_present", "video_object_alone", "video_bg_kept")
                 per_seed[seed].update({k: v[k] for k in vkeys})
                 print(
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
         mean = {k: float(np.mean([v[k] for v in per_seed.values()])) for k in next(iter(per_seed.values()))}
-        rows.append(dict(settings=dict(kw, candidates=a.candidates), seeds=per_seed, mean=mean))
+        rows.append(dict(settings=dict(kw, region=a.region, candidates=a.candidates), seeds=per_seed, mean=mean))
         print(f"  mean: {json.dumps({k: round(v, 3) for k, v in mean.items()})}", flush=True)
     print(json.dumps(rows))
     return dict(rows=rows)

@@ -325,6 +325,9 @@ def test_video_end_to_end(files, models, tmp_path):
     info = probe(tmp_path / "edited.mp4")
     assert info["video"]["frames"] == 12 and info["video"]["fps"] == pytest.approx(6.0)
     assert info["audio"] is not None and info["audio"]["duration"] == pytest.approx(2.0, abs=0.1)
+    r = s2i("video", clip, files["wav16"], "-o", "best.mp4", "--candidates", "2", *models, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert probe(tmp_path / "best.mp4")["video"]["frames"] == 12
     r = s2i("video", clip, files["wav16"], "-o", "edited.avi", *models, cwd=tmp_path)
     assert_clean_error(r, "edited.avi")
 

@@ -449,6 +449,12 @@ def test_edit_region_choices():
     assert wide.shape == (32, 56) and abs(float(wide[16, 6:8].mean()) - 0.5) < 0.05 and wide[16, 0] < 0.2
     with pytest.raises(ValueError, match="fraction"):
         centre_region(32, fraction=0.0)
+    # a number: the centred rectangle of that share of each side (the videos' 7/8: edges at 2 and 30 px)
+    assert torch.equal(edit_region(0.75, 32), c)
+    v = edit_region(0.875, (32, 48))
+    assert torch.equal(v, centre_region((32, 48), 0.875)) and abs(float(v[1:3, 24].mean()) - 0.5) < 0.05
+    with pytest.raises(ValueError, match="fraction"):
+        edit_region(1.5, 32)
     m = np.zeros((32, 32), np.float32)
     m[4:12, 4:12] = 1
     assert torch.equal(edit_region(m, 32), torch.from_numpy(m))

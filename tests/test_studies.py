@@ -69,6 +69,7 @@ def test_video_study_edits_each_video_from_its_own_seed(smoke_s2i, tmp_path, mon
     assert seeds == [5, 6]
     assert len(r["frames"]) == 2 and all(len(f) == 8 for f in r["frames"])
     assert 0.0 <= r["video_object_present"] <= 1.0 and r["probes"][0]["video"] == "h264"
+    assert 0.0 <= r["video_scene_kept"] <= 1.0
     assert len(r["corr_per_video"]) == 2
     np.testing.assert_allclose(np.mean(r["corr_per_video"]), r["video_size_envelope_corr"])
 

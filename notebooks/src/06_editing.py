@@ -32,7 +32,9 @@ w_image: float = 0.0
 w_sound: float = 2.0
 ambience_db: float = -20.0
 region: str = "centre"
-candidates: int = 4  # each edit the best of K by its change's direction (not the videos)
+candidates: int = 4  # each edit the best of K by its change's direction
+video_candidates: int = 4  # each video the best of K whole edits (video_score)
+video_region: float = 0.875  # the videos' centred rectangle, a share of each side
 
 # %%
 import matplotlib.pyplot as plt
@@ -55,7 +57,7 @@ kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambie
 
 # %%
 ed = edit_study(s2i, n_edits, seed, G, candidates=candidates, **kw)
-vid = video_study(s2i, n_videos, seed, edir, **kw)
+vid = video_study(s2i, n_videos, seed, edir, **dict(kw, region=video_region, candidates=video_candidates))
 metrics = dict(
     edit_object_added=ed["edit_object_added"],  # the heard class and no class the input lacked
     edit_object_added_ci95=bootstrap_ci(ed["added_per_edit"], seed=seed),  # over the edits
@@ -70,10 +72,13 @@ metrics = dict(
     video_object_present=vid["video_object_present"],
     video_object_alone=vid["video_object_alone"],
     video_bg_kept=vid["video_bg_kept"],
+    video_scene_kept=vid["video_scene_kept"],  # the input's pixels around the object, whole frame
     video_probes=vid["probes"],
     n_edits=n_edits,
     n_videos=n_videos,
     candidates=candidates,
+    video_candidates=video_candidates,
+    video_region=video_region,
     **kw,
 )
 write_json(out / "metrics" / "editing.json", metrics)

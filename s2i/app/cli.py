@@ -138,7 +138,14 @@ def cmd_video(args) -> int:
     from s2i.method.video_edit import edit_video
 
     edit_video(
-        s2i, str(vp), str(ap), str(out), seed=args.seed, steps=args.steps, keep_audio=args.audio_track == "video"
+        s2i,
+        str(vp),
+        str(ap),
+        str(out),
+        seed=args.seed,
+        steps=args.steps,
+        keep_audio=args.audio_track == "video",
+        candidates=args.candidates,
     )
     print(f"{vp} + {ap} -> {out}")
     return 0
@@ -353,8 +360,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="K",
-        help="draw K edits for each image and keep the one the image encoder puts nearest to the "
-        "sound's embedding (K times the drawing time)",
+        help="draw K edits for each image and keep the one whose change, as the image encoder sees "
+        "it, points most along what the sound adds (K times the drawing time)",
     )
     p.add_argument("-o", "--out", default="s2i_out", help="output folder")
     p.set_defaults(func=cmd_edit)
@@ -376,6 +383,14 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         choices=["video", "sound"],
         default="video",
         help="the output's audio: the video's own track (the sound if it has none), or the sound",
+    )
+    p.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        metavar="K",
+        help="edit the whole video K times and keep the edit whose frames' changes point most along "
+        "what the sound adds (K times the drawing time)",
     )
     p.set_defaults(func=cmd_video)
 

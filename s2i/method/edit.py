@@ -86,18 +86,23 @@ def edit_region(region, size: int | tuple[int, int], seed: int = 0) -> torch.Ten
     """The region an edit may change, (H, W) in [0, 1] for a picture of ``size`` (its side, or
     its (H, W)): ``"centre"`` -- a soft centred rectangle, :data:`CENTRE_FRACTION` of each side
     (:func:`centre_region`; the frame around it, sky, ground and edges of the scene, is kept);
-    ``"half"`` -- the soft left or right half of the picture, drawn from ``seed``
-    (:func:`s2i.method.mix.band_regions`; a side by side split keeps a whole cross-section of the
-    scene as it was); ``"all"`` / None -- the whole picture (returns None); or an array (H, W) in
-    [0, 1]. Measured in ``docs/decisions/editing.md``."""
+    a number in (0, 1] -- the same centred rectangle, that share of each side (the videos':
+    :data:`~s2i.method.video_edit.VIDEO_REGION`); ``"half"`` -- the soft left or right half of
+    the picture, drawn from ``seed`` (:func:`s2i.method.mix.band_regions`; a side by side split
+    keeps a whole cross-section of the scene as it was); ``"all"`` / None -- the whole picture
+    (returns None); or an array (H, W) in [0, 1]. Measured in ``docs/decisions/editing.md``."""
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if region is None or (isinstance(region, str) and region == "all"):
         return None
+    if isinstance(region, (int, float)) and not isinstance(region, bool):
+        return centre_region((h, w), float(region))
     if isinstance(region, str):
         if region == "centre":
             return centre_region((h, w))
         if region != "half":
-            raise ValueError(f"unknown edit region {region!r}: 'centre', 'half', 'all' or a ({h}, {w}) mask")
+            raise ValueError(
+                f"unknown edit region {region!r}: 'centre', a share of each side, 'half', 'all' or a ({h}, {w}) mask"
+            )
         return band_regions(2, size, seed, split="columns")[0]
     m = torch.as_tensor(np.asarray(region, np.float32))
     if m.shape != (h, w) or not bool(((m >= 0) & (m <= 1)).all()):

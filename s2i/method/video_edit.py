@@ -1,10 +1,14 @@
 """Editing a video with a sound (claims 15-16): every frame edited as an image is
 (:func:`s2i.method.edit.object_edit`), with the audio window around its time, the same noise for
 every frame (shared seed) and the sound embedding smoothed over neighbouring frames, so the object
-is stable and its size follows the sound's volume envelope. The edited video keeps the input's
-frame rate, frame count, pixel size and audio track (:func:`edit_video`). Frames of any shape are
-edited at the generator's drawing size for them (:func:`edit_window`). Design and measurements:
-``docs/decisions/editing.md`` (Video).
+is stable and its size follows the sound's volume envelope. The frames are edited in a centred
+rectangle of :data:`VIDEO_REGION` of each side, larger than an image edit's 3/4, so that the
+loudest frames' objects fit in it (the toy's loudness law draws up to 26 px across on 32).
+``candidates`` > 1 edits the whole
+video from several seeds and keeps one (:func:`video_scores`, :func:`video_score`). The edited
+video keeps the input's frame rate, frame count, pixel size and audio track (:func:`edit_video`).
+Frames of any shape are edited at the generator's drawing size for them (:func:`edit_window`).
+Design and measurements: ``docs/decisions/editing.md`` (Video).
 """
 
 from __future__ import annotations
@@ -22,15 +26,18 @@ from s2i.method.edit import (
     EDIT_W_IMAGE,
     REFERENCE_SEED_OFFSET,
     default_w_sound,
+    edit_direction_score,
     object_edit,
 )
-from s2i.method.generate import Sound2Image
+from s2i.method.generate import Sound2Image, candidate_seeds
 from s2i.method.mix import AMBIENCE_DB
 from s2i.models.audio_encoder import SR
 
 ASPECT_TOLERANCE = 0.1  # a drawing within 10 % of a frame's aspect stands for the whole frame (edit_window)
 
 SMALL_DRAWING = 128  # px: a drawing whose shorter side is below it is enlarged with its own pixels (nearest)
+
+VIDEO_REGION = 0.875  # a video's frames are edited in a centred rectangle of 7/8 of each side (images: 3/4)
 
 
 def frame_sound_embeddings(
@@ -61,43 +68,84 @@ def edit_frames(
     w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
-    region="centre",
+    region=VIDEO_REGION,
     steps: int | None = None,
+    candidates: int = 1,
 ) -> np.ndarray:
     """Edit each frame (uint8 (T, h, w, 3) at a size the generator draws: a
     :meth:`~s2i.backbones.base.Backbones.drawing_size`) with the sound around its time; every
     frame has the same noise and the same ``region`` (:func:`~s2i.method.edit.edit_region`), and with an embedding
-    prior every frame's sound the same prior noise (:meth:`Sound2Image.image_embeddings`)."""
-    z_snd = frame_sound_embeddings(s2i, audio, times, fps, smooth)
-    z_snd = s2i.image_embeddings(z_snd, 1, seed, shared=True)
-    z_q = (
+    prior every frame's sound the same prior noise (:meth:`Sound2Image.image_embeddings`).
+
+    ``candidates``: the whole video is edited from each of the seeds
+    :func:`~s2i.method.generate.candidate_seeds` gives (``seed`` first; every frame of one
+    candidate shares its seed) and the one :func:`video_score` ranks first is kept; 1: the video
+    from ``seed``. Costs ``candidates`` times the drawing; one candidate is held at a time."""
+    seeds = candidate_seeds(seed, candidates)
+    z_loud = frame_sound_embeddings(s2i, audio, times, fps, smooth)
+    z_quiet = (
         None
         if ambience_db is None
-        else s2i.image_embeddings(
-            frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth),
-            1,
-            seed + REFERENCE_SEED_OFFSET,
-            shared=True,
-        )
+        else frame_sound_embeddings(s2i, audio * 10 ** (ambience_db / 20), times, fps, smooth)
     )
-    z_img = s2i.backbones.encode_images(frames) if w_image else None
+    z_img = s2i.backbones.encode_images(frames) if w_image or candidates > 1 else None
     weights = [default_w_sound(s2i.backbones) if w_sound is None else w_sound]
     size = (int(frames.shape[1]), int(frames.shape[2]))
-    return object_edit(
-        s2i.backbones,
-        z_img,
-        [z_snd],
-        None if z_q is None else [z_q],
-        weights,
-        frames,
-        w_image,
-        seed,
-        strength,
-        region,
-        steps,
-        True,
-        size,
+    best, best_score = None, None
+    for sd in seeds:
+        quiet = None if z_quiet is None else [s2i.image_embeddings(z_quiet, 1, sd + REFERENCE_SEED_OFFSET, shared=True)]
+        out = object_edit(
+            s2i.backbones,
+            z_img if w_image else None,
+            [s2i.image_embeddings(z_loud, 1, sd, shared=True)],
+            quiet,
+            weights,
+            frames,
+            w_image,
+            sd,
+            strength,
+            region,
+            steps,
+            True,
+            size,
+        )
+        if candidates == 1:
+            return out
+        score = video_score(video_scores(s2i.backbones, out, frames, z_img, z_loud, z_quiet))
+        if best_score is None or score > best_score:
+            best, best_score = out, score
+    return best
+
+
+def video_scores(
+    backbones, edits: np.ndarray, frames: np.ndarray, e_frames: torch.Tensor, z_loud: torch.Tensor, z_quiet
+) -> dict:
+    """What ranks one candidate edit of a video: per frame, whether the edit changed any pixel
+    (``changed``, (T,) bool) and how much its change points along what the frame's sound adds
+    (``direction``, (T,): :func:`~s2i.method.edit.edit_direction_score` of the frame's edit
+    against the input frame, with the frame's Z^A and that of its sound turned down; ``z_quiet``
+    None: Z^A itself); per pair of consecutive frames, the cosine between their changes
+    (``coherence``, (T - 1,): the same object changing only in size keeps its change's direction;
+    an object that turns into another does not). ``edits``, ``frames``: uint8 (T, h, w, 3);
+    ``e_frames``: the frames' image embeddings (T, D)."""
+    e_edit = backbones.encode_images(edits).float()
+    d = e_edit - e_frames.float()
+    return dict(
+        changed=(edits != frames).any(axis=(1, 2, 3)),
+        direction=edit_direction_score(e_edit, e_frames, [z_loud], None if z_quiet is None else [z_quiet]).numpy(),
+        coherence=torch.nn.functional.cosine_similarity(d[1:], d[:-1], dim=1).numpy(),
     )
+
+
+def video_score(scores: dict) -> float:
+    """One candidate video's rank (higher first) from its :func:`video_scores`: its frames' mean
+    direction, a frame that changed nothing counting as -1 (the image edit's rule, that an
+    unchanged edit ranks last, frame by frame), plus the mean coherence of consecutive frames'
+    changes (the object added is the same one from frame to frame). Chosen on tuning draws
+    (``scripts/tune_video.py``; ``docs/decisions/editing.md``, Video)."""
+    direction = np.where(scores["changed"], scores["direction"], -1.0).mean()
+    coherence = scores["coherence"].mean() if len(scores["coherence"]) else 0.0
+    return float(direction + coherence)
 
 
 def edit_window(height: int, width: int, drawing: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -152,14 +200,16 @@ def edit_video(
     w_sound: float | None = None,
     smooth: int = 3,
     ambience_db: float | None = AMBIENCE_DB,
-    region="centre",
+    region=VIDEO_REGION,
     steps: int | None = None,
     keep_audio: bool = True,
+    candidates: int = 1,
 ) -> Path:
     """Video + sound -> an MP4 (H.264 + AAC) whose frames are the input's with the sound's object
     added, its size following the sound's volume over time (the sound, trimmed or zero-padded to
     the video's duration, drives frame ``i`` by the window around its time). Every frame is
-    edited with the same noise (:func:`edit_frames`), so the video does not flicker.
+    edited with the same noise (:func:`edit_frames`), so the video does not flicker;
+    ``candidates`` > 1 edits it from that many seeds and keeps the best (:func:`video_score`).
 
     The output keeps the input's frame rate, frame count (hence duration), pixel size (odd sides
     lose their last row or column: H.264 4:2:0 needs even ones) and audio: the input's own audio
@@ -186,7 +236,7 @@ def edit_video(
     y0, x0, ch, cw = edit_window(H, W, (h, w))
     small = np.stack([_resize(f[y0 : y0 + ch, x0 : x0 + cw], h, w, pixels=False) for f in v.frames])
     out = edit_frames(
-        s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region, steps
+        s2i, small, a, v.times, v.fps, seed, strength, w_image, w_sound, smooth, ambience_db, region, steps, candidates
     )
     H2, W2 = H - H % 2, W - W % 2  # H.264 4:2:0
     pixels = min(h, w) < SMALL_DRAWING
