@@ -4,11 +4,10 @@ every frame (shared seed) and the sound embedding smoothed over neighbouring fra
 is stable and its size follows the sound's volume envelope. The frames are edited in a centred
 rectangle of :data:`VIDEO_REGION` of each side, larger than an image edit's 3/4, so that the
 loudest frames' objects fit in it (the toy's loudness law draws up to 26 px across on 32).
-``candidates`` > 1 edits the whole
-video from several seeds and keeps one (:func:`video_scores`, :func:`video_score`). The edited
-video keeps the input's frame rate, frame count, pixel size and audio track (:func:`edit_video`).
-Frames of any shape are edited at the generator's drawing size for them (:func:`edit_window`).
-Design and measurements: ``docs/decisions/editing.md`` (Video).
+``candidates`` > 1 edits the whole video from several seeds and keeps one (:func:`video_scores`,
+:func:`video_score`). The edited video keeps the input's frame rate, frame count, pixel size and
+audio track (:func:`edit_video`). Frames of any shape are edited at the generator's drawing size
+for them (:func:`edit_window`). Design and measurements: ``docs/decisions/editing.md`` (Video).
 """
 
 from __future__ import annotations
