@@ -12,7 +12,9 @@ prints object added (the heard class and no class the input lacked), the heard c
 (among any others), background kept and the scene kept around the object at 0 dB, and the
 volume Spearman, as the stage does;
 with ``--videos N``, also the video study on N videos per seed (size-envelope r, heard class
-present, heard object alone, background kept per frame).
+present, heard object alone, background kept per frame), in the videos' own region
+(``--video-region``, default the product's ``VIDEO_REGION``) and with ``--video-candidates``
+(default 1; to compare video rankings, ``scripts/tune_video.py``).
 One seed of 32 edits x 4 gains takes about 20 s per setting on 2 CPU cores (``--candidates 4``: about 65 s).
 """
 
