@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from s2i.eval.studies import edit_study, video_study
+    from s2i.eval.studies import edit_study
+    from s2i.eval.videos import video_study
     from s2i.method.edit import EDIT_STRENGTH, default_w_sound
     from s2i.method.video_edit import VIDEO_REGION
 

@@ -4,12 +4,12 @@
     python scripts/tune_video.py --seeds 1 2 3 4 --videos 8 --candidates 4 --out build/tune_video.json
     python scripts/tune_video.py --load build/tune_video.json --rank-first 4  # the rules again, no drawing
 
-Each seed is a draw of the video study's inputs (:func:`s2i.eval.studies.video_inputs`). Video
+Each seed is a draw of the video study's inputs (:func:`s2i.eval.videos.video_inputs`). Video
 ``i`` of draw ``seed`` is edited once from each of its candidate seeds
 (:func:`s2i.method.generate.candidate_seeds` of ``seed + i``; the first is the video the study
 edits with one candidate), through the study's H.264 round trips (the input written and read
 back, the edit written and read back), and for each candidate the script keeps the judge's
-reads (:func:`s2i.eval.studies.judge_video`) and the raw scores a ranking may use
+reads (:func:`s2i.eval.videos.judge_video`) and the raw scores a ranking may use
 (:func:`s2i.method.video_edit.video_scores`, on the edit before it is written). Then, for each
 ranking rule, it prints the study's figures over the candidates the rule keeps: size-envelope
 r, heard class present, heard object alone, background kept, scene kept (the input's pixels
@@ -61,7 +61,7 @@ READS = ("corr", "present", "alone", "kept", "scene_kept")
 
 def draw(a) -> list[dict]:
     """Every candidate of every video of every seed: its reads and scores (JSON-ready)."""
-    from s2i.eval.studies import judge_video, video_inputs
+    from s2i.eval.videos import judge_video, video_inputs
     from s2i.media import read_video, write_video
     from s2i.method.edit import EDIT_STRENGTH, default_w_sound
     from s2i.method.generate import candidate_seeds

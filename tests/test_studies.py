@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i.eval.studies import edit_study, judged_exactly, mix_pairs, mixing_study, video_study
+from s2i.eval.studies import edit_study, judged_exactly, mix_pairs, mixing_study
+from s2i.eval.videos import video_study
 
 
 def test_mix_pairs_of_a_larger_study_start_with_the_smaller_one():

@@ -51,7 +51,7 @@ def test_video_candidates_keep_the_best_ranked_plain_edit(smoke_s2i):
     """With candidates=K the video kept is one of the K videos edited from candidate_seeds (each
     the plain edit from that seed), the one video_score ranks first; candidates=1 is the plain
     edit from the seed."""
-    from s2i.eval.studies import video_inputs
+    from s2i.eval.videos import video_inputs
     from s2i.method.generate import candidate_seeds
     from s2i.toyworld import world
 

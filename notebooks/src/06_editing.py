@@ -43,7 +43,8 @@ import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
 from s2i.eval.stats import bootstrap_ci
-from s2i.eval.studies import edit_study, video_study
+from s2i.eval.studies import edit_study
+from s2i.eval.videos import video_study
 from s2i.method.generate import Sound2Image
 from s2i.viz import grid, save_png
 
