@@ -25,7 +25,7 @@ from .paths import load_params, repo_root, resolve, write_profile
 
 _BASE = {"seed": "base.seed", "run_dir": "base.run_dir"}
 _MODELS = {"profile": "base.profile", "model_dir": "pretrain.model_dir", "window_s": "audio.window_s"}
-_DRAWS = {**_MODELS, "sample_steps": "sampling.steps"}  # the stages that draw pictures
+_DRAWS = {**_MODELS, "sample_steps": "sampling.steps", "sample_guidance": "sampling.guidance"}  # the stages that draw
 
 #: stage -> (notebook in notebooks/, {notebook parameter: dotted params.yaml key})
 STAGES: dict[str, tuple[str, dict[str, str]]] = {
@@ -137,6 +137,7 @@ STAGES: dict[str, tuple[str, dict[str, str]]] = {
             "n_per_class": "generation.n_per_class",
             "n_images": "generation.n_images",
             "candidates": "generation.candidates",
+            "n_recon": "generation.n_recon",
         },
     ),
     "studies": (

@@ -37,6 +37,13 @@ def grid(images: np.ndarray, ncol: int, pad: int = 1, scale: int = 1) -> np.ndar
     return out
 
 
+def recon_grid(stills: np.ndarray, recon: np.ndarray, n: int = 32) -> np.ndarray:
+    """The first ``n`` stills, each followed by its drawing from its image embedding, 16
+    pictures a row, 3x (the pretrain and generation stages' recon grids)."""
+    k = min(n, len(recon))
+    return grid(np.stack([x for i in range(k) for x in (stills[i], recon[i])]), 16, scale=3)
+
+
 def save_png(path, img: np.ndarray) -> None:
     """Atomically save a uint8 image as PNG."""
     import io

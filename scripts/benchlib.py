@@ -20,12 +20,16 @@ def cpu_model() -> str:
 
 def load_run(run_dir, profile: str = "toy", model_dir="models/toy", window_s: float = 0.5, steps: int | None = None):
     """The run's :class:`~s2i.method.generate.Sound2Image`, drawing with the profile's
-    ``sampling.steps`` as the stages and the command line do (``steps`` replaces it)."""
+    ``sampling.steps`` and ``sampling.guidance`` as the stages and the command line do (``steps``
+    replaces the first)."""
     from s2i.method.generate import Sound2Image
     from s2i.paths import compose_profile
 
-    steps = compose_profile(profile)["sampling"]["steps"] if steps is None else steps
-    return Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=steps)
+    sampling = compose_profile(profile)["sampling"]
+    steps = sampling["steps"] if steps is None else steps
+    return Sound2Image.from_run(
+        run_dir, profile, model_dir, window_s, sample_steps=steps, sample_guidance=sampling.get("guidance")
+    )
 
 
 def region_arg(v: str):

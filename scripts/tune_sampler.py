@@ -13,7 +13,9 @@ and 1 (novel), studies 0 and volume 2: the sound banks here use 10 + seed and 20
 mixing pairs seed itself, so seeds 1 and up are tuning draws. Needs a finished toy run
 (``results/``: the trained audio encoder). A sampler is ``ddim:STEPS`` or ``dpm:STEPS``
 (diffusers' ``DPMSolverMultistepScheduler``, 2nd-order DPM-Solver++, built from the generator's
-DDIM configuration), drawn in float32; ``ddim:STEPS:bf16`` draws under bfloat16 autocast.
+DDIM configuration), drawn in float32; ``ddim:STEPS:bf16`` draws under bfloat16 autocast, and
+``ddim:STEPS:g3`` draws a picture from one embedding at guidance 3 (``backbones.guidance``; mixing's
+composed terms keep their unit, ``compose_guidance``). Default: the profile's ``sampling.guidance``.
 """
 
 from __future__ import annotations
@@ -50,19 +52,29 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     from s2i.eval.studies import eval_generation, mixing_study, volume_sweep
     from s2i.method.generate import Sound2Image
+    from s2i.paths import compose_profile
     from s2i.toyworld.heldout import sound_bank
 
-    s2i = Sound2Image.from_run(a.run_dir, a.profile, a.model_dir)
+    s2i = Sound2Image.from_run(
+        a.run_dir, a.profile, a.model_dir, sample_guidance=compose_profile(a.profile)["sampling"].get("guidance")
+    )
     gen = s2i.backbones.generator
-    ddim, default_steps, default_bf16 = gen.scheduler, gen.cfg.sample_steps, gen.cfg.sample_bf16
+    ddim, default_steps, default_bf16, default_guidance = (
+        gen.scheduler,
+        gen.cfg.sample_steps,
+        gen.cfg.sample_bf16,
+        s2i.backbones.guidance,
+    )
     gains = [-24.0, -18.0, -12.0, -6.0, -3.0, 0.0, 3.0, 6.0]
     ratios = [-12.0, -6.0, 0.0, 6.0, 12.0]
     rows = []
     for seed in a.seeds:
         for spec in a.samplers:
-            kind, steps, *precision = spec.split(":")
+            kind, steps, *options = spec.split(":")
             gen.scheduler, gen.cfg.sample_steps = _scheduler(kind, ddim), int(steps)
-            gen.cfg.sample_bf16 = precision == ["bf16"]
+            gen.cfg.sample_bf16 = "bf16" in options
+            guidance = [float(o[1:]) for o in options if o.startswith("g")]
+            s2i.backbones.guidance = guidance[-1] if guidance else default_guidance
             t0 = time.perf_counter()
             g = eval_generation(s2i, sound_bank(8, 10 + seed), 2, seed)
             v = volume_sweep(s2i, sound_bank(2, 20 + seed, gain=0.5), gains, seed, mode="whole")
@@ -81,6 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rows.append(row)
             print_row(row)
     gen.scheduler, gen.cfg.sample_steps, gen.cfg.sample_bf16 = ddim, default_steps, default_bf16
+    s2i.backbones.guidance = default_guidance
     print_means(rows, "sampler")
     print(json.dumps(rows))
     return rows

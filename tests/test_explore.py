@@ -176,7 +176,7 @@ def test_explore_once_result_and_settings(smoke):
         mix_db=None,
         image=None,
         seed=1,
-        guidance=smoke.backbones.guidance,  # None: the generator's own
+        guidance=smoke.backbones.guidance,  # None: the backbones' (the profile's sampling.guidance)
         n=2,
         method="generate",
         strength=None,
@@ -208,7 +208,7 @@ def test_explore_once_mixing_path_is_compose(smoke):
     r = explore_once(smoke, "bell", "meadow", -3, second_class="water", mix_db=-6, seed=2, n=2)
     assert r["method"] == "compose" and r["settings"]["second"] == "water" and r["settings"]["mix_db"] == -6.0
     a, b = catalogue_sound("bell", "meadow"), catalogue_sound("water", "meadow", slot=1)
-    g = SOURCE_WEIGHT * smoke.backbones.guidance  # the explorer's default: each source in its own band
+    g = SOURCE_WEIGHT * smoke.backbones.compose_guidance  # the explorer's default: each source in its own band
     ref = smoke.generate_mix([a, b], [-3, -9], n=2, seed=2, sr=SR, weight=g)
     np.testing.assert_array_equal(r["images"], ref)
     np.testing.assert_allclose(r["audio"], a * 10 ** (-3 / 20) + b * 10 ** (-9 / 20), rtol=1e-5, atol=1e-7)
@@ -219,7 +219,7 @@ def test_explore_once_edit_path_is_edit_image(smoke):
 
     r = explore_once(smoke, "drum", "city", 0, image="beach", seed=3, n=2)
     assert r["method"] == "edit" and r["settings"]["image"] == "still:beach"
-    assert r["settings"]["strength"] == EDIT_STRENGTH and r["settings"]["guidance"] == smoke.backbones.guidance
+    assert r["settings"]["strength"] == EDIT_STRENGTH and r["settings"]["guidance"] is None  # edits weigh their own
     np.testing.assert_array_equal(r["input_image"], still_image("beach"))
     ref = edit_image(
         smoke,
@@ -229,7 +229,7 @@ def test_explore_once_edit_path_is_edit_image(smoke):
         gain_db=0,
         seed=3,
         n=2,
-    )  # the explorer's defaults (the generator's guidance): edit_image's
+    )  # the explorer's defaults: edit_image's
     np.testing.assert_array_equal(r["images"], ref)
     arr = explore_once(smoke, "drum", "city", 0, image=still_image("beach"), image_name="mine", seed=3, n=2)
     assert arr["settings"]["image"] == "mine"

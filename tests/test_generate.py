@@ -153,6 +153,27 @@ def test_from_run_without_an_encoder_names_the_folder(tmp_path):
         Sound2Image.from_run(tmp_path, profile="smoke", model_dir=tmp_path)
 
 
+def test_sampling_guidance_sets_plain_drawings_and_leaves_composed_terms_their_unit(smoke_run, smoke_s2i):
+    from s2i.method.edit import default_w_sound
+    from s2i.toyworld import world
+
+    own = smoke_s2i.backbones.compose_guidance
+    s2i = Sound2Image.from_run(smoke_run, profile="smoke", model_dir=smoke_run / "models", sample_guidance=own + 2)
+    bb = s2i.backbones
+    assert (bb.guidance, bb.compose_guidance, smoke_s2i.backbones.guidance) == (own + 2, own, own)
+    z = torch.randn(2, bb.embed_dim)
+    np.testing.assert_array_equal(bb.generate(z, seed=1), smoke_s2i.backbones.generate(z, seed=1, guidance=own + 2))
+    assert not np.array_equal(bb.generate(z, seed=1), smoke_s2i.backbones.generate(z, seed=1))
+    # mixing and editing weigh their terms in the generator's own unit, whatever plain drawings use
+    a = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.6)]), 1.0, seed=1)
+    b = world.render_sound(world.Scene(0, [world.SceneObject(4, gain=0.6)]), 1.0, seed=2)
+    np.testing.assert_array_equal(
+        s2i.generate_mix([a, b], n=1, seed=3, sr=world.SR, candidates=1),
+        smoke_s2i.generate_mix([a, b], n=1, seed=3, sr=world.SR, candidates=1),
+    )
+    assert default_w_sound(bb) == default_w_sound(smoke_s2i.backbones) == 0.4 * own
+
+
 def test_object_mask_marks_where_the_drawings_differ_grown_and_limited_to_the_region():
     from s2i.method.edit import object_mask
 
@@ -216,7 +237,7 @@ def test_edit_keeps_the_sounds_drawing_where_it_differs_from_the_sound_turned_do
     snd = world.render_sound(world.Scene(2, [world.SceneObject(1, gain=0.6)]), 1.0, seed=5)
     z_snd = smoke_s2i.embed_for_drawing(snd, seed=1)  # the prior's sample, the edit's seed
     z_q = smoke_s2i.embed_for_drawing(snd * 10 ** (-40 / 20), seed=1 + REFERENCE_SEED_OFFSET)  # other prior noise
-    assert default_w_sound(smoke_s2i.backbones) == 0.4 * smoke_s2i.backbones.guidance
+    assert default_w_sound(smoke_s2i.backbones) == 0.4 * smoke_s2i.backbones.compose_guidance
     w = 10.0  # the smoke generator follows its conditions weakly: a weight and a level at which the drawings differ
     r = centre_region(32)
     assert torch.equal(edit_region("centre", 32, 1), r)
@@ -477,7 +498,7 @@ def test_generate_mix_regions(smoke_s2i):
     uncentred = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, centred=False, candidates=1)
     assert not np.array_equal(banded, whole) and not np.array_equal(banded, uncentred)
     # the product: one term per source at the guidance scale, in its band, predicted on a view centred on it
-    g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
+    g = SOURCE_WEIGHT * smoke_s2i.backbones.compose_guidance
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], g, weight=g)
     assert weights == [g, g]
     masks = mix_term_masks(2, None, 32, 3, widths=source_widths([a, b]))
@@ -487,7 +508,7 @@ def test_generate_mix_regions(smoke_s2i):
     np.testing.assert_array_equal(uncentred, flat)
     # the earlier design: a place term, each source minus itself turned down
     placed = smoke_s2i.generate_mix([a, b], n=2, seed=3, sr=world.SR, ambience_db=-20.0, centred=False, candidates=1)
-    guidance = smoke_s2i.backbones.guidance
+    guidance = smoke_s2i.backbones.compose_guidance
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 3), [a, b], guidance, ambience_db=-20.0)
     assert weights == [guidance / 2, guidance, -guidance, guidance, -guidance]
     ref = smoke_s2i.backbones.compose(
@@ -656,7 +677,7 @@ def test_generate_mix_keeps_the_best_of_its_candidates(smoke_s2i):
     b = world.render_sound(world.Scene(1, [world.SceneObject(6, gain=0.5)]), 1.0, seed=5)
     got = smoke_s2i.generate_mix([a, b], n=2, seed=7, sr=world.SR, candidates=3)
     assert got.shape == (2, 32, 32, 3)
-    g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
+    g = SOURCE_WEIGHT * smoke_s2i.backbones.compose_guidance
     conds, weights = mix_conditions(lambda x: smoke_s2i.embed_for_drawing(x, 7), [a, b], g, weight=g)
     drawn = smoke_s2i.backbones.compose(
         [c.repeat(6, 1) for c in conds],
@@ -686,7 +707,7 @@ def test_generate_mixes_draws_each_mix_as_generate_mix_does(smoke_s2i):
     assert np.abs(both[:2].astype(int) - one.astype(int)).mean() < 1.0
     # one sampler call: mix m's terms on its own rows, its bands drawn from seed + m
     emb = lambda x: smoke_s2i.embed_audio(x, SR)[None]  # noqa: E731
-    g = SOURCE_WEIGHT * smoke_s2i.backbones.guidance
+    g = SOURCE_WEIGHT * smoke_s2i.backbones.compose_guidance
     a0, a1 = [m0[0], m0[1] * 10 ** (-3 / 20)], [m1[0] * 10 ** (3 / 20), m1[1]]
     c0, weights = mix_conditions(emb, a0, g, weight=g)
     c1, _ = mix_conditions(emb, a1, g, weight=g)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from s2i.eval.stills import judge_scores
 from s2i.toyworld.stills import StillSet, make_stills
 from s2i.train.judge import JudgeCfg, rebuild_judge, train_judge
-from s2i.train.pretrain import JUDGE_ANY_COLOUR, JUDGE_SEED_OFFSET, judge_scores
+from s2i.train.pretrain import JUDGE_ANY_COLOUR, JUDGE_SEED_OFFSET
 
 TINY = dict(steps=3, batch=8, width=4)
 

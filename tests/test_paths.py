@@ -104,7 +104,7 @@ def test_profiles_differ_in_size_not_in_shape():
     assert (
         load_params(ROOT / "profiles" / "smoke.yaml")["world"]["n_clips"] == smoke["world"]["n_clips"]
     )  # absolute path
-    nullable = {("sampling", "steps")}  # null: the generator's own default (smoke's model has 5)
+    nullable = {("sampling", "steps"), ("sampling", "guidance")}  # null: the generator's own (smoke: 5 steps)
     switches = {("pretrain", "gen_bf16")}  # true, false or "auto"
     for section in toy:  # same types key by key (a number stays a number ...)
         for k, v in toy[section].items():

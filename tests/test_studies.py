@@ -112,3 +112,19 @@ def test_real_pair_scenes_put_each_object_in_its_own_half():
         halves = (diff[:, :h], diff[:, h:]) if side_by_side else (diff[:h], diff[h:])
         assert all(x.sum() > 20 for x in halves)  # an object of radius 6.5 in each
         assert line.sum() < 0.1 * diff.sum()  # and the two apart (a bar's ends may reach the line)
+
+
+def test_recon_read_draws_each_still_as_generate_does_and_reads_it(smoke_s2i):
+    from s2i.eval.stills import judge_scores
+    from s2i.eval.studies import recon_read
+    from s2i.toyworld.stills import make_stills
+
+    bb, held = smoke_s2i.backbones, make_stills(12, seed=5)
+    once, drawn = recon_read(bb, held, seed=2)
+    np.testing.assert_array_equal(drawn, bb.generate(bb.encode_images(held.images), seed=2))
+    assert once == judge_scores(bb.judge.report(drawn), held, "recon", ci_seed=2)
+    lo, hi = once["recon_class_acc_ci95"]
+    assert lo <= once["recon_class_acc"] <= hi
+    best, drawn3 = recon_read(bb, held, seed=2, candidates=3, prefix="recon_best_of")
+    assert set(best) == {k.replace("recon", "recon_best_of", 1) for k in once}
+    assert drawn3.shape == drawn.shape and not np.array_equal(drawn3, drawn)  # some still kept another candidate

@@ -58,9 +58,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from s2i import resolve, write_json
-from s2i.train.pretrain import recon_grid, run_pretrain
+from s2i.train.pretrain import run_pretrain
 from s2i.utils import round_floats
-from s2i.viz import save_png
+from s2i.viz import recon_grid, save_png
 
 encoder = dict(model=enc_model, steps=enc_steps, batch=enc_batch, lr=enc_lr, temperature=enc_temperature)
 judge = dict(steps=judge_steps, batch=judge_batch, width=judge_width)

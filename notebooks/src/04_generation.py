@@ -4,7 +4,8 @@
 # Held-out sounds rendered by the toy world with seeds never used in training (plus timbres
 # outside the training range) go through the trained audio encoder into the image-embedding
 # space, and the pretrained generator draws them. The judge says what was drawn. Upper bound:
-# the same generator from the paired *image* embeddings of the held-out test clips. Baselines:
+# the same generator from the paired *image* embeddings of the held-out test clips, and from those
+# of the pretrain stage's held-out stills (drawn as this stage draws). Baselines:
 # chance, 1/8, and the same sounds drawn from Z^A itself, without the embedding prior
 # (stage 03_prior), which is what the product draws from (each image its own sample of the prior).
 #
@@ -20,9 +21,11 @@ profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
 sample_steps: int | None = None  # sampling.steps (None: the generator's own)
+sample_guidance: float | None = None  # sampling.guidance (None: the generator's own)
 n_per_class: int = 2
 n_images: int = 2
 candidates: int = 4  # the re-ranked figures: each image the best of this many drawings by the image encoder
+n_recon: int = 32  # the pretrain stage's held-out stills drawn back from their image embeddings
 
 # %%
 import matplotlib.pyplot as plt
@@ -31,16 +34,20 @@ import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
 from s2i.eval.judge_check import colour_swap_check
-from s2i.eval.studies import confusion, eval_generation
+from s2i.eval.stills import HELDOUT_SEED_OFFSET
+from s2i.eval.studies import confusion, eval_generation, recon_read
 from s2i.method.generate import Sound2Image, draw_best_of
 from s2i.method.selection import load_pairs, subset
 from s2i.toyworld import world
 from s2i.toyworld.heldout import sound_bank
-from s2i.viz import grid, save_png
+from s2i.toyworld.stills import make_stills
+from s2i.viz import grid, recon_grid, save_png
 
 seed_everything(seed)
 out = resolve(run_dir)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
+s2i = Sound2Image.from_run(
+    run_dir, profile, model_dir, window_s, sample_steps=sample_steps, sample_guidance=sample_guidance
+)
 
 # %%
 res = eval_generation(s2i, sound_bank(n_per_class, seed), n_images, seed)
@@ -75,6 +82,22 @@ best_novel = eval_generation(
 img_up_best, _ = draw_best_of(s2i.backbones, te_z, 1, candidates, seed)
 rep_up_best = s2i.backbones.judge.report(img_up_best)
 swap = colour_swap_check(s2i.backbones.judge)
+
+# %% [markdown]
+# ## From held-out image embeddings, drawn as every stage draws
+#
+# The pretrain stage's held-out stills (its seed, the first `n_recon`) drawn back from their image
+# embeddings with this stage's sampler (`sampling.steps`, `sampling.guidance`): once, and each
+# picture the best of `candidates` by the image encoder. The pretrain stage's own read
+# (`backbones.json`, `recon_*`) draws the same stills at the generator's training settings.
+# `generation_recon_grid.png`: the first 32 stills, each followed by its drawing.
+
+# %%
+held = make_stills(n_recon, seed + HELDOUT_SEED_OFFSET)
+recon, recon_images = recon_read(s2i.backbones, held, seed)
+recon_best, _ = recon_read(s2i.backbones, held, seed, candidates, prefix="recon_best_of")
+(out / "figures").mkdir(parents=True, exist_ok=True)
+save_png(out / "figures" / "generation_recon_grid.png", recon_grid(held.images, recon_images))
 metrics = dict(
     class_acc_audio=res["class_acc"],
     class_present_audio=res["present_acc"],
@@ -96,6 +119,11 @@ metrics = dict(
     judge_colour_swap_shape_acc_off_palette=swap["shape_acc_off_palette"],
     judge_colour_swap_old_colour_rate=swap["old_colour_rate"],
     judge_colour_swap_n=swap["n"],
+    **{k: v for k, v in recon.items() if k != "recon_exact_set"},
+    **{k: v for k, v in recon_best.items() if k in ("recon_best_of_class_acc", "recon_best_of_class_acc_ci95")},
+    recon_guidance=s2i.backbones.guidance,
+    n_recon=n_recon,
+    n_recon_single=int((held.presence.sum(1) == 1).sum()),
     n_sounds=len(res["cls"]) // n_images,
     n_images_per_sound=n_images,
     n_image_pairs=len(te_cls),

@@ -32,6 +32,7 @@ profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
 sample_steps: int | None = None  # sampling.steps (None: the generator's own)
+sample_guidance: float | None = None  # sampling.guidance (None: the generator's own)
 n_volume_per_class: int = 1
 gains_db: str = "-24,-18,-12,-6,-3,0,3,6"
 n_mix_pairs: int = 3
@@ -54,7 +55,9 @@ from s2i.viz import grid, save_png
 
 seed_everything(seed)
 out = resolve(run_dir)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
+s2i = Sound2Image.from_run(
+    run_dir, profile, model_dir, window_s, sample_steps=sample_steps, sample_guidance=sample_guidance
+)
 G = [float(g) for g in gains_db.split(",")]
 R = [float(r) for r in ratios_db.split(",")]
 

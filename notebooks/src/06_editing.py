@@ -24,6 +24,7 @@ profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
 sample_steps: int | None = None  # sampling.steps (None: the generator's own)
+sample_guidance: float | None = None  # sampling.guidance (None: the generator's own)
 n_edits: int = 4
 edit_gains_db: str = "-12,-6,0,6"
 n_videos: int = 2
@@ -52,7 +53,9 @@ seed_everything(seed)
 out = resolve(run_dir)
 edir = out / "editing"
 edir.mkdir(parents=True, exist_ok=True)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
+s2i = Sound2Image.from_run(
+    run_dir, profile, model_dir, window_s, sample_steps=sample_steps, sample_guidance=sample_guidance
+)
 G = [float(g) for g in edit_gains_db.split(",")]
 kw = dict(strength=strength, w_image=w_image, w_sound=w_sound, ambience_db=ambience_db, region=region)
 

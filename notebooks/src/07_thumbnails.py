@@ -30,6 +30,7 @@ profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
 sample_steps: int | None = None  # sampling.steps (None: the generator's own)
+sample_guidance: float | None = None  # sampling.guidance (None: the generator's own)
 thumb_window_s: float = 2.0
 thumb_overlap_s: float = 1.0
 k_max: int = 8
@@ -56,7 +57,9 @@ from s2i.viz import save_png
 seed_everything(seed)
 out = resolve(run_dir)
 tdir = out / "thumbnails"
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
+s2i = Sound2Image.from_run(
+    run_dir, profile, model_dir, window_s, sample_steps=sample_steps, sample_guidance=sample_guidance
+)
 programme_seeds = [1000 * seed + i for i in range(n_programmes)]
 durations = programme_durations(n_programmes, programme_minutes_min, programme_minutes_max)
 thumb_kw = dict(

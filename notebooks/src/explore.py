@@ -22,10 +22,11 @@ profile: str = "smoke"
 model_dir: str = "build/nbval/models"
 window_s: float = 0.5
 sample_steps: int | None = None  # sampling.steps (None: the generator's own)
+sample_guidance: float | None = None  # sampling.guidance (None: the generator's own)
 sound_class: str = "bell"
 background: str = "meadow"
 volume_db: int = 0
-guidance: float | None = None  # None: the generator's own (toy: 5)
+guidance: float | None = None  # one sound's drawing; None: sample_guidance, else the generator's own
 n_images: int = 2
 
 # %%
@@ -37,7 +38,9 @@ from s2i.app.widget import Explorer, plot_result
 from s2i.method.generate import Sound2Image
 
 seed_everything(seed)
-s2i = Sound2Image.from_run(run_dir, profile, model_dir, window_s, sample_steps=sample_steps)
+s2i = Sound2Image.from_run(
+    run_dir, profile, model_dir, window_s, sample_steps=sample_steps, sample_guidance=sample_guidance
+)
 
 # %% [markdown]
 # ## One call, statically

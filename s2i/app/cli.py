@@ -8,10 +8,11 @@
 
 Every subcommand takes ``--profile`` (toy/smoke/full), ``--model-dir`` and ``--run-dir``,
 defaulting to the current pipeline's trained models (``params.yaml``: ``base.profile``,
-``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``, ``sampling.steps``; with a ``--profile`` other than
-params.yaml's, those of ``profiles/<profile>.yaml``), ``--config`` (a YAML file of settings
-merged over those), ``--audio-encoder`` (a published Sound2Vision / Sound2Scene checkpoint used
-instead of the run's trained audio encoder), ``--seed`` and ``-o/--out``.
+``pretrain.model_dir``, ``base.run_dir``, ``audio.window_s``, ``sampling.steps``,
+``sampling.guidance``; with a ``--profile`` other than params.yaml's, those of
+``profiles/<profile>.yaml``), ``--config`` (a YAML file of settings merged over those),
+``--audio-encoder`` (a published Sound2Vision / Sound2Scene checkpoint used instead of the run's
+trained audio encoder), ``--seed`` and ``-o/--out``.
 
 Errors: every input is checked before the models load. A file that cannot be used is reported
 on one line of stderr, ``s2i COMMAND: error: FILE: reason``. ``generate`` and ``thumbnails``
@@ -270,8 +271,8 @@ def build_parser(defaults: dict | None = None) -> argparse.ArgumentParser:
         "--guidance",
         type=float,
         default=None,
-        help="classifier-free guidance of generate and thumbnails (default: the generator's; mix, "
-        "edit and video weigh their terms themselves)",
+        help="classifier-free guidance of generate and thumbnails (default: the profile's sampling.guidance, "
+        "else the generator's; mix, edit and video weigh their terms themselves)",
     )
     g.add_argument(
         "--steps",

@@ -140,9 +140,11 @@ def explore_once(
             the generator's :meth:`~s2i.backbones.base.Backbones.drawing_size` of it, as
             :func:`s2i.method.edit.edit_image` does).
         seed: sampling noise (same settings and seed -> the same images).
-        guidance: guidance weight of the sound (with two sources, each one's term in its own
-            band, as :meth:`Sound2Image.generate_mix` draws them; when editing, the sound's weight is
-            :func:`s2i.method.edit.default_w_sound` at it); None: the generator's.
+        guidance: the guidance scale of a picture drawn from one sound (None: the backbones'
+            ``guidance``, the profile's ``sampling.guidance``); two sources and edits weigh their
+            terms themselves, as :meth:`Sound2Image.generate_mix` and
+            :func:`s2i.method.edit.edit_image` do (in units of ``compose_guidance``), as the
+            command line's ``--guidance`` does.
         n: images to draw.
         sound: a mono 16 kHz float array (e.g. an uploaded file) used instead of the catalogue
             sound; ``sound_name`` labels it in the settings.
@@ -160,7 +162,7 @@ def explore_once(
         per image: what the judge sees).
     """
     cache = cache if cache is not None else EmbeddingCache()
-    guidance = float(s2i.backbones.guidance if guidance is None else guidance)
+    guidance = float(s2i.backbones.guidance if guidance is None else guidance)  # one sound's drawing
     say = progress or (lambda *a: None)
     bg = world.background_index(background)
     # 1. the sound(s): (mono 16 kHz array, gain dB)
@@ -198,7 +200,7 @@ def explore_once(
     sounds, gains = [a for a, _ in srcs], [g for _, g in srcs]
     if img is not None:
         method = "edit"
-        w_sound = default_w_sound(model.backbones, guidance) * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
+        w_sound = default_w_sound(model.backbones) * (1.0 if len(srcs) == 1 else MIX_WEIGHT)
         images = edit_image(
             model,
             img,
@@ -219,7 +221,7 @@ def explore_once(
         images = model.generate(gained, sr=SR, n=n, seed=seed, guidance=guidance, steps=steps)
     else:
         method = "compose"
-        images = model.generate_mix(sounds, gains, n=n, seed=seed, sr=SR, steps=steps, guidance=guidance)
+        images = model.generate_mix(sounds, gains, n=n, seed=seed, sr=SR, steps=steps)
     # 4. judge
     say(STAGES[3], 3, len(STAGES))
     judge = s2i.backbones.judge
@@ -232,7 +234,7 @@ def explore_once(
         mix_db=float(mix_db) if second_label else None,
         image=image_label,
         seed=int(seed),
-        guidance=float(guidance),
+        guidance=guidance if method == "generate" else None,
         n=int(n),
         method=method,
         strength=float(strength) if img is not None else None,

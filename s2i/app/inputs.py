@@ -99,7 +99,9 @@ def load_model(args):
     d = settings(args)
     model_dir = _user_path(args.model_dir) or d["model_dir"]
     full = d.get("params", {}).get("full") if args.profile == "full" else None
-    steps = (d.get("params", {}).get("sampling") or {}).get("steps")  # the profile's; --steps overrides it per call
+    sampling = d.get("params", {}).get("sampling") or {}
+    steps = sampling.get("steps")  # the profile's; --steps overrides it per call
+    guidance = sampling.get("guidance")  # the profile's; --guidance overrides it per call
     if args.audio_encoder is not None:
         from s2i.backbones import load_backbones
 
@@ -114,7 +116,7 @@ def load_model(args):
 
             enc = load_published_audio_encoder(path, args.audio_encoder_kind)
             dim, window = enc.embed_dim, enc.window_s
-        backbones = load_backbones(args.profile, model_dir, full, steps)
+        backbones = load_backbones(args.profile, model_dir, full, steps, guidance)
         if dim != backbones.embed_dim:
             hint = "; use --profile full" if args.profile != "full" and dim == 1024 else ""
             raise CLIError(
@@ -125,7 +127,13 @@ def load_model(args):
     run_dir = _user_path(args.run_dir) or d["run_dir"]
     window_s = args.encoder_window or d["window_s"]
     s2i = Sound2Image.from_run(
-        run_dir, profile=args.profile, model_dir=model_dir, window_s=window_s, full_params=full, sample_steps=steps
+        run_dir,
+        profile=args.profile,
+        model_dir=model_dir,
+        window_s=window_s,
+        full_params=full,
+        sample_steps=steps,
+        sample_guidance=guidance,
     )
     return s2i.without_prior() if getattr(args, "no_prior", False) else s2i
 

@@ -29,23 +29,30 @@ def load_backbones(
     model_dir: str | os.PathLike | None = None,
     full_params: dict | None = None,
     sample_steps: int | None = None,
+    sample_guidance: float | None = None,
 ) -> Backbones:
     """The backbones of a profile: ``toy``/``smoke`` load ``model_dir`` (the pretrain stage's
     output); ``full`` loads OpenCLIP + Stable unCLIP as configured in ``full_params`` (default:
     the ``full`` section of ``params.yaml``, else of ``profiles/full.yaml``). ``sample_steps``
     (a profile's ``sampling.steps``) replaces the generator's default number of sampling steps
-    (toy: the saved model's; full: ``full.generator.steps``); None keeps it."""
+    (toy: the saved model's; full: ``full.generator.steps``); None keeps it. ``sample_guidance``
+    (a profile's ``sampling.guidance``) likewise replaces the guidance scale of a picture drawn from
+    one embedding (``guidance``; toy: the saved model's, full: ``full.generator.guidance``); the
+    composed terms of mixing and editing keep the generator's own unit (``compose_guidance``)."""
     if profile in ("toy", "smoke"):
         if model_dir is None:
             raise ValueError("toy/smoke backbones need model_dir")
-        return ToyBackbones.load(model_dir, sample_steps)
+        return ToyBackbones.load(model_dir, sample_steps, sample_guidance)
     if profile == "full":
         from s2i.backbones.full import FullBackbones
 
         fp = default_full_params() if full_params is None else full_params
         if sample_steps is not None:
             fp = {**fp, "generator": {**fp["generator"], "steps": int(sample_steps)}}
-        return FullBackbones.from_params(fp)
+        backbones = FullBackbones.from_params(fp)
+        if sample_guidance is not None:
+            backbones.guidance = float(sample_guidance)
+        return backbones
     raise ValueError(f"unknown profile {profile!r} (toy, smoke or full)")
 
 

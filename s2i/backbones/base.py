@@ -24,7 +24,11 @@ class Backbones(Protocol):
             (and their masks and regions then have); an encoder may take another size (it resizes
             its input). Other sizes: :meth:`drawing_size`.
         embed_dim: dimension D of the image embeddings.
-        guidance: the generator's default classifier-free guidance scale.
+        guidance: the classifier-free guidance scale of a picture drawn from one embedding
+            (:meth:`generate`'s default): a profile's ``sampling.guidance`` where it sets one
+            (:func:`s2i.backbones.load_backbones`), else the generator's own.
+        compose_guidance: the generator's own guidance scale, whatever ``guidance`` is: the unit
+            in which mixing and editing weigh their composed terms (they were tuned at it).
         supports_composition: whether :meth:`compose` is available.
         judge: the toy world's measuring instrument, or ``None`` (real data has none).
     """
@@ -33,6 +37,7 @@ class Backbones(Protocol):
     image_size: int
     embed_dim: int
     guidance: float
+    compose_guidance: float
     supports_composition: bool
     judge: object | None
 

@@ -76,7 +76,9 @@ class FullBackbones:
         profile: ``"full"``.
         encoder: the :class:`OpenCLIPEncoder`.
         pipe: the :class:`~diffusers.StableUnCLIPImg2ImgPipeline`, or ``None`` (encode only).
-        steps, guidance, noise_level: defaults of :meth:`generate` and :meth:`compose`.
+        steps, noise_level: defaults of :meth:`generate` and :meth:`compose`.
+        guidance: :meth:`generate`'s default guidance scale (``sampling.guidance`` may replace it).
+        compose_guidance: ``full.generator.guidance``, the unit of composed terms (mixing, editing).
     """
 
     profile = "full"
@@ -95,7 +97,7 @@ class FullBackbones:
         self.encoder = encoder
         self.pipe = pipe
         self.steps = int(steps)
-        self.guidance = float(guidance)
+        self.guidance = self.compose_guidance = float(guidance)
         self.noise_level = int(noise_level)
         self.encoder_image_size = encoder.image_size
         self.embed_dim = encoder.embed_dim

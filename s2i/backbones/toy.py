@@ -41,6 +41,7 @@ class ToyBackbones:
         self.generator = generator
         self.image_size = generator.image_size
         self.embed_dim = generator.decoder.embed_dim  # the generator draws from the encoder's embeddings
+        self.guidance = float(generator.cfg.guidance)  # generate's default (sampling.guidance may replace it)
 
     @property
     def encoder(self) -> ImageEncoder:
@@ -57,9 +58,9 @@ class ToyBackbones:
         return self._judge
 
     @property
-    def guidance(self) -> float:
-        """The generator's default guidance scale."""
-        return self.generator.cfg.guidance
+    def compose_guidance(self) -> float:
+        """The generator's own guidance scale (its saved config): the unit of composed terms."""
+        return float(self.generator.cfg.guidance)
 
     def to(self, device: str | torch.device | None = None) -> ToyBackbones:
         """Move the generator (the costly part) to ``resolve_device(device)``; the encoder and the
@@ -104,12 +105,13 @@ class ToyBackbones:
         width: int | None = None,
     ) -> np.ndarray:
         """(N, D) embeddings -> uint8 (N * n_per, 32, 32, 3) images. See :class:`ToyGenerator`.
-        ``height``/``width``: None or the generator's side (ValueError otherwise)."""
+        ``height``/``width``: None or the generator's side (ValueError otherwise); ``guidance``:
+        default :attr:`guidance`."""
         self._check_size((height, width))
         return self.generator(
             embeddings,
             n_per=n_per,
-            guidance=guidance,
+            guidance=self.guidance if guidance is None else guidance,
             steps=steps,
             noise_level=noise_level,
             seed=seed,
@@ -151,9 +153,13 @@ class ToyBackbones:
         )
 
     @classmethod
-    def load(cls, model_dir: str | os.PathLike, sample_steps: int | None = None) -> ToyBackbones:
+    def load(
+        cls, model_dir: str | os.PathLike, sample_steps: int | None = None, guidance: float | None = None
+    ) -> ToyBackbones:
         """The backbones saved in ``model_dir``; ``sample_steps`` replaces the generator's own
-        default number of sampling steps (its ``cfg.sample_steps``) when given."""
+        default number of sampling steps (its ``cfg.sample_steps``) when given, ``guidance`` the
+        guidance scale of :meth:`generate` (:attr:`guidance`; composed terms keep the generator's
+        own, :attr:`compose_guidance`)."""
         model_dir = resolve(model_dir)
         missing = [
             p
@@ -173,4 +179,7 @@ class ToyBackbones:
         if sample_steps is not None:
             generator.cfg.sample_steps = int(sample_steps)
         encoder = partial(ImageEncoder.load, model_dir / "image_encoder")
-        return cls(encoder, generator, partial(Judge.load, model_dir / "judge"))
+        backbones = cls(encoder, generator, partial(Judge.load, model_dir / "judge"))
+        if guidance is not None:
+            backbones.guidance = float(guidance)
+        return backbones

@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from s2i.method.generate import Sound2Image
+from s2i.eval.stills import judge_scores
+from s2i.method.generate import Sound2Image, draw_best_of
 from s2i.method.mix import AMBIENCE_DB, mix_audio
 from s2i.toyworld import world
 from s2i.toyworld.heldout import TEST_SEED_OFFSET, TestSound
+from s2i.toyworld.stills import StillSet
 
 
 def judged_size(rep: dict, cls: np.ndarray) -> np.ndarray:
@@ -112,6 +114,18 @@ def confusion(true: np.ndarray, pred: np.ndarray, n: int = len(world.CLASSES)) -
     for t, p in zip(true, pred):
         m[t, p] += 1
     return m / np.maximum(m.sum(1, keepdims=True), 1)
+
+
+def recon_read(
+    backbones, stills: StillSet, seed: int, candidates: int = 1, prefix: str = "recon"
+) -> tuple[dict, np.ndarray]:
+    """Draw every still back from its image embedding as the product draws (the backbones'
+    sampling steps and ``guidance``), each picture the best of ``candidates`` drawings by the image
+    encoder (:func:`s2i.method.generate.draw_best_of`; the judge plays no part in the choice), and
+    read the drawings with the judge (:func:`s2i.eval.stills.judge_scores`, with the shape read's interval).
+    Returns (the scores, the drawings)."""
+    drawn, _ = draw_best_of(backbones, backbones.encode_images(stills.images), 1, candidates, seed)
+    return judge_scores(backbones.judge.report(drawn), stills, prefix, ci_seed=seed), drawn
 
 
 def volume_sweep(

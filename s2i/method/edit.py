@@ -48,7 +48,7 @@ from s2i.models.audio_encoder import SR
 from s2i.toyworld import world
 
 EDIT_STRENGTH = 0.9  # how far the input is noised
-EDIT_W_SOUND_PER_GUIDANCE = 0.4  # the sound's term's weight, in units of the generator's guidance scale
+EDIT_W_SOUND_PER_GUIDANCE = 0.4  # the sound's term's weight, in units of the generator's own guidance scale
 EDIT_W_IMAGE = 0.0  # the input image's own term: none (the scene is kept by the region and the object's mask)
 OBJECT_THRESHOLD = 0.15  # a pixel is the object's where the two drawings differ by more (any channel, of 1)
 OBJECT_GROW = 1 / 32  # the object's mask grown by this share of the picture's shorter side (1 px of the toy's 32)
@@ -59,10 +59,11 @@ REFERENCE_SEED_OFFSET = 7777  # the reference drawing's sample of the embedding 
 
 def default_w_sound(backbones, guidance: float | None = None) -> float:
     """The sound's guidance weight when none is given: :data:`EDIT_W_SOUND_PER_GUIDANCE` times
-    ``guidance``, by default the generator's own scale (toy: 2 at guidance 5, chosen by the strict
+    ``guidance``, by default the generator's own scale (``backbones.compose_guidance``, whatever
+    ``sampling.guidance`` sets for plain drawings; toy: 2 at guidance 5, chosen by the strict
     read of an added object, the scene kept around it and the volume Spearman on editing draws
     that are not the reported one; ``docs/decisions/editing.md``)."""
-    return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.guidance if guidance is None else guidance)
+    return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.compose_guidance if guidance is None else guidance)
 
 
 CENTRE_FRACTION = 0.75  # the centre region's share of each side: the frame around it is kept

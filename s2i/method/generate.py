@@ -190,16 +190,18 @@ class Sound2Image:
         window_s: float = 0.5,
         full_params: dict | None = None,
         sample_steps: int | None = None,
+        sample_guidance: float | None = None,
     ) -> Sound2Image:
         """Load the backbones of ``profile``, the audio encoder trained in ``run_dir`` and its
-        embedding prior where one was trained (``<run_dir>/prior``); ``sample_steps``: the
-        profile's ``sampling.steps``, see :func:`load_backbones`."""
+        embedding prior where one was trained (``<run_dir>/prior``); ``sample_steps`` and
+        ``sample_guidance``: the profile's ``sampling.steps`` and ``sampling.guidance``, see
+        :func:`load_backbones`."""
         enc_dir = resolve(run_dir) / "alignment" / "audio_encoder"
         if not (enc_dir / "audio_encoder.safetensors").exists():
             raise FileNotFoundError(
                 f"{enc_dir}: no trained audio encoder; run the pipeline first (dvc repro alignment)"
             )
-        backbones = load_backbones(profile, model_dir, full_params, sample_steps)
+        backbones = load_backbones(profile, model_dir, full_params, sample_steps, sample_guidance)
         prior_dir = resolve(run_dir) / "prior"
         prior = EmbeddingPrior.load(prior_dir) if EmbeddingPrior.exists(prior_dir) else None
         return cls(backbones, AudioEncoder.load(enc_dir), window_s, prior=prior)
@@ -339,8 +341,8 @@ class Sound2Image:
         middle of its band (:func:`s2i.models.sampler.sample`). Each image is the best of
         ``candidates`` drawn ones, by :func:`pick_nearest_sources` (1: no choice). ``steps``:
         sampling steps and ``guidance``: the guidance scale the weights derive from (defaults:
-        the generator's). ``size``: the pictures' (height, width), one the generator draws
-        (default its square)."""
+        the generator's own, ``backbones.compose_guidance``). ``size``: the pictures' (height,
+        width), one the generator draws (default its square)."""
         return self.generate_mixes(
             [sounds],
             None if gains_db is None else [gains_db],
@@ -386,7 +388,7 @@ class Sound2Image:
         gains_db = gains_db or [[0.0] * len(sounds) for sounds in mixes]
         if len(gains_db) != len(mixes):
             raise ValueError(f"{len(mixes)} mixes but {len(gains_db)} lists of gains")
-        guidance = self.backbones.guidance if guidance is None else guidance
+        guidance = self.backbones.compose_guidance if guidance is None else guidance
         terms, weights, shares = [], None, []
         for sounds, gains in zip(mixes, gains_db):
             if len(gains) != len(sounds):

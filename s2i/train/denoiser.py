@@ -204,10 +204,10 @@ def _sync(dev: torch.device) -> None:
 def judge_tuning(gen: LatentGenerator, judge, images, presence, sizes, bg, emb, seed: int, device=None) -> dict:
     """Draw each tuning still back from its embedding (the generator's own sampler and guidance)
     and judge it against the still's ground truth: ``recon_*`` figures of
-    :func:`s2i.train.pretrain.judge_scores`, and under ``shape_read`` the same drawings' shape
+    :func:`s2i.eval.stills.judge_scores`, and under ``shape_read`` the same drawings' shape
     read by shape and by size (:func:`s2i.train.autoencoder.shape_reads`)."""
+    from s2i.eval.stills import judge_scores
     from s2i.toyworld.stills import StillSet
-    from s2i.train.pretrain import judge_scores
 
     dev = resolve_device(device)
     gen = copy.deepcopy(gen).to(dev)

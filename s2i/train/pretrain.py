@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from s2i.backbones.toy import ToyBackbones
-from s2i.eval.stats import bootstrap_ci
+from s2i.eval.stills import HELDOUT_SEED_OFFSET, judge_scores, single_object, spearman
 from s2i.models.common import resolve_device, use_bf16
 from s2i.models.generator import GeneratorCfg
 from s2i.models.image_encoder import ImageEncoder, embed
@@ -33,7 +33,6 @@ from s2i.utils import seed_everything, write_json
 
 T = TypeVar("T")
 JUDGE_ANY_COLOUR = 0.5  # share of the judge's training objects in any colour, not the palette's
-HELDOUT_SEED_OFFSET = 1_000_003  # the held-out stills' seed: the run's seed + this
 
 
 @dataclass
@@ -46,18 +45,8 @@ class PretrainResult:
     recon: np.ndarray | None = None
 
 
-def _single(d: StillSet) -> np.ndarray:
-    return d.presence.sum(1) == 1
-
-
 def _unit(e: np.ndarray) -> np.ndarray:
     return e / np.linalg.norm(e, axis=1, keepdims=True)
-
-
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
 
 
 def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test: StillSet, k: int = 5) -> dict:
@@ -67,7 +56,7 @@ def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test
     from sklearn.linear_model import Ridge
     from sklearn.neighbors import KNeighborsClassifier
 
-    tr, te = _single(train), _single(test)
+    tr, te = single_object(train), single_object(test)
     ytr, yte = train.presence[tr].argmax(1), test.presence[te].argmax(1)
     knn = KNeighborsClassifier(n_neighbors=k, metric="cosine").fit(train_e[tr], ytr)
     acc = float((knn.predict(test_e[te]) == yte).mean())
@@ -75,7 +64,7 @@ def probe_encoder(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test
     probe = Ridge(alpha=1.0).fit(train_e[tr], str_)
     return dict(
         encoder_knn_class_acc=acc,
-        encoder_size_spearman=_spearman(probe.predict(test_e[te]), ste),
+        encoder_size_spearman=spearman(probe.predict(test_e[te]), ste),
         encoder_both_probe=probe_both(train_e, train, test_e, test),
     )
 
@@ -99,31 +88,6 @@ def probe_both(train_e: np.ndarray, train: StillSet, test_e: np.ndarray, test: S
             scores[:, c] = LogisticRegression(C=10, max_iter=3000).fit(x, y).decision_function(xt)
     top2 = np.argsort(-scores, axis=1)[:, :2]
     return float((np.take_along_axis(test.presence[two], top2, axis=1) > 0.5).all(1).mean())
-
-
-def judge_scores(rep: dict, d: StillSet, prefix: str, ci_seed: int | None = None) -> dict:
-    """Judge metrics against ground truth: top-1 class on single-object images, both classes
-    found on two-object images (``both_seen``: what a study that counts two objects can read at
-    best), exact set of present classes on all images, Spearman of the judged vs true radius,
-    background accuracy; with ``ci_seed``, also the top-1 class's 95 % bootstrap interval over
-    the single-object images (``class_acc_ci95``; None where there are none)."""
-    s = _single(d)
-    two = d.presence.sum(1) == 2
-    both = (rep["present"][two] & (d.presence[two] > 0.5)).sum(1) == 2
-    true_cls = d.presence[s].argmax(1)
-    right = rep["top_class"][s] == true_cls
-    size_pred = rep["size"][s][np.arange(s.sum()), true_cls]
-    scores = {
-        f"{prefix}_class_acc": float(right.mean()),
-        f"{prefix}_both_seen": float(both.mean()) if two.any() else None,
-        f"{prefix}_exact_set": float((rep["present"] == (d.presence > 0.5)).all(1).mean()),
-        f"{prefix}_size_spearman": _spearman(size_pred, d.sizes[s].max(1)),
-        f"{prefix}_size_mae_px": float(np.abs(size_pred - d.sizes[s].max(1)).mean()),
-        f"{prefix}_bg_acc": float((rep["bg"] == d.bg).mean()),
-    }
-    if ci_seed is not None:
-        scores[f"{prefix}_class_acc_ci95"] = bootstrap_ci(right, seed=ci_seed) if right.size else None
-    return scores
 
 
 def measure_backbones(model_dir, train, held, e_train, e_held, n_recon, seed, device=None, timings=None):
@@ -336,7 +300,7 @@ def remeasure(model_dir: str | Path, seed: int, n_stills: int, n_heldout: int, n
 def write_measurements(model_dir: str | Path, params: dict) -> dict:
     """:func:`remeasure` with the profile's ``params``, written where the stage writes them:
     ``backbones.json``, the manifest and the recon grid. Returns the metrics."""
-    from s2i.viz import save_png
+    from s2i.viz import recon_grid, save_png
 
     pre, out = params["pretrain"], resolve(params["base"]["run_dir"])
     metrics, sub, recon = remeasure(
@@ -347,12 +311,3 @@ def write_measurements(model_dir: str | Path, params: dict) -> dict:
     read = {k: v for k, v in metrics.items() if k.startswith(("judge", "recon")) and v is not None}
     print({k: np.round(v, 4).tolist() for k, v in read.items()})
     return metrics
-
-
-def recon_grid(stills: np.ndarray, recon: np.ndarray, n: int = 32) -> np.ndarray:
-    """The stage's recon grid: the first ``n`` held-out stills, each followed by its drawing
-    from its image embedding, 16 pictures a row, 3x."""
-    from s2i.viz import grid
-
-    k = min(n, len(recon))
-    return grid(np.stack([x for i in range(k) for x in (stills[i], recon[i])]), 16, scale=3)
