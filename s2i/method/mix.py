@@ -2,13 +2,13 @@
 
 Each source, at its own gain, is embedded on its own and gives its own terms of composed
 guidance, so the objects stay distinct and each is drawn at the size its own level implies.
-Each source is one plain term (:data:`SOURCE_WEIGHT` of the guidance scale), acting in its own
-band of the picture (side by side), and predicted on a view of the picture centred on that band,
-so that its object is drawn in the middle of its band (MultiDiffusion's windows on a fixed
-canvas); each image is the best of :data:`MIX_CANDIDATES` by the frozen image encoder. The place
-can instead be one term of its own (the mixture turned down by :data:`AMBIENCE_DB`), each
-source's object its embedding minus the same source turned down (``ambience_db``: the earlier
-design, kept for comparison).
+Each source is one plain term (:data:`SOURCE_WEIGHT` of the generator's own guidance scale,
+``compose_guidance``), acting in its own band of the picture (side by side), and predicted on a
+view of the picture centred on that band, so that its object is drawn in the middle of its band
+(MultiDiffusion's windows on a fixed canvas); each image is the best of :data:`MIX_CANDIDATES`
+by the frozen image encoder. The place can instead be one term of its own (the mixture turned
+down by :data:`AMBIENCE_DB`), each source's object its embedding minus the same source turned
+down (``ambience_db``: the earlier design, kept for comparison).
 Design and measurements: ``docs/decisions/mixing.md``."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ BAND_SPLIT = "columns"  # the sources' bands lie side by side: a view centred on
 MIX_CANDIDATES = 4  # a mix draws this many candidates per image and keeps the one nearest every source
 
 
-SOURCE_WEIGHT = 0.4  # each source's term, alone in its band: this fraction of the guidance scale (2 of 5)
+SOURCE_WEIGHT = 0.4  # each source's term, alone in its band: this fraction of compose_guidance (2 of the toy's 5)
 
 
 BAND_LEAST = 0.25  # a source's band is at least this share of the picture's width, however soft it is
