@@ -220,6 +220,8 @@ def test_from_params_resolves_repo_relative_paths(
     from s2i.backbones import load_backbones
 
     assert load_backbones("full", full_params=p, sample_steps=3).steps == 3  # a profile's sampling.steps
+    guided = load_backbones("full", full_params=p, sample_guidance=2.5)  # a profile's sampling.guidance
+    assert (guided.guidance, guided.compose_guidance, fb.compose_guidance) == (2.5, 1.0, 1.0)
     assert p["generator"]["steps"] == 1  # the caller's params are left as they were
 
     p["generator"]["path"] = "models/full/nothing-here"
