@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit("seed 1,000,003 draws the reported held-out stills; tune on another")
 
     from s2i.backbones.toy import ToyBackbones
-    from s2i.eval.stills import spearman
+    from s2i.eval.stills import single_object, spearman
     from s2i.method.generate import candidate_seeds
     from s2i.toyworld.stills import make_stills
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"cpu {cpu_model()!r} torch {torch.__version__}", flush=True)
     bb = ToyBackbones.load(a.model_dir)
     held = make_stills(a.n, a.seed)
-    single = held.presence.sum(1) == 1
+    single = single_object(held)
     cls = held.presence[single].argmax(1)
     radius = held.sizes[single].max(1)
     lo, hi = np.quantile(radius, [1 / 3, 2 / 3])

@@ -34,7 +34,7 @@ import pandas as pd
 
 from s2i import resolve, seed_everything, write_json
 from s2i.eval.judge_check import colour_swap_check
-from s2i.eval.stills import HELDOUT_SEED_OFFSET
+from s2i.eval.stills import HELDOUT_SEED_OFFSET, single_object
 from s2i.eval.studies import confusion, eval_generation, recon_read
 from s2i.method.generate import Sound2Image, draw_best_of
 from s2i.method.selection import load_pairs, subset
@@ -123,7 +123,7 @@ metrics = dict(
     **{k: v for k, v in recon_best.items() if k in ("recon_best_of_class_acc", "recon_best_of_class_acc_ci95")},
     recon_guidance=s2i.backbones.guidance,
     n_recon=n_recon,
-    n_recon_single=int((held.presence.sum(1) == 1).sum()),
+    n_recon_single=int(single_object(held).sum()),
     n_sounds=len(res["cls"]) // n_images,
     n_images_per_sound=n_images,
     n_image_pairs=len(te_cls),

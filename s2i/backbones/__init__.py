@@ -42,18 +42,19 @@ def load_backbones(
     if profile in ("toy", "smoke"):
         if model_dir is None:
             raise ValueError("toy/smoke backbones need model_dir")
-        return ToyBackbones.load(model_dir, sample_steps, sample_guidance)
-    if profile == "full":
+        backbones = ToyBackbones.load(model_dir, sample_steps)
+    elif profile == "full":
         from s2i.backbones.full import FullBackbones
 
         fp = default_full_params() if full_params is None else full_params
         if sample_steps is not None:
             fp = {**fp, "generator": {**fp["generator"], "steps": int(sample_steps)}}
         backbones = FullBackbones.from_params(fp)
-        if sample_guidance is not None:
-            backbones.guidance = float(sample_guidance)
-        return backbones
-    raise ValueError(f"unknown profile {profile!r} (toy, smoke or full)")
+    else:
+        raise ValueError(f"unknown profile {profile!r} (toy, smoke or full)")
+    if sample_guidance is not None:
+        backbones.guidance = float(sample_guidance)
+    return backbones
 
 
 def default_full_params() -> dict:

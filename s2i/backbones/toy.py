@@ -153,13 +153,9 @@ class ToyBackbones:
         )
 
     @classmethod
-    def load(
-        cls, model_dir: str | os.PathLike, sample_steps: int | None = None, guidance: float | None = None
-    ) -> ToyBackbones:
+    def load(cls, model_dir: str | os.PathLike, sample_steps: int | None = None) -> ToyBackbones:
         """The backbones saved in ``model_dir``; ``sample_steps`` replaces the generator's own
-        default number of sampling steps (its ``cfg.sample_steps``) when given, ``guidance`` the
-        guidance scale of :meth:`generate` (:attr:`guidance`; composed terms keep the generator's
-        own, :attr:`compose_guidance`)."""
+        default number of sampling steps (its ``cfg.sample_steps``) when given."""
         model_dir = resolve(model_dir)
         missing = [
             p
@@ -179,7 +175,4 @@ class ToyBackbones:
         if sample_steps is not None:
             generator.cfg.sample_steps = int(sample_steps)
         encoder = partial(ImageEncoder.load, model_dir / "image_encoder")
-        backbones = cls(encoder, generator, partial(Judge.load, model_dir / "judge"))
-        if guidance is not None:
-            backbones.guidance = float(guidance)
-        return backbones
+        return cls(encoder, generator, partial(Judge.load, model_dir / "judge"))
