@@ -299,6 +299,25 @@ def test_edit_candidates_keep_the_edit_whose_change_is_the_sound(smoke_s2i):
         edit_image(smoke_s2i, img, snd, world.SR, candidates=0)
 
 
+def test_edit_candidates_are_what_edit_image_ranks(smoke_s2i):
+    """edit_image keeps, among edit_candidates' edits, the one best_edits picks by their scores;
+    the first candidate is the edit drawn once from the seed, which carries no score."""
+    from s2i.method.edit import best_edits, edit_candidates, edit_image
+    from s2i.toyworld import world
+
+    img = world.render_still(world.Scene(2, []))
+    snd = world.render_sound(world.Scene(0, [world.SceneObject(1, gain=0.7)]), 1.0, seed=4)
+    image, outs, scores = edit_candidates(smoke_s2i, img, snd, world.SR, seed=5, candidates=3)
+    assert outs.shape == (3, 1, *image.shape) and scores.shape == (3, 1)
+    best = edit_image(smoke_s2i, img, snd, world.SR, seed=5, candidates=3)
+    np.testing.assert_array_equal(best, outs[best_edits(outs, image, scores), [0]])
+    once_image, once, no_scores = edit_candidates(smoke_s2i, img, snd, world.SR, seed=5)
+    assert no_scores is None
+    np.testing.assert_array_equal(once_image, image)
+    np.testing.assert_array_equal(once[0], outs[0])
+    np.testing.assert_array_equal(edit_image(smoke_s2i, img, snd, world.SR, seed=5), outs[0])
+
+
 def test_best_edits_rank_an_unchanged_input_last():
     """Per edit, the best-scoring candidate among those that changed a pixel: an edit that left
     the input as it was (score 0) loses to one that changed it even with a negative score; the

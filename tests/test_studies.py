@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s2i.eval.studies import edit_study, judged_exactly, mix_pairs, mixing_study
+from s2i.eval.studies import edit_inputs, edit_study, judged_exactly, mix_pairs, mixing_study
 from s2i.eval.videos import video_study
 
 
@@ -38,6 +38,19 @@ def test_judged_exactly_counts_the_wanted_classes_and_nothing_the_input_lacked()
     assert not judged_exactly(row, [1])  # 3 is new: a second object, or a smear read as two
     assert not judged_exactly(row, [1, 2])  # 2 is missing
     assert not judged_exactly(np.zeros(5, bool), [0])
+
+
+def test_edit_inputs_of_a_larger_study_start_with_the_smaller_one():
+    """Every second still holds one silent object of another class than the heard one, every
+    sound is recorded at another background than its still's, and a draw's first edits do not
+    depend on how many are drawn."""
+    small, large = edit_inputs(3, seed=2), edit_inputs(8, seed=2)
+    for a, b in zip(small, large):
+        np.testing.assert_array_equal(a.still, b.still)
+        assert (a.heard, a.held, a.bg, a.sound.seed) == (b.heard, b.held, b.bg, b.sound.seed)
+    assert [len(e.held) for e in large] == [0, 1] * 4
+    assert all(e.heard not in e.held and e.sound.bg != e.bg for e in large)
+    assert [e.heard for e in edit_inputs(8, seed=3)] != [e.heard for e in large]  # draws differ
 
 
 def test_edit_study_strict_object_added_never_exceeds_the_heard_class_present(smoke_s2i):

@@ -11,6 +11,8 @@ The video study: :mod:`s2i.eval.videos`."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -343,10 +345,55 @@ def mixing_study(
     return out
 
 
+@dataclass
+class EditInput:
+    """One edit of the editing study: a held-out toy ``still`` (uint8 (32, 32, 3)) with its
+    ``objects`` (the classes' :class:`~s2i.toyworld.world.SceneObject`, empty or one silent
+    object of another class), its background ``bg``, and the held-out ``sound`` to add, recorded
+    at another background."""
+
+    still: np.ndarray
+    objects: list
+    bg: int
+    sound: TestSound
+
+    @property
+    def heard(self) -> int:
+        """The class the sound adds."""
+        return self.sound.cls
+
+    @property
+    def held(self) -> list[int]:
+        """The classes the still already holds."""
+        return [o.cls for o in self.objects]
+
+
+def edit_inputs(n_edits: int, seed: int) -> list[EditInput]:
+    """The editing study's ``n_edits`` edits of draw ``seed`` (:func:`edit_study`): held-out
+    stills, every second one already holding a silent object of another class, and held-out
+    sounds recorded at a *different* background (so keeping the input's background is a real
+    test). The first edits of a draw are the same whatever ``n_edits``."""
+    rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
+    crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
+    out = []
+    for i in range(n_edits):
+        c = int(rng.integers(len(world.CLASSES)))
+        bg_img = int(rng.integers(len(world.BACKGROUNDS)))
+        bg_snd = int((bg_img + rng.integers(1, len(world.BACKGROUNDS))) % len(world.BACKGROUNDS))
+        objs = []
+        if i % 2 == 1:
+            other = int((c + rng.integers(1, len(world.CLASSES))) % len(world.CLASSES))
+            colour = int(crng.integers(len(world.PALETTE)))
+            objs.append(world.SceneObject(other, size=float(rng.uniform(4, 7)), x=8.0, y=22.0, colour=colour))
+        still = world.render_still(world.Scene(bg_img, objs))
+        out.append(EditInput(still, objs, bg_img, TestSound(c, bg_snd, 0.5, TEST_SEED_OFFSET + 700_000 + i)))
+    return out
+
+
 def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float], **edit_kw) -> dict:
-    """Image + sound -> edited image, on held-out toy stills (a background, half of them with a
-    silent object of another class already in the scene) and held-out sounds recorded at a
-    *different* background (so keeping the input's background is a real test).
+    """Image + sound -> edited image, on the held-out edits of :func:`edit_inputs` (a background,
+    half of them with a silent object of another class already in the scene; a sound recorded
+    at a *different* background), edit i drawn from ``seed + i``.
     Metrics at 0 dB: the object added (the judge finds the sound's class and no class the input
     did not hold besides it: a many-coloured smear that the judge reads as several classes at
     once does not count); the heard class present (among any others: an upper bound of the
@@ -362,33 +409,22 @@ def edit_study(s2i: Sound2Image, n_edits: int, seed: int, gains_db: list[float],
     from s2i.method.edit import edit_image
     from s2i.toyworld.stills import codec_roundtrip
 
-    rng = np.random.default_rng(TEST_SEED_OFFSET + 11 + seed)
-    crng = world.colour_rng(TEST_SEED_OFFSET + 11 + seed)
     # the colours of the perfect edits' heard objects: a stream of their own, the edits' draws untouched
     real_rng = np.random.default_rng(TEST_SEED_OFFSET + 23 + seed)
     added, present, kept, objects_kept, rhos, examples, real, wanted = [], [], [], [], [], [], [], []
     inputs, edits, radii = [], [], []
-    for i in range(n_edits):
-        c = int(rng.integers(len(world.CLASSES)))
-        bg_img = int(rng.integers(len(world.BACKGROUNDS)))
-        bg_snd = int((bg_img + rng.integers(1, len(world.BACKGROUNDS))) % len(world.BACKGROUNDS))
-        objs = []
-        if i % 2 == 1:
-            other = int((c + rng.integers(1, len(world.CLASSES))) % len(world.CLASSES))
-            colour = int(crng.integers(len(world.PALETTE)))
-            objs.append(world.SceneObject(other, size=float(rng.uniform(4, 7)), x=8.0, y=22.0, colour=colour))
-        img = world.render_still(world.Scene(bg_img, objs))
-        snd = TestSound(c, bg_snd, 0.5, TEST_SEED_OFFSET + 700_000 + i)
+    for i, e in enumerate(edit_inputs(n_edits, seed)):
+        c, img, snd, objs = e.heard, e.still, e.sound, e.objects
         heard = world.SceneObject(c, gain=snd.gain, colour=int(real_rng.integers(len(world.PALETTE))))  # in the middle
-        real.append(world.render_still(world.Scene(bg_img, objs + [heard])))
-        wanted.append((c, [o.cls for o in objs]))
+        real.append(world.render_still(world.Scene(e.bg, objs + [heard])))
+        wanted.append((c, e.held))
         outs = [edit_image(s2i, img, snd.render(), world.SR, gain_db=g, seed=seed + i, **edit_kw)[0] for g in gains_db]
         rep = s2i.backbones.judge.report(np.stack(outs))
         i0 = gains_db.index(0.0) if 0.0 in gains_db else len(gains_db) // 2
         present.append(bool(rep["present"][i0, c]))
-        added.append(judged_exactly(rep["present"][i0], [c], [o.cls for o in objs]))
-        kept.append(bool(rep["bg"][i0] == bg_img))
-        objects_kept += [bool(rep["present"][i0, o.cls]) for o in objs]
+        added.append(judged_exactly(rep["present"][i0], [c], e.held))
+        kept.append(bool(rep["bg"][i0] == e.bg))
+        objects_kept += [bool(rep["present"][i0, o]) for o in e.held]
         sz = np.where(rep["present"][:, c], rep["size"][:, c], 0.0)
         rhos.append(0.0 if np.ptp(sz) == 0 else float(spearmanr(gains_db, sz).statistic))
         examples.append(np.stack([img] + outs))

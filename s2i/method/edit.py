@@ -302,8 +302,38 @@ def edit_image(
             nearly along what the sound adds -- its embedding minus the turned-down sound's
             (:func:`edit_direction_score`; the mean over several sounds), among those that
             changed the input at all (:func:`best_edits`). 1: one edit from ``seed``. Costs
-            ``candidates`` times the drawing.
+            ``candidates`` times the drawing. Every candidate and its score:
+            :func:`edit_candidates`.
     """
+    image, outs, scores = edit_candidates(
+        s2i, image, audio, sr, gain_db, seed, n, strength, w_image, w_sound, ambience_db, steps, region, candidates
+    )
+    if candidates == 1:
+        return outs[0]
+    return outs[best_edits(outs, image, scores), np.arange(n)]
+
+
+def edit_candidates(
+    s2i: Sound2Image,
+    image,
+    audio,
+    sr: int | None = None,
+    gain_db: float = 0.0,
+    seed: int = 0,
+    n: int = 1,
+    strength: float = EDIT_STRENGTH,
+    w_image: float = EDIT_W_IMAGE,
+    w_sound: float | None = None,
+    ambience_db: float | None = AMBIENCE_DB,
+    steps: int | None = None,
+    region="centre",
+    candidates: int = 1,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """Every candidate of an edit, before :func:`edit_image` keeps one: ``(image, edits,
+    scores)``, the input as drawn (uint8 (h, w, 3)), the ``candidates`` edits drawn from the
+    seeds :func:`candidate_seeds` (uint8 (K, n, h, w, 3)), and their
+    :func:`edit_direction_score` (K, n) (None for one candidate, which is not ranked). The
+    arguments are :func:`edit_image`'s."""
     rgb = read_rgb(image)
     size = s2i.backbones.drawing_size(*rgb.shape[:2])
     img = prepare_image(rgb, size)
@@ -346,12 +376,10 @@ def edit_image(
             steps,
             size=size,
         )
-        if candidates == 1:
-            return out
-        cos.append(edit_direction_score(s2i.backbones.encode_images(out), e_img, z_loud, z_quiet))
+        if candidates > 1:
+            cos.append(edit_direction_score(s2i.backbones.encode_images(out), e_img, z_loud, z_quiet))
         outs.append(out)
-    outs = np.stack(outs)
-    return outs[best_edits(outs, img, torch.stack(cos)), np.arange(n)]
+    return img, np.stack(outs), torch.stack(cos) if cos else None
 
 
 def best_edits(outs: np.ndarray, image: np.ndarray, scores: torch.Tensor) -> np.ndarray:
