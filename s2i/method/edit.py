@@ -306,7 +306,20 @@ def edit_image(
             :func:`edit_candidates`.
     """
     image, outs, scores = edit_candidates(
-        s2i, image, audio, sr, gain_db, seed, n, strength, w_image, w_sound, ambience_db, steps, region, candidates
+        s2i,
+        image,
+        audio,
+        sr,
+        gain_db=gain_db,
+        seed=seed,
+        n=n,
+        strength=strength,
+        w_image=w_image,
+        w_sound=w_sound,
+        ambience_db=ambience_db,
+        steps=steps,
+        region=region,
+        candidates=candidates,
     )
     if candidates == 1:
         return outs[0]
