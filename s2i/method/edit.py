@@ -262,7 +262,20 @@ def object_edit(
     return np.rint(m * drawn + (1 - m) * keep.astype(np.float32)).clip(0, 255).astype(np.uint8)
 
 
-def edit_image(
+def edit_image(s2i: Sound2Image, image, audio, sr: int | None = None, candidates: int = 1, **settings) -> np.ndarray:
+    """Image + sound -> ``n`` edited images, uint8 (n, h, w, 3) at the generator's
+    :meth:`~s2i.backbones.base.Backbones.drawing_size` of the image (toy: 32x32; full: the
+    image's aspect): of :func:`edit_candidates`' ``candidates`` edits, the one
+    :func:`best_edits` keeps (one candidate: that edit). ``settings``: the keywords of
+    :func:`edit_candidates`, whose docs give every argument (``gain_db``, ``seed``, ``n``,
+    ``strength``, ``w_image``, ``w_sound``, ``ambience_db``, ``steps``, ``region``)."""
+    image, outs, scores = edit_candidates(s2i, image, audio, sr, candidates=candidates, **settings)
+    if candidates == 1:
+        return outs[0]
+    return outs[best_edits(outs, image, scores), np.arange(outs.shape[1])]
+
+
+def edit_candidates(
     s2i: Sound2Image,
     image,
     audio,
@@ -277,10 +290,11 @@ def edit_image(
     steps: int | None = None,
     region="centre",
     candidates: int = 1,
-) -> np.ndarray:
-    """Image + sound -> ``n`` edited images, uint8 (n, h, w, 3) at the generator's
-    :meth:`~s2i.backbones.base.Backbones.drawing_size` of the image (toy: 32x32; full: the
-    image's aspect).
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """Every candidate of an edit, before :func:`edit_image` keeps one: ``(image, edits,
+    scores)``, the input as drawn (uint8 (h, w, 3)), the ``candidates`` edits drawn from the
+    seeds :func:`candidate_seeds` (uint8 (K, n, h, w, 3), ``n`` edits each), and their
+    :func:`edit_direction_score` (K, n) (None for one candidate, which is not ranked).
 
     Args:
         image: uint8 (H, W, 3) array or an image file; centre-cropped to the drawing's aspect
@@ -302,51 +316,8 @@ def edit_image(
             nearly along what the sound adds -- its embedding minus the turned-down sound's
             (:func:`edit_direction_score`; the mean over several sounds), among those that
             changed the input at all (:func:`best_edits`). 1: one edit from ``seed``. Costs
-            ``candidates`` times the drawing. Every candidate and its score:
-            :func:`edit_candidates`.
+            ``candidates`` times the drawing.
     """
-    image, outs, scores = edit_candidates(
-        s2i,
-        image,
-        audio,
-        sr,
-        gain_db=gain_db,
-        seed=seed,
-        n=n,
-        strength=strength,
-        w_image=w_image,
-        w_sound=w_sound,
-        ambience_db=ambience_db,
-        steps=steps,
-        region=region,
-        candidates=candidates,
-    )
-    if candidates == 1:
-        return outs[0]
-    return outs[best_edits(outs, image, scores), np.arange(n)]
-
-
-def edit_candidates(
-    s2i: Sound2Image,
-    image,
-    audio,
-    sr: int | None = None,
-    gain_db: float = 0.0,
-    seed: int = 0,
-    n: int = 1,
-    strength: float = EDIT_STRENGTH,
-    w_image: float = EDIT_W_IMAGE,
-    w_sound: float | None = None,
-    ambience_db: float | None = AMBIENCE_DB,
-    steps: int | None = None,
-    region="centre",
-    candidates: int = 1,
-) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
-    """Every candidate of an edit, before :func:`edit_image` keeps one: ``(image, edits,
-    scores)``, the input as drawn (uint8 (h, w, 3)), the ``candidates`` edits drawn from the
-    seeds :func:`candidate_seeds` (uint8 (K, n, h, w, 3)), and their
-    :func:`edit_direction_score` (K, n) (None for one candidate, which is not ranked). The
-    arguments are :func:`edit_image`'s."""
     rgb = read_rgb(image)
     size = s2i.backbones.drawing_size(*rgb.shape[:2])
     img = prepare_image(rgb, size)
