@@ -47,7 +47,14 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from s2i.eval.studies import edit_inputs, judged_exactly
-    from s2i.method.edit import EDIT_STRENGTH, best_edits, compose_edit, default_w_sound, edit_candidates
+    from s2i.method.edit import (
+        EDIT_STRENGTH,
+        best_edits,
+        compose_edit,
+        default_w_sound,
+        edit_candidates,
+        edit_embeddings,
+    )
     from s2i.models.audio_encoder import SR
     from s2i.toyworld import world
 
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
             r["judgeK"].append(any(ok))
             # the first candidate's drawing, before the mask: in the region, on the whole picture, plain
             z_audio = s2i.embed_audio(s2i.load_audio(audio, world.SR), SR)[None]
-            z = s2i.image_embeddings(z_audio, 1, seed + i, shared=True)
+            z, _ = edit_embeddings(s2i, z_audio, None, seed + i)
             drawn = {
                 region: compose_edit(bb, None, [z], [w], img[None], 0.0, seed + i, EDIT_STRENGTH, region)[0]
                 for region in ("centre", "all")

@@ -24,7 +24,7 @@ import argparse
 import json
 import time
 
-from benchlib import print_means, print_row
+from benchlib import load_run, print_means, print_row
 
 
 def _scheduler(kind: str, ddim):
@@ -51,13 +51,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     a = ap.parse_args(argv)
 
     from s2i.eval.studies import eval_generation, mixing_study, volume_sweep
-    from s2i.method.generate import Sound2Image
-    from s2i.paths import compose_profile
     from s2i.toyworld.heldout import sound_bank
 
-    s2i = Sound2Image.from_run(
-        a.run_dir, a.profile, a.model_dir, sample_guidance=compose_profile(a.profile)["sampling"].get("guidance")
-    )
+    s2i = load_run(a.run_dir, a.profile, a.model_dir)
     gen = s2i.backbones.generator
     ddim, default_steps, default_bf16, default_guidance = (
         gen.scheduler,

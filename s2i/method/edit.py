@@ -66,6 +66,18 @@ def default_w_sound(backbones, guidance: float | None = None) -> float:
     return EDIT_W_SOUND_PER_GUIDANCE * float(backbones.compose_guidance if guidance is None else guidance)
 
 
+def edit_embeddings(s2i: Sound2Image, z_loud: torch.Tensor, z_quiet: torch.Tensor | None, seed: int):
+    """What an edit drawn from ``seed`` draws from: the embedding prior's sample of a sound's
+    Z^A ``z_loud`` ((N, D): one sound, or a video's frames, every row from the same prior noise),
+    and of the same sound turned down, ``z_quiet``, from other prior noise (``seed`` +
+    :data:`REFERENCE_SEED_OFFSET`: what the reference still draws seldom matches the object in
+    colour and shape); ``(loud, None)`` for a ``z_quiet`` of None. Without a prior, the Z^A
+    themselves (:meth:`Sound2Image.image_embeddings`)."""
+    loud = s2i.image_embeddings(z_loud, 1, seed, shared=True)
+    quiet = None if z_quiet is None else s2i.image_embeddings(z_quiet, 1, seed + REFERENCE_SEED_OFFSET, shared=True)
+    return loud, quiet
+
+
 CENTRE_FRACTION = 0.75  # the centre region's share of each side: the frame around it is kept
 
 
@@ -340,12 +352,8 @@ def edit_candidates(
     outs, cos = [], []
     for sd in seeds:
         # the prior's samples of the sounds, and of their turned-down copies from other prior noise
-        z_sounds = [s2i.image_embeddings(zl, 1, sd, shared=True) for zl in z_loud]
-        quiet = (
-            None
-            if ambience_db is None
-            else [s2i.image_embeddings(zq, 1, sd + REFERENCE_SEED_OFFSET, shared=True) for zq in z_quiet]
-        )
+        z_sounds, quiet = zip(*[edit_embeddings(s2i, zl, zq, sd) for zl, zq in zip(z_loud, z_quiet)])
+        quiet = None if ambience_db is None else quiet
         out = object_edit(
             s2i.backbones,
             z_img,

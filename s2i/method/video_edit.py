@@ -23,9 +23,9 @@ from s2i.media import aspect_crop, read_audio_track, read_video, write_video
 from s2i.method.edit import (
     EDIT_STRENGTH,
     EDIT_W_IMAGE,
-    REFERENCE_SEED_OFFSET,
     default_w_sound,
     edit_direction_score,
+    edit_embeddings,
     object_edit,
 )
 from s2i.method.generate import Sound2Image, candidate_seeds
@@ -92,12 +92,12 @@ def edit_frames(
     size = (int(frames.shape[1]), int(frames.shape[2]))
     best, best_score = None, None
     for sd in seeds:
-        quiet = None if z_quiet is None else [s2i.image_embeddings(z_quiet, 1, sd + REFERENCE_SEED_OFFSET, shared=True)]
+        loud, quiet = edit_embeddings(s2i, z_loud, z_quiet, sd)
         out = object_edit(
             s2i.backbones,
             z_img if w_image else None,
-            [s2i.image_embeddings(z_loud, 1, sd, shared=True)],
-            quiet,
+            [loud],
+            None if quiet is None else [quiet],
             weights,
             frames,
             w_image,
