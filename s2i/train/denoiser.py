@@ -8,10 +8,6 @@ stage's training stills, with the shipped image encoder and autoencoder frozen, 
 batches and steps a GPU affords, and installs the result in the model folder. Everything else
 in the folder (image encoder, autoencoder, judge) is left as the stage built it.
 
-It stays one module of some 500 lines because it is the ``python -m s2i.train.denoiser`` tool
-whole: its commands share the export's layout, the run folder's files and the install step,
-and each is a few dozen lines; the stage's own measurements live in :mod:`s2i.train.pretrain`.
-
 The commands (the stills pass through the H.264 codec, PyAV, which a GPU machine may lack:
 ``train`` reads no media, but ``s2i`` imports PyAV; where it is missing, a stand-in module named
 ``av`` lets it import):
@@ -50,9 +46,11 @@ And for the autoencoder, whose reconstructions bound every shape a drawing keeps
 
 The tuning stills are never the held-out stills the stage reports (``base.seed + 1,000,003``).
 
-This module is the ``python -m s2i.train.denoiser`` tool whole: its commands share the exported
-stills, the training targets, the run folder's record and checkpoint, and the install; the
-autoencoder's own training and judging live in :mod:`s2i.train.autoencoder`.
+It stays one module of some 500 lines because it is the ``python -m s2i.train.denoiser`` tool
+whole: its commands share the exported stills, the training targets, the run folder's record
+and checkpoint, and the install step, and each is a few dozen lines. The stage's own
+measurements live in :mod:`s2i.train.pretrain`, the autoencoder's training and judging in
+:mod:`s2i.train.autoencoder`.
 """
 
 from __future__ import annotations
